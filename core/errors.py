@@ -1,0 +1,50 @@
+"""Errors that name the fix. Every message is meant to be shown to an operator as is."""
+
+from __future__ import annotations
+
+
+class VisearchError(Exception):
+    """Base class of every error visearch raises on purpose."""
+
+
+class ConfigError(VisearchError):
+    """The configuration (environment, .env, command line) is invalid."""
+
+
+class ImageError(VisearchError):
+    """An image could not be used: broken, empty, not an image, too large."""
+
+
+class EncoderUnavailableError(VisearchError):
+    """The encoder's weights cannot be loaded."""
+
+
+class EncoderMismatchError(VisearchError):
+    """A collection built by one encoder was asked to take vectors from another."""
+
+    def __init__(self, collection: str, stored: str, stored_dim: int, current: str, current_dim: int) -> None:
+        self.stored = stored
+        self.current = current
+        super().__init__(
+            f"collection {collection!r} was built with encoder {stored!r} (dim {stored_dim}), "
+            f"but the configured encoder is {current!r} (dim {current_dim}). "
+            f"Use the same encoder (VISEARCH_ENCODER / VISEARCH_CLIP_MODEL / VISEARCH_MODEL_DIR), "
+            f"pick another collection (VISEARCH_COLLECTION), or rebuild this one "
+            f"(`visearch index CATALOG --recreate`)."
+        )
+
+
+class StoreError(VisearchError):
+    """The vector store failed or cannot be reached."""
+
+
+class StoreLockedError(StoreError):
+    """Another process owns the embedded data directory."""
+
+
+class CollectionNotFoundError(StoreError):
+    """The collection does not exist yet."""
+
+
+class CatalogError(VisearchError):
+    """A catalog file cannot be read at all (a bad row is reported, not raised)."""

@@ -1,0 +1,1 @@
+"""Vector stores: the embedded Qdrant engine (`edge`) and a Qdrant server (`server`), one interface."""

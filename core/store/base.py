@@ -1,0 +1,69 @@
+"""The vector store interface shared by the embedded engine and the Qdrant server backend."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol, runtime_checkable
+
+from core.domain import CollectionInfo, Filters, Hit, PointRecord, StoredPoint
+
+#: payload fields with an index (the filter fields); both backends create these
+KEYWORD_INDEXES = ("product_id", "f_category", "f_brand", "f_tags")
+FLOAT_INDEXES = ("price",)
+BOOL_INDEXES = ("in_stock",)
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """Async interface; cosine distance; one collection per store object.
+
+    The collection remembers the encoder id and dimension that built it:
+    `ensure_collection` creates it, or checks them and raises `EncoderMismatchError`.
+    Other methods raise `CollectionNotFoundError` before the collection exists.
+    """
+
+    backend: str
+
+    async def ensure_collection(self, encoder_id: str, dim: int, recreate: bool = False) -> CollectionInfo:
+        """Create the collection (with payload indexes) or verify it matches the encoder."""
+        ...
+
+    async def info(self) -> CollectionInfo | None:
+        """The collection's encoder, dimension and point count; None when it does not exist."""
+        ...
+
+    async def upsert(self, points: Sequence[PointRecord]) -> None:
+        """Insert or replace points by id; durable when this returns."""
+        ...
+
+    async def set_payload(self, point_id: str, payload: dict) -> None:
+        """Replace one point's payload without touching its vector."""
+        ...
+
+    async def retrieve(self, point_ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]:
+        """Points by id (missing ids are skipped)."""
+        ...
+
+    async def search(self, vector: Sequence[float], filters: Filters | None, limit: int) -> list[Hit]:
+        """Nearest points by cosine, best first, filtered by payload; exact search when filtered."""
+        ...
+
+    async def delete_products(self, product_ids: Sequence[str]) -> int:
+        """Delete every point of these products; returns how many points were removed."""
+        ...
+
+    async def delete_points(self, point_ids: Sequence[str]) -> None:
+        """Delete points by id."""
+        ...
+
+    async def count(self, filters: Filters | None = None) -> int:
+        """Number of points (not products) matching the filters."""
+        ...
+
+    def scroll(self, batch_size: int = 256, with_vectors: bool = False) -> AsyncIterator[StoredPoint]:
+        """Every point of the collection, in batches under the hood."""
+        ...
+
+    async def close(self) -> None:
+        """Flush and release files, locks and connections."""
+        ...
