@@ -1,0 +1,35 @@
+# Two commands do all the set-up from a fresh clone:
+#   make demo   - virtualenv + install + index the bundled sample + a photo and a text search
+#   make test   - virtualenv + install + the test suite
+# On a machine with internet and no local torch wheel, add
+#   TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# so pip takes torch's CPU build instead of several GB of CUDA packages.
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_INDEX ?=
+BIN := $(VENV)/bin
+
+.PHONY: demo test install bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet "torch==2.13.0" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/visearch demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) visearch-data .pytest_cache

@@ -1,0 +1,327 @@
+"""The `visearch` admin CLI: catalog in, collection out; search and evaluate from a shell."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Optional, TypeVar
+
+import typer
+
+from core.config import Settings, load_settings
+from core.domain import Filters, Query, SearchResult
+from core.errors import VisearchError
+from core.search import SearchService
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="visearch",
+    help="Visual product search for messengers: index a catalog, search it by photo or text.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EncoderOpt = Annotated[Optional[str], typer.Option("--encoder", help="clip | offline | auto (default: VISEARCH_ENCODER or clip)")]
+DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="embedded store directory (VISEARCH_DATA_DIR)")]
+CollectionOpt = Annotated[Optional[str], typer.Option("--collection", help="collection name (VISEARCH_COLLECTION)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
+
+
+def settings_from(**overrides: Any) -> Settings:
+    """Settings from env/.env with command-line options (the ones given) on top; exit 2 if invalid."""
+    try:
+        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    except VisearchError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
+    """Run one async command; turn our errors into one readable line and exit code 2."""
+    try:
+        return asyncio.run(coro_fn())
+    except VisearchError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted: everything written so far is kept; run the same command again to resume", err=True)
+        raise typer.Exit(130) from None
+
+
+async def open_service(settings: Settings) -> SearchService:
+    return await SearchService.open(settings)
+
+
+def format_price(price: float | None, currency: str | None) -> str:
+    if price is None:
+        return ""
+    return f"{price:,.2f} {currency or ''}".strip()
+
+
+def print_result(result: SearchResult, heading: str) -> None:
+    """A small readable table of cards."""
+    typer.echo(heading)
+    if result.no_match:
+        typer.echo(f"  no match above the relevance cut-off ({result.min_score:.2f}): try another photo or more words")
+        return
+    for rank, card in enumerate(result.cards, start=1):
+        stock = "" if card.in_stock else "  (out of stock)"
+        typer.echo(
+            f"  {rank}. {card.title:<36} {format_price(card.price, card.currency):>12}  "
+            f"{card.category or '':<12} score {card.score:.3f}  [{card.product_id}]{stock}"
+        )
+    if result.cut_off:
+        typer.echo(f"  ({result.cut_off} more below the cut-off {result.min_score:.2f} not shown)")
+
+
+@app.command()
+def index(
+    catalog: Annotated[Path, typer.Argument(help="catalog file: .csv or .jsonl")],
+    recreate: Annotated[bool, typer.Option(help="drop the collection first (e.g. after changing encoder)")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    as_json: JsonOpt = False,
+    encoder: EncoderOpt = None,
+    data_dir: DataDirOpt = None,
+    collection: CollectionOpt = None,
+) -> None:
+    """Index (add/update) every product of CATALOG; unchanged images are skipped."""
+    _index_command(catalog, sync=False, recreate=recreate, quiet=quiet, as_json=as_json,
+                   settings=settings_from(encoder=encoder, data_dir=data_dir, collection=collection))
+
+
+@app.command()
+def sync(
+    catalog: Annotated[Path, typer.Argument(help="catalog file: .csv or .jsonl")],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    as_json: JsonOpt = False,
+    encoder: EncoderOpt = None,
+    data_dir: DataDirOpt = None,
+    collection: CollectionOpt = None,
+) -> None:
+    """Like `index`, and also delete products that are no longer in CATALOG."""
+    _index_command(catalog, sync=True, recreate=False, quiet=quiet, as_json=as_json,
+                   settings=settings_from(encoder=encoder, data_dir=data_dir, collection=collection))
+
+
+def _index_command(catalog: Path, *, sync: bool, recreate: bool, quiet: bool, as_json: bool, settings: Settings) -> None:
+    from indexer.pipeline import index_catalog
+
+    async def job() -> Any:
+        service = await open_service(settings)
+        try:
+            return await index_catalog(catalog, service.encoder, service.store, settings,
+                                       sync=sync, recreate=recreate, progress=not (quiet or as_json))
+        finally:
+            await service.close()
+
+    summary = run(job)
+    if as_json:
+        typer.echo(json.dumps(summary.as_dict(), indent=2, ensure_ascii=False))
+    else:
+        for problem in summary.problems:
+            typer.echo(f"  {problem}", err=True)
+        typer.echo(summary.describe())
+    raise typer.Exit(0 if summary.ok else 1)
+
+
+@app.command()
+def delete(
+    product_ids: Annotated[list[str], typer.Argument(help="product ids to remove")],
+    data_dir: DataDirOpt = None,
+    collection: CollectionOpt = None,
+) -> None:
+    """Remove products (all their images) from the collection."""
+    from core.store.factory import open_store
+
+    settings = settings_from(data_dir=data_dir, collection=collection)
+
+    async def job() -> int:
+        store = open_store(settings)
+        try:
+            return await store.delete_products(product_ids)
+        finally:
+            await store.close()
+
+    removed = run(job)
+    typer.echo(f"deleted {removed} point(s) of {len(product_ids)} product id(s)")
+
+
+@app.command()
+def stats(
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+    collection: CollectionOpt = None,
+) -> None:
+    """Collection size (points and products), encoder, backend."""
+    from core.store.factory import open_store
+
+    settings = settings_from(data_dir=data_dir, collection=collection)
+
+    async def job() -> dict[str, Any]:
+        store = open_store(settings)
+        try:
+            info = await store.info()
+            if info is None:
+                return {"collection": settings.collection, "backend": store.backend, "exists": False}
+            products = {str(p.payload.get("product_id")) async for p in store.scroll()}
+            return {"collection": info.name, "backend": info.backend, "exists": True, "encoder": info.encoder_id,
+                    "dim": info.dim, "points": info.points, "products": len(products)}
+        finally:
+            await store.close()
+
+    data = run(job)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+    elif not data["exists"]:
+        typer.echo(f"collection {data['collection']!r} does not exist yet ({data['backend']}); run `visearch index CATALOG`")
+    else:
+        typer.echo(f"collection {data['collection']} ({data['backend']}): {data['products']} products, "
+                   f"{data['points']} images, encoder {data['encoder']} (dim {data['dim']})")
+
+
+@app.command()
+def search(
+    image: Annotated[Optional[list[Path]], typer.Option("--image", help="photo to search by (repeat for an album)")] = None,
+    text: Annotated[Optional[str], typer.Option("--text", help="words to search by")] = None,
+    category: Annotated[Optional[list[str]], typer.Option("--category", help="any of these categories")] = None,
+    brand: Annotated[Optional[list[str]], typer.Option("--brand", help="any of these brands")] = None,
+    tag: Annotated[Optional[list[str]], typer.Option("--tag", help="every one of these tags")] = None,
+    min_price: Annotated[Optional[float], typer.Option("--min-price")] = None,
+    max_price: Annotated[Optional[float], typer.Option("--max-price")] = None,
+    in_stock: Annotated[Optional[bool], typer.Option("--in-stock/--out-of-stock", help="only in / out of stock")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000)] = 5,
+    as_json: JsonOpt = False,
+    encoder: EncoderOpt = None,
+    data_dir: DataDirOpt = None,
+    collection: CollectionOpt = None,
+) -> None:
+    """Search the collection by photo (--image) or by words (--text), with optional filters."""
+    if bool(image) == bool(text):
+        typer.echo("error: give either --image PATH or --text TEXT", err=True)
+        raise typer.Exit(2)
+    settings = settings_from(encoder=encoder, data_dir=data_dir, collection=collection)
+
+    async def job() -> SearchResult:
+        filters = Filters(categories=category or [], brands=brand or [], tags=tag or [],
+                          price_min=min_price, price_max=max_price, in_stock=in_stock)
+        photos = [read_file(p) for p in image or []]
+        service = await open_service(settings)
+        try:
+            return await service.search(Query(images=photos, text=text, filters=filters, limit=limit))
+        finally:
+            await service.close()
+
+    result = run(job)
+    if as_json:
+        typer.echo(result.model_dump_json(indent=2))
+    else:
+        print_result(result, f"results for {'photo ' + ', '.join(map(str, image)) if image else repr(text)}:")
+
+
+def read_file(path: Path) -> bytes:
+    """Read a query photo; a missing file is a VisearchError naming it."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise VisearchError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+@app.command("eval")
+def eval_command(
+    catalog: Annotated[Path, typer.Option("--catalog", help="catalog to index (into a throw-away collection)")],
+    queries: Annotated[Path, typer.Option("--queries", help="CSV: image or text, expected")],
+    k: Annotated[str, typer.Option("--k", help="comma-separated cut-offs")] = "1,5,10",
+    as_json: JsonOpt = False,
+    encoder: EncoderOpt = None,
+    collection: CollectionOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Recall@k and MRR of the encoder: index CATALOG, run every query of QUERIES."""
+    from indexer.evaluate import evaluate, read_queries
+    from indexer.pipeline import index_catalog
+
+    try:
+        ks = tuple(sorted({int(x) for x in k.split(",") if x.strip()}))
+        if not ks or min(ks) < 1:
+            raise ValueError
+    except ValueError:
+        typer.echo(f"error: --k must be positive integers separated by commas, got {k!r}", err=True)
+        raise typer.Exit(2) from None
+
+    async def job(settings: Settings) -> Any:
+        parsed = read_queries(queries)
+        service = await open_service(settings)
+        try:
+            summary = await index_catalog(catalog, service.encoder, service.store, settings,
+                                          sync=False, recreate=False, progress=not as_json)
+            report = await evaluate(service, parsed, ks)
+            return summary, report, service.encoder.model_id
+        finally:
+            await service.close()
+
+    with tempfile.TemporaryDirectory(prefix="visearch-eval-") as tmp:
+        # no --collection: a throw-away embedded collection; with it: reuse (and update) that one
+        throwaway = collection is None
+        settings = settings_from(encoder=encoder, collection=collection or "eval",
+                                 data_dir=Path(tmp) if throwaway else data_dir,
+                                 qdrant_url="" if throwaway else None)
+        summary, report, model_id = run(lambda: job(settings))
+    result = {"encoder": model_id, "catalog": str(catalog), **report.as_dict(),
+              "indexing": summary.as_dict()["counts"] if hasattr(summary, "as_dict") else None}
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(f"encoder {model_id}, {report.queries} queries")
+    typer.echo("  " + "  ".join(f"Recall@{kk} {report.recall(kk):.3f}" for kk in report.ks) + f"  MRR {report.mrr:.3f}")
+    for err in report.errors:
+        typer.echo(f"  skipped query {err}", err=True)
+
+
+@app.command()
+def demo(
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Index the bundled grocery sample and run a photo search and a text search."""
+    sample = Path(str(resources.files("indexer") / "demo_data" / "grocery"))
+    encoder = None if os.environ.get("VISEARCH_ENCODER") else "auto"
+    settings = settings_from(encoder=encoder, data_dir=data_dir, collection="demo")
+    from indexer.pipeline import index_catalog
+
+    async def job() -> None:
+        service = await open_service(settings)
+        try:
+            typer.echo(f"encoder: {service.encoder.model_id}; store: {service.store.backend} in {settings.data_dir}")
+            summary = await index_catalog(sample / "catalog.csv", service.encoder, service.store, settings,
+                                          sync=True, recreate=False, progress=True)
+            typer.echo(summary.describe())
+            photo = sample / "queries" / "arla-standard-milk.jpg"
+            result = await service.search(Query(images=[photo.read_bytes()], limit=3))
+            print_result(result, f"\nphoto search: a customer's in-store photo of milk ({photo.name}):")
+            result = await service.search(Query(text="banana", limit=3))
+            print_result(result, "\ntext search: 'banana':")
+            result = await service.search(Query(text="milk", filters=Filters(price_max=25, in_stock=True), limit=3))
+            print_result(result, "\ntext search with filters: 'milk', in stock, price <= 25 SEK (demo prices are invented):")
+        finally:
+            await service.close()
+
+    run(job)
+    typer.echo("\nnext: `visearch search --image PHOTO` or `visearch index YOUR_CATALOG.csv` (see README)")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    app()
+
+
+if __name__ == "__main__":
+    main()

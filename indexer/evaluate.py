@@ -1,0 +1,97 @@
+"""`visearch eval`: Recall@k and MRR of the configured encoder on a catalog and a query set.
+
+QUERIES is a CSV with `image` (a path, relative to the CSV) or `text`, and `expected`:
+the product id, or several `|`-separated, that count as a hit.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.domain import Query
+from core.errors import CatalogError, VisearchError
+from core.search import SearchService
+
+
+@dataclass(frozen=True)
+class EvalQuery:
+    """One labelled query: a photo path or a text, and the product ids that count as a hit."""
+
+    line: int
+    expected: frozenset[str]
+    image: Path | None = None
+    text: str | None = None
+
+
+@dataclass
+class EvalReport:
+    """Recall@k per k, MRR (over the top max(k)), and the queries that could not run."""
+
+    ks: tuple[int, ...]
+    queries: int = 0
+    hits_at: dict[int, int] = field(default_factory=dict)
+    reciprocal_rank_sum: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def recall(self, k: int) -> float:
+        return self.hits_at.get(k, 0) / self.queries if self.queries else 0.0
+
+    @property
+    def mrr(self) -> float:
+        return self.reciprocal_rank_sum / self.queries if self.queries else 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "queries": self.queries,
+            **{f"recall@{k}": round(self.recall(k), 4) for k in self.ks},
+            f"mrr@{max(self.ks)}": round(self.mrr, 4),
+            "errors": self.errors,
+        }
+
+
+def read_queries(path: Path) -> list[EvalQuery]:
+    """Parse the queries CSV; a row without image/text or expected is a CatalogError naming its line."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise CatalogError(f"cannot read queries file {path}: {exc.strerror or exc}") from None
+    queries = []
+    for line, row in enumerate(rows, start=2):
+        expected = frozenset(p.strip() for p in (row.get("expected") or "").split("|") if p.strip())
+        image = (row.get("image") or "").strip()
+        text = (row.get("text") or "").strip()
+        if not expected or not (image or text):
+            raise CatalogError(f"{path}:{line}: a query needs `expected` and one of `image` or `text`")
+        image_path = (path.parent / image) if image else None
+        queries.append(EvalQuery(line=line, expected=expected, image=image_path, text=None if image else text))
+    return queries
+
+
+async def evaluate(service: SearchService, queries: list[EvalQuery], ks: tuple[int, ...]) -> EvalReport:
+    """Run every query with no relevance cut-off and count where the first expected product ranks."""
+    report = EvalReport(ks=tuple(sorted(ks)))
+    depth = max(ks)
+    await service.check_collection()
+    for q in queries:
+        try:
+            if q.image is not None:
+                query = Query(images=[q.image.read_bytes()], limit=depth)
+            else:
+                query = Query(text=q.text, limit=depth)
+            vector, filters = await service.embed_query(query)
+            ranked = await service.search_vector(vector, filters, depth)
+        except (OSError, ValueError, VisearchError) as exc:
+            report.errors.append(f"line {q.line}: {exc}")
+            continue
+        report.queries += 1
+        product_ids = [str(hit.payload.get("product_id")) for hit in ranked[:depth]]
+        rank = next((i for i, pid in enumerate(product_ids, start=1) if pid in q.expected), None)
+        if rank is not None:
+            report.reciprocal_rank_sum += 1.0 / rank
+            for k in report.ks:
+                if rank <= k:
+                    report.hits_at[k] = report.hits_at.get(k, 0) + 1
+    return report

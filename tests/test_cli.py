@@ -1,0 +1,109 @@
+"""The `visearch` commands end to end: the bundled sample indexed and searched in a temp dir."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from indexer.cli import app
+
+SAMPLE = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery"
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    data = tmp_path_factory.mktemp("cli-data")
+    return {"VISEARCH_DATA_DIR": str(data), "VISEARCH_ENCODER": "offline", "VISEARCH_COLLECTION": "cli"}
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cli-catalog")
+    shutil.copytree(SAMPLE, root, dirs_exist_ok=True)
+    return root / "catalog.csv"
+
+
+def invoke(env: dict[str, str], *args: str):
+    return CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def indexed(env: dict[str, str], catalog: Path) -> Path:
+    result = invoke(env, "index", str(catalog), "--quiet")
+    assert result.exit_code == 0, result.output
+    return catalog
+
+
+def test_index_then_reindex_does_no_work(env: dict[str, str], indexed: Path) -> None:
+    result = invoke(env, "index", str(indexed), "--json")
+    assert result.exit_code == 0, result.output
+    counts = json.loads(result.stdout)["counts"]
+    assert counts["indexed"] == 0
+    assert counts["unchanged"] == 81
+
+
+def test_stats_json(env: dict[str, str], indexed: Path) -> None:
+    data = json.loads(invoke(env, "stats", "--json").stdout)
+    assert data["products"] == 81 and data["points"] == 81
+    assert data["encoder"].startswith("offline:")
+
+
+def test_search_by_photo_prints_the_product(env: dict[str, str], indexed: Path) -> None:
+    result = invoke(env, "search", "--image", str(SAMPLE / "queries" / "banana.jpg"), "--json")
+    assert result.exit_code == 0, result.output
+    cards = json.loads(result.stdout)["cards"]
+    assert cards[0]["product_id"] == "banana"
+
+
+def test_search_by_text_with_filters(env: dict[str, str], indexed: Path) -> None:
+    result = invoke(env, "search", "--text", "juice", "--category", "juice", "--max-price", "40", "--json")
+    assert result.exit_code == 0, result.output
+    cards = json.loads(result.stdout)["cards"]
+    assert cards and all(c["category"] == "Juice" and c["price"] <= 40 for c in cards)
+
+
+def test_search_needs_image_or_text(env: dict[str, str]) -> None:
+    result = invoke(env, "search")
+    assert result.exit_code == 2
+    assert "--image" in result.output
+
+
+def test_search_missing_photo_is_a_clear_error(env: dict[str, str], indexed: Path, tmp_path: Path) -> None:
+    result = invoke(env, "search", "--image", str(tmp_path / "nope.jpg"))
+    assert result.exit_code == 2
+    assert "nope.jpg" in result.output
+
+
+def test_search_with_other_encoder_names_both(env: dict[str, str], indexed: Path, tiny_clip_dir: Path) -> None:
+    other = {**env, "VISEARCH_ENCODER": "clip", "VISEARCH_CLIP_MODEL": str(tiny_clip_dir)}
+    result = invoke(other, "search", "--text", "milk")
+    assert result.exit_code == 2
+    assert "offline:" in result.output and "clip:" in result.output
+
+
+def test_bad_config_names_the_variable(env: dict[str, str]) -> None:
+    result = invoke({**env, "VISEARCH_ENCODER": "resnet"}, "stats")
+    assert result.exit_code == 2
+    assert "VISEARCH_ENCODER" in result.output
+
+
+def test_eval_reports_recall(env: dict[str, str], catalog: Path) -> None:
+    result = invoke(env, "eval", "--catalog", str(catalog), "--queries", str(SAMPLE / "queries.csv"), "--k", "1,5", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["queries"] == 9
+    assert report["recall@5"] >= 0.5
+    assert report["recall@1"] <= report["recall@5"]
+
+
+def test_delete_then_search_does_not_return_it(env: dict[str, str], catalog: Path, tmp_path: Path) -> None:
+    own = {**env, "VISEARCH_COLLECTION": "cli-delete"}
+    assert invoke(own, "index", str(catalog), "--quiet").exit_code == 0
+    result = invoke(own, "delete", "banana")
+    assert result.exit_code == 0 and "deleted 1 point" in result.output
+    cards = json.loads(invoke(own, "search", "--image", str(SAMPLE / "queries" / "banana.jpg"), "--json").stdout)["cards"]
+    assert "banana" not in [c["product_id"] for c in cards]

@@ -1,0 +1,150 @@
+"""The search service on the real offline encoder and the embedded Qdrant engine."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+
+from core.config import load_settings
+from core.domain import Filters, Query
+from core.errors import CollectionNotFoundError, EncoderMismatchError, ImageError
+from core.search import PointNotFoundError, SearchService
+from core.store.factory import open_store
+from indexer.pipeline import index_catalog
+
+SAMPLE = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery"
+
+
+@pytest.fixture(scope="module")
+def sample_catalog(tmp_path_factory: pytest.TempPathFactory, grocery_dir: Path) -> Path:
+    """The bundled sample, with two extra in-store photos added to the banana (a similarity group)."""
+    root = tmp_path_factory.mktemp("catalog")
+    shutil.copytree(SAMPLE, root, dirs_exist_ok=True)
+    extra = sorted((grocery_dir / "train" / "Fruit" / "Banana").glob("*.jpg"))[:2]
+    rows = list(csv.DictReader((root / "catalog.csv").open(encoding="utf-8")))
+    for row in rows:
+        if row["id"] == "banana":
+            for photo in extra:
+                shutil.copyfile(photo, root / "images" / photo.name)
+            row["image"] = "|".join([row["image"], *(f"images/{p.name}" for p in extra)])
+    with (root / "catalog.csv").open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+@pytest.fixture
+async def service(sample_catalog: Path, offline_encoder, tmp_path_factory: pytest.TempPathFactory):
+    """A service over a freshly indexed copy of the sample (embedded engine in a temp dir)."""
+    settings = load_settings(data_dir=tmp_path_factory.mktemp("data"), encoder="offline")
+    store = open_store(settings)
+    summary = await index_catalog(sample_catalog / "catalog.csv", offline_encoder, store, settings, progress=False)
+    assert summary.ok, summary.problems
+    svc = SearchService(offline_encoder, store, settings)
+    yield svc
+    await svc.close()
+
+
+@pytest.fixture(scope="module")
+def tiny_clip_encoder(tiny_clip_dir: Path):
+    from core.encoders.clip import ClipEncoder
+
+    return ClipEncoder(str(tiny_clip_dir), device="cpu", batch_size=8)
+
+
+def photo(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+async def test_customer_photo_finds_its_product(service: SearchService) -> None:
+    result = await service.search(Query(images=[photo(SAMPLE / "queries" / "arla-standard-milk.jpg")], limit=5))
+    assert not result.no_match
+    assert result.cards[0].category == "Milk"
+    assert "arla-standard-milk" in [c.product_id for c in result.cards]
+
+
+async def test_product_with_several_photos_appears_once(service: SearchService) -> None:
+    result = await service.search(Query(images=[photo(SAMPLE / "queries" / "banana.jpg")], limit=5))
+    ids = [c.product_id for c in result.cards]
+    assert ids[0] == "banana"
+    assert len(ids) == len(set(ids))
+
+
+async def test_text_query_ranks_milk_above_fruit(service: SearchService) -> None:
+    result = await service.search(Query(text="milk", limit=5))
+    assert result.cards, "text 'milk' found nothing"
+    assert result.cards[0].category in {"Milk", "Oat Milk", "Soy Milk", "Sour Milk"}
+
+
+async def test_filters_combine(service: SearchService) -> None:
+    filters = Filters(categories=["milk", "juice"], in_stock=True, price_max=30)
+    result = await service.search(Query(text="milk", filters=filters, limit=10))
+    assert result.cards
+    for card in result.cards:
+        assert card.category in {"Milk", "Juice"}
+        assert card.in_stock
+        assert card.price is not None and card.price <= 30
+
+
+async def test_filter_that_matches_nothing_is_no_match(service: SearchService) -> None:
+    result = await service.search(Query(text="milk", filters=Filters(brands=["no-such-brand"])))
+    assert result.no_match
+
+
+async def test_more_like_this_excludes_the_product_itself(service: SearchService) -> None:
+    first = (await service.search(Query(images=[photo(SAMPLE / "queries" / "granny-smith.jpg")], limit=1))).cards[0]
+    similar = await service.search(Query(similar_to=first.point_id, limit=5))
+    assert similar.cards
+    assert first.product_id not in [c.product_id for c in similar.cards]
+
+
+async def test_more_like_this_of_unknown_point(service: SearchService) -> None:
+    with pytest.raises(PointNotFoundError, match="not in the collection"):
+        await service.search(Query(similar_to="00000000-0000-0000-0000-000000000000"))
+
+
+async def test_album_is_one_query(service: SearchService) -> None:
+    album = [photo(SAMPLE / "queries" / "banana.jpg"), photo(SAMPLE / "images" / "banana.jpg")]
+    result = await service.search(Query(images=album, limit=3))
+    assert result.cards[0].product_id == "banana"
+
+
+async def test_pagination_does_not_repeat(service: SearchService) -> None:
+    query = Query(images=[photo(SAMPLE / "queries" / "vine-tomato.jpg")], limit=3)
+    first = await service.search(query)
+    second = await service.search(query.model_copy(update={"offset": 3}))
+    assert not {c.product_id for c in first.cards} & {c.product_id for c in second.cards}
+
+
+async def test_unrelated_photo_is_cut_off(service: SearchService, clothing_dir: Path) -> None:
+    shoes = sorted((clothing_dir / "images").glob("*.jpg"))[:5]
+    results = [await service.search(Query(images=[photo(p)], limit=5)) for p in shoes]
+    # a clothing photo is not a grocery product: most of them must come back as "no match"
+    assert sum(r.no_match for r in results) >= 3, [r.cards[:1] for r in results]
+
+
+async def test_broken_photo_is_a_clear_error(service: SearchService) -> None:
+    with pytest.raises(ImageError):
+        await service.search(Query(images=[b"\xff\xd8\xff\xe0 not really a jpeg"]))
+
+
+async def test_missing_collection_names_the_fix(offline_encoder, tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path, encoder="offline")
+    svc = SearchService(offline_encoder, open_store(settings), settings)
+    try:
+        with pytest.raises(CollectionNotFoundError, match="visearch index"):
+            await svc.search(Query(text="milk"))
+    finally:
+        await svc.close()
+
+
+async def test_other_encoder_is_refused(service: SearchService, tiny_clip_encoder) -> None:
+    other = SearchService(tiny_clip_encoder, service.store, service.settings)
+    with pytest.raises(EncoderMismatchError) as err:
+        await other.search(Query(text="milk"))
+    assert service.encoder.model_id in str(err.value)
+    assert tiny_clip_encoder.model_id in str(err.value)
