@@ -1,0 +1,347 @@
+"""The Qdrant server / cluster store, on qdrant-client's `AsyncQdrantClient`.
+
+`url` (+ `api_key`) reaches a real server; `location=":memory:"` runs qdrant-client's local
+mode, used as the test double. Same semantics as the embedded store:
+
+* Collection metadata (encoder id, dimension, created_at, schema version) lives in the
+  collection's own metadata (`create_collection(metadata={"visearch": ...})`), which both a
+  server (Qdrant >= 1.16) and local mode support: no reserved point pollutes searches or counts.
+* Writes use `wait=True`, so they are applied (and in the server's WAL) when the call returns.
+* Filtered searches ask for exact search (`SearchParams(exact=True)`); local mode is always
+  exact and warns about search params, so they are not sent there.
+* Payload indexes are created on the server; local mode ignores them (its warning is silenced).
+* Errors name the URL and the fix; the API key never appears in a message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from qdrant_client import AsyncQdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from core.domain import CollectionInfo, Filters, Hit, PointRecord, StoredPoint
+from core.errors import StoreError, VisearchError
+from core.store.base import BOOL_INDEXES, FLOAT_INDEXES, KEYWORD_INDEXES
+from core.store.factory import (
+    check_dims,
+    check_metadata,
+    collection_not_found,
+    new_metadata,
+    parse_point_id,
+    require_point_id,
+    verify_encoder,
+)
+
+#: key under the collection's metadata that holds what visearch wrote (leaves room for others' keys)
+META_KEY = "visearch"
+
+_INDEX_TYPES: dict[str, models.PayloadSchemaType] = {
+    **{name: models.PayloadSchemaType.KEYWORD for name in KEYWORD_INDEXES},
+    **{name: models.PayloadSchemaType.FLOAT for name in FLOAT_INDEXES},
+    **{name: models.PayloadSchemaType.BOOL for name in BOOL_INDEXES},
+}
+
+
+def server_filter(filters: Filters | None) -> models.Filter | None:
+    """Translate `Filters` into a qdrant-client filter; None when there is nothing to filter on."""
+    if filters is None or filters.is_empty():
+        return None
+    must: list[models.Condition] = []
+    if filters.categories:
+        must.append(models.FieldCondition(key="f_category", match=models.MatchAny(any=list(filters.categories))))
+    if filters.brands:
+        must.append(models.FieldCondition(key="f_brand", match=models.MatchAny(any=list(filters.brands))))
+    for tag in filters.tags:  # every tag must be present: one condition per tag
+        must.append(models.FieldCondition(key="f_tags", match=models.MatchValue(value=tag)))
+    if filters.price_min is not None or filters.price_max is not None:
+        must.append(models.FieldCondition(key="price", range=models.Range(gte=filters.price_min, lte=filters.price_max)))
+    if filters.in_stock is not None:
+        must.append(models.FieldCondition(key="in_stock", match=models.MatchValue(value=filters.in_stock)))
+    must_not: list[models.Condition] = []
+    if filters.exclude_product_ids:
+        must_not.append(
+            models.FieldCondition(key="product_id", match=models.MatchAny(any=list(filters.exclude_product_ids)))
+        )
+    if not must and not must_not:
+        return None
+    return models.Filter(must=must or None, must_not=must_not or None)
+
+
+def _plain_vector(vector: Any) -> list[float] | None:
+    """The default (unnamed) dense vector of a record."""
+    if vector is None:
+        return None
+    if isinstance(vector, dict):
+        vector = vector.get("")
+        if vector is None:
+            return None
+    return [float(x) for x in vector]
+
+
+def _safe_url(url: str) -> str:
+    """The URL without any user:password part, for messages."""
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        parts = parts._replace(netloc=netloc)
+    return urlunsplit(parts)
+
+
+class ServerStore:
+    """`VectorStore` on a Qdrant server or cluster (or qdrant-client's in-memory local mode)."""
+
+    backend = "server"
+
+    def __init__(
+        self,
+        collection: str,
+        *,
+        url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 10.0,
+        location: str | None = None,
+    ) -> None:
+        if (url is None) == (location is None):
+            raise ValueError("give exactly one of url (a Qdrant server) or location (':memory:' for tests)")
+        self.collection = collection
+        self.url = _safe_url(url) if url else str(location)
+        self._api_key = api_key
+        self._local = location is not None
+        if url is not None:
+            self._client = AsyncQdrantClient(
+                url=url, api_key=api_key, timeout=max(1, math.ceil(timeout)), check_compatibility=False
+            )
+        else:
+            self._client = AsyncQdrantClient(location=location)
+        self._meta: dict[str, Any] | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"ServerStore({self.collection!r}, url={self.url!r})"
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def _where(self) -> str:
+        return "qdrant-client's in-memory mode" if self._local else f"the Qdrant server at {self.url}"
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._api_key, "***") if self._api_key else text
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Turn client/transport failures into `StoreError`s that name the URL and the fix."""
+        if self._closed:
+            raise StoreError(f"the store for {self._where()} is closed")
+        try:
+            yield
+        except VisearchError:
+            raise
+        except UnexpectedResponse as exc:
+            status = exc.status_code
+            detail = self._redact(exc.content.decode("utf-8", "replace")[:300]) if exc.content else exc.reason_phrase
+            if status in (401, 403):
+                raise StoreError(
+                    f"the Qdrant server at {self.url} refused access (HTTP {status}): "
+                    "check VISEARCH_QDRANT_API_KEY"
+                ) from None
+            if status == 404 and "ollection" in detail:
+                self._meta = None
+                raise collection_not_found(self.collection, self._where()) from None
+            raise StoreError(f"the Qdrant server at {self.url} answered HTTP {status}: {detail}") from None
+        except (ResponseHandlingException, httpx.TransportError, ConnectionError, TimeoutError, OSError) as exc:
+            reason = getattr(exc, "source", None) or exc
+            raise StoreError(
+                f"cannot reach the Qdrant server at {self.url} ({self._redact(str(reason)) or type(reason).__name__}). "
+                "Check VISEARCH_QDRANT_URL and that the server is running, "
+                "or unset VISEARCH_QDRANT_URL to use the embedded engine."
+            ) from None
+
+    async def _load_meta(self) -> dict[str, Any] | None:
+        """The collection's visearch metadata (cached); None when the collection does not exist."""
+        if self._meta is not None:
+            return self._meta
+        with self._errors():
+            if not await self._client.collection_exists(self.collection):
+                return None
+            described = await self._client.get_collection(self.collection)
+        stored = (described.config.metadata or {}).get(META_KEY)
+        self._meta = check_metadata(self.collection, stored, self._where())
+        return self._meta
+
+    async def _require(self) -> dict[str, Any]:
+        meta = await self._load_meta()
+        if meta is None:
+            raise collection_not_found(self.collection, self._where())
+        return meta
+
+    async def _create(self, encoder_id: str, dim: int) -> None:
+        meta = new_metadata(encoder_id, dim)
+        with self._errors():
+            try:
+                await self._client.create_collection(
+                    self.collection,
+                    vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
+                    metadata={META_KEY: meta},
+                )
+            except UnexpectedResponse as exc:
+                if exc.status_code != 409:  # 409: another process created it first; verified below
+                    raise
+            with warnings.catch_warnings():
+                if self._local:
+                    warnings.simplefilter("ignore", UserWarning)  # "payload indexes have no effect in local mode"
+                for field, schema in _INDEX_TYPES.items():
+                    await self._client.create_payload_index(self.collection, field, field_schema=schema, wait=True)
+            described = await self._client.get_collection(self.collection)
+        if not (described.config.metadata or {}).get(META_KEY):
+            raise StoreError(
+                f"{self._where()} did not keep the collection metadata visearch writes (encoder id, dimension): "
+                "visearch needs Qdrant server 1.16 or newer. Upgrade the server, or unset VISEARCH_QDRANT_URL "
+                "to use the embedded engine."
+            )
+
+    # --- VectorStore ------------------------------------------------------------------------
+
+    async def ensure_collection(self, encoder_id: str, dim: int, recreate: bool = False) -> CollectionInfo:
+        """Create the collection (with payload indexes and metadata) or verify the encoder that built it."""
+        if recreate:
+            with self._errors():
+                await self._client.delete_collection(self.collection)
+            self._meta = None
+        meta = await self._load_meta()
+        if meta is None:
+            await self._create(encoder_id, dim)
+            meta = await self._require()
+        verify_encoder(self.collection, meta, encoder_id, dim)
+        info = await self.info()
+        assert info is not None
+        return info
+
+    async def info(self) -> CollectionInfo | None:
+        """Encoder, dimension and exact point count; None when the collection does not exist."""
+        meta = await self._load_meta()
+        if meta is None:
+            return None
+        return CollectionInfo(
+            name=self.collection,
+            encoder_id=meta["encoder_id"],
+            dim=meta["dim"],
+            points=await self.count(),
+            backend=self.backend,
+        )
+
+    async def upsert(self, points: Sequence[PointRecord]) -> None:
+        """Insert or replace by id; applied by the server (`wait=True`) before returning."""
+        if not points:
+            return
+        meta = await self._require()
+        ids = [require_point_id(p.id) for p in points]
+        check_dims([p.vector for p in points], ids, meta["dim"], self.collection)
+        batch = [
+            models.PointStruct(id=pid, vector=[float(x) for x in p.vector], payload=p.payload)
+            for pid, p in zip(ids, points)
+        ]
+        with self._errors():
+            await self._client.upsert(self.collection, points=batch, wait=True)
+
+    async def set_payload(self, point_id: str, payload: dict) -> None:
+        """Replace one point's payload (vector untouched); `StoreError` if the point does not exist."""
+        if not await self.retrieve([point_id]):
+            raise StoreError(f"point {point_id!r} is not in collection {self.collection!r}")
+        with self._errors():
+            await self._client.overwrite_payload(
+                self.collection, payload=dict(payload), points=[require_point_id(point_id)], wait=True
+            )
+
+    async def retrieve(self, point_ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]:
+        """Points by id in the order asked; missing or malformed ids are skipped."""
+        await self._require()
+        ids = list(dict.fromkeys(pid for pid in (parse_point_id(p) for p in point_ids) if pid is not None))
+        if not ids:
+            return []
+        with self._errors():
+            records = await self._client.retrieve(self.collection, ids, with_payload=True, with_vectors=with_vectors)
+        by_id = {str(r.id): r for r in records}
+        return [
+            StoredPoint(point_id=pid, payload=by_id[pid].payload or {}, vector=_plain_vector(by_id[pid].vector))
+            for pid in ids
+            if pid in by_id
+        ]
+
+    async def search(self, vector: Sequence[float], filters: Filters | None, limit: int) -> list[Hit]:
+        """Cosine nearest points, best first; exact search whenever a filter applies."""
+        await self._require()
+        flt = server_filter(filters)
+        params = models.SearchParams(exact=True) if flt is not None and not self._local else None
+        with self._errors():
+            response = await self._client.query_points(
+                self.collection,
+                query=[float(x) for x in vector],
+                query_filter=flt,
+                search_params=params,
+                limit=limit,
+                with_payload=True,
+                with_vectors=False,
+            )
+        return [Hit(point_id=str(p.id), score=float(p.score), payload=p.payload or {}) for p in response.points]
+
+    async def delete_products(self, product_ids: Sequence[str]) -> int:
+        """Delete every point of these products; returns how many points matched just before deleting."""
+        if not product_ids:
+            return 0
+        await self._require()
+        flt = models.Filter(
+            must=[models.FieldCondition(key="product_id", match=models.MatchAny(any=[str(p) for p in product_ids]))]
+        )
+        with self._errors():
+            removed = (await self._client.count(self.collection, count_filter=flt, exact=True)).count
+            if removed:
+                await self._client.delete(self.collection, points_selector=models.FilterSelector(filter=flt), wait=True)
+        return removed
+
+    async def delete_points(self, point_ids: Sequence[str]) -> None:
+        """Delete points by id (unknown or malformed ids are ignored)."""
+        if not point_ids:
+            return
+        await self._require()
+        ids = [pid for pid in (parse_point_id(p) for p in point_ids) if pid is not None]
+        if not ids:
+            return
+        with self._errors():
+            await self._client.delete(self.collection, points_selector=models.PointIdsList(points=ids), wait=True)
+
+    async def count(self, filters: Filters | None = None) -> int:
+        """Exact number of points matching the filters."""
+        await self._require()
+        with self._errors():
+            result = await self._client.count(self.collection, count_filter=server_filter(filters), exact=True)
+        return result.count
+
+    async def scroll(self, batch_size: int = 256, with_vectors: bool = False) -> AsyncIterator[StoredPoint]:
+        """Every point, fetched `batch_size` at a time."""
+        await self._require()
+        offset: Any = None
+        while True:
+            with self._errors():
+                records, offset = await self._client.scroll(
+                    self.collection, limit=batch_size, offset=offset, with_payload=True, with_vectors=with_vectors
+                )
+            for r in records:
+                yield StoredPoint(point_id=str(r.id), payload=r.payload or {}, vector=_plain_vector(r.vector))
+            if offset is None:
+                return
+
+    async def close(self) -> None:
+        """Close the HTTP connections. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(Exception):
+            await self._client.close()
