@@ -1,0 +1,181 @@
+"""Safe image decoding: bytes in, one RGB `PIL.Image` out, or an `ImageError` with a short reason.
+
+Every photo that reaches an encoder (catalog images, messenger uploads, web uploads) comes through
+here. What it guards against and normalises:
+
+- empty data, data that is not an image (a PDF, an HTML error page, a ZIP...), truncated files;
+- decompression bombs: the pixel count is read from the header and checked against `max_pixels`
+  *before* anything is decoded (Pillow's own bomb error/warning is reported the same way);
+- images too small to say anything (below `MIN_SIDE` pixels on a side);
+- EXIF orientation (phone photos), transparency (composited onto white), CMYK, 16-bit and 32-bit
+  greyscale, 1-bit and palette images, animated GIF/WebP (the first frame).
+
+No global state is touched: `Image.MAX_IMAGE_PIXELS` stays as it is, the size check is ours.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from core.errors import ImageError
+
+#: smallest accepted width and height, in pixels
+MIN_SIDE = 8
+
+#: background colour that transparent pixels are composited onto
+BACKGROUND = (255, 255, 255)
+
+# What Pillow raises on broken data varies by format and version.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error, zlib.error)
+
+
+def decode_image(data: bytes, max_pixels: int, target_size: int | None = None) -> Image.Image:
+    """Decode `data` into a loaded RGB image.
+
+    `max_pixels` bounds width x height (checked from the header, before decoding).
+    `target_size` is an optional hint: the caller only needs about this many pixels on the shorter
+    side, so a JPEG may be decoded at 1/2, 1/4 or 1/8 scale (never below the hint). Raises
+    `ImageError` with a short reason the user can be shown.
+    """
+    if not data:
+        raise ImageError("empty file (0 bytes)")
+    try:
+        img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageError(f"not an image: {_sniff(data)}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"image too large (decompression bomb guard): {_reason(exc)}") from None
+    except _DECODE_ERRORS as exc:
+        raise ImageError(f"broken image header: {_reason(exc)}") from None
+
+    fmt = img.format or "image"
+    width, height = img.size
+    if width * height > max_pixels:
+        raise ImageError(
+            f"image too large: {width}x{height} ({_mp(width * height)}), the limit is {_mp(max_pixels)}"
+        )
+    if width < MIN_SIDE or height < MIN_SIDE:
+        raise ImageError(f"image too small: {width}x{height} pixels, at least {MIN_SIDE}x{MIN_SIDE} needed")
+
+    try:
+        if target_size and fmt == "JPEG":
+            # Decode at a reduced scale (DCT scaling) when the photo is much bigger than needed.
+            img.draft("RGB", (target_size, target_size))
+        img.seek(0)  # animated GIF / WebP / APNG: the first frame
+        img.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"image too large (decompression bomb guard): {_reason(exc)}") from None
+    except _DECODE_ERRORS as exc:
+        raise ImageError(f"broken or truncated {fmt} image: {_reason(exc)}") from None
+
+    try:
+        return _to_rgb(_apply_orientation(img))
+    except _DECODE_ERRORS as exc:
+        raise ImageError(f"unsupported {fmt} image (mode {img.mode}): {_reason(exc)}") from None
+
+
+def load_image_file(path: str | Path, max_pixels: int, target_size: int | None = None) -> Image.Image:
+    """Read and decode an image file; error messages name the path."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read file: {exc.strerror or exc}") from None
+    try:
+        return decode_image(data, max_pixels, target_size=target_size)
+    except ImageError as exc:
+        raise ImageError(f"{path}: {exc}") from None
+
+
+def _apply_orientation(img: Image.Image) -> Image.Image:
+    """Rotate/flip as the EXIF Orientation tag says; a broken EXIF block is ignored, not fatal."""
+    try:
+        rotated = ImageOps.exif_transpose(img)
+    except Exception:  # noqa: BLE001 - malformed EXIF must not reject an otherwise good photo
+        return img
+    return rotated if rotated is not None else img
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB: transparency onto white, high bit depths scaled, not clipped."""
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode == "P" and "transparency" in img.info:
+        img, mode = img.convert("RGBA"), "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
+        return _high_depth_to_rgb(img)
+    if mode == "LAB":
+        raise ValueError("CIELAB images are not supported")
+    # L, 1, P, CMYK, YCbCr, HSV: Pillow's conversions are right for these
+    return img.convert("RGB")
+
+
+def _high_depth_to_rgb(img: Image.Image) -> Image.Image:
+    """16-bit / 32-bit integer and float greyscale to 8-bit, keeping the tonal range."""
+    arr = np.asarray(img, dtype=np.float64)
+    if img.mode == "F":
+        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+        scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+    else:
+        peak = float(arr.max()) if arr.size else 0.0
+        # 16-bit data (the common case: PNG/TIFF) spans 0..65535; 8-bit data stored as I stays as is
+        scaled = arr / 257.0 if peak > 255 else arr
+    grey = np.clip(np.nan_to_num(scaled), 0, 255).astype(np.uint8)
+    return Image.fromarray(grey, mode="L").convert("RGB")
+
+
+def _sniff(data: bytes) -> str:
+    """A cheap guess at what non-image data is, for the error message."""
+    head = data[:64]
+    stripped = head.lstrip()
+    lower = stripped.lower()
+    if head.startswith(b"%PDF"):
+        return "PDF document"
+    if head.startswith(b"PK\x03\x04"):
+        return "ZIP archive (or an Office document)"
+    if len(head) >= 12 and head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1"):
+            return "HEIC/HEIF photo (not supported: send JPEG, PNG or WebP)"
+        if brand in (b"avif", b"avis"):
+            return "AVIF image (not supported: send JPEG, PNG or WebP)"
+        return "MP4/QuickTime video"
+    if lower.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
+        return "HTML page"
+    if lower.startswith(b"<svg") or (lower.startswith(b"<?xml") and b"<svg" in data[:1024].lower()):
+        return "SVG drawing (vector images are not supported)"
+    if lower.startswith(b"<?xml"):
+        return "XML document"
+    if stripped.startswith((b"{", b"[")):
+        return "JSON/text data"
+    if head.startswith((b"\x1f\x8b", b"BZh", b"7z\xbc\xaf", b"Rar!")):
+        return "compressed archive"
+    if head.startswith((b"ID3", b"OggS", b"fLaC")) or head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "audio file"
+    try:
+        text = data[:512].decode("utf-8")
+    except UnicodeDecodeError:
+        return "unknown binary data"
+    if all(ch.isprintable() or ch.isspace() for ch in text):
+        return "text"
+    return "unknown binary data"
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _mp(pixels: int) -> str:
+    return f"{pixels / 1e6:.1f} megapixels" if pixels >= 100_000 else f"{pixels} pixels"
+
