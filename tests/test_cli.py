@@ -60,10 +60,10 @@ def test_search_by_photo_prints_the_product(env: dict[str, str], indexed: Path) 
 
 
 def test_search_by_text_with_filters(env: dict[str, str], indexed: Path) -> None:
-    result = invoke(env, "search", "--text", "juice", "--category", "juice", "--max-price", "40", "--json")
+    result = invoke(env, "search", "--text", "apple", "--category", "APPLE", "--max-price", "30", "--in-stock", "--json")
     assert result.exit_code == 0, result.output
     cards = json.loads(result.stdout)["cards"]
-    assert cards and all(c["category"] == "Juice" and c["price"] <= 40 for c in cards)
+    assert cards and all(c["category"] == "Apple" and c["price"] <= 30 and c["in_stock"] for c in cards)
 
 
 def test_search_needs_image_or_text(env: dict[str, str]) -> None:
