@@ -13,6 +13,9 @@ logger = logging.getLogger("visearch")
 
 def load_encoder(settings: Settings) -> Encoder:
     """`clip`, `offline`, or `auto` (clip, else offline with a one-line notice)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a weight-loading bar on every start is noise in logs
     if settings.torch_threads > 0:
         import torch
 
