@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     clip_model: str = Field("clip-ViT-B-32", description="sentence-transformers CLIP model name or local folder")
     model_dir: Path | None = Field(None, description="a fine-tuned model folder written by `visearch train`")
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:0")
-    torch_threads: int = Field(1, ge=0, description="intra-op threads for inference; 0 = torch default")
+    torch_threads: int = Field(0, ge=0, description="intra-op threads for inference; 0 = torch default (all cores)")
     batch_size: int = Field(32, ge=1, le=1024)
 
     # store

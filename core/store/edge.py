@@ -68,6 +68,7 @@ from core.domain import CollectionInfo, Filters, Hit, PointRecord, StoredPoint
 from core.errors import StoreError, StoreLockedError, VisearchError
 from core.store.base import BOOL_INDEXES, FLOAT_INDEXES, KEYWORD_INDEXES
 from core.store.factory import (
+    plain_vector,
     check_dims,
     check_metadata,
     collection_not_found,
@@ -113,17 +114,6 @@ def edge_filter(filters: Filters | None) -> Filter | None:
     if not must and not must_not:
         return None
     return Filter(must=must or None, must_not=must_not or None)
-
-
-def _plain_vector(vector: Any) -> list[float] | None:
-    """The default (unnamed) dense vector of a record, whatever shape the binding returns."""
-    if vector is None:
-        return None
-    if isinstance(vector, dict):
-        vector = vector.get("")
-        if vector is None:
-            return None
-    return [float(x) for x in vector]
 
 
 def _acquire_lock(data_dir: Path) -> int:
@@ -333,7 +323,7 @@ class EdgeStore:
             return []
         records = {str(r.id): r for r in shard.retrieve(ids, True, with_vectors)}
         return [
-            StoredPoint(point_id=pid, payload=records[pid].payload or {}, vector=_plain_vector(records[pid].vector))
+            StoredPoint(point_id=pid, payload=records[pid].payload or {}, vector=plain_vector(records[pid].vector))
             for pid in dict.fromkeys(str(i) for i in ids)
             if pid in records
         ]
@@ -376,7 +366,7 @@ class EdgeStore:
             ScrollRequest(offset=offset, limit=limit, with_payload=True, with_vector=with_vectors)
         )
         points = [
-            StoredPoint(point_id=str(r.id), payload=r.payload or {}, vector=_plain_vector(r.vector)) for r in records
+            StoredPoint(point_id=str(r.id), payload=r.payload or {}, vector=plain_vector(r.vector)) for r in records
         ]
         return points, next_offset
 

@@ -106,3 +106,14 @@ def check_dims(vectors: Sequence[Sequence[float]], ids: Sequence[str], dim: int,
             raise StoreError(
                 f"point {point_id} has a {len(vector)}-d vector but collection {collection!r} holds {dim}-d vectors"
             )
+
+
+def plain_vector(vector: Any) -> list[float] | None:
+    """The default (unnamed) dense vector of a record, whatever shape either client returns."""
+    if vector is None:
+        return None
+    if isinstance(vector, dict):
+        vector = vector.get("")
+        if vector is None:
+            return None
+    return [float(x) for x in vector]

@@ -30,6 +30,7 @@ from core.domain import CollectionInfo, Filters, Hit, PointRecord, StoredPoint
 from core.errors import StoreError, VisearchError
 from core.store.base import BOOL_INDEXES, FLOAT_INDEXES, KEYWORD_INDEXES
 from core.store.factory import (
+    plain_vector,
     check_dims,
     check_metadata,
     collection_not_found,
@@ -72,17 +73,6 @@ def server_filter(filters: Filters | None) -> models.Filter | None:
     if not must and not must_not:
         return None
     return models.Filter(must=must or None, must_not=must_not or None)
-
-
-def _plain_vector(vector: Any) -> list[float] | None:
-    """The default (unnamed) dense vector of a record."""
-    if vector is None:
-        return None
-    if isinstance(vector, dict):
-        vector = vector.get("")
-        if vector is None:
-            return None
-    return [float(x) for x in vector]
 
 
 def _safe_url(url: str) -> str:
@@ -270,7 +260,7 @@ class ServerStore:
             records = await self._client.retrieve(self.collection, ids, with_payload=True, with_vectors=with_vectors)
         by_id = {str(r.id): r for r in records}
         return [
-            StoredPoint(point_id=pid, payload=by_id[pid].payload or {}, vector=_plain_vector(by_id[pid].vector))
+            StoredPoint(point_id=pid, payload=by_id[pid].payload or {}, vector=plain_vector(by_id[pid].vector))
             for pid in ids
             if pid in by_id
         ]
@@ -334,7 +324,7 @@ class ServerStore:
                     self.collection, limit=batch_size, offset=offset, with_payload=True, with_vectors=with_vectors
                 )
             for r in records:
-                yield StoredPoint(point_id=str(r.id), payload=r.payload or {}, vector=_plain_vector(r.vector))
+                yield StoredPoint(point_id=str(r.id), payload=r.payload or {}, vector=plain_vector(r.vector))
             if offset is None:
                 return
 
