@@ -296,7 +296,7 @@ def demo(
     settings = settings_from(encoder=encoder, data_dir=data_dir, collection="demo")
     from indexer.pipeline import index_catalog
 
-    async def job() -> None:
+    async def job() -> str:
         service = await open_service(settings)
         try:
             typer.echo(f"encoder: {service.encoder.model_id}; store: {service.store.backend} in {settings.data_dir}")
@@ -310,11 +310,14 @@ def demo(
             print_result(result, "\ntext search: 'banana':")
             result = await service.search(Query(text="milk", filters=Filters(price_max=25, in_stock=True), limit=3))
             print_result(result, "\ntext search with filters: 'milk', in stock, price <= 25 SEK (demo prices are invented):")
+            return service.encoder.model_id.split(":", 1)[0]
         finally:
             await service.close()
 
-    run(job)
-    typer.echo("\nnext: `visearch search --image PHOTO` or `visearch index YOUR_CATALOG.csv` (see README)")
+    used = run(job)
+    photo = sample / "queries" / "banana.jpg"
+    typer.echo(f"\ntry: visearch search --collection demo --encoder {used} --image {photo}"
+               f"\n     visearch search --collection demo --encoder {used} --text 'orange' --max-price 30 --in-stock")
 
 
 def main() -> None:

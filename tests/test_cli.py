@@ -107,3 +107,16 @@ def test_delete_then_search_does_not_return_it(env: dict[str, str], catalog: Pat
     assert result.exit_code == 0 and "deleted 1 point" in result.output
     cards = json.loads(invoke(own, "search", "--image", str(SAMPLE / "queries" / "banana.jpg"), "--json").stdout)["cards"]
     assert "banana" not in [c["product_id"] for c in cards]
+
+
+def test_demo_runs_offline_and_finds_the_milk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.delenv("VISEARCH_ENCODER", raising=False)
+    env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "VISEARCH_ENCODER": None}
+    result = CliRunner().invoke(app, ["demo", "--data-dir", str(tmp_path / "data")], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "81 images indexed" in result.output
+    photo_section = result.output.split("photo search")[1].split("text search")[0]
+    assert "1. Arla Standard Milk" in photo_section
+    assert "1. Banana" in result.output.split("text search: 'banana'")[1]
+    assert "--encoder offline" in result.output
+    assert [r.getMessage() for r in caplog.records if "offline encoder" in r.getMessage()]
