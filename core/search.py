@@ -51,6 +51,7 @@ class SearchService:
         self.settings = settings
         self.started_at = time.monotonic()
         self._encoder_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="visearch-encoder")
+        self._verified = False  # collection checked against the encoder once; not on every query
 
     @classmethod
     async def open(cls, settings: Settings) -> SearchService:
@@ -77,6 +78,7 @@ class SearchService:
             )
         if info.encoder_id != self.encoder.model_id or info.dim != self.encoder.dim:
             raise EncoderMismatchError(info.name, info.encoder_id, info.dim, self.encoder.model_id, self.encoder.dim)
+        self._verified = True
         return info
 
     def min_score(self, query: Query) -> float:
@@ -126,7 +128,8 @@ class SearchService:
 
     async def search(self, query: Query) -> SearchResult:
         """Run one query: embed, search, group by product, apply the cut-off, page."""
-        await self.check_collection()
+        if not self._verified:
+            await self.check_collection()
         vector, filters = await self.embed_query(query)
         groups = await self.search_vector(vector, filters, query.offset + query.limit)
         threshold = self.min_score(query)
