@@ -13,6 +13,7 @@ from core.domain import Filters, Query
 from core.errors import CollectionNotFoundError, EncoderMismatchError, ImageError
 from core.search import PointNotFoundError, SearchService
 from core.store.factory import open_store
+from core.store.server import ServerStore
 from indexer.pipeline import index_catalog
 
 SAMPLE = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery"
@@ -37,11 +38,12 @@ def sample_catalog(tmp_path_factory: pytest.TempPathFactory, grocery_dir: Path) 
     return root
 
 
-@pytest.fixture
-async def service(sample_catalog: Path, offline_encoder, tmp_path_factory: pytest.TempPathFactory):
-    """A service over a freshly indexed copy of the sample (embedded engine in a temp dir)."""
+@pytest.fixture(params=["edge", "server"])
+async def service(request: pytest.FixtureRequest, sample_catalog: Path, offline_encoder, tmp_path_factory: pytest.TempPathFactory):
+    """A service over a freshly indexed copy of the sample, on the embedded engine (temp dir)
+    and on the server backend (qdrant-client's in-process `:memory:` double)."""
     settings = load_settings(data_dir=tmp_path_factory.mktemp("data"), encoder="offline")
-    store = open_store(settings)
+    store = open_store(settings) if request.param == "edge" else ServerStore(settings.collection, location=":memory:")
     summary = await index_catalog(sample_catalog / "catalog.csv", offline_encoder, store, settings, progress=False)
     assert summary.ok, summary.problems
     svc = SearchService(offline_encoder, store, settings)
