@@ -1,8 +1,22 @@
-"""Catalog in, collection out: fetch, hash, skip what is unchanged, embed in batches, upsert.
+"""Catalog in, collection out: fetch, hash, skip what is unchanged, embed in batches, write.
 
-Writes go to the store one batch at a time and each batch is durable when written, so an
-interrupted run keeps its work and the next run resumes: an image whose content hash,
-product metadata and encoder are unchanged is never embedded again.
+Shape of a run:
+
+1. read the catalog (a `CatalogError` stops everything before the store is touched);
+2. check the collection belongs to this encoder, read what it holds (id -> image hash, product hash);
+3. fetch workers (`fetch_concurrency` of them) download/read images and hash them, feeding a
+   bounded queue, so fetching goes on while a batch is decoded and embedded in a worker thread;
+4. each fetched image is sorted: *unchanged* (same image hash and product hash: no work),
+   *updated* (same image, new metadata: the stored vector is written back with the new payload,
+   never re-embedded), *copied* (an identical image is already stored under another point,
+   e.g. the URL changed: its vector is reused), or *to embed*;
+5. writes go to the store one batch at a time and each batch is durable when written, so an
+   interrupted run (Ctrl-C, kill) keeps its work and the next run finds those images unchanged;
+6. only after every image was handled: points of images a product no longer lists are deleted,
+   and with `sync`, products no longer in the catalog (never those whose row failed to parse).
+
+The collection is tied to one encoder (`ensure_collection` raises `EncoderMismatchError`), so
+"same image hash + same product hash" in it means "same vector and same payload".
 """
 
 from __future__ import annotations
@@ -24,11 +38,16 @@ from core.encoders.base import Encoder
 from core.errors import ImageError
 from core.images import decode_image
 from core.store.base import VectorStore
-from indexer.catalog import CatalogRow, read_catalog
+from indexer.catalog import CatalogReadResult, read_catalog
 from indexer.fetch import FetchError, ImageFetcher
 
-#: decode at about this size (JPEG draft): enough for 224-px encoders, far cheaper than 12 MP
+#: decode at about this size (JPEG DCT scaling): plenty for 224-px encoders, far cheaper than 12 MP.
+#: The same hint as the search path (core.search), so catalog and query photos are treated alike.
 DECODE_SIZE_HINT = 448
+#: hash big downloads off the event loop (hashlib releases the GIL)
+HASH_IN_THREAD_BYTES = 256 * 1024
+#: how many products a note lists before "..."
+NOTE_IDS = 10
 
 
 @dataclass(frozen=True)
@@ -51,10 +70,25 @@ class Problem:
 
 @dataclass
 class IndexSummary:
-    """What a run did. `ok` is False when any row was skipped or any image failed."""
+    """What a run did. Counts are of images (points) except `products` and `skipped` (rows).
+
+    - products:  catalog rows that parsed into a product
+    - images:    images those products list
+    - indexed:   images written with a new vector (embedded, or copied from an identical stored image)
+    - embedded:  of `indexed`, images that went through the encoder
+    - unchanged: images skipped because image, metadata and encoder are as stored
+    - updated:   images whose product metadata changed: payload rewritten, vector kept
+    - skipped:   catalog rows not indexed at all (parse errors, no image)
+    - failed:    images that could not be fetched or decoded (the product's other images still count)
+    - deleted:   points removed (images a product dropped; with sync, products gone from the catalog)
+
+    `ok` is False when any row was skipped or any image failed (the CLI exits non-zero).
+    """
 
     products: int = 0
+    images: int = 0
     indexed: int = 0
+    embedded: int = 0
     unchanged: int = 0
     updated: int = 0
     skipped: int = 0
@@ -68,11 +102,13 @@ class IndexSummary:
         return not (self.skipped or self.failed)
 
     def counts(self) -> dict[str, int]:
-        return {"products": self.products, "indexed": self.indexed, "unchanged": self.unchanged,
-                "updated": self.updated, "skipped": self.skipped, "failed": self.failed, "deleted": self.deleted}
+        return {"products": self.products, "images": self.images, "indexed": self.indexed,
+                "embedded": self.embedded, "unchanged": self.unchanged, "updated": self.updated,
+                "skipped": self.skipped, "failed": self.failed, "deleted": self.deleted}
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "counts": self.counts(), "problems": [str(p) for p in self.problems], "notes": self.notes}
+        return {"ok": self.ok, "counts": self.counts(), "problems": [str(p) for p in self.problems],
+                "notes": list(self.notes)}
 
     def describe(self) -> str:
         """One summary line (plus notes) for people."""
@@ -82,32 +118,14 @@ class IndexSummary:
         return "\n".join([line, *self.notes])
 
 
-@dataclass
-class _ImageJob:
-    row: CatalogRow
-    ref: str
-    index: int
-    point_id: str
-    product_hash: str
-    data: bytes | None = None
-    sha256: str | None = None
-
-
-@dataclass(frozen=True)
-class _Existing:
-    product_id: str
-    sha256: str | None
-    product_hash: str | None
-
-
 def product_hash(product: Product) -> str:
-    """Hash of everything in the payload except per-image fields: a change means re-writing payloads."""
-    blob = json.dumps(product.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+    """Hash of the product's metadata (everything but per-image fields): a change means rewriting payloads."""
+    blob = json.dumps(product.model_dump(mode="json"), sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
 async def index_catalog(
-    catalog_path: Path,
+    catalog_path: Path | str,
     encoder: Encoder,
     store: VectorStore,
     settings: Settings,
@@ -116,158 +134,350 @@ async def index_catalog(
     recreate: bool = False,
     progress: bool = True,
 ) -> IndexSummary:
-    """Index every product of the catalog; with `sync`, also delete products no longer listed."""
-    catalog = read_catalog(catalog_path)
+    """Index every product of the catalog; with `sync`, also delete products no longer listed.
+
+    Raises `CatalogError` (file unreadable: nothing touched), `EncoderMismatchError` (the collection
+    belongs to another encoder: nothing touched), `StoreError`; a bad row or image is only reported.
+    """
+    catalog_path = Path(catalog_path)
+    catalog = await asyncio.to_thread(read_catalog, catalog_path)
     summary = IndexSummary(products=len(catalog.rows))
+    summary.notes.extend(catalog.warnings)
     for err in catalog.errors:
         summary.skipped += 1
         summary.problems.append(Problem(err.line, err.product_id, None, err.reason))
-    await store.ensure_collection(encoder.model_id, encoder.dim, recreate=recreate)
-    existing = await _existing_points(store)
 
-    jobs: list[_ImageJob] = []
+    await store.ensure_collection(encoder.model_id, encoder.dim, recreate=recreate)
+    existing = await _scan(store)
+
+    jobs: list[_Job] = []
     for row in catalog.rows:
         if not row.product.images:
             summary.skipped += 1
-            summary.problems.append(Problem(row.line, row.product.id, None, "no image: a product needs at least one photo"))
+            kept = sum(1 for old in existing.values() if old.product_id == row.product.id)
+            reason = "no image: a product needs at least one photo"
+            summary.problems.append(Problem(row.line, row.product.id, None,
+                                            reason + (f" (its {kept} stored image(s) are kept)" if kept else "")))
             continue
         phash = product_hash(row.product)
         for index, ref in enumerate(row.product.images):
-            jobs.append(_ImageJob(row, ref, index, point_id_for(row.product.id, ref), phash))
+            jobs.append(_Job(row.line, row.product, ref, index, point_id_for(row.product.id, ref), phash))
+    summary.images = len(jobs)
 
-    summary.deleted += await _delete_dropped_images(store, catalog.rows, existing)
-    base_dir = catalog_path.parent
-    bar = tqdm(total=len(jobs), unit="img", desc="indexing", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=len(jobs), unit="img", desc="indexing", file=sys.stderr, disable=not progress,
+               dynamic_ncols=True, smoothing=0.1)
     try:
         async with ImageFetcher(settings) as fetcher:
-            batches = [jobs[i : i + settings.batch_size] for i in range(0, len(jobs), settings.batch_size)]
-            pending = asyncio.create_task(_fetch_all(fetcher, batches[0], base_dir)) if batches else None
-            for i, batch in enumerate(batches):
-                assert pending is not None
-                fetched = await pending
-                # fetch the next batch while this one is embedded
-                pending = asyncio.create_task(_fetch_all(fetcher, batches[i + 1], base_dir)) if i + 1 < len(batches) else None
-                await _process_batch(fetched, existing, encoder, store, settings, summary)
-                bar.update(len(batch))
+            run = _Run(encoder, store, settings, summary, existing, bar)
+            await run.process(fetcher, jobs, catalog_path.parent)
     finally:
         bar.close()
 
+    summary.deleted += await _delete_dropped_images(store, catalog, existing)
     if sync:
         summary.deleted += await _delete_missing_products(store, catalog, existing, summary)
+    summary.problems.sort(key=lambda p: p.line or 0)
     return summary
 
 
-async def _existing_points(store: VectorStore) -> dict[str, _Existing]:
-    """What the collection holds now (payload only): the basis for skipping unchanged images."""
+# --- internals ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Job:
+    """One image of one product, from fetch to write."""
+
+    line: int
+    product: Product
+    ref: str
+    index: int
+    point_id: str
+    product_hash: str
+    data: bytes | None = None
+    sha256: str = ""
+
+    def payload(self) -> dict[str, Any]:
+        payload = self.product.payload(self.ref, self.sha256, self.index)
+        payload["product_hash"] = self.product_hash
+        return payload
+
+
+@dataclass(frozen=True, slots=True)
+class _Existing:
+    """What the collection holds for one point (payload fields only)."""
+
+    product_id: str | None
+    sha256: str | None
+    product_hash: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Copy:
+    """Write `job` with the vector stored under `source` (itself for a metadata update)."""
+
+    job: _Job
+    source: str
+
+
+class _Done:
+    """End of the fetch stream."""
+
+
+@dataclass(frozen=True)
+class _ProducerFailed:
+    error: BaseException
+
+
+_Fetched = tuple[_Job, str | None]  # the job (bytes and hash filled in) or a failure reason
+
+
+async def _scan(store: VectorStore) -> dict[str, _Existing]:
+    """What the collection holds now: the basis for skipping unchanged images and for deletions."""
     found: dict[str, _Existing] = {}
-    async for point in store.scroll():
+    async for point in store.scroll(batch_size=1024):
         payload = point.payload
-        found[point.point_id] = _Existing(str(payload.get("product_id")), payload.get("image_sha256"), payload.get("product_hash"))
+        pid = payload.get("product_id")
+        found[point.point_id] = _Existing(None if pid is None else str(pid),
+                                          payload.get("image_sha256"), payload.get("product_hash"))
     return found
 
 
-async def _fetch_all(fetcher: ImageFetcher, batch: Sequence[_ImageJob], base_dir: Path) -> list[tuple[_ImageJob, str | None]]:
-    """Fetch a batch concurrently; each job gets its bytes or a failure reason."""
+class _Run:
+    """The state of one run: what the store holds, what waits to be written, the counts."""
 
-    async def one(job: _ImageJob) -> tuple[_ImageJob, str | None]:
+    def __init__(self, encoder: Encoder, store: VectorStore, settings: Settings, summary: IndexSummary,
+                 existing: dict[str, _Existing], bar: tqdm) -> None:
+        self.encoder, self.store, self.settings, self.summary, self.existing, self.bar = (
+            encoder, store, settings, summary, existing, bar)
+        self.batch_size = settings.batch_size
+        # a stored point for each image hash: identical bytes under a new id reuse its vector
+        self.by_sha: dict[str, str] = {}
+        for pid, old in existing.items():
+            if old.sha256:
+                self.by_sha.setdefault(old.sha256, pid)
+        self.to_embed: list[_Job] = []
+        self.to_copy: list[_Copy] = []
+
+    async def process(self, fetcher: ImageFetcher, jobs: Sequence[_Job], base_dir: Path) -> None:
+        """Fetch concurrently (producer) while sorting, embedding and writing batches (here)."""
+        if not jobs:
+            return
+        queue: asyncio.Queue[_Fetched | _Done | _ProducerFailed] = asyncio.Queue(maxsize=2 * self.batch_size)
+        producer = asyncio.create_task(self._produce(fetcher, jobs, base_dir, queue), name="visearch-fetch")
         try:
-            job.data = await fetcher.fetch(job.ref, base_dir)
-        except FetchError as exc:
-            return job, str(exc)
-        job.sha256 = hashlib.sha256(job.data).hexdigest()
-        return job, None
+            while True:
+                item = await queue.get()
+                if isinstance(item, _Done):
+                    break
+                if isinstance(item, _ProducerFailed):
+                    raise item.error
+                job, error = item
+                if error is not None:
+                    self._fail(job, error)
+                    continue
+                self._sort(job)
+                if len(self.to_copy) >= self.batch_size:
+                    await self._flush_copies()
+                if len(self.to_embed) >= self.batch_size:
+                    await self._flush_embed()
+            await self._flush_copies()  # may hand images back to embed
+            while self.to_embed:
+                await self._flush_embed()
+        finally:
+            if not producer.done():
+                producer.cancel()
+            await asyncio.gather(producer, return_exceptions=True)
 
-    return list(await asyncio.gather(*(one(job) for job in batch)))
+    async def _produce(self, fetcher: ImageFetcher, jobs: Sequence[_Job], base_dir: Path,
+                       queue: asyncio.Queue[_Fetched | _Done | _ProducerFailed]) -> None:
+        pending = iter(jobs)
 
+        async def worker() -> None:
+            for job in pending:  # shared iterator: each job goes to exactly one worker
+                await queue.put(await _fetch_and_hash(fetcher, job, base_dir))
 
-async def _process_batch(
-    fetched: list[tuple[_ImageJob, str | None]],
-    existing: dict[str, _Existing],
-    encoder: Encoder,
-    store: VectorStore,
-    settings: Settings,
-    summary: IndexSummary,
-) -> None:
-    """Sort a fetched batch into unchanged / payload update / embed, then write it."""
-    to_embed: list[_ImageJob] = []
-    for job, error in fetched:
-        if error is not None:
-            _fail(summary, job, error)
-            continue
-        old = existing.get(job.point_id)
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(min(self.settings.fetch_concurrency, len(jobs))):
+                    group.create_task(worker())
+        except Exception as exc:  # a bug, not a bad image: stop the run with it
+            await queue.put(_ProducerFailed(exc))
+            return
+        await queue.put(_Done())
+
+    def _sort(self, job: _Job) -> None:
+        """Unchanged, metadata update, copy of an identical image, or embed."""
+        old = self.existing.get(job.point_id)
         if old is not None and old.sha256 == job.sha256:
             if old.product_hash == job.product_hash:
-                summary.unchanged += 1
+                job.data = None
+                self.summary.unchanged += 1
+                self._advance(1)
             else:
-                await store.set_payload(job.point_id, _payload(job))
-                summary.updated += 1
-            job.data = None
-            continue
-        to_embed.append(job)
-    if not to_embed:
-        return
-    vectors, errors = await asyncio.to_thread(_decode_and_embed, to_embed, encoder, settings.max_image_pixels)
-    records = []
-    for job, vector, error in zip(to_embed, vectors, errors, strict=True):
-        job.data = None
-        if error is not None:
-            _fail(summary, job, error)
+                self.to_copy.append(_Copy(job, job.point_id))
+            return
+        donor = self.by_sha.get(job.sha256)
+        if donor is not None and donor != job.point_id:
+            self.to_copy.append(_Copy(job, donor))
         else:
-            records.append(PointRecord(id=job.point_id, vector=vector, payload=_payload(job)))
-    if records:
-        await store.upsert(records)
-        summary.indexed += len(records)
+            self.to_embed.append(job)
+
+    async def _flush_copies(self) -> None:
+        """Write stored vectors with new payloads: one retrieve and one upsert per batch.
+
+        (A batch upsert instead of `set_payload` per point: same result - the vector is the stored
+        one - at one durable write per batch instead of one per point.) Anything whose source is
+        gone or holds other bytes by now goes to the embed queue instead.
+        """
+        copies, self.to_copy = self.to_copy, []
+        if not copies:
+            return
+        sources = list(dict.fromkeys(c.source for c in copies))
+        stored = {p.point_id: p for p in await self.store.retrieve(sources, with_vectors=True)}
+        records: list[PointRecord] = []
+        updated = copied = 0
+        for copy in copies:
+            job, source = copy.job, stored.get(copy.source)
+            if source is None or source.vector is None or source.payload.get("image_sha256") != job.sha256:
+                self.to_embed.append(job)
+                continue
+            records.append(PointRecord(id=job.point_id, vector=source.vector, payload=job.payload()))
+            job.data = None
+            if copy.source == job.point_id:
+                updated += 1
+            else:
+                copied += 1
+        if records:
+            await self.store.upsert(records)
+        self.summary.updated += updated
+        self.summary.indexed += copied
+        self._advance(len(records))
+
+    async def _flush_embed(self) -> None:
+        """Decode and embed one batch in a worker thread, then write it (durable before returning)."""
+        jobs, self.to_embed = self.to_embed[: self.batch_size], self.to_embed[self.batch_size :]
+        if not jobs:
+            return
+        vectors, errors, embedded = await asyncio.to_thread(
+            _decode_and_embed, jobs, self.encoder, self.settings.max_image_pixels)
+        records: list[PointRecord] = []
+        for job, vector, error in zip(jobs, vectors, errors, strict=True):
+            if error is not None:
+                self._fail(job, error, advance=False)
+            else:
+                assert vector is not None
+                records.append(PointRecord(id=job.point_id, vector=vector, payload=job.payload()))
+            job.data = None
+        if records:
+            await self.store.upsert(records)
+        for record in records:  # now durable: later identical images may copy these vectors
+            self.by_sha.setdefault(record.payload["image_sha256"], record.id)
+        self.summary.indexed += len(records)
+        self.summary.embedded += embedded
+        self._advance(len(jobs))
+
+    def _fail(self, job: _Job, reason: str, *, advance: bool = True) -> None:
+        job.data = None
+        self.summary.failed += 1
+        self.summary.problems.append(Problem(job.line, job.product.id, job.ref, reason))
+        if advance:
+            self._advance(1)
+
+    def _advance(self, n: int) -> None:
+        if n and not self.bar.disable:
+            s = self.summary
+            self.bar.set_postfix(new=s.indexed, same=s.unchanged, upd=s.updated, failed=s.failed, refresh=False)
+            self.bar.update(n)
 
 
-def _decode_and_embed(jobs: Sequence[_ImageJob], encoder: Encoder, max_pixels: int) -> tuple[list[list[float] | None], list[str | None]]:
-    """Decode each image (a bad one is reported, the rest go on) and embed the good ones in one call."""
-    images, errors, good = [], [], []
-    for i, job in enumerate(jobs):
+async def _fetch_and_hash(fetcher: ImageFetcher, job: _Job, base_dir: Path) -> _Fetched:
+    """Bytes and sha256 of one image, or a reason; never raises (but for cancellation)."""
+    try:
+        data = await fetcher.fetch(job.ref, base_dir)
+        if len(data) > HASH_IN_THREAD_BYTES:
+            digest = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+        else:
+            digest = hashlib.sha256(data).hexdigest()
+    except FetchError as exc:
+        return job, str(exc)
+    except Exception as exc:  # one odd image must not stop a catalog of thousands
+        return job, f"unexpected error while fetching: {type(exc).__name__}: {exc}"
+    job.data, job.sha256 = data, digest
+    return job, None
+
+
+def _decode_and_embed(
+    jobs: Sequence[_Job], encoder: Encoder, max_pixels: int
+) -> tuple[list[list[float] | None], list[str | None], int]:
+    """Decode each distinct image once (a bad one is reported, the rest go on), embed the good ones
+    in one call. Returns per-job vectors and errors, and how many images the encoder saw."""
+    images = []
+    slot_of: dict[str, int] = {}  # image hash -> position in `images`
+    errors_by_sha: dict[str, str] = {}
+    for job in jobs:
+        if job.sha256 in slot_of or job.sha256 in errors_by_sha:
+            continue
         try:
             assert job.data is not None
             images.append(decode_image(job.data, max_pixels, target_size=DECODE_SIZE_HINT))
-            good.append(i)
-            errors.append(None)
+            slot_of[job.sha256] = len(images) - 1
         except ImageError as exc:
-            errors.append(str(exc))
-    vectors: list[list[float] | None] = [None] * len(jobs)
+            errors_by_sha[job.sha256] = str(exc)
+        except Exception as exc:  # Pillow raises odd things on odd files; report, do not stop
+            errors_by_sha[job.sha256] = f"cannot decode image: {type(exc).__name__}: {exc}"
+    rows: list[list[float]] = []
     if images:
         embedded = encoder.embed_images(images)
-        for i, vector in zip(good, embedded, strict=True):
-            vectors[i] = [float(x) for x in vector]
-    return vectors, errors
+        if len(embedded) != len(images):
+            raise RuntimeError(f"encoder returned {len(embedded)} vectors for {len(images)} images")
+        rows = [[float(x) for x in vector] for vector in embedded]
+    vectors = [rows[slot_of[j.sha256]] if j.sha256 in slot_of else None for j in jobs]
+    errors = [errors_by_sha.get(j.sha256) for j in jobs]
+    return vectors, errors, len(images)
 
 
-def _payload(job: _ImageJob) -> dict[str, Any]:
-    assert job.sha256 is not None
-    payload = job.row.product.payload(job.ref, job.sha256, job.index)
-    payload["product_hash"] = job.product_hash
-    return payload
+async def _delete_dropped_images(store: VectorStore, catalog: CatalogReadResult,
+                                 existing: dict[str, _Existing]) -> int:
+    """Points of listed products whose image the product's row no longer lists.
 
-
-def _fail(summary: IndexSummary, job: _ImageJob, reason: str) -> None:
-    summary.failed += 1
-    summary.problems.append(Problem(job.row.line, job.row.product.id, job.ref, reason))
-
-
-async def _delete_dropped_images(store: VectorStore, rows: Sequence[CatalogRow], existing: dict[str, _Existing]) -> int:
-    """Points of listed products whose image is no longer in the product's row."""
+    A row without images is left alone (it was reported as skipped, like a broken row).
+    """
     listed: dict[str, set[str]] = {
-        row.product.id: {point_id_for(row.product.id, ref) for ref in row.product.images} for row in rows
+        row.product.id: {point_id_for(row.product.id, ref) for ref in row.product.images}
+        for row in catalog.rows if row.product.images
     }
-    stale = [pid for pid, old in existing.items() if old.product_id in listed and pid not in listed[old.product_id]]
+    stale = [pid for pid, old in existing.items()
+             if old.product_id in listed and pid not in listed[old.product_id]]
     if stale:
         await store.delete_points(stale)
     return len(stale)
 
 
-async def _delete_missing_products(store: VectorStore, catalog: Any, existing: dict[str, _Existing], summary: IndexSummary) -> int:
-    """`sync`: delete products not in the catalog, but never those whose row failed to parse."""
+async def _delete_missing_products(store: VectorStore, catalog: CatalogReadResult,
+                                   existing: dict[str, _Existing], summary: IndexSummary) -> int:
+    """`sync`: delete products not in the catalog - never one whose row failed to parse.
+
+    A failed row without a readable id could be any product, so then nothing is deleted.
+    """
     listed = {row.product.id for row in catalog.rows}
-    unreadable = {err.product_id for err in catalog.errors if err.product_id}
-    stored = {old.product_id for old in existing.values()}
-    kept = sorted((stored - listed) & unreadable)
+    protected = {err.product_id for err in catalog.errors if err.product_id}
+    anonymous = sorted(err.line for err in catalog.errors if not err.product_id)
+    stored = {old.product_id for old in existing.values() if old.product_id is not None}
+    kept = sorted((stored - listed) & protected)
+    gone = sorted(stored - listed - protected)
     if kept:
-        summary.notes.append(f"kept {len(kept)} product(s) whose catalog row has an error: {', '.join(kept[:10])}")
-    gone = sorted(stored - listed - unreadable)
-    return await store.delete_products(gone) if gone else 0
+        summary.notes.append(f"sync kept {len(kept)} product(s) whose catalog row has an error: {_ids(kept)}")
+    if gone and anonymous:
+        lines = ", ".join(map(str, anonymous[:NOTE_IDS])) + (", ..." if len(anonymous) > NOTE_IDS else "")
+        summary.notes.append(
+            f"sync deleted nothing: {len(anonymous)} row(s) without a readable id (line {lines}) might be any of "
+            f"the {len(gone)} stored product(s) missing from the catalog; fix those rows and sync again")
+        return 0
+    if gone:
+        summary.notes.append(f"sync removed {len(gone)} product(s) no longer in the catalog: {_ids(gone)}")
+        return await store.delete_products(gone)
+    return 0
+
+
+def _ids(ids: Sequence[str]) -> str:
+    return ", ".join(ids[:NOTE_IDS]) + (f", ... ({len(ids) - NOTE_IDS} more)" if len(ids) > NOTE_IDS else "")
