@@ -44,7 +44,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx")
 # ~0.8-0.95, same category different item ~0.65-0.8, unrelated photos ~0.4-0.6, so 0.75 keeps
 # "this product or a close look-alike". Text-image cosines are much lower: a matching caption
 # scores ~0.25-0.35, an unrelated one ~0.1-0.2, so 0.20 drops the junk. Calibrate with
-# `visearch evaluate` on the shop's photos and override with VISEARCH_MIN_SCORE_IMAGE / _TEXT.
+# `visearch eval` on the shop's photos and override with VISEARCH_MIN_SCORE_IMAGE / _TEXT.
 CLIP_MIN_SCORE_IMAGE = 0.75
 CLIP_MIN_SCORE_TEXT = 0.20
 
