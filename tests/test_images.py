@@ -103,3 +103,39 @@ def test_load_image_file_names_the_path(tmp_path: Path) -> None:
         load_image_file(bad, LIMIT)
     with pytest.raises(ImageError, match="missing.jpg"):
         load_image_file(tmp_path / "missing.jpg", LIMIT)
+
+
+def test_palette_and_grey_transparency_go_onto_white() -> None:
+    pal = Image.new("P", (16, 16), 0)
+    pal.putpalette([255, 0, 0] + [0, 0, 255] * 255)
+    out = decode_image(encode(pal, "PNG", transparency=0), LIMIT)
+    assert out.getpixel((3, 3)) == (255, 255, 255)
+    grey = Image.new("LA", (16, 16), (0, 0))
+    assert decode_image(encode(grey, "PNG"), LIMIT).getpixel((3, 3)) == (255, 255, 255)
+
+
+def test_cmyk_colours_survive() -> None:
+    out = decode_image(encode(Image.new("CMYK", (16, 16), (0, 255, 255, 0)), "JPEG", quality=95), LIMIT)
+    r, g, b = out.getpixel((8, 8))
+    assert r > 200 and g < 60 and b < 60  # red stays red
+
+
+def test_animated_webp_uses_first_frame() -> None:
+    frames = [Image.new("RGB", (16, 16), colour) for colour in ((0, 255, 0), (255, 0, 255))]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="WEBP", save_all=True, append_images=frames[1:], duration=100, lossless=True)
+    r, g, b = decode_image(buf.getvalue(), LIMIT).getpixel((8, 8))
+    assert g > 200 and r < 50
+
+
+def test_truncated_png_and_zip() -> None:
+    data = encode(Image.effect_noise((64, 64), 50).convert("RGB"), "PNG")
+    with pytest.raises(ImageError, match="broken|truncated"):
+        decode_image(data[: len(data) // 2], LIMIT)
+    with pytest.raises(ImageError, match="ZIP"):
+        decode_image(b"PK\x03\x04" + b"\x00" * 40, LIMIT)
+
+
+def test_small_jpeg_is_not_reduced_below_the_hint() -> None:
+    out = decode_image(encode(Image.new("RGB", (640, 480)), "JPEG"), LIMIT, target_size=448)
+    assert out.size == (640, 480)  # 1/2 scale would be 320x240, under the hint: full size kept
