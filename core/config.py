@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     min_score_text: float | None = Field(None, description="relevance cut-off for text queries; unset = encoder default")
     default_limit: int = Field(5, ge=1, le=100)
     max_limit: int = Field(50, ge=1, le=1000)
+    cursor_ttl: float = Field(3600.0, gt=0, description="seconds a 'show more' cursor stays valid")
+    max_cursors: int = Field(4096, ge=1, description="cursors kept in memory at most (oldest dropped first)")
+    facets_ttl: float = Field(300.0, ge=0, description="seconds the list of filter values (/filters) is cached")
+    image_root: Path | None = Field(None, description="folder local catalog image refs resolve against; unset = the folder the catalog was indexed from")
 
     # images and downloads
     max_image_pixels: int = Field(40_000_000, ge=1, description="decompression-bomb guard (width x height)")
@@ -60,13 +64,22 @@ class Settings(BaseSettings):
         return value or None
 
 
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read and validate settings; turn pydantic's error into one readable ConfigError."""
+    return load_settings_of(Settings, **overrides)
+
+
+def load_settings_of(settings_cls: type[SettingsT], **overrides: object) -> SettingsT:
+    """Read and validate any settings class (adapters have their own); errors name the variables."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return settings_cls(**overrides)
     except ValidationError as exc:
+        prefix = str(settings_cls.model_config.get("env_prefix", "VISEARCH_"))
         lines = []
         for err in exc.errors():
             field = ".".join(str(part) for part in err["loc"])
-            lines.append(f"  VISEARCH_{field.upper()}: {err['msg']}")
+            lines.append(f"  {prefix}{field.upper()}: {err['msg']}")
         raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -64,7 +65,7 @@ class Product(BaseModel):
     def from_payload(cls, payload: dict[str, Any]) -> Product:
         """Rebuild the product from any of its points' payload."""
         known = set(cls.model_fields) - {"extra"}
-        internal = {"product_id", "image", "image_index", "image_sha256", "product_hash", *FILTER_KEYS.values()}
+        internal = {"product_id", "image", "image_root", "image_index", "image_sha256", "product_hash", *FILTER_KEYS.values()}
         fields = {k: v for k, v in payload.items() if k in known}
         extra = {k: v for k, v in payload.items() if k not in known and k not in internal}
         return cls(**fields, extra=extra)
@@ -107,22 +108,25 @@ class Query(BaseModel):
     images: list[bytes] = Field(default_factory=list, description="raw image bytes; several = one album query")
     text: str | None = None
     similar_to: str | None = Field(None, description="point id for 'more like this'")
+    cursor: str | None = Field(None, description="`SearchResult.next_cursor` of an earlier search: its next page")
     filters: Filters = Field(default_factory=Filters)
     limit: int = Field(5, ge=1, le=1000)
     offset: int = Field(0, ge=0, description="products to skip (pagination)")
 
     @model_validator(mode="after")
     def _exactly_one_kind(self) -> Query:
-        given = sum([bool(self.images), bool(self.text and self.text.strip()), bool(self.similar_to)])
+        given = sum([bool(self.images), bool(self.text and self.text.strip()), bool(self.similar_to), bool(self.cursor)])
         if given == 0:
-            raise ValueError("a query needs an image, a text or a point id to search from")
-        if self.similar_to and given > 1:
-            raise ValueError("'similar_to' cannot be combined with an image or a text")
+            raise ValueError("a query needs an image, a text, a point id or a cursor to search from")
+        if (self.similar_to or self.cursor) and given > 1:
+            raise ValueError("'similar_to' and 'cursor' cannot be combined with anything else to search from")
         return self
 
     @property
-    def kind(self) -> Literal["image", "text", "similar"]:
-        """Which relevance cut-off applies (image and similar share the image cut-off)."""
+    def kind(self) -> Literal["image", "text", "similar", "page"]:
+        """What the query searches from (image and similar share the image cut-off; a page keeps its own)."""
+        if self.cursor:
+            return "page"
         if self.similar_to:
             return "similar"
         return "image" if self.images else "text"
@@ -143,11 +147,21 @@ class Card(BaseModel):
     brand: str | None = None
     in_stock: bool = True
     score: float
+    image_file: str | None = Field(None, description="absolute path of a local catalog image, for uploading it")
 
     @classmethod
-    def from_hit(cls, hit: Hit) -> Card:
-        """Build a card from the best-scoring point of a product."""
+    def from_hit(cls, hit: Hit, image_root: str | None = None) -> Card:
+        """Build a card from the best-scoring point of a product.
+
+        A local image ref is resolved against `image_root` (configured) or the catalog folder the
+        indexer recorded, so adapters can upload the file; URLs are left for the messenger to fetch.
+        """
         p = hit.payload
+        image = p.get("image")
+        root = image_root or p.get("image_root")
+        image_file = None
+        if image and root and not str(image).startswith(("http://", "https://")):
+            image_file = str(Path(root) / str(image))
         return cls(
             product_id=str(p.get("product_id", "")),
             point_id=hit.point_id,
@@ -161,6 +175,7 @@ class Card(BaseModel):
             brand=p.get("brand"),
             in_stock=bool(p.get("in_stock", True)),
             score=hit.score,
+            image_file=image_file,
         )
 
 
@@ -170,6 +185,7 @@ class SearchResult(BaseModel):
     cards: list[Card]
     cut_off: int = 0
     min_score: float
+    next_cursor: str | None = Field(None, description="pass as `Query.cursor` for the next page; None = last page")
 
     @property
     def no_match(self) -> bool:
@@ -211,3 +227,16 @@ class CollectionInfo(BaseModel):
     dim: int
     points: int
     backend: str
+
+
+class Facets(BaseModel):
+    """What a collection can be filtered by, with product counts (for /filters and the web page)."""
+
+    products: int
+    categories: dict[str, int] = Field(default_factory=dict)
+    brands: dict[str, int] = Field(default_factory=dict)
+    tags: dict[str, int] = Field(default_factory=dict)
+    price_min: float | None = None
+    price_max: float | None = None
+    currencies: list[str] = Field(default_factory=list)
+    in_stock: int = 0

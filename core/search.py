@@ -9,15 +9,18 @@ into an honest "no match" instead of junk.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from core.config import Settings
-from core.domain import Card, CollectionInfo, Filters, Hit, Query, SearchResult
+from core.domain import Card, CollectionInfo, Facets, Filters, Hit, Query, SearchResult
 from core.encoders.base import Encoder, l2_normalise
 from core.errors import CollectionNotFoundError, EncoderMismatchError, VisearchError
 from core.images import decode_image
@@ -30,6 +33,22 @@ MAX_RAW_HITS = 2000
 
 class PointNotFoundError(VisearchError):
     """'More like this' was asked for a point that is not in the collection (deleted since)."""
+
+
+class CursorExpiredError(VisearchError):
+    """A 'show more' cursor is unknown: it expired, was evicted, or the service restarted."""
+
+
+@dataclass(frozen=True, slots=True)
+class _PageState:
+    """What the next page of a search needs: no photo bytes are kept, only the query vector."""
+
+    vector: list[float]
+    filters: Filters
+    min_score: float
+    offset: int
+    limit: int
+    expires_at: float
 
 
 def group_by_product(hits: Sequence[Hit]) -> list[Hit]:
@@ -52,6 +71,8 @@ class SearchService:
         self.started_at = time.monotonic()
         self._encoder_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="visearch-encoder")
         self._verified = False  # collection checked against the encoder once; not on every query
+        self._cursors: OrderedDict[str, _PageState] = OrderedDict()  # bounded, oldest first
+        self._facets: tuple[float, Facets] | None = None
 
     @classmethod
     async def open(cls, settings: Settings) -> SearchService:
@@ -127,19 +148,94 @@ class SearchService:
             fetch = min(fetch * 2, MAX_RAW_HITS)
 
     async def search(self, query: Query) -> SearchResult:
-        """Run one query: embed, search, group by product, apply the cut-off, page."""
+        """Run one query: embed, search, group by product, apply the cut-off, page.
+
+        A result with more relevant products than shown carries `next_cursor`; `Query(cursor=...)`
+        returns the next page without embedding the photo again.
+        """
         if not self._verified:
             await self.check_collection()
-        vector, filters = await self.embed_query(query)
-        groups = await self.search_vector(vector, filters, query.offset + query.limit)
-        threshold = self.min_score(query)
+        if query.cursor:
+            state = self._take_cursor(query.cursor)
+            vector, filters, threshold, offset = state.vector, state.filters, state.min_score, state.offset
+        else:
+            vector, filters = await self.embed_query(query)
+            threshold, offset = self.min_score(query), query.offset
+        groups = await self.search_vector(vector, filters, offset + query.limit + 1)
         relevant = [hit for hit in groups if hit.score >= threshold]
-        page = relevant[query.offset : query.offset + query.limit]
+        end = offset + query.limit
+        next_cursor = None
+        if len(relevant) > end:
+            next_cursor = self._remember_cursor(vector, filters, threshold, end, query.limit)
+        image_root = str(self.settings.image_root) if self.settings.image_root else None
         return SearchResult(
-            cards=[Card.from_hit(hit) for hit in page],
+            cards=[Card.from_hit(hit, image_root) for hit in relevant[offset:end]],
             cut_off=len(groups) - len(relevant),
             min_score=threshold,
+            next_cursor=next_cursor,
         )
+
+    def _remember_cursor(self, vector: list[float], filters: Filters, min_score: float, offset: int, limit: int) -> str:
+        """Keep the state of a next page under a short random token (fits Telegram's 64-byte callback data)."""
+        now = time.monotonic()
+        while self._cursors and (len(self._cursors) >= self.settings.max_cursors
+                                 or next(iter(self._cursors.values())).expires_at <= now):
+            self._cursors.popitem(last=False)
+        token = secrets.token_urlsafe(9)  # 12 characters
+        self._cursors[token] = _PageState(vector, filters, min_score, offset, limit, now + self.settings.cursor_ttl)
+        return token
+
+    def _take_cursor(self, token: str) -> _PageState:
+        """The state behind a cursor; a cursor can be used more than once (a button tapped twice)."""
+        state = self._cursors.get(token)
+        if state is None or state.expires_at <= time.monotonic():
+            self._cursors.pop(token, None)
+            raise CursorExpiredError("these results have expired: send the photo or the words again")
+        return state
+
+    async def facets(self) -> Facets:
+        """Categories, brands, tags, price range and stock of the collection, counted per product.
+
+        Scans the payloads (no vectors), so the answer is cached for `facets_ttl` seconds.
+        """
+        now = time.monotonic()
+        if self._facets and self._facets[0] > now:
+            return self._facets[1]
+        seen: set[str] = set()
+        categories: Counter[str] = Counter()
+        brands: Counter[str] = Counter()
+        tags: Counter[str] = Counter()
+        currencies: Counter[str] = Counter()
+        prices: list[float] = []
+        in_stock = 0
+        async for point in self.store.scroll():
+            p = point.payload
+            product_id = str(p.get("product_id", point.point_id))
+            if product_id in seen:
+                continue
+            seen.add(product_id)
+            if p.get("category"):
+                categories[str(p["category"])] += 1
+            if p.get("brand"):
+                brands[str(p["brand"])] += 1
+            tags.update(str(t) for t in p.get("tags") or [])
+            if isinstance(p.get("price"), int | float):
+                prices.append(float(p["price"]))
+            if p.get("currency"):
+                currencies[str(p["currency"])] += 1
+            in_stock += bool(p.get("in_stock", True))
+        facets = Facets(
+            products=len(seen),
+            categories=dict(categories.most_common()),
+            brands=dict(brands.most_common()),
+            tags=dict(tags.most_common()),
+            price_min=min(prices) if prices else None,
+            price_max=max(prices) if prices else None,
+            currencies=[c for c, _ in currencies.most_common()],
+            in_stock=in_stock,
+        )
+        self._facets = (now + self.settings.facets_ttl, facets)
+        return facets
 
     async def stats(self) -> dict[str, Any]:
         """Collection size, encoder and uptime (for /stats and `visearch stats`)."""

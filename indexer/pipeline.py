@@ -118,9 +118,13 @@ class IndexSummary:
         return "\n".join([line, *self.notes])
 
 
-def product_hash(product: Product) -> str:
-    """Hash of the product's metadata (everything but per-image fields): a change means rewriting payloads."""
-    blob = json.dumps(product.model_dump(mode="json"), sort_keys=True, ensure_ascii=False, default=str)
+def product_hash(product: Product, image_root: str = "") -> str:
+    """Hash of the product's metadata (everything but per-image fields): a change means rewriting payloads.
+
+    The catalog's folder is part of it: a moved catalog rewrites the recorded image root."""
+    data = product.model_dump(mode="json")
+    data["__image_root"] = image_root
+    blob = json.dumps(data, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
@@ -150,6 +154,7 @@ async def index_catalog(
     await store.ensure_collection(encoder.model_id, encoder.dim, recreate=recreate)
     existing = await _scan(store)
 
+    image_root = str(catalog_path.resolve().parent)
     jobs: list[_Job] = []
     for row in catalog.rows:
         if not row.product.images:
@@ -159,9 +164,9 @@ async def index_catalog(
             summary.problems.append(Problem(row.line, row.product.id, None,
                                             reason + (f" (its {kept} stored image(s) are kept)" if kept else "")))
             continue
-        phash = product_hash(row.product)
+        phash = product_hash(row.product, image_root)
         for index, ref in enumerate(row.product.images):
-            jobs.append(_Job(row.line, row.product, ref, index, point_id_for(row.product.id, ref), phash))
+            jobs.append(_Job(row.line, row.product, ref, index, point_id_for(row.product.id, ref), phash, image_root))
     summary.images = len(jobs)
 
     bar = tqdm(total=len(jobs), unit="img", desc="indexing", file=sys.stderr, disable=not progress,
@@ -193,12 +198,14 @@ class _Job:
     index: int
     point_id: str
     product_hash: str
+    image_root: str
     data: bytes | None = None
     sha256: str = ""
 
     def payload(self) -> dict[str, Any]:
         payload = self.product.payload(self.ref, self.sha256, self.index)
         payload["product_hash"] = self.product_hash
+        payload["image_root"] = self.image_root  # local refs resolve against it when a bot uploads them
         return payload
 
 

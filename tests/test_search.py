@@ -131,6 +131,65 @@ async def test_pagination_does_not_repeat(service: SearchService) -> None:
     assert not {c.product_id for c in first.cards} & {c.product_id for c in second.cards}
 
 
+async def test_cursor_pages_continue_where_the_first_page_ended(service: SearchService) -> None:
+    query = Query(images=[photo(SAMPLE / "queries" / "vine-tomato.jpg")], limit=2)
+    by_offset = await service.search(query.model_copy(update={"limit": 4}))
+    first = await service.search(query)
+    assert first.next_cursor
+    second = await service.search(Query(cursor=first.next_cursor, limit=2))
+    assert [c.product_id for c in first.cards + second.cards] == [c.product_id for c in by_offset.cards]
+    again = await service.search(Query(cursor=first.next_cursor, limit=2))  # a button tapped twice
+    assert [c.product_id for c in again.cards] == [c.product_id for c in second.cards]
+
+
+async def test_last_page_has_no_cursor(service: SearchService) -> None:
+    result = await service.search(Query(images=[photo(SAMPLE / "queries" / "banana.jpg")], limit=50))
+    assert result.cards and result.next_cursor is None
+
+
+async def test_unknown_cursor_says_search_again(service: SearchService) -> None:
+    from core.search import CursorExpiredError
+
+    with pytest.raises(CursorExpiredError, match="send the photo or the words again"):
+        await service.search(Query(cursor="not-a-cursor"))
+
+
+async def test_cursors_are_bounded(sample_catalog: Path, offline_encoder, tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path, encoder="offline", max_cursors=3)
+    store = open_store(settings)
+    await index_catalog(sample_catalog / "catalog.csv", offline_encoder, store, settings, progress=False)
+    svc = SearchService(offline_encoder, store, settings)
+    try:
+        cursors = [(await svc.search(Query(text=word, limit=1))).next_cursor
+                   for word in ("apple", "milk", "juice", "tomato", "pepper")]
+        assert all(cursors)
+        from core.search import CursorExpiredError
+
+        with pytest.raises(CursorExpiredError):
+            await svc.search(Query(cursor=cursors[0], limit=1))
+        assert (await svc.search(Query(cursor=cursors[-1], limit=1))).cards
+    finally:
+        await svc.close()
+
+
+async def test_cards_point_at_the_local_image_file(service: SearchService, sample_catalog: Path) -> None:
+    result = await service.search(Query(text="banana", limit=1))
+    card = result.cards[0]
+    assert card.image_file and Path(card.image_file).is_file()
+    assert Path(card.image_file).parent.parent == sample_catalog.resolve()
+
+
+async def test_facets_count_products_not_images(service: SearchService, sample_catalog: Path) -> None:
+    facets = await service.facets()
+    rows = list(csv.DictReader((sample_catalog / "catalog.csv").open(encoding="utf-8")))
+    assert facets.products == len(rows)
+    assert sum(facets.categories.values()) == sum(1 for r in rows if r["category"])
+    assert facets.categories["Banana"] == 1  # three photos, one product
+    prices = [float(r["price"]) for r in rows if r["price"]]
+    assert facets.price_min == min(prices) and facets.price_max == max(prices)
+    assert facets.currencies == ["SEK"]
+
+
 async def test_unrelated_photo_is_cut_off(service: SearchService, clothing_dir: Path) -> None:
     shoes = sorted((clothing_dir / "images").glob("*.jpg"))[:5]
     results = [await service.search(Query(images=[photo(p)], limit=5)) for p in shoes]

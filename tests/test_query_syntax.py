@@ -1,0 +1,45 @@
+"""The filter syntax customers type in chats: what they write must become the right filters."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.domain import Filters
+from core.query_syntax import describe_filters, parse_query_text
+
+
+@pytest.mark.parametrize(
+    ("message", "words", "filters"),
+    [
+        ("red shoes under 50", "red shoes", Filters(price_max=50)),
+        ("category:dairy", "", Filters(categories=["dairy"])),
+        ('cat:"Sour Cream" in stock', "", Filters(categories=["sour cream"], in_stock=True)),
+        ("apple #organic brand:Arla 10-50", "apple", Filters(brands=["arla"], tags=["organic"], price_min=10, price_max=50)),
+        ("juice over $10", "juice", Filters(price_min=10)),
+        ("between 5 and 2 milk", "milk", Filters(price_min=2, price_max=5)),
+        ("oat milk from 10 to 20", "oat milk", Filters(price_min=10, price_max=20)),
+        ("<20 apple", "apple", Filters(price_max=20)),
+        ("under 50 sek oat milk", "oat milk", Filters(price_max=50)),
+        ("yoghurt under 12,5", "yoghurt", Filters(price_max=12.5)),
+        ("green apples available", "green apples", Filters(in_stock=True)),
+        ("category:milk category:juice", "", Filters(categories=["milk", "juice"])),
+    ],
+)
+def test_filters_are_read_and_taken_out_of_the_words(message: str, words: str, filters: Filters) -> None:
+    parsed = parse_query_text(message)
+    assert parsed.text == words
+    assert parsed.filters == filters
+
+
+@pytest.mark.parametrize("message", ["milk", "apples from italy", "size 42 sneakers", "", "  ", "<b>&amp;</b>", "category:"])
+def test_plain_words_stay_words(message: str) -> None:
+    parsed = parse_query_text(message)
+    assert parsed.filters.is_empty()
+    assert parsed.text == " ".join(message.split())
+
+
+def test_description_reads_back_to_the_same_filters() -> None:
+    filters = Filters(categories=["sour cream"], brands=["arla"], tags=["eco"], price_min=2, price_max=9.5, in_stock=True)
+    text = describe_filters(filters)
+    assert parse_query_text(text).filters == filters
+    assert text == 'category:"sour cream" brand:arla #eco 2-9.5 in stock'
