@@ -320,6 +320,44 @@ def demo(
                f"\n     visearch search --collection demo --encoder {used} --text 'orange' --max-price 30 --in-stock")
 
 
+bot_app = typer.Typer(help="Run a messenger bot over the collection.", no_args_is_help=True)
+app.add_typer(bot_app, name="bot")
+
+
+@bot_app.command("telegram")
+def bot_telegram(
+    framework: Annotated[str, typer.Option("--framework", help="aiogram | ptb (python-telegram-bot)")] = "aiogram",
+    webhook: Annotated[Optional[str], typer.Option("--webhook", help="public https URL for a webhook; default: long polling")] = None,
+    listen: Annotated[str, typer.Option("--listen", help="webhook mode: address to listen on")] = "0.0.0.0",
+    port: Annotated[int, typer.Option("--port", help="webhook mode: port to listen on")] = 8080,
+    shop_name: Annotated[str, typer.Option("--shop-name", help="name shown in /start")] = "Shop",
+    encoder: EncoderOpt = None,
+    data_dir: DataDirOpt = None,
+    collection: CollectionOpt = None,
+) -> None:
+    """Answer photos and words sent to your Telegram bot with product cards (token: VISEARCH_TELEGRAM_TOKEN)."""
+    if framework not in ("aiogram", "ptb"):
+        typer.echo("error: --framework must be aiogram or ptb", err=True)
+        raise typer.Exit(2)
+    settings = settings_from(encoder=encoder, data_dir=data_dir, collection=collection)
+    from bots.telegram.config import load_telegram_settings
+    from bots.telegram.conversation import TelegramConversation
+    from bots.telegram.runner import make_runner, serve_forever
+
+    async def job() -> None:
+        telegram = load_telegram_settings()
+        telegram.require_token()
+        conversation = TelegramConversation(telegram, settings, shop_name=shop_name)
+        runner = make_runner(framework, telegram, conversation, webhook, listen, port)  # type: ignore[arg-type]
+        mode = f"webhook {webhook} (listening on {listen}:{port})" if webhook else "long polling"
+        typer.echo(f"loading the model and the collection {settings.collection!r}...", err=True)
+        await serve_forever(runner)
+        typer.echo(f"stopped ({framework}, {mode})", err=True)
+
+    logging.getLogger("visearch").setLevel(logging.INFO)
+    run(job)
+
+
 def main() -> None:
     """Console-script entry point."""
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)

@@ -1,0 +1,210 @@
+"""visearch for aiogram 3: a `Router` to include in any bot, and the pieces to run one.
+
+Plug into an existing bot (the router loads the model when the dispatcher starts)::
+
+    from bots.telegram.aiogram_router import create_router
+    dp.include_router(create_router())
+
+The handlers only translate: update facts go to `TelegramConversation`, replies come back as
+plain data and are sent here. Include the router after your own so your commands win.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+from aiogram import Bot, F, Router
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ChatAction
+from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter
+from aiogram.filters import Command
+from aiogram.methods import TelegramMethod
+from aiogram.methods.base import Response, TelegramType
+from aiogram.types import (
+    CallbackQuery,
+    FSInputFile,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    LinkPreviewOptions,
+    Message,
+)
+
+from bots.telegram import presentation as ui
+from bots.telegram.config import TelegramSettings
+from bots.telegram.conversation import (
+    PhotoInput,
+    PhotoRejected,
+    TelegramConversation,
+    deliver,
+    is_photo_problem,
+    route_message,
+)
+
+log = logging.getLogger("visearch.telegram")
+
+COMMANDS = ("start", "help", "filters", "stats")
+
+
+class RetryAfterMiddleware(BaseRequestMiddleware):
+    """Honour HTTP 429 `retry_after`: wait as long as Telegram asks, then send the request again."""
+
+    def __init__(self, max_wait: float = 60.0, attempts: int = 3) -> None:
+        self.max_wait = max_wait
+        self.attempts = attempts
+
+    async def __call__(self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot,
+                       method: TelegramMethod[TelegramType]) -> Response[TelegramType]:
+        for attempt in range(self.attempts):
+            try:
+                return await make_request(bot, method)
+            except TelegramRetryAfter as exc:
+                if attempt == self.attempts - 1 or exc.retry_after > self.max_wait:
+                    raise
+                log.warning("Telegram flood control: waiting %s s before %s", exc.retry_after, method.__api_method__)
+                await asyncio.sleep(exc.retry_after)
+        raise AssertionError("unreachable")
+
+
+def create_bot(telegram: TelegramSettings) -> Bot:
+    """A Bot on the configured Bot API server, with 429 retries."""
+    session = AiohttpSession(api=TelegramAPIServer.from_base(telegram.api_url))
+    session.middleware(RetryAfterMiddleware(telegram.max_retry_after))
+    return Bot(telegram.require_token(), session=session)
+
+
+def keyboard(rows: ui.Keyboard) -> InlineKeyboardMarkup | None:
+    """Neutral buttons -> aiogram's inline keyboard."""
+    if not rows:
+        return None
+    return InlineKeyboardMarkup(inline_keyboard=[
+        [InlineKeyboardButton(text=b.text, callback_data=b.callback_data, url=b.url) for b in row] for row in rows
+    ])
+
+
+class AiogramSender:
+    """Sends neutral replies to one chat through an aiogram Bot."""
+
+    def __init__(self, bot: Bot, chat_id: int) -> None:
+        self.bot = bot
+        self.chat_id = chat_id
+
+    async def send_text(self, reply: ui.TextReply) -> None:
+        await self.bot.send_message(self.chat_id, reply.text, parse_mode=ui.PARSE_MODE,
+                                    reply_markup=keyboard(reply.buttons),
+                                    link_preview_options=LinkPreviewOptions(is_disabled=True))
+
+    async def send_photo(self, reply: ui.PhotoReply, photo: PhotoInput) -> str:
+        source: Any = photo.file_id or photo.url
+        if photo.path:
+            if not Path(photo.path).is_file():
+                raise FileNotFoundError(photo.path)
+            source = FSInputFile(photo.path)
+        try:
+            sent = await self.bot.send_photo(self.chat_id, source, caption=reply.caption, parse_mode=ui.PARSE_MODE,
+                                             reply_markup=keyboard(reply.buttons))
+        except TelegramBadRequest as exc:
+            if is_photo_problem(exc.message):
+                raise PhotoRejected(exc.message) from None
+            raise
+        return sent.photo[-1].file_id if sent.photo else ""
+
+
+def create_router(conversation: TelegramConversation | None = None, *, with_commands: bool = True,
+                  name: str = "visearch") -> Router:
+    """A router answering photos, image documents, texts and our buttons with product cards.
+
+    Without a conversation, one is built from the `VISEARCH_*` settings; its model is loaded when
+    the dispatcher starts and released when it stops. `with_commands=False` leaves /start and /help
+    to your bot (/filters and /stats stay).
+    """
+    if conversation is None:
+        from bots.telegram.config import load_telegram_settings
+
+        conversation = TelegramConversation(load_telegram_settings())
+    router = Router(name=name)
+    convo = conversation
+
+    async def send(bot: Bot, chat_id: int, replies: list[ui.Reply]) -> None:
+        try:
+            await deliver(replies, AiogramSender(bot, chat_id), convo.photo_ids)
+        except Exception:
+            convo.counters["errors"] += 1
+            log.exception("could not send the answer to a Telegram chat")
+
+    async def download(bot: Bot, file_id: str) -> bytes:
+        buffer = io.BytesIO()
+        await bot.download(file_id, destination=buffer)
+        return buffer.getvalue()
+
+    commands = COMMANDS if with_commands else ("filters", "stats")
+
+    @router.message(Command(*commands))
+    async def on_command(message: Message, bot: Bot) -> None:
+        command = (message.text or "/").split()[0][1:].split("@")[0]
+        user_id = message.from_user.id if message.from_user else None
+        await send(bot, message.chat.id, await convo.handle_command(command, user_id))
+
+    @router.message(F.photo | F.document | (F.text & ~F.text.startswith("/")))
+    async def on_search(message: Message, bot: Bot) -> None:
+        async def progress() -> None:
+            await bot.send_chat_action(message.chat.id, ChatAction.UPLOAD_PHOTO)
+
+        async def fetch(file_id: str) -> bytes:
+            return await download(bot, file_id)
+
+        await send(bot, message.chat.id, await route_message(convo, message, fetch, progress))
+
+    @router.message(F.sticker | F.voice | F.audio | F.video | F.video_note | F.animation | F.location
+                    | F.contact | F.venue | F.poll | F.dice)
+    async def on_unsupported(message: Message, bot: Bot) -> None:
+        await send(bot, message.chat.id, await route_message(convo, message, _no_download))
+
+    @router.callback_query(F.data.startswith(ui.MORE_LIKE_THIS) | F.data.startswith(ui.NEXT_PAGE))
+    async def on_button(callback: CallbackQuery, bot: Bot) -> None:
+        answer = await convo.handle_callback(callback.from_user.id, callback.data or "")
+        try:
+            await callback.answer(ui.cut(answer.notice, ui.CALLBACK_ANSWER_LIMIT) if answer.notice else None)
+        except TelegramBadRequest as exc:  # query too old (bot was down): the cards are still useful
+            log.info("callback answer refused: %s", exc.message)
+        message = callback.message
+        if message is None:
+            return
+        if answer.drop_page_button and isinstance(message, Message) and message.reply_markup:
+            await _drop_page_button(bot, message)
+        await send(bot, message.chat.id, answer.replies)
+
+    @router.startup()
+    async def on_startup() -> None:
+        await convo.start()
+
+    @router.shutdown()
+    async def on_shutdown() -> None:
+        await convo.close()
+
+    router.visearch_conversation = convo  # type: ignore[attr-defined]  # for tests and /stats
+    return router
+
+
+async def _drop_page_button(bot: Bot, message: Message) -> None:
+    """Remove 'Show more' from the card it was tapped on: the next page is now below it."""
+    assert message.reply_markup is not None
+    rows = [[b.model_dump(exclude_none=True) for b in row] for row in message.reply_markup.inline_keyboard]
+    kept = ui.without_page_button(rows)
+    markup = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(**b) for b in row] for row in kept])
+    try:
+        await bot.edit_message_reply_markup(chat_id=message.chat.id, message_id=message.message_id, reply_markup=markup)
+    except TelegramBadRequest as exc:  # "message is not modified" on a double tap
+        log.info("keyboard not edited: %s", exc.message)
+
+
+async def _no_download(file_id: str) -> bytes:
+    raise AssertionError(f"unsupported content is never downloaded ({file_id})")
+
+
+__all__ = ["AiogramSender", "RetryAfterMiddleware", "create_bot", "create_router", "keyboard"]

@@ -1,0 +1,219 @@
+"""visearch for python-telegram-bot v22: handlers to add to any `Application`, and the pieces to run one.
+
+Plug into an existing bot (the model loads on the first search, or call
+`await conversation.start()` in your `post_init`)::
+
+    from bots.telegram.ptb_handlers import add_visearch_handlers
+    add_visearch_handlers(application)
+
+Handlers are registered with `block=False`, so a slow search never holds up other chats and the
+photos of an album are gathered into one answer. Pass `group=` to order them after your own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Message, Update
+from telegram.constants import ChatAction
+from telegram.error import BadRequest, RetryAfter
+from telegram.ext import (
+    Application,
+    ApplicationBuilder,
+    BaseRateLimiter,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from bots.telegram import presentation as ui
+from bots.telegram.aiogram_router import COMMANDS
+from bots.telegram.config import TelegramSettings
+from bots.telegram.conversation import (
+    PhotoInput,
+    PhotoRejected,
+    TelegramConversation,
+    deliver,
+    is_photo_problem,
+    route_message,
+)
+
+log = logging.getLogger("visearch.telegram")
+
+
+def _seconds(value: int | dt.timedelta) -> float:
+    return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
+
+
+class RetryAfterLimiter(BaseRateLimiter[None]):
+    """Honour HTTP 429 `retry_after` (python-telegram-bot raises RetryAfter; this waits and retries)."""
+
+    def __init__(self, max_wait: float = 60.0, attempts: int = 3) -> None:
+        self.max_wait = max_wait
+        self.attempts = attempts
+
+    async def initialize(self) -> None:
+        """Nothing to set up."""
+
+    async def shutdown(self) -> None:
+        """Nothing to release."""
+
+    async def process_request(
+        self,
+        callback: Callable[..., Coroutine[Any, Any, bool | dict[str, Any] | list[dict[str, Any]]]],
+        args: Any,
+        kwargs: dict[str, Any],
+        endpoint: str,
+        data: dict[str, Any],
+        rate_limit_args: None,
+    ) -> bool | dict[str, Any] | list[dict[str, Any]]:
+        for attempt in range(self.attempts):
+            try:
+                return await callback(*args, **kwargs)
+            except RetryAfter as exc:
+                wait = _seconds(exc.retry_after)
+                if attempt == self.attempts - 1 or wait > self.max_wait:
+                    raise
+                log.warning("Telegram flood control: waiting %s s before %s", wait, endpoint)
+                await asyncio.sleep(wait)
+        raise AssertionError("unreachable")
+
+
+def build_application(telegram: TelegramSettings) -> Application:
+    """An Application on the configured Bot API server, with 429 retries and concurrent updates."""
+    root = telegram.api_url
+    return (
+        ApplicationBuilder()
+        .token(telegram.require_token())
+        .base_url(f"{root}/bot")
+        .base_file_url(f"{root}/file/bot")
+        .rate_limiter(RetryAfterLimiter(telegram.max_retry_after))
+        .concurrent_updates(True)
+        .build()
+    )
+
+
+def keyboard(rows: ui.Keyboard) -> InlineKeyboardMarkup | None:
+    """Neutral buttons -> python-telegram-bot's inline keyboard."""
+    if not rows:
+        return None
+    return InlineKeyboardMarkup([
+        [InlineKeyboardButton(b.text, callback_data=b.callback_data, url=b.url) for b in row] for row in rows
+    ])
+
+
+class PtbSender:
+    """Sends neutral replies to one chat through a python-telegram-bot Bot."""
+
+    def __init__(self, bot: Any, chat_id: int) -> None:
+        self.bot = bot
+        self.chat_id = chat_id
+
+    async def send_text(self, reply: ui.TextReply) -> None:
+        await self.bot.send_message(self.chat_id, reply.text, parse_mode=ui.PARSE_MODE,
+                                    reply_markup=keyboard(reply.buttons),
+                                    link_preview_options=LinkPreviewOptions(is_disabled=True))
+
+    async def send_photo(self, reply: ui.PhotoReply, photo: PhotoInput) -> str:
+        source: Any = photo.file_id or photo.url
+        if photo.path:
+            source = Path(photo.path).read_bytes()  # FileNotFoundError -> the card goes as text
+        try:
+            sent = await self.bot.send_photo(self.chat_id, source, caption=reply.caption, parse_mode=ui.PARSE_MODE,
+                                             reply_markup=keyboard(reply.buttons))
+        except BadRequest as exc:
+            if is_photo_problem(exc.message):
+                raise PhotoRejected(exc.message) from None
+            raise
+        return sent.photo[-1].file_id if sent.photo else ""
+
+
+def add_visearch_handlers(application: Application, conversation: TelegramConversation | None = None, *,
+                          group: int = 0, with_commands: bool = True) -> TelegramConversation:
+    """Register visearch's handlers on `application`; returns the conversation (for `start()`/`close()`).
+
+    Without a conversation, one is built from the `VISEARCH_*` settings. `with_commands=False`
+    leaves /start and /help to your bot (/filters and /stats stay).
+    """
+    if conversation is None:
+        from bots.telegram.config import load_telegram_settings
+
+        conversation = TelegramConversation(load_telegram_settings())
+    convo = conversation
+
+    async def send(bot: Any, chat_id: int, replies: list[ui.Reply]) -> None:
+        try:
+            await deliver(replies, PtbSender(bot, chat_id), convo.photo_ids)
+        except Exception:
+            convo.counters["errors"] += 1
+            log.exception("could not send the answer to a Telegram chat")
+
+    async def on_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        if message is None:
+            return
+        command = (message.text or "/").split()[0][1:].split("@")[0]
+        user_id = update.effective_user.id if update.effective_user else None
+        await send(context.bot, message.chat.id, await convo.handle_command(command, user_id))
+
+    async def on_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        if message is None:
+            return
+        bot = context.bot
+
+        async def progress() -> None:
+            await bot.send_chat_action(message.chat.id, ChatAction.UPLOAD_PHOTO)
+
+        async def download(file_id: str) -> bytes:
+            file = await bot.get_file(file_id)
+            return bytes(await file.download_as_bytearray())
+
+        await send(bot, message.chat.id, await route_message(convo, message, download, progress))
+
+    async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        if query is None:
+            return
+        answer = await convo.handle_callback(query.from_user.id, query.data or "")
+        try:
+            await query.answer(ui.cut(answer.notice, ui.CALLBACK_ANSWER_LIMIT) if answer.notice else None)
+        except BadRequest as exc:  # query too old (bot was down): the cards are still useful
+            log.info("callback answer refused: %s", exc.message)
+        message = query.message
+        if not isinstance(message, Message):
+            return
+        if answer.drop_page_button and message.reply_markup:
+            await _drop_page_button(message)
+        await send(context.bot, message.chat.id, answer.replies)
+
+    commands = list(COMMANDS if with_commands else ("filters", "stats"))
+    unsupported = (filters.Sticker.ALL | filters.VOICE | filters.AUDIO | filters.VIDEO | filters.VIDEO_NOTE
+                   | filters.ANIMATION | filters.LOCATION | filters.CONTACT | filters.VENUE | filters.POLL
+                   | filters.Dice.ALL)
+    application.add_handlers([
+        CommandHandler(commands, on_command, block=False),
+        MessageHandler(filters.PHOTO | filters.Document.ALL | (filters.TEXT & ~filters.COMMAND), on_message, block=False),
+        MessageHandler(unsupported, on_message, block=False),
+        CallbackQueryHandler(on_button, pattern=rf"^({ui.MORE_LIKE_THIS}|{ui.NEXT_PAGE})", block=False),
+    ], group=group)
+    return convo
+
+
+async def _drop_page_button(message: Message) -> None:
+    """Remove 'Show more' from the card it was tapped on: the next page is now below it."""
+    assert message.reply_markup is not None
+    rows = [[b.to_dict() for b in row] for row in message.reply_markup.inline_keyboard]
+    kept = ui.without_page_button(rows)
+    markup = InlineKeyboardMarkup([[InlineKeyboardButton(**b) for b in row] for row in kept])
+    try:
+        await message.edit_reply_markup(reply_markup=markup)
+    except BadRequest as exc:  # "message is not modified" on a double tap
+        log.info("keyboard not edited: %s", exc.message)
