@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import warnings
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,11 @@ from bots.telegram.conversation import (
 log = logging.getLogger("visearch.telegram")
 
 
-def _seconds(value: int | dt.timedelta) -> float:
+def _seconds(exc: RetryAfter) -> float:
+    """RetryAfter.retry_after in seconds (an int today, a timedelta in a future major version)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the PTBDeprecationWarning about that change
+        value = exc.retry_after
     return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
 
 
@@ -78,7 +83,7 @@ class RetryAfterLimiter(BaseRateLimiter[None]):
             try:
                 return await callback(*args, **kwargs)
             except RetryAfter as exc:
-                wait = _seconds(exc.retry_after)
+                wait = _seconds(exc)
                 if attempt == self.attempts - 1 or wait > self.max_wait:
                     raise
                 log.warning("Telegram flood control: waiting %s s before %s", wait, endpoint)
