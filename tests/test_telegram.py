@@ -421,3 +421,111 @@ async def test_webhook_mode_checks_the_secret(framework: str, bot_catalog: Setti
         assert refused.status_code in (401, 403) and missing.status_code in (401, 403)
         assert accepted.status_code == 200
         assert "photo" in caption_of(await running.only_reply(3001))
+
+
+# --- plugged into a shop's existing bot -------------------------------------------------------------------
+
+
+def conversation_for(fake: FakeTelegram, settings: Settings, offline_encoder) -> TelegramConversation:
+    telegram = load_telegram_settings(token=TOKEN, api_url=fake.api_url, poll_timeout=1)
+    return TelegramConversation(telegram, settings, service=SearchService(offline_encoder, open_store(settings), settings))
+
+
+async def test_aiogram_router_plugs_into_an_existing_dispatcher(bot_catalog: Settings, offline_encoder) -> None:
+    from aiogram import Bot as AiogramBot
+    from aiogram import Dispatcher, Router
+    from aiogram.client.session.aiohttp import AiohttpSession
+    from aiogram.client.telegram import TelegramAPIServer
+    from aiogram.filters import CommandStart
+    from aiogram.types import Message
+
+    from bots.telegram.aiogram_router import create_router
+
+    fake = FakeTelegram()
+    await fake.start()
+    conversation = conversation_for(fake, bot_catalog, offline_encoder)
+    shop = Router()
+
+    @shop.message(CommandStart())
+    async def welcome(message: Message) -> None:
+        await message.answer("Welcome to my shop")
+
+    dp = Dispatcher()
+    dp.include_router(shop)
+    dp.include_router(create_router(conversation, with_commands=False))  # the README's lines
+    bot = AiogramBot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(fake.api_url)))
+    polling = asyncio.create_task(dp.start_polling(bot, handle_signals=False, polling_timeout=1))
+    try:
+        fake.send_text_from_user(4001, "/start")
+        fake.send_photo_from_user(4002, photo("banana.jpg"))
+        running = Bot(fake, conversation, "aiogram")
+        assert caption_of(await running.only_reply(4001)) == "Welcome to my shop"
+        assert "Banana" in caption_of((await running.answer(4002))[0])
+    finally:
+        await dp.stop_polling()
+        await polling
+        await conversation._service.close()  # type: ignore[union-attr]
+        await fake.stop()
+
+
+async def test_ptb_handlers_plug_into_an_existing_application(bot_catalog: Settings, offline_encoder) -> None:
+    from telegram import Update
+    from telegram.ext import ApplicationBuilder, CommandHandler, ContextTypes
+
+    from bots.telegram.ptb_handlers import add_visearch_handlers
+
+    fake = FakeTelegram()
+    await fake.start()
+    conversation = conversation_for(fake, bot_catalog, offline_encoder)
+
+    async def welcome(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await update.effective_message.reply_text("Welcome to my shop")
+
+    application = (ApplicationBuilder().token(TOKEN).base_url(f"{fake.api_url}/bot")
+                   .base_file_url(f"{fake.api_url}/file/bot").build())
+    application.add_handler(CommandHandler("start", welcome))
+    add_visearch_handlers(application, conversation, with_commands=False)  # the README's lines
+    async with application:
+        await application.start()
+        await application.updater.start_polling(timeout=1)
+        try:
+            fake.send_text_from_user(4003, "/start")
+            fake.send_photo_from_user(4004, photo("banana.jpg"))
+            running = Bot(fake, conversation, "ptb")
+            assert caption_of(await running.only_reply(4003)) == "Welcome to my shop"
+            assert "Banana" in caption_of((await running.answer(4004))[0])
+        finally:
+            await application.updater.stop()
+            await application.stop()
+    await conversation._service.close()  # type: ignore[union-attr]
+    await fake.stop()
+
+
+# --- configuration ------------------------------------------------------------------------------------------
+
+
+def test_settings_errors_name_the_variable_and_never_show_the_token() -> None:
+    from core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="VISEARCH_TELEGRAM_ADMINS"):
+        load_telegram_settings(admins="12,abc")
+    with pytest.raises(ConfigError, match="VISEARCH_TELEGRAM_API_URL"):
+        load_telegram_settings(api_url="api.telegram.org")
+    settings = load_telegram_settings(token="999:SECRET-abc", admins="1, 2")
+    assert "SECRET" not in repr(settings) and "SECRET" not in str(settings.model_dump())
+    assert settings.admin_ids == {1, 2}
+    with pytest.raises(ConfigError, match="@BotFather"):
+        load_telegram_settings(token="").require_token()
+
+
+def test_bot_command_without_a_token_says_where_to_get_one(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VISEARCH_")}
+    done = subprocess.run([sys.executable, "-m", "indexer.cli", "bot", "telegram", "--framework", "ptb"],
+                          cwd=tmp_path, env={**env, "PYTHONPATH": str(SAMPLE.parents[2])},
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2
+    assert "VISEARCH_TELEGRAM_TOKEN is not set" in done.stderr
