@@ -1,4 +1,4 @@
-"""Run every benchmark in turn: search, encoders, index (each in its own process).
+"""Run every benchmark in turn: search, encoders, index, telegram (each in its own process).
 
     python benchmarks/run_all.py                  # full runs
     python benchmarks/run_all.py --quick          # smoke test of all three
@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = {"search": "bench_search.py", "encoders": "bench_encoders.py", "index": "bench_index.py"}
+SCRIPTS = {"search": "bench_search.py", "encoders": "bench_encoders.py", "index": "bench_index.py",
+           "telegram": "telegram_e2e.py"}
 
 
 def main(argv: list[str] | None = None) -> int:
