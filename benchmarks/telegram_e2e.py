@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="10 sequential + 40 concurrent updates")
     ap.add_argument("--frameworks", default="aiogram,ptb")
     ap.add_argument("--users", type=int, default=20)
-    ap.add_argument("--json", default=None, help="write the figures as JSON to this file")
+    ap.add_argument("--json", nargs="?", const="-", default=None, help="write JSON to PATH (no PATH: stdout)")
     args = ap.parse_args(argv)
     sequential, total = (10, 40) if args.quick else (40, 200)
     logging.basicConfig(level=logging.ERROR)
@@ -165,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(tmp)
 
     info = machine_info(encoder=encoder.model_id, catalog="bundled grocery sample (81 products)")
-    print_machine(info)
+    out = sys.stderr if args.json == "-" else sys.stdout
+    with contextlib.redirect_stdout(out):
+        print_machine(info)
     rows = []
     for r in results:
         one, many = r["one_user"], r["concurrent"]
@@ -173,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                      many["updates"], f"{many['p50_ms']:.0f}", f"{many['p95_ms']:.0f}", f"{many['per_s']:.2f}",
                      f"{many['per_s'] / one['per_s']:.2f}x"])
     print(table(["framework", "1 user: n", "p50 ms", "p95 ms", "upd/s",
-                 f"{args.users} users: n", "p50 ms", "p95 ms", "upd/s", "throughput ratio"], rows))
+                 f"{args.users} users: n", "p50 ms", "p95 ms", "upd/s", "throughput ratio"], rows), file=out)
     if args.json:
         dump_json({"machine": info, "results": results}, args.json)
     return 0

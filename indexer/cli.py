@@ -355,6 +355,7 @@ def bot_telegram(
         typer.echo(f"stopped ({framework}, {mode})", err=True)
 
     logging.getLogger("visearch").setLevel(logging.INFO)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines carry URLs, and Bot API URLs carry the token
     run(job)
 
 

@@ -529,3 +529,34 @@ def test_bot_command_without_a_token_says_where_to_get_one(tmp_path: Path) -> No
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 2
     assert "VISEARCH_TELEGRAM_TOKEN is not set" in done.stderr
+
+
+async def test_cli_bot_answers_a_photo_and_stops_cleanly_on_sigterm(bot_catalog: Settings) -> None:
+    """`visearch bot telegram` as a user runs it: token and API root from the environment."""
+    import os
+    import signal
+    import sys
+
+    fake = FakeTelegram()
+    await fake.start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VISEARCH_")}
+    env.update(VISEARCH_TELEGRAM_TOKEN=TOKEN, VISEARCH_TELEGRAM_API_URL=fake.api_url, VISEARCH_TELEGRAM_POLL_TIMEOUT="1",
+               VISEARCH_DATA_DIR=str(bot_catalog.data_dir), VISEARCH_COLLECTION=bot_catalog.collection,
+               VISEARCH_ENCODER="offline", HF_HUB_OFFLINE="1", PYTHONPATH=str(SAMPLE.parents[2]))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "indexer.cli", "bot", "telegram", env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        fake.send_photo_from_user(5001, photo("banana.jpg"))
+        await fake.wait_for(lambda: fake.replies_to(5001), timeout=90, what="the CLI bot's answer")
+        await fake.settle()
+        assert "Banana" in caption_of(fake.replies_to(5001)[0])
+        process.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        await fake.stop()
+    assert process.returncode == 0, err.decode()
+    assert TOKEN not in (out + err).decode()
