@@ -35,20 +35,28 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from _common import REPO_ROOT, dump_json, latency_stats_ms, machine_info, percentile, print_machine, table
+from _common import (
+    REPO_ROOT,
+    dump_json,
+    latency_stats_ms,
+    machine_info,
+    percentile,
+    print_machine,
+    table,
+)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bots.telegram.config import load_telegram_settings  # noqa: E402
-from bots.telegram.conversation import TelegramConversation  # noqa: E402
-from bots.telegram.runner import make_runner  # noqa: E402
-from core.config import Settings, load_settings  # noqa: E402
-from core.domain import Query  # noqa: E402
-from core.encoders.base import Encoder  # noqa: E402
-from core.search import SearchService  # noqa: E402
-from core.store.factory import open_store  # noqa: E402
-from indexer.pipeline import index_catalog  # noqa: E402
-from tests.fakes.telegram import TOKEN, FakeTelegram  # noqa: E402
+from bots.telegram.config import load_telegram_settings
+from bots.telegram.conversation import TelegramConversation
+from bots.telegram.runner import make_runner
+from core.config import Settings, load_settings
+from core.domain import Query
+from core.encoders.base import Encoder
+from core.search import SearchService
+from core.store.factory import open_store
+from indexer.pipeline import index_catalog
+from tests.fakes.telegram import TOKEN, FakeTelegram
 
 SAMPLE = REPO_ROOT / "indexer" / "demo_data" / "grocery"
 DATASET = REPO_ROOT.parent / "shared" / "datasets" / "grocery"
@@ -83,7 +91,7 @@ class Load:
             pushed = time.monotonic()
             self.fake.send_photo_from_user(chat_id, self.photos[i])
             want = before + self.replies[i]
-            await self.fake.wait_for(lambda: len(self.fake.replies_to(chat_id)) >= want, timeout=120,
+            await self.fake.wait_for(lambda want=want: len(self.fake.replies_to(chat_id)) >= want, timeout=120,
                                      what=f"answer to chat {chat_id}")
             latencies.append(self.fake.replies_to(chat_id)[want - 1].at - pushed)
 

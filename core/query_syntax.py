@@ -22,6 +22,7 @@ else is kept as the words to search for. The parser never fails: what it cannot 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from core.domain import Filters
@@ -69,7 +70,7 @@ def parse_query_text(message: str) -> ParsedQuery:
     price_max: float | None = None
     in_stock: bool | None = None
 
-    def take(pattern: re.Pattern[str], handler) -> None:  # noqa: ANN001 - local helper
+    def take(pattern: re.Pattern[str], handler) -> None:
         nonlocal text
         while match := pattern.search(text):
             handler(match)

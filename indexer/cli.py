@@ -317,7 +317,8 @@ def demo(
     used = run(job)
     photo = sample / "queries" / "banana.jpg"
     typer.echo(f"\ntry: visearch search --collection demo --encoder {used} --image {photo}"
-               f"\n     visearch search --collection demo --encoder {used} --text 'orange' --max-price 30 --in-stock")
+               f"\n     visearch search --collection demo --encoder {used} --text 'orange' --max-price 30 --in-stock"
+               f"\n     VISEARCH_TELEGRAM_TOKEN=<token from @BotFather> visearch bot telegram --collection demo --encoder {used}")
 
 
 bot_app = typer.Typer(help="Run a messenger bot over the collection.", no_args_is_help=True)

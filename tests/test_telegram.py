@@ -242,6 +242,19 @@ async def test_text_with_price_ceiling(bot: Bot) -> None:
         assert float(facts.split(" SEK")[0]) <= 12, facts
 
 
+async def test_photo_caption_filters_the_cards(bot: Bot) -> None:
+    chat = 1016
+    bot.fake.send_photo_from_user(chat, photo("arla-standard-milk.jpg"), caption="under 15")
+    replies = await bot.answer(chat)
+    assert replies
+    for call in replies:
+        text = caption_of(call)
+        if call.method == "sendPhoto":
+            assert float(text.splitlines()[1].split(" SEK")[0]) <= 15, text
+        else:
+            assert "under 15" in text  # nothing that cheap: the no-match names the filter
+
+
 async def test_filters_without_words_ask_for_words(bot: Bot) -> None:
     bot.fake.send_text_from_user(1008, "category:milk")
     reply = await bot.only_reply(1008)

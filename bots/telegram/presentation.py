@@ -113,8 +113,7 @@ def format_price(price: float | None, currency: str | None) -> str:
     if price is None:
         return ""
     amount = f"{price:,.2f}".replace(",", "\u202f")
-    if amount.endswith(".00"):
-        amount = amount[:-3]
+    amount = amount.removesuffix(".00")
     return f"{amount} {currency}".strip() if currency else amount
 
 

@@ -20,7 +20,24 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Message, Update
+from bots.telegram import presentation as ui
+from bots.telegram.aiogram_router import COMMANDS
+from bots.telegram.config import TelegramSettings
+from bots.telegram.conversation import (
+    PhotoInput,
+    PhotoRejected,
+    TelegramConversation,
+    deliver,
+    is_photo_problem,
+    route_message,
+)
+from telegram import (
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    LinkPreviewOptions,
+    Message,
+    Update,
+)
 from telegram.constants import ChatAction
 from telegram.error import BadRequest, RetryAfter
 from telegram.ext import (
@@ -32,18 +49,6 @@ from telegram.ext import (
     ContextTypes,
     MessageHandler,
     filters,
-)
-
-from bots.telegram import presentation as ui
-from bots.telegram.aiogram_router import COMMANDS
-from bots.telegram.config import TelegramSettings
-from bots.telegram.conversation import (
-    PhotoInput,
-    PhotoRejected,
-    TelegramConversation,
-    deliver,
-    is_photo_problem,
-    route_message,
 )
 
 log = logging.getLogger("visearch.telegram")

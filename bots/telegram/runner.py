@@ -73,8 +73,11 @@ class AiogramRunner:
                 self.bot, handle_signals=False, polling_timeout=self.telegram.poll_timeout,
                 allowed_updates=self.dispatcher.resolve_used_update_types(), close_bot_session=False))
             return
+        from aiogram.webhook.aiohttp_server import (
+            SimpleRequestHandler,
+            setup_application,
+        )
         from aiohttp import web
-        from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 
         secret = webhook_secret(self.telegram)
         app = web.Application()
