@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ConfigError
@@ -38,6 +38,16 @@ class Settings(BaseSettings):
     qdrant_url: str | None = Field(None, description="Qdrant server URL; unset = embedded engine in data_dir")
     qdrant_api_key: SecretStr | None = None
     qdrant_timeout: float = Field(10.0, gt=0)
+    # sharding: read only when visearch creates a collection on a Qdrant server; unset = the server's default
+    qdrant_shard_number: int | None = Field(
+        None, ge=1, description="shards of a new collection on a Qdrant server (about 2x the cluster's nodes); unset = server default"
+    )
+    qdrant_replication_factor: int | None = Field(
+        None, ge=1, description="copies of each shard of a new collection (2 survives losing a node); unset = server default (1)"
+    )
+    qdrant_write_consistency_factor: int | None = Field(
+        None, ge=1, description="replicas that must apply a write before it succeeds; unset = server default (1)"
+    )
 
     # search
     min_score_image: float | None = Field(None, description="relevance cut-off for photo queries; unset = encoder default")
@@ -63,6 +73,16 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https:// (for example http://localhost:6333)")
         return value or None
 
+    @model_validator(mode="after")
+    def _write_consistency_fits_replicas(self) -> Settings:
+        """More acknowledgements per write than copies of a shard is a mistake: catch it at start, not at the first index."""
+        wcf, rf = self.qdrant_write_consistency_factor, self.qdrant_replication_factor
+        if wcf is not None and rf is not None and wcf > rf:
+            raise ValueError(
+                f"VISEARCH_QDRANT_WRITE_CONSISTENCY_FACTOR ({wcf}) cannot exceed VISEARCH_QDRANT_REPLICATION_FACTOR ({rf})"
+            )
+        return self
+
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
@@ -81,5 +101,6 @@ def load_settings_of(settings_cls: type[SettingsT], **overrides: object) -> Sett
         lines = []
         for err in exc.errors():
             field = ".".join(str(part) for part in err["loc"])
-            lines.append(f"  {prefix}{field.upper()}: {err['msg']}")
+            # a model-level check (several fields at once) has no field: its message names them itself
+            lines.append(f"  {prefix}{field.upper()}: {err['msg']}" if field else f"  {err['msg']}")
         raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None

@@ -329,6 +329,7 @@ app.add_typer(bot_app, name="bot")
 def bot_telegram(
     framework: Annotated[str, typer.Option("--framework", help="aiogram | ptb (python-telegram-bot)")] = "aiogram",
     webhook: Annotated[Optional[str], typer.Option("--webhook", help="public https URL for a webhook; default: long polling")] = None,
+    set_webhook: Annotated[Optional[str], typer.Option("--set-webhook", help="only register this URL (for `visearch serve`) and exit")] = None,
     listen: Annotated[str, typer.Option("--listen", help="webhook mode: address to listen on")] = "0.0.0.0",
     port: Annotated[int, typer.Option("--port", help="webhook mode: port to listen on")] = 8080,
     shop_name: Annotated[str, typer.Option("--shop-name", help="name shown in /start")] = "Shop",
@@ -340,6 +341,9 @@ def bot_telegram(
     if framework not in ("aiogram", "ptb"):
         typer.echo("error: --framework must be aiogram or ptb", err=True)
         raise typer.Exit(2)
+    if set_webhook:
+        run(lambda: _register_telegram_webhook(set_webhook))
+        return
     settings = settings_from(encoder=encoder, data_dir=data_dir, collection=collection)
     from bots.telegram.config import load_telegram_settings
     from bots.telegram.conversation import TelegramConversation
@@ -357,6 +361,84 @@ def bot_telegram(
 
     logging.getLogger("visearch").setLevel(logging.INFO)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines carry URLs, and Bot API URLs carry the token
+    run(job)
+
+
+async def _register_telegram_webhook(url: str) -> None:
+    """setWebhook with VISEARCH_TELEGRAM_WEBHOOK_SECRET, or a fresh secret the operator then configures."""
+    import secrets as secrets_mod
+
+    from bots.telegram.aiogram_router import create_bot
+    from bots.telegram.config import load_telegram_settings
+
+    telegram = load_telegram_settings()
+    fresh = telegram.webhook_secret is None
+    secret = secrets_mod.token_urlsafe(32) if fresh else telegram.webhook_secret.get_secret_value()  # type: ignore[union-attr]
+    bot = create_bot(telegram)
+    try:
+        await bot.set_webhook(url, secret_token=secret, drop_pending_updates=False)
+    finally:
+        await bot.session.close()
+    typer.echo(f"Telegram webhook set to {url}")
+    if fresh:
+        typer.echo("Put this line in the .env of `visearch serve` (it is the only copy):\n"
+                   f"VISEARCH_TELEGRAM_WEBHOOK_SECRET={secret}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="port to listen on")] = 8080,
+    encoder: EncoderOpt = None,
+    data_dir: DataDirOpt = None,
+    collection: CollectionOpt = None,
+) -> None:
+    """Serve the Telegram, Viber and WhatsApp webhooks, /healthz, /readyz and /metrics on one port."""
+    settings = settings_from(encoder=encoder, data_dir=data_dir, collection=collection)
+    import uvicorn
+
+    from bots.server.app import create_app
+    from bots.server.config import load_server_settings
+    from bots.telegram.config import load_telegram_settings
+
+    try:
+        server, telegram = load_server_settings(), load_telegram_settings()
+    except VisearchError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    logging.getLogger("visearch").setLevel(logging.INFO)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    app_ = create_app(settings, server, telegram)
+    typer.echo(f"visearch serve on http://{host}:{port} (collection {settings.collection!r})", err=True)
+    uvicorn.run(app_, host=host, port=port, log_level="warning", proxy_headers=True)
+
+
+@bot_app.command("viber")
+def bot_viber(
+    set_webhook: Annotated[str, typer.Option("--set-webhook", help="public https URL of /webhooks/viber")],
+) -> None:
+    """Register the Viber webhook (VISEARCH_VIBER_TOKEN); `visearch serve` must already answer at that URL."""
+    from bots.http import PlatformError
+    from bots.server.config import load_server_settings
+
+    async def job() -> None:
+        server = load_server_settings()
+        if not server.viber_enabled:
+            raise typer.BadParameter("VISEARCH_VIBER_TOKEN is not set (the token is in your Viber bot's settings)")
+        from bots.answers import Searcher  # noqa: F401  (the bot needs no search to register)
+        from bots.viber.bot import ViberBot
+
+        bot = ViberBot(server.viber_token.get_secret_value(), server.viber_api_url, server.viber_sender_name,  # type: ignore[union-attr]
+                       None, None, None, server.viber_max_media_bytes)  # type: ignore[arg-type]
+        try:
+            await bot.set_webhook(set_webhook)
+        except PlatformError as exc:
+            typer.echo(f"error: Viber refused the webhook: {exc.description}", err=True)
+            raise typer.Exit(1) from None
+        finally:
+            await bot.close()
+        typer.echo(f"Viber webhook set to {set_webhook}")
+
     run(job)
 
 

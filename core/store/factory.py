@@ -30,7 +30,13 @@ def open_store(settings: Settings) -> VectorStore:
 
         api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
         return ServerStore(
-            settings.collection, url=settings.qdrant_url, api_key=api_key, timeout=settings.qdrant_timeout
+            settings.collection,
+            url=settings.qdrant_url,
+            api_key=api_key,
+            timeout=settings.qdrant_timeout,
+            shard_number=settings.qdrant_shard_number,
+            replication_factor=settings.qdrant_replication_factor,
+            write_consistency_factor=settings.qdrant_write_consistency_factor,
         )
     from core.store.edge import EdgeStore
 

@@ -10,6 +10,8 @@ mode, used as the test double. Same semantics as the embedded store:
 * Filtered searches ask for exact search (`SearchParams(exact=True)`); local mode is always
   exact and warns about search params, so they are not sent there.
 * Payload indexes are created on the server; local mode ignores them (its warning is silenced).
+* A new collection gets `shard_number` / `replication_factor` / `write_consistency_factor` when
+  they are set (a cluster); unset, none is sent and the server's defaults apply.
 * Errors name the URL and the fix; the API key never appears in a message.
 """
 
@@ -98,7 +100,12 @@ class ServerStore:
         api_key: str | None = None,
         timeout: float = 10.0,
         location: str | None = None,
+        shard_number: int | None = None,
+        replication_factor: int | None = None,
+        write_consistency_factor: int | None = None,
     ) -> None:
+        """`shard_number`, `replication_factor`, `write_consistency_factor` apply only when this store
+        creates the collection (a cluster spreads and copies it); None leaves the server's default."""
         if (url is None) == (location is None):
             raise ValueError("give exactly one of url (a Qdrant server) or location (':memory:' for tests)")
         self.collection = collection
@@ -111,6 +118,17 @@ class ServerStore:
             )
         else:
             self._client = AsyncQdrantClient(location=location)
+        for name, value in (
+            ("shard_number", shard_number),
+            ("replication_factor", replication_factor),
+            ("write_consistency_factor", write_consistency_factor),
+        ):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        # None is what qdrant-client sends when they are not given: the request leaves them out
+        self.shard_number = shard_number
+        self.replication_factor = replication_factor
+        self.write_consistency_factor = write_consistency_factor
         self._meta: dict[str, Any] | None = None
         self._closed = False
 
@@ -180,6 +198,9 @@ class ServerStore:
                     self.collection,
                     vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
                     metadata={META_KEY: meta},
+                    shard_number=self.shard_number,
+                    replication_factor=self.replication_factor,
+                    write_consistency_factor=self.write_consistency_factor,
                 )
             except UnexpectedResponse as exc:
                 if exc.status_code != 409:  # 409: another process created it first; verified below

@@ -1,0 +1,96 @@
+"""HTTP to the messenger platforms: JSON calls with retries and back-off, and bounded downloads.
+
+One `httpx.AsyncClient` per platform, configured base URL, secrets only in headers (never in
+messages or logs). A 429 or 5xx answer and network timeouts are retried with exponential back-off
+(Retry-After honoured); any other error is returned to the caller as `PlatformError` carrying the
+platform's own description.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Any
+
+import httpx
+
+log = logging.getLogger("visearch.server")
+
+RETRY_STATUSES = {429, 500, 502, 503, 504}
+
+
+class PlatformError(Exception):
+    """A platform refused a call or could not be reached; the message is the platform's description."""
+
+    def __init__(self, platform: str, description: str, status: int | None = None) -> None:
+        super().__init__(f"{platform}: {description}")
+        self.platform, self.description, self.status = platform, description, status
+
+
+class MediaError(Exception):
+    """A user's media cannot be used: too large, not an image, gone."""
+
+
+class PlatformClient:
+    """JSON API calls and media downloads for one platform."""
+
+    def __init__(self, platform: str, base_url: str, headers: dict[str, str], timeout: float = 15.0,
+                 retries: int = 3, backoff: float = 0.5) -> None:
+        self.platform = platform
+        self.retries = retries
+        self.backoff = backoff
+        self.http = httpx.AsyncClient(base_url=base_url.rstrip("/") + "/", headers=headers, timeout=timeout,
+                                      follow_redirects=True)
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Send with retries on 429 / 5xx / network errors; return the last response."""
+        last_error: Exception | None = None
+        for attempt in range(self.retries + 1):
+            try:
+                response = await self.http.request(method, path.lstrip("/"), **kwargs)
+            except httpx.HTTPError as exc:
+                last_error = exc
+                log.warning("%s %s failed (%s), attempt %d", self.platform, path, type(exc).__name__, attempt + 1)
+            else:
+                if response.status_code not in RETRY_STATUSES or attempt == self.retries:
+                    return response
+                log.warning("%s %s answered %d, attempt %d", self.platform, path, response.status_code, attempt + 1)
+                last_error = None
+                wait = _retry_after(response)
+                if wait is not None:
+                    await asyncio.sleep(min(wait, 60.0))
+                    continue
+            if attempt < self.retries:
+                await asyncio.sleep(self.backoff * (2**attempt) * (0.8 + 0.4 * random.random()))
+        raise PlatformError(self.platform, f"unreachable: {type(last_error).__name__}") from None
+
+    async def download(self, url: str, max_bytes: int, headers: dict[str, str] | None = None) -> tuple[bytes, str]:
+        """Bytes and content type of a media URL, refusing more than `max_bytes`."""
+        try:
+            async with self.http.stream("GET", url, headers=headers) as response:
+                if response.status_code != 200:
+                    raise MediaError(f"the photo could not be downloaded (HTTP {response.status_code})")
+                declared = response.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > max_bytes:
+                    raise MediaError("too large")
+                chunks, size = [], 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise MediaError("too large")
+                    chunks.append(chunk)
+                return b"".join(chunks), response.headers.get("content-type", "")
+        except httpx.HTTPError as exc:
+            raise MediaError(f"the photo could not be downloaded ({type(exc).__name__})") from None
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None

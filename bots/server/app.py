@@ -1,0 +1,270 @@
+"""`visearch serve`: one ASGI app for the Telegram, Viber and WhatsApp webhooks, health and metrics.
+
+Routes: POST /webhooks/telegram, POST /webhooks/viber, GET+POST /webhooks/whatsapp (each only
+when its credentials are configured), GET /healthz (process alive), GET /readyz (store reachable,
+collection present, encoder loaded), GET /metrics (Prometheus), GET /media/{point_id} (catalog
+photos for platforms that fetch images by URL). Webhooks answer at once; searches run on a
+bounded queue (see `bots/server/work.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from bots.answers import BUSY, Searcher
+from bots.ratelimit import RateLimiter
+from bots.server.config import ServerSettings
+from bots.server.metrics import Metrics
+from bots.server.runtime import Runtime
+from bots.server.work import SeenIds, WorkQueue
+from bots.telegram.config import TelegramSettings
+from core.config import Settings
+from core.search import SearchService
+
+log = logging.getLogger("visearch.server")
+
+
+@dataclass
+class ServerState:
+    """Everything the routes share; built in the lifespan, closed at shutdown."""
+
+    settings: Settings
+    server: ServerSettings
+    telegram: TelegramSettings
+    metrics: Metrics = field(default_factory=Metrics)
+    service: SearchService | None = None
+    runtime: Runtime | None = None
+    viber: Any = None
+    whatsapp: Any = None
+    telegram_bot: Any = None
+    telegram_dispatcher: Any = None
+    owns_service: bool = False
+
+    def enabled(self) -> list[str]:
+        names = []
+        if self.telegram_enabled:
+            names.append("telegram")
+        if self.server.viber_enabled:
+            names.append("viber")
+        if self.server.whatsapp_enabled:
+            names.append("whatsapp")
+        return names
+
+    @property
+    def telegram_enabled(self) -> bool:
+        return bool(self.telegram.token and self.telegram.token.get_secret_value()
+                    and self.telegram.webhook_secret and self.telegram.webhook_secret.get_secret_value())
+
+
+def create_app(settings: Settings, server: ServerSettings, telegram: TelegramSettings,
+               service: SearchService | None = None) -> Starlette:
+    """The app. Without a service, one is opened from `settings` at startup (model load, store)."""
+    state = ServerState(settings, server, telegram, service=service, owns_service=service is None)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await _start(state)
+        try:
+            yield
+        finally:
+            await _stop(state)
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/media/{point_id}", media, methods=["GET"]),
+    ]
+    if state.telegram_enabled:
+        routes.append(Route("/webhooks/telegram", telegram_webhook, methods=["POST"]))
+    if server.viber_enabled:
+        routes.append(Route("/webhooks/viber", viber_webhook, methods=["POST"]))
+    if server.whatsapp_enabled:
+        routes.append(Route("/webhooks/whatsapp", whatsapp_verify, methods=["GET"]))
+        routes.append(Route("/webhooks/whatsapp", whatsapp_webhook, methods=["POST"]))
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.visearch = state
+    return app
+
+
+async def _start(state: ServerState) -> None:
+    if state.service is None:
+        state.service = await SearchService.open(state.settings)
+    metrics, server = state.metrics, state.server
+    queue = WorkQueue(server.queue_size, server.workers, on_depth=metrics.queue_depth.set)
+    queue.start()
+    state.runtime = Runtime(queue, SeenIds(server.dedupe_ttl), metrics)
+    limiter = RateLimiter(server.rate_limit, server.rate_window)
+
+    def searcher(platform: str) -> Searcher:
+        assert state.service is not None
+        return Searcher(state.service, platform, metrics, limiter, server.cards_per_answer)
+
+    if server.viber_enabled:
+        from bots.viber.bot import ViberBot
+
+        state.viber = ViberBot(server.viber_token.get_secret_value(), server.viber_api_url,  # type: ignore[union-attr]
+                               server.viber_sender_name, searcher("viber"), state.runtime, server.public_url,
+                               server.viber_max_media_bytes)
+    if server.whatsapp_enabled:
+        from bots.whatsapp.bot import WhatsAppBot
+
+        state.whatsapp = WhatsAppBot(
+            server.whatsapp_token.get_secret_value(), server.whatsapp_app_secret.get_secret_value(),  # type: ignore[union-attr]
+            server.whatsapp_verify_token.get_secret_value(), server.whatsapp_phone_number_id or "",  # type: ignore[union-attr]
+            server.whatsapp_api_url, server.whatsapp_api_version, searcher("whatsapp"), state.runtime,
+            server.public_url, server.whatsapp_max_media_bytes)
+    if state.telegram_enabled:
+        from aiogram import Dispatcher
+
+        from bots.telegram.aiogram_router import create_bot, create_router
+        from bots.telegram.conversation import TelegramConversation
+
+        conversation = TelegramConversation(state.telegram, state.settings, service=state.service)
+        state.telegram_bot = create_bot(state.telegram)
+        state.telegram_dispatcher = Dispatcher()
+        state.telegram_dispatcher.include_router(create_router(conversation))
+    log.info("visearch serve: webhooks enabled for %s", ", ".join(state.enabled()) or "no platform")
+
+
+async def _stop(state: ServerState) -> None:
+    if state.runtime is not None:
+        await state.runtime.queue.stop()
+    for bot in (state.viber, state.whatsapp):
+        if bot is not None:
+            await bot.close()
+    if state.telegram_bot is not None:
+        await state.telegram_bot.session.close()
+    if state.service is not None and state.owns_service:
+        await state.service.close()
+
+
+def _state(request: Request) -> ServerState:
+    return request.app.state.visearch
+
+
+# --- health, metrics, media ------------------------------------------------------------------------
+
+
+async def healthz(request: Request) -> Response:
+    """The process is alive (no dependency is checked)."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """Ready when the store answers, the collection exists and was built by the loaded encoder."""
+    state = _state(request)
+    service = state.service
+    if service is None:
+        return JSONResponse({"status": "starting"}, status_code=503)
+    try:
+        info = await asyncio.wait_for(service.store.info(), timeout=3.0)
+    except Exception as exc:  # any store failure means "not ready", with the reason
+        return JSONResponse({"status": "unready", "reason": f"store unreachable: {type(exc).__name__}"}, status_code=503)
+    if info is None:
+        return JSONResponse({"status": "unready", "reason": f"collection {state.settings.collection!r} not found"},
+                            status_code=503)
+    if info.encoder_id != service.encoder.model_id:
+        return JSONResponse({"status": "unready", "reason": "collection built by another encoder"}, status_code=503)
+    return JSONResponse({"status": "ready", "encoder": service.encoder.model_id, "points": info.points,
+                         "platforms": state.enabled()})
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus text format."""
+    state = _state(request)
+    if state.runtime is not None:
+        state.metrics.queue_depth.set(state.runtime.queue.depth)
+    return Response(state.metrics.render(), media_type=state.metrics.content_type)
+
+
+async def media(request: Request) -> Response:
+    """A product photo from the catalog folder, by point id (only files under the catalog's folder)."""
+    state = _state(request)
+    if state.service is None:
+        return Response(status_code=503)
+    points = await state.service.store.retrieve([request.path_params["point_id"]])
+    if not points:
+        return Response("not found", status_code=404)
+    payload = points[0].payload
+    root = str(state.settings.image_root or payload.get("image_root") or "")
+    image = str(payload.get("image") or "")
+    if not root or not image or image.startswith(("http://", "https://")):
+        return Response("not found", status_code=404)
+    base = Path(root).resolve()
+    path = (base / image).resolve()
+    if base not in path.parents or not path.is_file():
+        return Response("not found", status_code=404)
+    return FileResponse(path, headers={"Cache-Control": "public, max-age=86400"})
+
+
+# --- webhooks ----------------------------------------------------------------------------------------
+
+
+async def viber_webhook(request: Request) -> Response:
+    return await _state(request).viber.webhook(request)
+
+
+async def whatsapp_verify(request: Request) -> Response:
+    return await _state(request).whatsapp.verify(request)
+
+
+async def whatsapp_webhook(request: Request) -> Response:
+    return await _state(request).whatsapp.webhook(request)
+
+
+async def telegram_webhook(request: Request) -> Response:
+    """Telegram's webhook: secret header first, then the update goes to the aiogram dispatcher."""
+    from aiogram.types import Update
+    from pydantic import ValidationError
+
+    state = _state(request)
+    counter = state.metrics.requests
+    secret = state.telegram.webhook_secret.get_secret_value()  # type: ignore[union-attr]
+    given = request.headers.get("x-telegram-bot-api-secret-token", "")
+    if not given or not hmac.compare_digest(given, secret):
+        counter.labels("telegram", "bad_signature").inc()
+        return Response("invalid secret token", status_code=401)
+    try:
+        data = await request.json()
+        update = Update.model_validate(data, context={"bot": state.telegram_bot})
+    except (ValueError, ValidationError):
+        counter.labels("telegram", "malformed").inc()
+        return Response("not a Telegram update", status_code=400)
+    runtime = state.runtime
+    assert runtime is not None
+    if not runtime.seen.first_time(("telegram", update.update_id)):
+        counter.labels("telegram", "duplicate").inc()
+        return JSONResponse({})
+    bot, dispatcher = state.telegram_bot, state.telegram_dispatcher
+
+    async def job() -> None:
+        await dispatcher.feed_update(bot, update)
+
+    if runtime.queue.try_submit(f"telegram:{update.update_id}", job):
+        counter.labels("telegram", "queued").inc()
+    else:
+        counter.labels("telegram", "busy").inc()
+        chat = update.message.chat.id if update.message else None
+        if chat is not None:
+            runtime.spawn(_telegram_busy(bot, chat))
+    return JSONResponse({})
+
+
+async def _telegram_busy(bot: Any, chat_id: int) -> None:
+    try:
+        await bot.send_message(chat_id, BUSY)
+    except Exception as exc:  # the busy notice is best effort
+        log.warning("telegram busy reply failed: %s", type(exc).__name__)

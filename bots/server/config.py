@@ -1,0 +1,61 @@
+"""Settings of `visearch serve`: the shared server knobs and the Viber and WhatsApp credentials.
+
+Each platform is enabled only when its credentials are set. Secrets are `SecretStr`: never
+printed, never in errors.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.config import load_settings_of
+
+
+class ServerSettings(BaseSettings):
+    """`VISEARCH_*` variables read by the webhook server."""
+
+    model_config = SettingsConfigDict(env_prefix="VISEARCH_", env_file=".env", env_file_encoding="utf-8",
+                                      extra="ignore", frozen=True)
+
+    public_url: str | None = Field(None, description="https URL this server is reachable at (product photos are served under /media)")
+    queue_size: int = Field(64, ge=1, description="searches waiting at most; beyond it users get a 'busy' reply")
+    workers: int = Field(4, ge=1, le=256, description="searches handled at once (encoding itself is one thread)")
+    rate_limit: int = Field(10, ge=0, description="searches per user per window; 0 = off")
+    rate_window: float = Field(60.0, gt=0)
+    cards_per_answer: int = Field(3, ge=1, le=6)
+    dedupe_ttl: float = Field(3600.0, gt=0, description="seconds a delivery id is remembered (retries are not searched twice)")
+
+    viber_token: SecretStr | None = None
+    viber_api_url: str = "https://chatapi.viber.com/pa"
+    viber_sender_name: str = Field("Shop", max_length=28)
+    viber_max_media_bytes: int = Field(10 * 1024 * 1024, ge=1)
+
+    whatsapp_token: SecretStr | None = None
+    whatsapp_app_secret: SecretStr | None = None
+    whatsapp_verify_token: SecretStr | None = None
+    whatsapp_phone_number_id: str | None = None
+    whatsapp_api_url: str = "https://graph.facebook.com"
+    whatsapp_api_version: str = Field("v21.0", pattern=r"^v\d+\.\d+$")
+    whatsapp_max_media_bytes: int = Field(5 * 1024 * 1024, ge=1, description="WhatsApp images are at most 5 MB")
+
+    @field_validator("public_url", "viber_api_url", "whatsapp_api_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+    @property
+    def viber_enabled(self) -> bool:
+        return bool(self.viber_token and self.viber_token.get_secret_value())
+
+    @property
+    def whatsapp_enabled(self) -> bool:
+        secrets = (self.whatsapp_token, self.whatsapp_app_secret, self.whatsapp_verify_token)
+        return all(s is not None and s.get_secret_value() for s in secrets) and bool(self.whatsapp_phone_number_id)
+
+
+def load_server_settings(**overrides: object) -> ServerSettings:
+    """Read and validate the server settings; errors name the variable."""
+    return load_settings_of(ServerSettings, **overrides)

@@ -1,0 +1,202 @@
+"""WhatsApp Cloud API: verify and read webhooks, answer with product cards.
+
+GET /webhooks/whatsapp answers Meta's verification (`hub.mode`, `hub.verify_token`,
+`hub.challenge`). Every POST is checked before parsing: `X-Hub-Signature-256` must be
+`sha256=` + hex HMAC-SHA256 of the raw body keyed with the app secret. Images come in two steps
+(GET /{version}/{media-id} with the bearer token -> a URL -> GET it with the bearer token).
+Replies go to /{version}/{phone-number-id}/messages: per product an interactive `cta_url`
+message (photo header, caption, "Open in shop"), or an image message with a caption when the
+product has no link; then a reply-button message "More like this" for the top result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+from bots.answers import MORE_LIKE_THIS, NEXT_PAGE, WELCOME, Answer, Searcher, cut, image_url, price_text, unsupported
+from bots.http import MediaError, PlatformClient, PlatformError
+from bots.server.runtime import Runtime
+from core.domain import Card
+
+log = logging.getLogger("visearch.server")
+
+CAPTION_LIMIT = 1024
+BODY_LIMIT = 1024
+BUTTON_TITLE_LIMIT = 20
+TEXT_LIMIT = 4096
+UNSUPPORTED_TYPES = {"sticker": "stickers", "audio": "voice messages", "video": "videos", "document": "documents",
+                     "location": "locations", "contacts": "contacts", "reaction": "reactions"}
+
+
+def signature(app_secret: str, body: bytes) -> str:
+    """What Meta puts in X-Hub-Signature-256."""
+    return "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def card_caption(card: Card) -> str:
+    """Title, price and category, a short description; WhatsApp's *bold* for the title."""
+    lines = [f"*{cut(card.title, 200)}*", " · ".join(p for p in (price_text(card), card.category or "") if p)]
+    if card.description:
+        lines.append(cut(card.description, 300))
+    return cut("\n".join(line for line in lines if line), CAPTION_LIMIT)
+
+
+class WhatsAppBot:
+    """The WhatsApp adapter: verification, webhook endpoint, replies."""
+
+    name = "whatsapp"
+
+    def __init__(self, token: str, app_secret: str, verify_token: str, phone_number_id: str, api_url: str,
+                 api_version: str, searcher: Searcher, runtime: Runtime, public_url: str | None,
+                 max_media_bytes: int) -> None:
+        self._token = token
+        self._app_secret = app_secret
+        self._verify_token = verify_token
+        self.phone_number_id = phone_number_id
+        self.version = api_version
+        self.searcher = searcher
+        self.runtime = runtime
+        self.public_url = public_url
+        self.max_media_bytes = max_media_bytes
+        self.client = PlatformClient("whatsapp", api_url, {"Authorization": f"Bearer {token}"})
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    # --- webhook ----------------------------------------------------------------------------------
+
+    async def verify(self, request: Request) -> Response:
+        """GET /webhooks/whatsapp: echo hub.challenge when the verify token matches."""
+        params = request.query_params
+        token = params.get("hub.verify_token", "")
+        if params.get("hub.mode") == "subscribe" and token and hmac.compare_digest(token, self._verify_token):
+            return PlainTextResponse(params.get("hub.challenge", ""))
+        return PlainTextResponse("verification failed", status_code=403)
+
+    async def webhook(self, request: Request) -> Response:
+        """POST /webhooks/whatsapp."""
+        body = await request.body()
+        given = request.headers.get("x-hub-signature-256", "")
+        if not given or not hmac.compare_digest(given.lower(), signature(self._app_secret, body)):
+            return self._done("bad_signature", Response("invalid signature", status_code=401))
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return self._done("malformed", Response("body is not JSON", status_code=400))
+        if not isinstance(payload, dict) or not isinstance(payload.get("entry"), list):
+            return self._done("malformed", Response("no entry", status_code=400))
+        outcomes = [self._accept(message) for message in _messages(payload)]
+        return self._done(outcomes[0] if len(outcomes) == 1 else ("ignored" if not outcomes else "batch"),
+                          JSONResponse({}))
+
+    def _done(self, outcome: str, response: Response) -> Response:
+        self.runtime.metrics.requests.labels(self.name, outcome).inc()
+        return response
+
+    def _accept(self, message: dict[str, Any]) -> str:
+        user, message_id = message.get("from"), message.get("id")
+        if not isinstance(user, str) or not isinstance(message_id, str):
+            return "ignored"
+        return self.runtime.accept(self, user, message_id, lambda: self._search(user, message))
+
+    async def _search(self, user: str, message: dict[str, Any]) -> Answer:
+        kind = message.get("type")
+        if kind == "image" and isinstance(message.get("image"), dict) and message["image"].get("id"):
+            image = message["image"]
+            data = await self.download_media(str(image["id"]))
+            return await self.searcher.photo(user, [data], image.get("caption"))
+        if kind == "text" and isinstance(message.get("text"), dict):
+            return await self.searcher.text(user, str(message["text"].get("body", "")))
+        if kind == "interactive" and isinstance(message.get("interactive"), dict):
+            reply = message["interactive"].get("button_reply") or {}
+            return await self.searcher.text(user, str(reply.get("id", "")))
+        if kind == "button" and isinstance(message.get("button"), dict):
+            return await self.searcher.text(user, str(message["button"].get("payload", "")))
+        return Answer(text=unsupported(UNSUPPORTED_TYPES.get(str(kind), "this kind of message")))
+
+    async def download_media(self, media_id: str) -> bytes:
+        """Two steps: the media's URL from the Graph API, then the bytes, both with the bearer token."""
+        response = await self.client.request("GET", f"{self.version}/{media_id}")
+        info = _json(response)
+        if response.status_code != 200 or not isinstance(info.get("url"), str):
+            raise MediaError("the photo could not be downloaded from WhatsApp")
+        size = info.get("file_size")
+        if isinstance(size, int) and size > self.max_media_bytes:
+            raise MediaError("too large")
+        mime = str(info.get("mime_type", ""))
+        if mime and not mime.startswith("image/"):
+            raise MediaError(f"not an image ({mime})")
+        data, _ = await self.client.download(info["url"], self.max_media_bytes)
+        return data
+
+    # --- replies ----------------------------------------------------------------------------------
+
+    async def send_text(self, user: str, text: str) -> None:
+        await self._send({"to": user, "type": "text", "text": {"body": cut(text, TEXT_LIMIT), "preview_url": False}})
+
+    async def send_answer(self, user: str, answer: Answer) -> None:
+        if not answer.cards:
+            await self.send_text(user, answer.text or WELCOME)
+            return
+        for card in answer.cards:
+            await self._send(self.card_message(user, card))
+        buttons = [{"type": "reply", "reply": {"id": MORE_LIKE_THIS + answer.cards[0].point_id,
+                                               "title": "More like this"}}]
+        if answer.next_cursor:
+            buttons.append({"type": "reply", "reply": {"id": NEXT_PAGE + answer.next_cursor, "title": "Show more"}})
+        body = cut(f"More like {answer.cards[0].title}?", BODY_LIMIT)
+        await self._send({"to": user, "type": "interactive",
+                          "interactive": {"type": "button", "body": {"text": body}, "action": {"buttons": buttons}}})
+
+    def card_message(self, user: str, card: Card) -> dict[str, Any]:
+        """cta_url with a photo header when the product has a link; else an image (or text) message."""
+        image = image_url(card, self.public_url)
+        caption = card_caption(card)
+        if card.url and card.url.startswith(("http://", "https://")):
+            interactive: dict[str, Any] = {
+                "type": "cta_url", "body": {"text": cut(caption, BODY_LIMIT)},
+                "action": {"name": "cta_url",
+                           "parameters": {"display_text": "Open in shop"[:BUTTON_TITLE_LIMIT], "url": card.url}},
+            }
+            if image:
+                interactive["header"] = {"type": "image", "image": {"link": image}}
+            return {"to": user, "type": "interactive", "interactive": interactive}
+        if image:
+            return {"to": user, "type": "image", "image": {"link": image, "caption": caption}}
+        return {"to": user, "type": "text", "text": {"body": caption, "preview_url": False}}
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        body = {"messaging_product": "whatsapp", "recipient_type": "individual", **message}
+        response = await self.client.request("POST", f"{self.version}/{self.phone_number_id}/messages", json=body)
+        if response.status_code != 200:
+            error = _json(response).get("error") or {}
+            raise PlatformError("whatsapp", f"{error.get('message', 'HTTP ' + str(response.status_code))} "
+                                            f"(code {error.get('code')})", response.status_code)
+
+
+def _messages(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The user messages of a webhook payload (statuses and other changes are ignored)."""
+    found = []
+    for entry in payload.get("entry") or []:
+        if not isinstance(entry, dict):
+            continue
+        for change in entry.get("changes") or []:
+            value = change.get("value") if isinstance(change, dict) else None
+            if isinstance(value, dict):
+                found.extend(m for m in value.get("messages") or [] if isinstance(m, dict))
+    return found
+
+
+def _json(response: Any) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
