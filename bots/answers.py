@@ -156,6 +156,6 @@ def price_text(card: Card) -> str:
 
 
 def cut(text: str, limit: int) -> str:
-    """Cut plain text to `limit` characters with an ellipsis."""
-    text = " ".join(text.split())
+    """Cut plain text to `limit` characters with an ellipsis (runs of spaces collapse; lines stay)."""
+    text = "\n".join(" ".join(line.split()) for line in text.splitlines())
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

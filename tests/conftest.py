@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import csv
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
+_SAMPLE = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery"
 DATASETS = Path(os.environ.get("VISEARCH_DATASETS_DIR", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 
 
@@ -47,7 +51,13 @@ def build_tiny_clip(folder: Path) -> Path:
     """A random-weight CLIP with tiny sizes and a small BPE vocab, saved as transformers writes
     it; sentence-transformers loads such a folder through its real CLIP code path."""
     import torch
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+    from transformers import (
+        CLIPConfig,
+        CLIPImageProcessor,
+        CLIPModel,
+        CLIPProcessor,
+        CLIPTokenizer,
+    )
 
     folder.mkdir(parents=True, exist_ok=True)
     chars = _byte_level_alphabet()
@@ -80,3 +90,43 @@ def build_tiny_clip(folder: Path) -> Path:
 def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random CLIP folder (built here, never downloaded)."""
     return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip") / "tiny-clip")
+
+
+TRICKY_TITLE = '<Tom & Jerry\'s> *special* _milk_ 🥛 "best" </b>'
+
+
+@pytest.fixture(scope="session")
+def bot_catalog(tmp_path_factory: pytest.TempPathFactory, clothing_dir: Path, offline_encoder):
+    """Settings of a collection holding the bundled sample plus one product with HTML/Markdown specials."""
+    from core.config import load_settings
+    from core.store.factory import open_store
+    from indexer.pipeline import index_catalog
+
+    root = tmp_path_factory.mktemp("tg-catalog")
+    shutil.copytree(_SAMPLE, root, dirs_exist_ok=True)
+    tshirt = sorted((clothing_dir / "images").glob("*.jpg"))[0]
+    shutil.copyfile(tshirt, root / "images" / "tricky.jpg")
+    rows = list(csv.DictReader((root / "catalog.csv").open(encoding="utf-8")))
+    tricky = dict.fromkeys(rows[0], "")
+    tricky.update(id="tricky", title=TRICKY_TITLE, image="images/tricky.jpg", price="9.5", currency="EUR",
+                  category="Shirts & <Tops>", description="A & B <i>not a tag</i> " + "very long text " * 200,
+                  url="https://shop.example/p/tricky?a=1&b=2", in_stock="true")
+    rows.append(tricky)
+    with (root / "catalog.csv").open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    settings = load_settings(data_dir=tmp_path_factory.mktemp("tg-data"), encoder="offline", collection="tg")
+
+    async def build() -> None:
+        store = open_store(settings)
+        try:
+            summary = await index_catalog(root / "catalog.csv", offline_encoder, store, settings, progress=False)
+            assert summary.ok, summary.problems
+        finally:
+            await store.close()
+
+    asyncio.run(build())
+    return settings
+
+

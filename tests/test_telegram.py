@@ -7,9 +7,7 @@ Every scenario runs on both frameworks and expects the same answers.
 from __future__ import annotations
 
 import asyncio
-import csv
 import io
-import shutil
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,48 +20,16 @@ from PIL import Image
 from bots.telegram.config import load_telegram_settings
 from bots.telegram.conversation import TelegramConversation
 from bots.telegram.runner import make_runner
-from core.config import Settings, load_settings
+from core.config import Settings
 from core.search import SearchService
 from core.store.factory import open_store
-from indexer.pipeline import index_catalog
+from tests.conftest import TRICKY_TITLE
 from tests.fakes.telegram import TOKEN, Call, FakeTelegram
 
 SAMPLE = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery"
 FRAMEWORKS = ["aiogram", "ptb"]
-TRICKY_TITLE = '<Tom & Jerry\'s> *special* _milk_ 🥛 "best" </b>'
 ADMIN = 777
 CARDS = 3
-
-
-@pytest.fixture(scope="module")
-def bot_catalog(tmp_path_factory: pytest.TempPathFactory, clothing_dir: Path, offline_encoder) -> Settings:
-    """The bundled sample plus one product whose title is full of HTML/Markdown specials, indexed once."""
-    root = tmp_path_factory.mktemp("tg-catalog")
-    shutil.copytree(SAMPLE, root, dirs_exist_ok=True)
-    tshirt = sorted((clothing_dir / "images").glob("*.jpg"))[0]
-    shutil.copyfile(tshirt, root / "images" / "tricky.jpg")
-    rows = list(csv.DictReader((root / "catalog.csv").open(encoding="utf-8")))
-    tricky = dict.fromkeys(rows[0], "")
-    tricky.update(id="tricky", title=TRICKY_TITLE, image="images/tricky.jpg", price="9.5", currency="EUR",
-                  category="Shirts & <Tops>", description="A & B <i>not a tag</i> " + "very long text " * 200,
-                  url="https://shop.example/p/tricky?a=1&b=2", in_stock="true")
-    rows.append(tricky)
-    with (root / "catalog.csv").open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    settings = load_settings(data_dir=tmp_path_factory.mktemp("tg-data"), encoder="offline", collection="tg")
-
-    async def build() -> None:
-        store = open_store(settings)
-        try:
-            summary = await index_catalog(root / "catalog.csv", offline_encoder, store, settings, progress=False)
-            assert summary.ok, summary.problems
-        finally:
-            await store.close()
-
-    asyncio.run(build())
-    return settings
 
 
 @dataclass

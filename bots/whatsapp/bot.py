@@ -20,7 +20,17 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from bots.answers import MORE_LIKE_THIS, NEXT_PAGE, WELCOME, Answer, Searcher, cut, image_url, price_text, unsupported
+from bots.answers import (
+    MORE_LIKE_THIS,
+    NEXT_PAGE,
+    WELCOME,
+    Answer,
+    Searcher,
+    cut,
+    image_url,
+    price_text,
+    unsupported,
+)
 from bots.http import MediaError, PlatformClient, PlatformError
 from bots.server.runtime import Runtime
 from core.domain import Card
