@@ -425,9 +425,9 @@ def bot_viber(
         server = load_server_settings()
         if not server.viber_enabled:
             raise typer.BadParameter("VISEARCH_VIBER_TOKEN is not set (the token is in your Viber bot's settings)")
-        from bots.answers import Searcher  # noqa: F401  (the bot needs no search to register)
         from bots.viber.bot import ViberBot
 
+        # registering needs no search: no searcher, no runtime
         bot = ViberBot(server.viber_token.get_secret_value(), server.viber_api_url, server.viber_sender_name,  # type: ignore[union-attr]
                        None, None, None, server.viber_max_media_bytes)  # type: ignore[arg-type]
         try:

@@ -374,3 +374,39 @@ async def test_telegram_webhook_checks_the_secret_and_answers(served: Served) ->
 async def test_media_route_serves_only_catalog_photos(served: Served) -> None:
     assert (await served.http.get("/media/00000000-0000-0000-0000-000000000000")).status_code == 404
     assert (await served.http.get("/media/..%2F..%2Fetc%2Fpasswd")).status_code == 404
+
+
+async def test_viber_falls_back_to_pictures_when_rich_media_is_refused(served: Served) -> None:
+    served.viber.fail_next(200, {"status": 3, "status_message": "badData"})
+    await served.viber_post(viber_message("viber-user-10", {"type": "text", "text": "green apple"}, 1010))
+    await served.viber.wait_for_messages("viber-user-10", 2)
+    await served.viber.settle()
+    sent = [s.body for s in served.viber.to("viber-user-10")]
+    assert [m["type"] for m in sent[:-1]] == ["picture"] * (len(sent) - 1)
+    assert all(m["media"].startswith(served.url + "/media/") for m in sent[:-1])
+    assert sent[-1]["keyboard"]["Buttons"][0]["ActionBody"].startswith("more:")
+
+
+async def _cli(env: dict[str, str], *args: str) -> tuple[int, str]:
+    import os
+    import sys
+
+    full = {k: v for k, v in os.environ.items() if not k.startswith("VISEARCH_")}
+    full.update(env, PYTHONPATH=str(SAMPLE.parents[2]))
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "indexer.cli", *args, env=full,
+                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(process.communicate(), timeout=120)
+    return process.returncode or 0, out.decode()
+
+
+async def test_set_webhook_commands(served: Served) -> None:
+    code, out = await _cli({"VISEARCH_VIBER_TOKEN": VIBER_TOKEN, "VISEARCH_VIBER_API_URL": served.viber.api_url},
+                           "bot", "viber", "--set-webhook", f"{served.url}/webhooks/viber")
+    assert code == 0, out
+    assert served.viber.sent[-1].path == "set_webhook"
+    code, out = await _cli({"VISEARCH_TELEGRAM_TOKEN": TOKEN, "VISEARCH_TELEGRAM_API_URL": served.telegram.api_url},
+                           "bot", "telegram", "--set-webhook", "https://shop.example/webhooks/telegram")
+    assert code == 0, out
+    assert served.telegram.webhook["url"] == "https://shop.example/webhooks/telegram"
+    assert f"VISEARCH_TELEGRAM_WEBHOOK_SECRET={served.telegram.webhook['secret_token']}" in out
+    assert TOKEN not in out and VIBER_TOKEN not in out
