@@ -410,3 +410,37 @@ async def test_set_webhook_commands(served: Served) -> None:
     assert served.telegram.webhook["url"] == "https://shop.example/webhooks/telegram"
     assert f"VISEARCH_TELEGRAM_WEBHOOK_SECRET={served.telegram.webhook['secret_token']}" in out
     assert TOKEN not in out and VIBER_TOKEN not in out
+
+
+async def test_serve_command_starts_reports_ready_and_stops_on_sigterm(bot_catalog: Settings) -> None:
+    """`visearch serve` as the README runs it (embedded store, no platform configured)."""
+    import os
+    import signal
+    import sys
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VISEARCH_")}
+    env.update(VISEARCH_DATA_DIR=str(bot_catalog.data_dir), VISEARCH_COLLECTION=bot_catalog.collection,
+               VISEARCH_ENCODER="offline", HF_HUB_OFFLINE="1", PYTHONPATH=str(SAMPLE.parents[2]))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "indexer.cli", "serve", "--port", str(port), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            for _ in range(600):
+                try:
+                    ready = await http.get("/readyz")
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+            assert ready.status_code == 200 and ready.json()["platforms"] == []
+            assert (await http.post("/webhooks/viber", content=b"{}")).status_code == 404
+        process.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    # uvicorn shuts down gracefully, then re-raises SIGTERM (exit by the signal, as Docker expects)
+    assert process.returncode in (0, -signal.SIGTERM), err.decode()
+    assert "Traceback" not in err.decode()
