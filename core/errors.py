@@ -30,7 +30,7 @@ class EncoderMismatchError(VisearchError):
             f"but the configured encoder is {current!r} (dim {current_dim}). "
             f"Use the same encoder (VISEARCH_ENCODER / VISEARCH_CLIP_MODEL / VISEARCH_MODEL_DIR), "
             f"pick another collection (VISEARCH_COLLECTION), or rebuild this one "
-            f"(`visearch index CATALOG --recreate`)."
+            f"(`visearch index CATALOG --reembed`)."
         )
 
 

@@ -34,6 +34,7 @@ EncoderOpt = Annotated[Optional[str], typer.Option("--encoder", help="clip | off
 DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="embedded store directory (VISEARCH_DATA_DIR)")]
 CollectionOpt = Annotated[Optional[str], typer.Option("--collection", help="collection name (VISEARCH_COLLECTION)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
+ModelOpt = Annotated[Optional[Path], typer.Option("--model", help="a model folder from `visearch train` (VISEARCH_MODEL_DIR)")]
 
 
 def settings_from(**overrides: Any) -> Settings:
@@ -87,15 +88,17 @@ def print_result(result: SearchResult, heading: str) -> None:
 def index(
     catalog: Annotated[Path, typer.Argument(help="catalog file: .csv or .jsonl")],
     recreate: Annotated[bool, typer.Option(help="drop the collection first (e.g. after changing encoder)")] = False,
+    reembed: Annotated[bool, typer.Option("--reembed", help="rebuild every vector with the configured model (after `visearch train`)")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
     as_json: JsonOpt = False,
     encoder: EncoderOpt = None,
+    model: ModelOpt = None,
     data_dir: DataDirOpt = None,
     collection: CollectionOpt = None,
 ) -> None:
     """Index (add/update) every product of CATALOG; unchanged images are skipped."""
-    _index_command(catalog, sync=False, recreate=recreate, quiet=quiet, as_json=as_json,
-                   settings=settings_from(encoder=encoder, data_dir=data_dir, collection=collection))
+    _index_command(catalog, sync=False, recreate=recreate or reembed, quiet=quiet, as_json=as_json,
+                   settings=settings_from(model_dir=model, encoder=encoder, data_dir=data_dir, collection=collection))
 
 
 @app.command()
@@ -104,12 +107,13 @@ def sync(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
     as_json: JsonOpt = False,
     encoder: EncoderOpt = None,
+    model: ModelOpt = None,
     data_dir: DataDirOpt = None,
     collection: CollectionOpt = None,
 ) -> None:
     """Like `index`, and also delete products that are no longer in CATALOG."""
     _index_command(catalog, sync=True, recreate=False, quiet=quiet, as_json=as_json,
-                   settings=settings_from(encoder=encoder, data_dir=data_dir, collection=collection))
+                   settings=settings_from(model_dir=model, encoder=encoder, data_dir=data_dir, collection=collection))
 
 
 def _index_command(catalog: Path, *, sync: bool, recreate: bool, quiet: bool, as_json: bool, settings: Settings) -> None:
@@ -201,6 +205,7 @@ def search(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000)] = 5,
     as_json: JsonOpt = False,
     encoder: EncoderOpt = None,
+    model: ModelOpt = None,
     data_dir: DataDirOpt = None,
     collection: CollectionOpt = None,
 ) -> None:
@@ -208,7 +213,7 @@ def search(
     if bool(image) == bool(text):
         typer.echo("error: give either --image PATH or --text TEXT", err=True)
         raise typer.Exit(2)
-    settings = settings_from(encoder=encoder, data_dir=data_dir, collection=collection)
+    settings = settings_from(model_dir=model, encoder=encoder, data_dir=data_dir, collection=collection)
 
     async def job() -> SearchResult:
         filters = Filters(categories=category or [], brands=brand or [], tags=tag or [],
@@ -235,17 +240,23 @@ def read_file(path: Path) -> bytes:
         raise VisearchError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
+EVAL_METHODS = ("encoder", "phash", "cnn")
+
+
 @app.command("eval")
 def eval_command(
     catalog: Annotated[Path, typer.Option("--catalog", help="catalog to index (into a throw-away collection)")],
     queries: Annotated[Path, typer.Option("--queries", help="CSV: image or text, expected")],
     k: Annotated[str, typer.Option("--k", help="comma-separated cut-offs")] = "1,5,10",
+    method: Annotated[str, typer.Option("--method", help="comma-separated: encoder (the configured one), "
+                                                           "phash (perceptual hash), cnn (raw ImageNet CNN features)")] = "encoder",
     as_json: JsonOpt = False,
     encoder: EncoderOpt = None,
+    model: ModelOpt = None,
     collection: CollectionOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Recall@k and MRR of the encoder: index CATALOG, run every query of QUERIES."""
+    """Recall@k and MRR: index CATALOG with each method, run every query of QUERIES, one table."""
     from indexer.evaluate import evaluate, read_queries
     from indexer.pipeline import index_catalog
 
@@ -256,34 +267,130 @@ def eval_command(
     except ValueError:
         typer.echo(f"error: --k must be positive integers separated by commas, got {k!r}", err=True)
         raise typer.Exit(2) from None
+    methods = [m.strip() for m in method.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in EVAL_METHODS]
+    if unknown or not methods:
+        typer.echo(f"error: --method takes {', '.join(EVAL_METHODS)} (comma-separated), got {method!r}", err=True)
+        raise typer.Exit(2)
 
-    async def job(settings: Settings) -> Any:
+    async def job(settings: Settings, baseline_settings: Settings) -> list[dict[str, Any]]:
+        from core.encoders.baselines import CnnFeatureEncoder, PHashEncoder
+        from core.store.factory import open_store
+
         parsed = read_queries(queries)
-        service = await open_service(settings)
-        try:
-            summary = await index_catalog(catalog, service.encoder, service.store, settings,
-                                          sync=False, recreate=False, progress=not as_json)
-            report = await evaluate(service, parsed, ks)
-            return summary, report, service.encoder.model_id
-        finally:
-            await service.close()
+        results = []
+        offline = None
+        for name in methods:
+            if name == "encoder":
+                service = await open_service(settings)
+                if service.encoder.model_id.startswith("offline:"):
+                    offline = service.encoder
+            else:
+                if name == "cnn" and offline is None:
+                    from core.encoders.offline import OfflineEncoder
+
+                    offline = await asyncio.to_thread(OfflineEncoder, settings.device, settings.batch_size)
+                base = PHashEncoder() if name == "phash" else CnnFeatureEncoder(offline)
+                target = baseline_settings.model_copy(update={"collection": f"eval-{name}"})
+                service = SearchService(base, open_store(target), target)
+            try:
+                summary = await index_catalog(catalog, service.encoder, service.store, service.settings,
+                                              sync=False, recreate=False, progress=not as_json)
+                report = await evaluate(service, parsed, ks)
+            finally:
+                await service.close()
+            results.append({"method": name, "encoder": service.encoder.model_id, "catalog": str(catalog),
+                            **report.as_dict(), "indexing": summary.as_dict()["counts"], "_report": report})
+        return results
 
     with tempfile.TemporaryDirectory(prefix="visearch-eval-") as tmp:
         # no --collection: a throw-away embedded collection; with it: reuse (and update) that one
         throwaway = collection is None
-        settings = settings_from(encoder=encoder, collection=collection or "eval",
+        settings = settings_from(model_dir=model, encoder=encoder, collection=collection or "eval",
                                  data_dir=Path(tmp) if throwaway else data_dir,
                                  qdrant_url="" if throwaway else None)
-        summary, report, model_id = run(lambda: job(settings))
-    result = {"encoder": model_id, "catalog": str(catalog), **report.as_dict(),
-              "indexing": summary.as_dict()["counts"] if hasattr(summary, "as_dict") else None}
+        baseline_settings = settings.model_copy(update={"data_dir": Path(tmp), "qdrant_url": None})
+        results = run(lambda: job(settings, baseline_settings))
     if as_json:
-        typer.echo(json.dumps(result, indent=2))
+        clean = [{k_: v for k_, v in r.items() if k_ != "_report"} for r in results]
+        typer.echo(json.dumps(clean[0] if len(clean) == 1 else clean, indent=2))
         return
-    typer.echo(f"encoder {model_id}, {report.queries} queries")
-    typer.echo("  " + "  ".join(f"Recall@{kk} {report.recall(kk):.3f}" for kk in report.ks) + f"  MRR {report.mrr:.3f}")
-    for err in report.errors:
-        typer.echo(f"  skipped query {err}", err=True)
+    first = results[0]["_report"]
+    typer.echo(f"{first.queries + len(first.errors)} queries, catalog {catalog}")
+    header = f"  {'method':<8} {'encoder':<58}" + "".join(f" Recall@{kk:<3}" for kk in ks) + f" MRR@{max(ks)}  skipped"
+    typer.echo(header)
+    for r in results:
+        report = r["_report"]
+        typer.echo(f"  {r['method']:<8} {r['encoder']:<58}" + "".join(f" {report.recall(kk):>9.3f}" for kk in ks)
+                   + f" {report.mrr:>7.3f}  {len(report.errors):>7}")
+    for r in results:
+        for err in r["_report"].errors[:5]:
+            typer.echo(f"  {r['method']}: skipped query {err}", err=True)
+
+
+@app.command()
+def train(
+    catalog: Annotated[Path, typer.Option("--catalog", help="catalog whose products with several photos are the similarity groups")],
+    output: Annotated[Path, typer.Option("--output", help="folder to write the model to (use it with --model / VISEARCH_MODEL_DIR)")],
+    eval_queries: Annotated[Optional[Path], typer.Option("--eval-queries", help="CSV (image, expected) to evaluate on instead of held-out photos")] = None,
+    loss: Annotated[str, typer.Option("--loss", help="mnrl (in-batch negatives), ms (MultiSimilarity), triplet (batch-hard)")] = "mnrl",
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 40,
+    views: Annotated[int, typer.Option("--views", min=1, help="augmented views per photo (features cached once)")] = 4,
+    no_colour: Annotated[bool, typer.Option("--no-colour", help="no colour jitter (when colour tells products apart)")] = False,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    encoder: EncoderOpt = None,
+) -> None:
+    """Fine-tune the similarity model on the catalog's own photos; prints Recall@1/5 before and after."""
+    from indexer.train import TrainConfig, train_offline
+
+    if loss not in ("mnrl", "ms", "triplet"):
+        typer.echo("error: --loss must be mnrl, ms or triplet", err=True)
+        raise typer.Exit(2)
+    settings = settings_from(encoder=encoder or "offline")
+    if settings.encoder == "clip":
+        typer.echo("error: this release fine-tunes the offline encoder (a head on frozen features); "
+                   "CLIP fine-tuning is not built yet. Use --encoder offline.", err=True)
+        raise typer.Exit(2)
+    cfg = TrainConfig(loss=loss, epochs=epochs, views=views, colour=not no_colour, seed=seed,  # type: ignore[arg-type]
+                      max_pixels=settings.max_image_pixels)
+
+    async def job() -> Any:
+        from tqdm import tqdm
+
+        from core.encoders.offline import OfflineEncoder
+        from core.images import load_image_file
+
+        encoder_ = await asyncio.to_thread(OfflineEncoder, settings.device, settings.batch_size)
+        queries_ = None
+        if eval_queries is not None:
+            from indexer.evaluate import read_queries
+
+            queries_ = [(load_image_file(q.image, settings.max_image_pixels), next(iter(q.expected)))
+                        for q in read_queries(eval_queries) if q.image is not None]
+        bar = tqdm(total=0, unit="img", desc="features", file=sys.stderr, dynamic_ncols=True)
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        def on_epoch(epoch: int, loss_value: float, scores: Any) -> None:
+            bar.set_description(f"epoch {epoch}")
+            bar.set_postfix(loss=f"{loss_value:.3f}", R1=f"{scores.recall1:.3f}", refresh=True)
+
+        try:
+            return await asyncio.to_thread(train_offline, catalog, output, encoder_, cfg, queries_, progress, on_epoch)
+        finally:
+            bar.close()
+
+    result = run(job)
+    typer.echo(f"trained on {result.images} photos of {result.products} products; "
+               f"{result.epochs_run} epochs, best at epoch {result.best_epoch}")
+    typer.echo(f"  held-out ({result.after.queries} queries)  Recall@1  Recall@5  MRR@5")
+    typer.echo(f"  zero-shot                     {result.before.recall1:8.3f}  {result.before.recall5:8.3f}  {result.before.mrr:5.3f}")
+    typer.echo(f"  fine-tuned                    {result.after.recall1:8.3f}  {result.after.recall5:8.3f}  {result.after.mrr:5.3f}")
+    typer.echo(f"model {result.version} written to {output}; use it with --model {output} (or VISEARCH_MODEL_DIR), "
+               f"then rebuild the collection: visearch index CATALOG --model {output} --reembed")
 
 
 @app.command()
@@ -334,6 +441,7 @@ def bot_telegram(
     port: Annotated[int, typer.Option("--port", help="webhook mode: port to listen on")] = 8080,
     shop_name: Annotated[str, typer.Option("--shop-name", help="name shown in /start")] = "Shop",
     encoder: EncoderOpt = None,
+    model: ModelOpt = None,
     data_dir: DataDirOpt = None,
     collection: CollectionOpt = None,
 ) -> None:
@@ -344,7 +452,7 @@ def bot_telegram(
     if set_webhook:
         run(lambda: _register_telegram_webhook(set_webhook))
         return
-    settings = settings_from(encoder=encoder, data_dir=data_dir, collection=collection)
+    settings = settings_from(model_dir=model, encoder=encoder, data_dir=data_dir, collection=collection)
     from bots.telegram.config import load_telegram_settings
     from bots.telegram.conversation import TelegramConversation
     from bots.telegram.runner import make_runner, serve_forever
@@ -390,11 +498,12 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="port to listen on")] = 8080,
     encoder: EncoderOpt = None,
+    model: ModelOpt = None,
     data_dir: DataDirOpt = None,
     collection: CollectionOpt = None,
 ) -> None:
     """Serve the Telegram, Viber and WhatsApp webhooks, /healthz, /readyz and /metrics on one port."""
-    settings = settings_from(encoder=encoder, data_dir=data_dir, collection=collection)
+    settings = settings_from(model_dir=model, encoder=encoder, data_dir=data_dir, collection=collection)
     import uvicorn
 
     from bots.server.app import create_app

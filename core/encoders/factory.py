@@ -20,6 +20,12 @@ def load_encoder(settings: Settings) -> Encoder:
         import torch
 
         torch.set_num_threads(settings.torch_threads)
+    if settings.model_dir is not None:
+        from core.encoders.finetuned import FineTunedOfflineEncoder, read_model_info
+
+        info = read_model_info(settings.model_dir)
+        if info is not None and info.get("base") == "offline":  # a `visearch train` folder says what it is
+            return FineTunedOfflineEncoder(settings.model_dir, device=settings.device, batch_size=settings.batch_size)
     if settings.encoder == "offline":
         return load_offline(settings)
     try:
