@@ -250,6 +250,9 @@ def eval_command(
     k: Annotated[str, typer.Option("--k", help="comma-separated cut-offs")] = "1,5,10",
     method: Annotated[str, typer.Option("--method", help="comma-separated: encoder (the configured one), "
                                                            "phash (perceptual hash), cnn (raw ImageNet CNN features)")] = "encoder",
+    calibrate_cutoff: Annotated[bool, typer.Option("--calibrate", help="recommend relevance cut-offs from these queries")] = False,
+    keep: Annotated[float, typer.Option("--keep", min=0.5, max=1.0, help="--calibrate: share of correct first results to keep")] = 0.95,
+    unrelated: Annotated[Optional[Path], typer.Option("--unrelated", help="--calibrate: folder of photos the shop does not sell")] = None,
     as_json: JsonOpt = False,
     encoder: EncoderOpt = None,
     model: ModelOpt = None,
@@ -257,7 +260,7 @@ def eval_command(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Recall@k and MRR: index CATALOG with each method, run every query of QUERIES, one table."""
-    from indexer.evaluate import evaluate, read_queries
+    from indexer.evaluate import calibrate, evaluate, read_queries, top_scores
     from indexer.pipeline import index_catalog
 
     try:
@@ -297,10 +300,16 @@ def eval_command(
                 summary = await index_catalog(catalog, service.encoder, service.store, service.settings,
                                               sync=False, recreate=False, progress=not as_json)
                 report = await evaluate(service, parsed, ks)
+                junk = None
+                if calibrate_cutoff and unrelated is not None:
+                    photos = sorted(p for p in unrelated.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
+                    junk = {"image": await top_scores(service, photos)}
+                calibration = calibrate(report, keep, junk) if calibrate_cutoff else []
             finally:
                 await service.close()
             results.append({"method": name, "encoder": service.encoder.model_id, "catalog": str(catalog),
-                            **report.as_dict(), "indexing": summary.as_dict()["counts"], "_report": report})
+                            **report.as_dict(), "indexing": summary.as_dict()["counts"], "_report": report,
+                            "calibration": [c.__dict__ for c in calibration]})
         return results
 
     with tempfile.TemporaryDirectory(prefix="visearch-eval-") as tmp:
@@ -326,6 +335,13 @@ def eval_command(
     for r in results:
         for err in r["_report"].errors[:5]:
             typer.echo(f"  {r['method']}: skipped query {err}", err=True)
+    for r in results:
+        for c in r["calibration"]:
+            variable = "VISEARCH_MIN_SCORE_IMAGE" if c["kind"] == "image" else "VISEARCH_MIN_SCORE_TEXT"
+            wrong = "n/a" if c["wrong_passing"] is None else f"{c['wrong_passing']:.0%}"
+            junk = "" if c["unrelated_passing"] is None else f", {c['unrelated_passing']:.0%} of unrelated photos get a result"
+            typer.echo(f"  {r['method']} {c['kind']} queries: {variable}={c['threshold']} keeps {c['keep']:.0%} of "
+                       f"{c['samples']} correct first results; {wrong} of wrong first results pass{junk}")
 
 
 @app.command()

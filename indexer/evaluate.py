@@ -34,6 +34,10 @@ class EvalReport:
     hits_at: dict[int, int] = field(default_factory=dict)
     reciprocal_rank_sum: float = 0.0
     errors: list[str] = field(default_factory=list)
+    #: per query kind ("image"/"text"): score of the expected product when it ranks first
+    right_scores: dict[str, list[float]] = field(default_factory=dict)
+    #: per query kind: the top score when the first result is the wrong product
+    wrong_scores: dict[str, list[float]] = field(default_factory=dict)
 
     def recall(self, k: int) -> float:
         return self.hits_at.get(k, 0) / self.queries if self.queries else 0.0
@@ -89,9 +93,56 @@ async def evaluate(service: SearchService, queries: list[EvalQuery], ks: tuple[i
         report.queries += 1
         product_ids = [str(hit.payload.get("product_id")) for hit in ranked[:depth]]
         rank = next((i for i, pid in enumerate(product_ids, start=1) if pid in q.expected), None)
+        if ranked:
+            kind = "image" if q.image is not None else "text"
+            bucket = report.right_scores if rank == 1 else report.wrong_scores
+            bucket.setdefault(kind, []).append(float(ranked[0].score))
         if rank is not None:
             report.reciprocal_rank_sum += 1.0 / rank
             for k in report.ks:
                 if rank <= k:
                     report.hits_at[k] = report.hits_at.get(k, 0) + 1
     return report
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A relevance cut-off read off the eval data instead of a magic constant."""
+
+    kind: str
+    threshold: float
+    keep: float  # share of correct first results that pass
+    wrong_passing: float | None  # share of wrong first results that pass
+    unrelated_passing: float | None  # share of unrelated photos that would still get a result
+    samples: int
+
+
+def calibrate(report: EvalReport, keep: float = 0.95, unrelated: dict[str, list[float]] | None = None) -> list[Calibration]:
+    """Per query kind: the highest cut-off that still lets `keep` of the correct first results through."""
+    import numpy as np
+
+    out = []
+    for kind, scores in sorted(report.right_scores.items()):
+        threshold = float(np.quantile(np.asarray(scores), 1.0 - keep))
+        wrong = report.wrong_scores.get(kind, [])
+        others = (unrelated or {}).get(kind)
+        out.append(Calibration(
+            kind=kind, threshold=round(threshold, 3), keep=keep,
+            wrong_passing=(sum(s >= threshold for s in wrong) / len(wrong)) if wrong else None,
+            unrelated_passing=(sum(s >= threshold for s in others) / len(others)) if others else None,
+            samples=len(scores)))
+    return out
+
+
+async def top_scores(service: SearchService, photos: list[Path]) -> list[float]:
+    """The best score each (unrelated) photo gets, with no cut-off: how much junk a threshold lets through."""
+    scores = []
+    for photo in photos:
+        try:
+            vector, filters = await service.embed_query(Query(images=[photo.read_bytes()], limit=1))
+            hits = await service.search_vector(vector, filters, 1)
+        except (OSError, VisearchError):
+            continue
+        if hits:
+            scores.append(float(hits[0].score))
+    return scores

@@ -55,13 +55,15 @@ def test_eval_compares_methods_in_one_table(tmp_path: Path) -> None:
     env = {"VISEARCH_ENCODER": "offline", "HF_HUB_OFFLINE": "1", "VISEARCH_DATA_DIR": str(tmp_path)}
     result = CliRunner().invoke(app, ["eval", "--catalog", str(SAMPLE / "catalog.csv"), "--queries",
                                       str(SAMPLE / "queries.csv"), "--method", "encoder,phash,cnn", "--k", "1,5",
-                                      "--json"], env=env, catch_exceptions=False)
+                                      "--calibrate", "--json"], env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     rows = {r["method"]: r for r in json.loads(result.stdout)}
     assert set(rows) == {"encoder", "phash", "cnn"}
     assert rows["cnn"]["encoder"] == "baseline:efficientnet-lite0-pooled"
     assert len(rows["phash"]["errors"]) == 2, "the two text queries cannot run on an image-only baseline"
     assert rows["cnn"]["recall@5"] > rows["phash"]["recall@5"]
+    image_cut = next(c for c in rows["encoder"]["calibration"] if c["kind"] == "image")
+    assert 0 < image_cut["threshold"] < 1 and image_cut["samples"] >= 1
 
 
 @pytest.fixture(scope="module")
