@@ -65,7 +65,7 @@ class Product(BaseModel):
     def from_payload(cls, payload: dict[str, Any]) -> Product:
         """Rebuild the product from any of its points' payload."""
         known = set(cls.model_fields) - {"extra"}
-        internal = {"product_id", "image", "image_root", "image_index", "image_sha256", "product_hash", *FILTER_KEYS.values()}
+        internal = {"product_id", "image", "image_root", "colours", "image_index", "image_sha256", "product_hash", *FILTER_KEYS.values()}
         fields = {k: v for k, v in payload.items() if k in known}
         extra = {k: v for k, v in payload.items() if k not in known and k not in internal}
         return cls(**fields, extra=extra)
@@ -79,12 +79,13 @@ class Filters(BaseModel):
     categories: list[str] = Field(default_factory=list, description="any of these categories")
     brands: list[str] = Field(default_factory=list, description="any of these brands")
     tags: list[str] = Field(default_factory=list, description="every one of these tags")
+    colours: list[str] = Field(default_factory=list, description="any of these dominant colours (red, navy...)")
     price_min: float | None = Field(None, ge=0)
     price_max: float | None = Field(None, ge=0)
     in_stock: bool | None = None
     exclude_product_ids: list[str] = Field(default_factory=list)
 
-    @field_validator("categories", "brands", "tags")
+    @field_validator("categories", "brands", "tags", "colours")
     @classmethod
     def _normalise(cls, values: list[str]) -> list[str]:
         return [normalise_key(v) for v in values if v and v.strip()]
@@ -236,6 +237,7 @@ class Facets(BaseModel):
     categories: dict[str, int] = Field(default_factory=dict)
     brands: dict[str, int] = Field(default_factory=dict)
     tags: dict[str, int] = Field(default_factory=dict)
+    colours: dict[str, int] = Field(default_factory=dict)
     price_min: float | None = None
     price_max: float | None = None
     currencies: list[str] = Field(default_factory=list)

@@ -9,6 +9,7 @@ typed                                       means
 ``category:dairy``  ``cat:"sour cream"``    category is dairy (several: any of)
 ``brand:arla``                              brand is arla (several: any of)
 ``tag:organic``  ``#organic``               has the tag (several: all of)
+``colour:red``  ``color:"light blue"``      dominant colour of the photo (several: any of)
 ``under 50`` ``below 50`` ``<50`` ``max 50``  price at most 50
 ``over 10`` ``above 10`` ``>10`` ``min 10``   price at least 10
 ``10-50`` ``from 10 to 50`` ``price:10-50``   price between 10 and 50
@@ -31,7 +32,7 @@ _NUMBER = r"(\d+(?:[.,]\d+)?)"
 _CURRENCY = r"(?:[$€£¥₽]|kr|sek|usd|eur|gbp|rub|nok|dkk)?"
 _AMOUNT = rf"{_CURRENCY}\s?{_NUMBER}\s?{_CURRENCY}"
 
-_FIELD = re.compile(r"""(?<!\S)(category|cat|brand|tag):\s?(?:"([^"]+)"|'([^']+)'|(\S+))""", re.IGNORECASE)
+_FIELD = re.compile(r"""(?<!\S)(category|cat|brand|tag|colour|color):\s?(?:"([^"]+)"|'([^']+)'|(\S+))""", re.IGNORECASE)
 _HASHTAG = re.compile(r"(?<!\S)#([^\s#]+)")
 _RANGE = re.compile(rf"(?<!\S)(?:price:\s?)?{_AMOUNT}\s?(?:-|–|\.\.|to)\s?{_AMOUNT}(?!\S)", re.IGNORECASE)
 _BETWEEN = re.compile(rf"(?<!\S)(?:between|from)\s+{_AMOUNT}\s+(?:and|to)\s+{_AMOUNT}(?!\S)", re.IGNORECASE)
@@ -66,6 +67,7 @@ def parse_query_text(message: str) -> ParsedQuery:
     categories: list[str] = []
     brands: list[str] = []
     tags: list[str] = []
+    colours: list[str] = []
     price_min: float | None = None
     price_max: float | None = None
     in_stock: bool | None = None
@@ -79,7 +81,8 @@ def parse_query_text(message: str) -> ParsedQuery:
 
     def on_field(m: re.Match[str]) -> None:
         value = (m.group(2) or m.group(3) or m.group(4)).strip()
-        {"category": categories, "cat": categories, "brand": brands, "tag": tags}[m.group(1).lower()].append(value)
+        {"category": categories, "cat": categories, "brand": brands, "tag": tags,
+         "colour": colours, "color": colours}[m.group(1).lower()].append(value)
 
     def on_range(m: re.Match[str]) -> None:
         nonlocal price_min, price_max
@@ -109,7 +112,7 @@ def parse_query_text(message: str) -> ParsedQuery:
 
     if price_min is not None and price_max is not None and price_min > price_max:
         price_min, price_max = price_max, price_min
-    filters = Filters(categories=categories, brands=brands, tags=tags,
+    filters = Filters(categories=categories, brands=brands, tags=tags, colours=colours,
                       price_min=price_min, price_max=price_max, in_stock=in_stock)
     return ParsedQuery(text=" ".join(text.split()), filters=filters, understood=understood)
 
@@ -119,6 +122,7 @@ def describe_filters(filters: Filters) -> str:
     parts = [f"category:{_quote(c)}" for c in filters.categories]
     parts += [f"brand:{_quote(b)}" for b in filters.brands]
     parts += [f"#{t}" for t in filters.tags]
+    parts += [f"colour:{_quote(c)}" for c in filters.colours]
     if filters.price_min is not None and filters.price_max is not None:
         parts.append(f"{_fmt(filters.price_min)}-{_fmt(filters.price_max)}")
     elif filters.price_max is not None:

@@ -205,12 +205,14 @@ class SearchService:
         categories: Counter[str] = Counter()
         brands: Counter[str] = Counter()
         tags: Counter[str] = Counter()
+        product_colours: dict[str, set[str]] = {}
         currencies: Counter[str] = Counter()
         prices: list[float] = []
         in_stock = 0
         async for point in self.store.scroll():
             p = point.payload
             product_id = str(p.get("product_id", point.point_id))
+            product_colours.setdefault(product_id, set()).update(str(c) for c in p.get("colours") or [])
             if product_id in seen:
                 continue
             seen.add(product_id)
@@ -229,6 +231,7 @@ class SearchService:
             categories=dict(categories.most_common()),
             brands=dict(brands.most_common()),
             tags=dict(tags.most_common()),
+            colours=dict(Counter(c for names in product_colours.values() for c in names).most_common()),
             price_min=min(prices) if prices else None,
             price_max=max(prices) if prices else None,
             currencies=[c for c, _ in currencies.most_common()],

@@ -32,6 +32,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from core.colour import dominant_colours
 from core.config import Settings
 from core.domain import PointRecord, Product, point_id_for
 from core.encoders.base import Encoder
@@ -348,7 +349,8 @@ class _Run:
             if source is None or source.vector is None or source.payload.get("image_sha256") != job.sha256:
                 self.to_embed.append(job)
                 continue
-            records.append(PointRecord(id=job.point_id, vector=source.vector, payload=job.payload()))
+            payload = {**job.payload(), "colours": source.payload.get("colours") or []}  # same bytes, same colours
+            records.append(PointRecord(id=job.point_id, vector=source.vector, payload=payload))
             job.data = None
             if copy.source == job.point_id:
                 updated += 1
@@ -365,15 +367,15 @@ class _Run:
         jobs, self.to_embed = self.to_embed[: self.batch_size], self.to_embed[self.batch_size :]
         if not jobs:
             return
-        vectors, errors, embedded = await asyncio.to_thread(
+        vectors, errors, embedded, colours = await asyncio.to_thread(
             _decode_and_embed, jobs, self.encoder, self.settings.max_image_pixels)
         records: list[PointRecord] = []
-        for job, vector, error in zip(jobs, vectors, errors, strict=True):
+        for job, vector, error, names in zip(jobs, vectors, errors, colours, strict=True):
             if error is not None:
                 self._fail(job, error, advance=False)
             else:
                 assert vector is not None
-                records.append(PointRecord(id=job.point_id, vector=vector, payload=job.payload()))
+                records.append(PointRecord(id=job.point_id, vector=vector, payload={**job.payload(), "colours": names}))
             job.data = None
         if records:
             await self.store.upsert(records)
@@ -415,9 +417,10 @@ async def _fetch_and_hash(fetcher: ImageFetcher, job: _Job, base_dir: Path) -> _
 
 def _decode_and_embed(
     jobs: Sequence[_Job], encoder: Encoder, max_pixels: int
-) -> tuple[list[list[float] | None], list[str | None], int]:
+) -> tuple[list[list[float] | None], list[str | None], int, list[list[str]]]:
     """Decode each distinct image once (a bad one is reported, the rest go on), embed the good ones
-    in one call. Returns per-job vectors and errors, and how many images the encoder saw."""
+    in one call. Returns per-job vectors and errors, how many images the encoder saw, and the
+    dominant colour names per job (stored in the payload for the colour filter)."""
     images = []
     slot_of: dict[str, int] = {}  # image hash -> position in `images`
     errors_by_sha: dict[str, str] = {}
@@ -438,9 +441,11 @@ def _decode_and_embed(
         if len(embedded) != len(images):
             raise RuntimeError(f"encoder returned {len(embedded)} vectors for {len(images)} images")
         rows = [[float(x) for x in vector] for vector in embedded]
+    names = [dominant_colours(img) for img in images]
     vectors = [rows[slot_of[j.sha256]] if j.sha256 in slot_of else None for j in jobs]
     errors = [errors_by_sha.get(j.sha256) for j in jobs]
-    return vectors, errors, len(images)
+    colours = [names[slot_of[j.sha256]] if j.sha256 in slot_of else [] for j in jobs]
+    return vectors, errors, len(images), colours
 
 
 async def _delete_dropped_images(store: VectorStore, catalog: CatalogReadResult,

@@ -125,3 +125,29 @@ def test_other_losses_train(groups_catalog: Path, offline_encoder, tmp_path: Pat
     cfg = TrainConfig(loss=loss, epochs=3, views=2, products_per_batch=6, patience=100)  # type: ignore[arg-type]
     result = train_offline(groups_catalog, tmp_path / loss, offline_encoder, cfg)
     assert all(np.isfinite(result.losses)) and result.losses[0] > 0
+
+
+# --- colour ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("rgb", "name"), [((200, 30, 35), "red"), ((25, 35, 90), "navy"), ((245, 215, 40), "yellow"),
+                                           ((225, 205, 165), "beige"), ((50, 150, 50), "green"), ((20, 20, 20), "black")])
+def test_colour_of_single_colour_images(rgb: tuple[int, int, int], name: str) -> None:
+    from core.colour import dominant_colours
+
+    assert dominant_colours(Image.new("RGB", (120, 80), rgb)) == [name]
+
+
+def test_plain_background_is_ignored() -> None:
+    from core.colour import dominant_colours
+
+    shot = Image.new("RGB", (200, 200), (255, 255, 255))
+    shot.paste((40, 90, 200), (60, 40, 140, 160))  # a blue product on a white studio background
+    assert dominant_colours(shot) == ["blue"]
+
+
+@pytest.mark.parametrize(("photo", "name"), [("banana", "yellow"), ("red-bell-pepper", "red"), ("vine-tomato", "red")])
+def test_colour_of_real_photos_with_an_obvious_colour(photo: str, name: str) -> None:
+    from core.colour import dominant_colours
+
+    assert dominant_colours(Image.open(SAMPLE / "images" / f"{photo}.jpg"))[0] == name

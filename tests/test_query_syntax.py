@@ -23,6 +23,7 @@ from core.query_syntax import describe_filters, parse_query_text
         ("yoghurt under 12,5", "yoghurt", Filters(price_max=12.5)),
         ("green apples available", "green apples", Filters(in_stock=True)),
         ("category:milk category:juice", "", Filters(categories=["milk", "juice"])),
+        ('shirt colour:red color:"light blue"', "shirt", Filters(colours=["red", "light blue"])),
     ],
 )
 def test_filters_are_read_and_taken_out_of_the_words(message: str, words: str, filters: Filters) -> None:

@@ -101,6 +101,17 @@ async def test_filters_combine(service: SearchService) -> None:
         assert card.price is not None and card.price <= 30
 
 
+async def test_colour_filter_keeps_products_of_that_colour(service: SearchService) -> None:
+    pepper = photo(SAMPLE / "queries" / "red-bell-pepper.jpg")
+    red = await service.search(Query(images=[pepper], filters=Filters(colours=["red"]), limit=10))
+    assert "red-bell-pepper" in [c.product_id for c in red.cards]
+    points = await service.store.retrieve([c.point_id for c in red.cards])
+    assert all("red" in p.payload["colours"] for p in points)
+    yellow = await service.search(Query(images=[pepper], filters=Filters(colours=["yellow"]), limit=10))
+    assert "red-bell-pepper" not in [c.product_id for c in yellow.cards]
+    assert "yellow" in (await service.facets()).colours
+
+
 async def test_filter_that_matches_nothing_is_no_match(service: SearchService) -> None:
     result = await service.search(Query(text="milk", filters=Filters(brands=["no-such-brand"])))
     assert result.no_match

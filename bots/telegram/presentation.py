@@ -203,6 +203,7 @@ def filters_text(facets: Facets, shown: int = 12) -> str:
     listing("Categories", facets.categories, "category:")
     listing("Brands", facets.brands, "brand:")
     listing("Tags", facets.tags, "#")
+    listing("Colours", facets.colours, "colour:")
     if facets.price_min is not None and facets.price_max is not None:
         currency = f" {facets.currencies[0]}" if len(facets.currencies) == 1 else ""
         lines.append(f"\n<b>Prices</b>: {format_price(facets.price_min, None)}–{format_price(facets.price_max, None)}"

@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 from core.domain import CollectionInfo, Filters, Hit, PointRecord, StoredPoint
 
 #: payload fields with an index (the filter fields); both backends create these
-KEYWORD_INDEXES = ("product_id", "f_category", "f_brand", "f_tags")
+KEYWORD_INDEXES = ("product_id", "f_category", "f_brand", "f_tags", "colours")
 FLOAT_INDEXES = ("price",)
 BOOL_INDEXES = ("in_stock",)
 

@@ -103,6 +103,8 @@ def edge_filter(filters: Filters | None) -> Filter | None:
         must.append(FieldCondition("f_brand", match=MatchAny(list(filters.brands))))
     for tag in filters.tags:  # every tag must be present: one condition per tag
         must.append(FieldCondition("f_tags", match=MatchValue(tag)))
+    if filters.colours:
+        must.append(FieldCondition("colours", match=MatchAny(list(filters.colours))))
     if filters.price_min is not None or filters.price_max is not None:
         must.append(FieldCondition("price", range=RangeFloat(gte=filters.price_min, lte=filters.price_max)))
     if filters.in_stock is not None:

@@ -63,6 +63,8 @@ def server_filter(filters: Filters | None) -> models.Filter | None:
         must.append(models.FieldCondition(key="f_brand", match=models.MatchAny(any=list(filters.brands))))
     for tag in filters.tags:  # every tag must be present: one condition per tag
         must.append(models.FieldCondition(key="f_tags", match=models.MatchValue(value=tag)))
+    if filters.colours:
+        must.append(models.FieldCondition(key="colours", match=models.MatchAny(any=list(filters.colours))))
     if filters.price_min is not None or filters.price_max is not None:
         must.append(models.FieldCondition(key="price", range=models.Range(gte=filters.price_min, lte=filters.price_max)))
     if filters.in_stock is not None:
