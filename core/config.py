@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     cursor_ttl: float = Field(3600.0, gt=0, description="seconds a 'show more' cursor stays valid")
     max_cursors: int = Field(4096, ge=1, description="cursors kept in memory at most (oldest dropped first)")
     facets_ttl: float = Field(300.0, ge=0, description="seconds the list of filter values (/filters) is cached")
+    colour_boost: float = Field(0.0, ge=0, le=1, description="added to the ranking score of products sharing the query photo's dominant colour; 0 = off")
     image_root: Path | None = Field(None, description="folder local catalog image refs resolve against; unset = the folder the catalog was indexed from")
 
     # images and downloads

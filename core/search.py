@@ -49,6 +49,7 @@ class _PageState:
     offset: int
     limit: int
     expires_at: float
+    boost_colours: frozenset[str] = frozenset()
 
 
 def group_by_product(hits: Sequence[Hit]) -> list[Hit]:
@@ -155,18 +156,24 @@ class SearchService:
         """
         if not self._verified:
             await self.check_collection()
+        boost_colours: frozenset[str] = frozenset()
         if query.cursor:
             state = self._take_cursor(query.cursor)
             vector, filters, threshold, offset = state.vector, state.filters, state.min_score, state.offset
+            boost_colours = state.boost_colours
         else:
             vector, filters = await self.embed_query(query)
             threshold, offset = self.min_score(query), query.offset
+            if query.images and self.settings.colour_boost > 0:
+                boost_colours = await self._run_encoder(self._query_colours, query.images[0])
         groups = await self.search_vector(vector, filters, offset + query.limit + 1)
-        relevant = [hit for hit in groups if hit.score >= threshold]
+        relevant = [hit for hit in groups if hit.score >= threshold]  # relevance: the plain similarity
+        if boost_colours:
+            relevant = self._boost_by_colour(relevant, boost_colours)
         end = offset + query.limit
         next_cursor = None
         if len(relevant) > end:
-            next_cursor = self._remember_cursor(vector, filters, threshold, end, query.limit)
+            next_cursor = self._remember_cursor(vector, filters, threshold, end, query.limit, boost_colours)
         image_root = str(self.settings.image_root) if self.settings.image_root else None
         return SearchResult(
             cards=[Card.from_hit(hit, image_root) for hit in relevant[offset:end]],
@@ -175,14 +182,31 @@ class SearchService:
             next_cursor=next_cursor,
         )
 
-    def _remember_cursor(self, vector: list[float], filters: Filters, min_score: float, offset: int, limit: int) -> str:
+    def _query_colours(self, image: bytes) -> frozenset[str]:
+        """Dominant colours of the query photo (for the optional colour boost)."""
+        from core.colour import dominant_colours
+
+        return frozenset(dominant_colours(decode_image(image, self.settings.max_image_pixels, target_size=128)))
+
+    def _boost_by_colour(self, hits: list[Hit], colours: frozenset[str]) -> list[Hit]:
+        """Reorder: products sharing a dominant colour with the query photo move up by `colour_boost`."""
+        boost = self.settings.colour_boost
+
+        def key(hit: Hit) -> float:
+            return hit.score + (boost if colours & set(hit.payload.get("colours") or []) else 0.0)
+
+        return sorted(hits, key=key, reverse=True)
+
+    def _remember_cursor(self, vector: list[float], filters: Filters, min_score: float, offset: int, limit: int,
+                         boost_colours: frozenset[str] = frozenset()) -> str:
         """Keep the state of a next page under a short random token (fits Telegram's 64-byte callback data)."""
         now = time.monotonic()
         while self._cursors and (len(self._cursors) >= self.settings.max_cursors
                                  or next(iter(self._cursors.values())).expires_at <= now):
             self._cursors.popitem(last=False)
         token = secrets.token_urlsafe(9)  # 12 characters
-        self._cursors[token] = _PageState(vector, filters, min_score, offset, limit, now + self.settings.cursor_ttl)
+        self._cursors[token] = _PageState(vector, filters, min_score, offset, limit, now + self.settings.cursor_ttl,
+                                          boost_colours)
         return token
 
     def _take_cursor(self, token: str) -> _PageState:

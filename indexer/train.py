@@ -147,15 +147,25 @@ def cached_features(encoder: OfflineEncoder, images: Sequence[Image.Image], view
     return visual, semantic
 
 
-def holdout_split(owners: Sequence[int], seed: int) -> tuple[list[int], list[int]]:
-    """(train image indexes, held-out query indexes): one non-first photo of each product with >= 3."""
+def holdout_split(owners: Sequence[int], seed: int, share: float = 0.2) -> tuple[list[int], list[int], list[int]]:
+    """(train indexes, held-out query indexes, gallery indexes).
+
+    Of each product with 3 or more photos, `share` of the photos after the first (at least one) are
+    held out as customer photos; the gallery is every product's first photo (the shop photo), so
+    the held-out score measures "customer photo -> shop photo", the hard case, and does not
+    saturate on near-duplicate photos of one shooting session.
+    """
     rng = random.Random(seed)
     by_product: dict[int, list[int]] = {}
     for i, owner in enumerate(owners):
         by_product.setdefault(owner, []).append(i)
-    held = [rng.choice(idx[1:]) for idx in by_product.values() if len(idx) >= 3]
+    held: list[int] = []
+    for idx in by_product.values():
+        if len(idx) >= 3:
+            held.extend(rng.sample(idx[1:], max(1, round(share * (len(idx) - 1)))))
     held_set = set(held)
-    return [i for i in range(len(owners)) if i not in held_set], held
+    gallery = [idx[0] for idx in by_product.values()]
+    return [i for i in range(len(owners)) if i not in held_set], sorted(held), gallery
 
 
 # --- evaluation ------------------------------------------------------------------------------------
@@ -325,7 +335,18 @@ def train_offline(catalog: Path, output: Path, encoder: OfflineEncoder, cfg: Tra
         if progress:
             progress("features", done[0], len(images) + len(eval_queries or []))
 
-    visual, semantic = cached_features(encoder, images, cfg.views, cfg.colour, cfg.seed, tick)
+    cache = output / "features-cache.npz"
+    key = hashlib.sha256(json.dumps([str(catalog.resolve()), catalog.stat().st_mtime_ns, len(images), cfg.views,
+                                     cfg.colour, cfg.seed, encoder.model_id]).encode()).hexdigest()
+    visual = semantic = None
+    if cache.is_file():
+        with np.load(cache, allow_pickle=False) as data:
+            if str(data["key"]) == key:
+                visual, semantic = data["visual"], data["semantic"]
+    if visual is None or semantic is None:
+        visual, semantic = cached_features(encoder, images, cfg.views, cfg.colour, cfg.seed, tick)
+        output.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, key=np.array(key), visual=visual, semantic=semantic)  # a re-run skips the backbone
     a, b = encoder._a, encoder._b  # the deployed mix of the two blocks
     if eval_queries:
         index = {pid: i for i, pid in enumerate(product_ids)}
@@ -334,12 +355,11 @@ def train_offline(catalog: Path, output: Path, encoder: OfflineEncoder, cfg: Tra
         train_idx, query_owner = list(range(len(images))), [owner for _, owner in kept]
         gallery_idx = train_idx
     else:
-        train_idx, held = holdout_split(owners, cfg.seed)
+        train_idx, held, gallery_idx = holdout_split(owners, cfg.seed)
         if not held:
             raise CatalogError("no product has 3 or more photos to hold one out: pass --eval-queries")
         q_visual, q_semantic = visual[held][:, :1], semantic[held]
         query_owner = [owners[i] for i in held]
-        gallery_idx = train_idx
     gallery_owner = [owners[i] for i in gallery_idx]
 
     def evaluate(head: dict[str, np.ndarray] | None) -> Scores:

@@ -112,6 +112,21 @@ async def test_colour_filter_keeps_products_of_that_colour(service: SearchServic
     assert "yellow" in (await service.facets()).colours
 
 
+async def test_colour_boost_moves_same_colour_products_up(service: SearchService) -> None:
+    from core.colour import dominant_colours
+    from core.images import decode_image
+
+    pepper = photo(SAMPLE / "queries" / "red-bell-pepper.jpg")
+    query_colours = set(dominant_colours(decode_image(pepper, 10**8)))
+    boosted = SearchService(service.encoder, service.store, service.settings.model_copy(update={"colour_boost": 1.0}))
+    result = await boosted.search(Query(images=[pepper], limit=10))
+    points = {p.point_id: p for p in await service.store.retrieve([c.point_id for c in result.cards])}
+    shares = [bool(query_colours & set(points[c.point_id].payload["colours"])) for c in result.cards]
+    assert shares == sorted(shares, reverse=True) and shares[0]
+    plain = await service.search(Query(images=[pepper], limit=10))
+    assert {c.product_id for c in plain.cards} == {c.product_id for c in result.cards}, "a boost reorders, never adds"
+
+
 async def test_filter_that_matches_nothing_is_no_match(service: SearchService) -> None:
     result = await service.search(Query(text="milk", filters=Filters(brands=["no-such-brand"])))
     assert result.no_match

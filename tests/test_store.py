@@ -115,7 +115,7 @@ async def test_ensure_collection_mismatch_names_both_encoders(store: VectorStore
     with pytest.raises(EncoderMismatchError) as err:
         await store.ensure_collection("other-encoder", DIM)
     assert ENCODER in str(err.value) and "other-encoder" in str(err.value)
-    assert "--recreate" in str(err.value)
+    assert "--reembed" in str(err.value)
     with pytest.raises(EncoderMismatchError, match="dim 16"):
         await store.ensure_collection(ENCODER, 16)
 
