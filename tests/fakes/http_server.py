@@ -82,16 +82,25 @@ def _handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             server.enter()
+            self._counted = True
             try:
                 self._reply(server.next_reply(self.path))
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up (timeout, size limit): expected in tests
             finally:
+                self._done()
+
+        def _done(self) -> None:
+            if self._counted:
+                self._counted = False
                 server.leave()
 
         def _reply(self, reply: Reply) -> None:
             if reply.delay_s:
                 time.sleep(reply.delay_s)
+            # no longer "in flight" once the answer starts: the client may send its next request
+            # the moment it has read this one, before this thread gets to run again
+            self._done()
             self.send_response(reply.status)
             if reply.content_type is not None:
                 self.send_header("Content-Type", reply.content_type)
