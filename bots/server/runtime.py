@@ -5,6 +5,8 @@ reach another user."""
 from __future__ import annotations
 
 import asyncio
+import hmac
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -26,6 +28,27 @@ class Replier(Protocol):
     async def send_answer(self, user: str, answer: Answer) -> None: ...
 
     async def send_text(self, user: str, text: str) -> None: ...
+
+
+class Rejected(Exception):
+    """A webhook request refused before any processing: the response and the outcome to count."""
+
+    def __init__(self, outcome: str, status: int, message: str) -> None:
+        super().__init__(message)
+        self.outcome, self.status, self.message = outcome, status, message
+
+
+def verified_json(body: bytes, given: str, expected: str, refused_status: int) -> dict:
+    """The body as a JSON object, only after its signature checked out (constant-time compare)."""
+    if not given or not hmac.compare_digest(given.lower(), expected):
+        raise Rejected("bad_signature", refused_status, "invalid signature")
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise Rejected("malformed", 400, "body is not JSON") from None
+    if not isinstance(data, dict):
+        raise Rejected("malformed", 400, "body is not a JSON object")
+    return data
 
 
 class Runtime:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import logging
 from typing import Any
 
@@ -19,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 
 from bots.answers import WELCOME, Answer, Searcher, unsupported
 from bots.http import MediaError, PlatformClient, PlatformError
-from bots.server.runtime import Runtime
+from bots.server.runtime import Rejected, Runtime, verified_json
 from bots.viber import messages
 
 log = logging.getLogger("visearch.server")
@@ -59,14 +58,12 @@ class ViberBot:
     async def webhook(self, request: Request) -> Response:
         """POST /webhooks/viber."""
         body = await request.body()
-        given = request.headers.get("x-viber-content-signature", "")
-        if not given or not hmac.compare_digest(given.lower(), signature(self._token, body)):
-            return self._done("bad_signature", Response("invalid signature", status_code=403))
         try:
-            event = json.loads(body)
-        except ValueError:
-            return self._done("malformed", Response("body is not JSON", status_code=400))
-        if not isinstance(event, dict) or not isinstance(event.get("event"), str):
+            event = verified_json(body, request.headers.get("x-viber-content-signature", ""),
+                                  signature(self._token, body), refused_status=403)
+        except Rejected as exc:
+            return self._done(exc.outcome, Response(exc.message, status_code=exc.status))
+        if not isinstance(event.get("event"), str):
             return self._done("malformed", Response("no event", status_code=400))
         kind = event["event"]
         if kind == "webhook":

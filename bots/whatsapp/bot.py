@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 from typing import Any
 
@@ -32,7 +31,7 @@ from bots.answers import (
     unsupported,
 )
 from bots.http import MediaError, PlatformClient, PlatformError
-from bots.server.runtime import Runtime
+from bots.server.runtime import Rejected, Runtime, verified_json
 from core.domain import Card
 
 log = logging.getLogger("visearch.server")
@@ -93,14 +92,12 @@ class WhatsAppBot:
     async def webhook(self, request: Request) -> Response:
         """POST /webhooks/whatsapp."""
         body = await request.body()
-        given = request.headers.get("x-hub-signature-256", "")
-        if not given or not hmac.compare_digest(given.lower(), signature(self._app_secret, body)):
-            return self._done("bad_signature", Response("invalid signature", status_code=401))
         try:
-            payload = json.loads(body)
-        except ValueError:
-            return self._done("malformed", Response("body is not JSON", status_code=400))
-        if not isinstance(payload, dict) or not isinstance(payload.get("entry"), list):
+            payload = verified_json(body, request.headers.get("x-hub-signature-256", ""),
+                                    signature(self._app_secret, body), refused_status=401)
+        except Rejected as exc:
+            return self._done(exc.outcome, Response(exc.message, status_code=exc.status))
+        if not isinstance(payload.get("entry"), list):
             return self._done("malformed", Response("no entry", status_code=400))
         outcomes = [self._accept(message) for message in _messages(payload)]
         return self._done(outcomes[0] if len(outcomes) == 1 else ("ignored" if not outcomes else "batch"),
