@@ -23,6 +23,14 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 
+def grocery_val_photos(count: int) -> list[bytes]:
+    """Real in-store photos from the GroceryStoreDataset's val split, spread over its classes."""
+    dataset = REPO_ROOT.parent / "shared" / "datasets" / "grocery"
+    listed = [line.split(",")[0].strip() for line in (dataset / "val.txt").read_text().splitlines() if line.strip()]
+    step = max(1, len(listed) // count)
+    return [(dataset / rel).read_bytes() for rel in listed[::step][:count]]
+
+
 def package_version(name: str) -> str | None:
     """Installed version of a distribution, without importing it (importing torch costs seconds)."""
     try:

@@ -38,6 +38,7 @@ from pathlib import Path
 from _common import (
     REPO_ROOT,
     dump_json,
+    grocery_val_photos,
     latency_stats_ms,
     machine_info,
     percentile,
@@ -59,15 +60,8 @@ from indexer.pipeline import index_catalog
 from tests.fakes.telegram import TOKEN, FakeTelegram
 
 SAMPLE = REPO_ROOT / "indexer" / "demo_data" / "grocery"
-DATASET = REPO_ROOT.parent / "shared" / "datasets" / "grocery"
 CARDS = 3
 
-
-def query_photos(count: int) -> list[bytes]:
-    """Real in-store photos, spread over the classes of the validation split."""
-    listed = [line.split(",")[0].strip() for line in (DATASET / "val.txt").read_text().splitlines() if line.strip()]
-    step = max(1, len(listed) // count)
-    return [(DATASET / rel).read_bytes() for rel in listed[::step][:count]]
 
 
 async def expected_replies(service: SearchService, photos: Sequence[bytes]) -> list[int]:
@@ -158,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     from core.encoders.offline import OfflineEncoder
 
     encoder = OfflineEncoder()
-    photos = query_photos(40)
+    photos = grocery_val_photos(40)
     tmp = Path(tempfile.mkdtemp(prefix="visearch-tg-bench-"))
     results = []
     try:

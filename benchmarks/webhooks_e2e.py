@@ -25,7 +25,16 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from _common import REPO_ROOT, dump_json, latency_stats_ms, machine_info, percentile, print_machine, table
+from _common import (
+    REPO_ROOT,
+    dump_json,
+    grocery_val_photos,
+    latency_stats_ms,
+    machine_info,
+    percentile,
+    print_machine,
+    table,
+)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -38,7 +47,6 @@ from tests.fakes.messengers import viber_message, whatsapp_payload
 from tests.test_server import Served, serve
 
 SAMPLE = REPO_ROOT / "indexer" / "demo_data" / "grocery"
-DATASET = REPO_ROOT.parent / "shared" / "datasets" / "grocery"
 
 
 def rss_mb() -> float:
@@ -48,11 +56,6 @@ def rss_mb() -> float:
             return int(line.split()[1]) / 1024
     return float("nan")
 
-
-def query_photos(count: int) -> list[bytes]:
-    listed = [line.split(",")[0].strip() for line in (DATASET / "val.txt").read_text().splitlines() if line.strip()]
-    step = max(1, len(listed) // count)
-    return [(DATASET / rel).read_bytes() for rel in listed[::step][:count]]
 
 
 async def cards_per_photo(service: SearchService, photos: Sequence[bytes], limit: int) -> list[int]:
@@ -144,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(data_dir=tmp / "data", encoder="offline", collection="bench")
         asyncio.run(build(settings, encoder))
         rss_start = rss_mb()
-        results = asyncio.run(run(settings, encoder, query_photos(40), sequential, args.senders, total))
+        results = asyncio.run(run(settings, encoder, grocery_val_photos(40), sequential, args.senders, total))
     finally:
         with contextlib.suppress(OSError):
             shutil.rmtree(tmp)

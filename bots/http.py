@@ -88,6 +88,15 @@ class PlatformClient:
             raise MediaError(f"the photo could not be downloaded ({type(exc).__name__})") from None
 
 
+def json_object(response: httpx.Response) -> dict[str, Any]:
+    """A platform reply's JSON object, or {} when the body is not one (an HTML error page, empty)."""
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def _retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("retry-after", "")
     try:

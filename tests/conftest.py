@@ -7,9 +7,18 @@ import csv
 import json
 import os
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for servers a test starts on a known port)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
 
 _SAMPLE = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery"
 DATASETS = Path(os.environ.get("VISEARCH_DATASETS_DIR", Path(__file__).resolve().parents[2] / "shared" / "datasets"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from bots.telegram.config import load_telegram_settings
 from core.config import Settings
 from core.search import SearchService
 from core.store.factory import open_store
+from tests.conftest import free_port
 from tests.fakes.messengers import (
     GRAPH_VERSION,
     PHONE_NUMBER_ID,
@@ -60,11 +60,6 @@ class Served:
                    "Content-Type": "application/json"}
         return await self.http.post("/webhooks/whatsapp", content=body, headers=headers)
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def serve(settings: Settings, offline_encoder, **server_overrides: object) -> AsyncIterator[Served]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import textwrap
@@ -14,11 +13,17 @@ import pytest
 
 from core.config import load_settings
 from core.domain import Filters, PointRecord, Product, point_id_for
-from core.errors import CollectionNotFoundError, EncoderMismatchError, StoreError, StoreLockedError
+from core.errors import (
+    CollectionNotFoundError,
+    EncoderMismatchError,
+    StoreError,
+    StoreLockedError,
+)
 from core.store.base import VectorStore
 from core.store.edge import EdgeStore
 from core.store.factory import open_store
 from core.store.server import ServerStore
+from tests.conftest import free_port
 
 DIM = 8
 ENCODER = "test-encoder@v1"
@@ -61,12 +66,6 @@ def make_points(products: list[Product] = PRODUCTS, seed: int = 0) -> list[Point
             )
     return points
 
-
-def free_port() -> int:
-    """A port nothing listens on (bound then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(params=["edge", "server"])

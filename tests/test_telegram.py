@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from bots.telegram.runner import make_runner
 from core.config import Settings
 from core.search import SearchService
 from core.store.factory import open_store
-from tests.conftest import TRICKY_TITLE
+from tests.conftest import TRICKY_TITLE, free_port
 from tests.fakes.telegram import TOKEN, Call, FakeTelegram
 
 SAMPLE = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery"
@@ -50,11 +49,6 @@ class Bot:
         assert len(replies) == 1, [c.params.get("text") or c.params.get("caption") for c in replies]
         return replies[0]
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def start_bot(framework: str, settings: Settings, offline_encoder, webhook_url: str | None = None,

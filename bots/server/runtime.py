@@ -9,7 +9,7 @@ import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from bots.answers import BUSY, Answer, image_problem, too_large
 from bots.http import MediaError, PlatformError
@@ -17,6 +17,8 @@ from bots.server.metrics import Metrics
 from bots.server.work import SeenIds, WorkQueue
 
 log = logging.getLogger("visearch.server")
+
+T = TypeVar("T")
 
 
 class Replier(Protocol):
@@ -59,6 +61,11 @@ class Runtime:
         self.seen = seen
         self.metrics = metrics
         self._side_tasks: set[asyncio.Task[None]] = set()
+
+    def counted(self, platform: str, outcome: str, response: T) -> T:
+        """Count a webhook delivery's outcome in the metrics and pass its response through."""
+        self.metrics.requests.labels(platform, outcome).inc()
+        return response
 
     def accept(self, replier: Replier, user: str, delivery_id: str, work: Callable[[], Awaitable[Answer]]) -> str:
         """Queue the search for a new delivery; returns the outcome counted in the metrics."""

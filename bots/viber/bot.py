@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from bots.answers import WELCOME, Answer, Searcher, unsupported
-from bots.http import MediaError, PlatformClient, PlatformError
+from bots.http import PlatformClient, PlatformError, json_object
 from bots.server.runtime import Rejected, Runtime, verified_json
 from bots.viber import messages
 
@@ -82,8 +82,7 @@ class ViberBot:
         return self._done(outcome, JSONResponse({}))
 
     def _done(self, outcome: str, response: Response) -> Response:
-        self.runtime.metrics.requests.labels(self.name, outcome).inc()
-        return response
+        return self.runtime.counted(self.name, outcome, response)
 
     async def _search(self, user: str, message: dict[str, Any]) -> Answer:
         kind = message.get("type")
@@ -120,7 +119,7 @@ class ViberBot:
         """send_message, retrying Viber's tooManyRequests status; other statuses raise PlatformError."""
         for attempt in range(3):
             response = await self.client.request("POST", "send_message", json=message)
-            reply = _json(response)
+            reply = json_object(response)
             status = reply.get("status")
             if response.status_code == 200 and status == 0:
                 return
@@ -135,18 +134,9 @@ class ViberBot:
         response = await self.client.request("POST", "set_webhook", json={
             "url": url, "send_name": True, "send_photo": False,
             "event_types": ["delivered", "seen", "failed", "subscribed", "unsubscribed", "conversation_started"]})
-        reply = _json(response)
+        reply = json_object(response)
         if reply.get("status") != 0:
             raise PlatformError("viber", f"{reply.get('status_message')} (status {reply.get('status')})")
         return reply
 
 
-def _json(response: Any) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-__all__ = ["MediaError", "ViberBot", "signature"]

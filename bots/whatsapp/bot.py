@@ -30,7 +30,7 @@ from bots.answers import (
     price_text,
     unsupported,
 )
-from bots.http import MediaError, PlatformClient, PlatformError
+from bots.http import MediaError, PlatformClient, PlatformError, json_object
 from bots.server.runtime import Rejected, Runtime, verified_json
 from core.domain import Card
 
@@ -104,8 +104,7 @@ class WhatsAppBot:
                           JSONResponse({}))
 
     def _done(self, outcome: str, response: Response) -> Response:
-        self.runtime.metrics.requests.labels(self.name, outcome).inc()
-        return response
+        return self.runtime.counted(self.name, outcome, response)
 
     def _accept(self, message: dict[str, Any]) -> str:
         user, message_id = message.get("from"), message.get("id")
@@ -131,7 +130,7 @@ class WhatsAppBot:
     async def download_media(self, media_id: str) -> bytes:
         """Two steps: the media's URL from the Graph API, then the bytes, both with the bearer token."""
         response = await self.client.request("GET", f"{self.version}/{media_id}")
-        info = _json(response)
+        info = json_object(response)
         if response.status_code != 200 or not isinstance(info.get("url"), str):
             raise MediaError("the photo could not be downloaded from WhatsApp")
         size = info.get("file_size")
@@ -183,7 +182,7 @@ class WhatsAppBot:
         body = {"messaging_product": "whatsapp", "recipient_type": "individual", **message}
         response = await self.client.request("POST", f"{self.version}/{self.phone_number_id}/messages", json=body)
         if response.status_code != 200:
-            error = _json(response).get("error") or {}
+            error = json_object(response).get("error") or {}
             raise PlatformError("whatsapp", f"{error.get('message', 'HTTP ' + str(response.status_code))} "
                                             f"(code {error.get('code')})", response.status_code)
 
@@ -200,10 +199,3 @@ def _messages(payload: dict[str, Any]) -> list[dict[str, Any]]:
                 found.extend(m for m in value.get("messages") or [] if isinstance(m, dict))
     return found
 
-
-def _json(response: Any) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
