@@ -61,11 +61,17 @@ class Product(BaseModel):
         data["f_tags"] = [normalise_key(t) for t in self.tags]
         return data
 
+    def words(self, ocr_text: str = "") -> str:
+        """The product's text signal: title first (it matters most and models truncate long texts),
+        then brand, category, tags, the words read off the photo, and the description."""
+        parts = [self.title, self.brand or "", self.category or "", ", ".join(self.tags), ocr_text, self.description]
+        return ". ".join(" ".join(p.split()) for p in parts if p and p.strip())
+
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> Product:
         """Rebuild the product from any of its points' payload."""
         known = set(cls.model_fields) - {"extra"}
-        internal = {"product_id", "image", "image_root", "colours", "image_index", "image_sha256", "product_hash", *FILTER_KEYS.values()}
+        internal = {"product_id", "image", "image_root", "colours", "image_index", "image_sha256", "product_hash", "ocr_text", *FILTER_KEYS.values()}
         fields = {k: v for k, v in payload.items() if k in known}
         extra = {k: v for k, v in payload.items() if k not in known and k not in internal}
         return cls(**fields, extra=extra)
@@ -148,6 +154,7 @@ class Card(BaseModel):
     brand: str | None = None
     in_stock: bool = True
     score: float
+    signals: dict[str, float] = Field(default_factory=dict, description="cosine per matching signal (image, words) of a text query")
     image_file: str | None = Field(None, description="absolute path of a local catalog image, for uploading it")
 
     @classmethod
@@ -176,6 +183,7 @@ class Card(BaseModel):
             brand=p.get("brand"),
             in_stock=bool(p.get("in_stock", True)),
             score=hit.score,
+            signals=dict(hit.signals),
             image_file=image_file,
         )
 
@@ -195,21 +203,23 @@ class SearchResult(BaseModel):
 
 
 class PointRecord(BaseModel):
-    """One vector to write: point id, normalised vector, payload."""
+    """One point to write: id, normalised image vector, optional text vector (the product's words), payload."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     id: str
     vector: list[float]
     payload: dict[str, Any]
+    text_vector: list[float] | None = None
 
 
 class Hit(BaseModel):
-    """One scored point returned by a store."""
+    """One scored point returned by a store (`signals`: each fused signal's cosine, see core.fusion)."""
 
     point_id: str
     score: float
     payload: dict[str, Any]
+    signals: dict[str, float] = Field(default_factory=dict)
 
 
 class StoredPoint(BaseModel):
@@ -218,6 +228,7 @@ class StoredPoint(BaseModel):
     point_id: str
     payload: dict[str, Any]
     vector: list[float] | None = None
+    text_vector: list[float] | None = None
 
 
 class CollectionInfo(BaseModel):
@@ -228,6 +239,7 @@ class CollectionInfo(BaseModel):
     dim: int
     points: int
     backend: str
+    text_dim: int | None = Field(None, description="dimension of the text vector (the catalog's words); None = image only")
 
 
 class Facets(BaseModel):

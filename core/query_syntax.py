@@ -23,7 +23,6 @@ else is kept as the words to search for. The parser never fails: what it cannot 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from core.domain import Filters

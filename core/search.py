@@ -3,7 +3,9 @@
 Encoding is CPU-heavy and runs on one dedicated worker thread, so the event loop keeps
 serving other chats while a photo is embedded. Results are grouped by product in our code
 (the embedded engine has no grouping), and a relevance cut-off turns unrelated queries
-into an honest "no match" instead of junk.
+into an honest "no match" instead of junk. A text query is matched against the product photos
+and, when the collection has them, against the product words (titles, tags, OCR text); the two
+ranked lists are fused (core.fusion).
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ import numpy as np
 
 from core.config import Settings
 from core.domain import Card, CollectionInfo, Facets, Filters, Hit, Query, SearchResult
-from core.encoders.base import Encoder, l2_normalise
+from core.encoders.base import Encoder, WordsEncoder, l2_normalise
 from core.errors import CollectionNotFoundError, EncoderMismatchError, VisearchError
+from core.fusion import Signal, fuse
 from core.images import decode_image
-from core.store.base import VectorStore
+from core.store.base import VectorName, VectorStore
 
 #: how many raw hits to fetch per wanted product before grouping; doubled while too few groups
 OVERSAMPLE = 4
@@ -40,16 +43,26 @@ class CursorExpiredError(VisearchError):
 
 
 @dataclass(frozen=True, slots=True)
-class _PageState:
-    """What the next page of a search needs: no photo bytes are kept, only the query vector."""
+class SearchPlan:
+    """What a query searches with, once embedded: vectors, filters, cut-offs. A cursor keeps it,
+    so the next page needs no photo bytes and no second encoding."""
 
     vector: list[float]
     filters: Filters
     min_score: float
+    words_vector: list[float] | None = None  # text queries on a collection with product words
+    min_score_words: float = 0.0
+    boost_colours: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class _PageState:
+    """A remembered search: its plan and where the next page starts."""
+
+    plan: SearchPlan
     offset: int
     limit: int
     expires_at: float
-    boost_colours: frozenset[str] = frozenset()
 
 
 def group_by_product(hits: Sequence[Hit]) -> list[Hit]:
@@ -72,6 +85,7 @@ class SearchService:
         self.started_at = time.monotonic()
         self._encoder_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="visearch-encoder")
         self._verified = False  # collection checked against the encoder once; not on every query
+        self._has_words = False  # the collection holds text vectors of the encoder's words space
         self._cursors: OrderedDict[str, _PageState] = OrderedDict()  # bounded, oldest first
         self._facets: tuple[float, Facets] | None = None
 
@@ -100,8 +114,14 @@ class SearchService:
             )
         if info.encoder_id != self.encoder.model_id or info.dim != self.encoder.dim:
             raise EncoderMismatchError(info.name, info.encoder_id, info.dim, self.encoder.model_id, self.encoder.dim)
+        self._has_words = isinstance(self.encoder, WordsEncoder) and info.text_dim == self.encoder.words_dim
         self._verified = True
         return info
+
+    @property
+    def uses_words(self) -> bool:
+        """True when text queries also match the catalog's words (checked collection, weight above 0)."""
+        return self._has_words and self.settings.weight_words > 0
 
     def min_score(self, query: Query) -> float:
         """The relevance cut-off for this kind of query: configured value, else the encoder's default."""
@@ -110,6 +130,13 @@ class SearchService:
             return configured if configured is not None else self.encoder.min_score_text
         configured = self.settings.min_score_image
         return configured if configured is not None else self.encoder.min_score_image
+
+    def min_score_words(self) -> float:
+        """The words signal's cut-off: configured value, else the encoder's default."""
+        configured = self.settings.min_score_words
+        if configured is not None:
+            return configured
+        return float(getattr(self.encoder, "min_score_words", 1.0))
 
     async def _run_encoder(self, fn: Any, *args: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -138,11 +165,46 @@ class SearchService:
             filters = filters.model_copy(update={"exclude_product_ids": [*filters.exclude_product_ids, product_id]})
         return [float(x) for x in vector], filters
 
-    async def search_vector(self, vector: Sequence[float], filters: Filters, wanted: int) -> list[Hit]:
-        """Best point per product, at least `wanted` products when the collection has them."""
+    async def plan(self, query: Query) -> SearchPlan:
+        """Embed the query once: image vector, words vector (text queries), filters, cut-offs, colours."""
+        if not self._verified:
+            await self.check_collection()
+        vector, filters = await self.embed_query(query)
+        words_vector = None
+        if query.kind == "text" and query.text and self.uses_words:
+            assert isinstance(self.encoder, WordsEncoder)
+            words_vector = [float(x) for x in (await self._run_encoder(self.encoder.embed_words, [query.text]))[0]]
+        boost_colours: frozenset[str] = frozenset()
+        if query.images and self.settings.colour_boost > 0:
+            boost_colours = await self._run_encoder(self._query_colours, query.images[0])
+        return SearchPlan(vector, filters, self.min_score(query), words_vector, self.min_score_words(), boost_colours)
+
+    async def rank(self, plan: SearchPlan, wanted: int) -> tuple[list[Hit], int]:
+        """Relevant products best first (at least `wanted` when there are), and how many were cut off.
+
+        Each signal keeps only what passes its own cut-off; the words signal is fused in (core.fusion).
+        """
+        groups = await self.search_vector(plan.vector, plan.filters, wanted)
+        relevant = [hit for hit in groups if hit.score >= plan.min_score]  # relevance: the plain similarity
+        seen = {str(h.payload.get("product_id", h.point_id)) for h in groups}
+        if plan.words_vector is not None:
+            word_groups = await self.search_vector(plan.words_vector, plan.filters, wanted, using="text")
+            word_hits = [hit for hit in word_groups if hit.score >= plan.min_score_words]
+            seen |= {str(h.payload.get("product_id", h.point_id)) for h in word_groups}
+            relevant = fuse([
+                Signal("image", relevant, self.settings.weight_image, plan.min_score),
+                Signal("words", word_hits, self.settings.weight_words, plan.min_score_words),
+            ], self.settings.fusion, self.settings.fusion_k)
+        if plan.boost_colours:
+            relevant = self._boost_by_colour(relevant, plan.boost_colours)
+        return relevant, len(seen) - len(relevant)
+
+    async def search_vector(self, vector: Sequence[float], filters: Filters, wanted: int,
+                            using: VectorName = "image") -> list[Hit]:
+        """Best point per product by one vector, at least `wanted` products when the collection has them."""
         fetch = max(wanted * OVERSAMPLE, 20)
         while True:
-            hits = await self.store.search(vector, None if filters.is_empty() else filters, fetch)
+            hits = await self.store.search(vector, None if filters.is_empty() else filters, fetch, using=using)
             groups = group_by_product(hits)
             if len(groups) >= wanted or len(hits) < fetch or fetch >= MAX_RAW_HITS:
                 return groups
@@ -156,29 +218,21 @@ class SearchService:
         """
         if not self._verified:
             await self.check_collection()
-        boost_colours: frozenset[str] = frozenset()
         if query.cursor:
             state = self._take_cursor(query.cursor)
-            vector, filters, threshold, offset = state.vector, state.filters, state.min_score, state.offset
-            boost_colours = state.boost_colours
+            plan, offset = state.plan, state.offset
         else:
-            vector, filters = await self.embed_query(query)
-            threshold, offset = self.min_score(query), query.offset
-            if query.images and self.settings.colour_boost > 0:
-                boost_colours = await self._run_encoder(self._query_colours, query.images[0])
-        groups = await self.search_vector(vector, filters, offset + query.limit + 1)
-        relevant = [hit for hit in groups if hit.score >= threshold]  # relevance: the plain similarity
-        if boost_colours:
-            relevant = self._boost_by_colour(relevant, boost_colours)
+            plan, offset = await self.plan(query), query.offset
+        relevant, cut_off = await self.rank(plan, offset + query.limit + 1)
         end = offset + query.limit
         next_cursor = None
         if len(relevant) > end:
-            next_cursor = self._remember_cursor(vector, filters, threshold, end, query.limit, boost_colours)
+            next_cursor = self._remember_cursor(plan, end, query.limit)
         image_root = str(self.settings.image_root) if self.settings.image_root else None
         return SearchResult(
             cards=[Card.from_hit(hit, image_root) for hit in relevant[offset:end]],
-            cut_off=len(groups) - len(relevant),
-            min_score=threshold,
+            cut_off=cut_off,
+            min_score=plan.min_score,
             next_cursor=next_cursor,
         )
 
@@ -197,16 +251,14 @@ class SearchService:
 
         return sorted(hits, key=key, reverse=True)
 
-    def _remember_cursor(self, vector: list[float], filters: Filters, min_score: float, offset: int, limit: int,
-                         boost_colours: frozenset[str] = frozenset()) -> str:
+    def _remember_cursor(self, plan: SearchPlan, offset: int, limit: int) -> str:
         """Keep the state of a next page under a short random token (fits Telegram's 64-byte callback data)."""
         now = time.monotonic()
         while self._cursors and (len(self._cursors) >= self.settings.max_cursors
                                  or next(iter(self._cursors.values())).expires_at <= now):
             self._cursors.popitem(last=False)
         token = secrets.token_urlsafe(9)  # 12 characters
-        self._cursors[token] = _PageState(vector, filters, min_score, offset, limit, now + self.settings.cursor_ttl,
-                                          boost_colours)
+        self._cursors[token] = _PageState(plan, offset, limit, now + self.settings.cursor_ttl)
         return token
 
     def _take_cursor(self, token: str) -> _PageState:

@@ -15,6 +15,10 @@ Shape of a run:
 6. only after every image was handled: points of images a product no longer lists are deleted,
    and with `sync`, products no longer in the catalog (never those whose row failed to parse).
 
+Every point also carries the product's words (title, brand, category, tags, OCR text of that
+photo when `VISEARCH_OCR` is on, description) as a second "text" vector when the encoder reads
+words; a metadata update re-embeds those words (cheap) and keeps the image vector.
+
 The collection is tied to one encoder (`ensure_collection` raises `EncoderMismatchError`), so
 "same image hash + same product hash" in it means "same vector and same payload".
 """
@@ -35,9 +39,10 @@ from tqdm import tqdm
 from core.colour import dominant_colours
 from core.config import Settings
 from core.domain import PointRecord, Product, point_id_for
-from core.encoders.base import Encoder
+from core.encoders.base import Encoder, WordsEncoder, words_dim
 from core.errors import ImageError
 from core.images import decode_image
+from core.ocr import TextReader
 from core.store.base import VectorStore
 from indexer.catalog import CatalogReadResult, read_catalog
 from indexer.fetch import FetchError, ImageFetcher
@@ -152,7 +157,12 @@ async def index_catalog(
         summary.skipped += 1
         summary.problems.append(Problem(err.line, err.product_id, None, err.reason))
 
-    await store.ensure_collection(encoder.model_id, encoder.dim, recreate=recreate)
+    info = await store.ensure_collection(encoder.model_id, encoder.dim, recreate=recreate, text_dim=words_dim(encoder))
+    words = isinstance(encoder, WordsEncoder) and info.text_dim == encoder.words_dim
+    if isinstance(encoder, WordsEncoder) and not words:
+        summary.notes.append(
+            f"collection {info.name!r} was built before text signals: text queries match the photos only. "
+            "Rebuild it with `visearch index CATALOG --recreate` so they also match titles, tags and OCR text.")
     existing = await _scan(store)
 
     image_root = str(catalog_path.resolve().parent)
@@ -174,7 +184,7 @@ async def index_catalog(
                dynamic_ncols=True, smoothing=0.1)
     try:
         async with ImageFetcher(settings) as fetcher:
-            run = _Run(encoder, store, settings, summary, existing, bar)
+            run = _Run(encoder, store, settings, summary, existing, bar, words)
             await run.process(fetcher, jobs, catalog_path.parent)
     finally:
         bar.close()
@@ -217,6 +227,7 @@ class _Existing:
     product_id: str | None
     sha256: str | None
     product_hash: str | None
+    has_ocr: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,8 +256,8 @@ async def _scan(store: VectorStore) -> dict[str, _Existing]:
     async for point in store.scroll(batch_size=1024):
         payload = point.payload
         pid = payload.get("product_id")
-        found[point.point_id] = _Existing(None if pid is None else str(pid),
-                                          payload.get("image_sha256"), payload.get("product_hash"))
+        found[point.point_id] = _Existing(None if pid is None else str(pid), payload.get("image_sha256"),
+                                          payload.get("product_hash"), "ocr_text" in payload)
     return found
 
 
@@ -254,9 +265,12 @@ class _Run:
     """The state of one run: what the store holds, what waits to be written, the counts."""
 
     def __init__(self, encoder: Encoder, store: VectorStore, settings: Settings, summary: IndexSummary,
-                 existing: dict[str, _Existing], bar: tqdm) -> None:
+                 existing: dict[str, _Existing], bar: tqdm, words: bool = False) -> None:
         self.encoder, self.store, self.settings, self.summary, self.existing, self.bar = (
             encoder, store, settings, summary, existing, bar)
+        #: the collection holds text vectors: every written point gets the product's words embedded
+        self.words = words
+        self.reader = TextReader() if settings.ocr else None
         self.batch_size = settings.batch_size
         # a stored point for each image hash: identical bytes under a new id reuse its vector
         self.by_sha: dict[str, str] = {}
@@ -317,7 +331,9 @@ class _Run:
         """Unchanged, metadata update, copy of an identical image, or embed."""
         old = self.existing.get(job.point_id)
         if old is not None and old.sha256 == job.sha256:
-            if old.product_hash == job.product_hash:
+            if self.reader is not None and not old.has_ocr:
+                self.to_embed.append(job)  # OCR was turned on since: read this photo once
+            elif old.product_hash == job.product_hash:
                 job.data = None
                 self.summary.unchanged += 1
                 self._advance(1)
@@ -346,10 +362,13 @@ class _Run:
         updated = copied = 0
         for copy in copies:
             job, source = copy.job, stored.get(copy.source)
-            if source is None or source.vector is None or source.payload.get("image_sha256") != job.sha256:
+            if (source is None or source.vector is None or source.payload.get("image_sha256") != job.sha256
+                    or (self.reader is not None and "ocr_text" not in source.payload)):
                 self.to_embed.append(job)
                 continue
             payload = {**job.payload(), "colours": source.payload.get("colours") or []}  # same bytes, same colours
+            if "ocr_text" in source.payload:
+                payload["ocr_text"] = source.payload["ocr_text"]
             records.append(PointRecord(id=job.point_id, vector=source.vector, payload=payload))
             job.data = None
             if copy.source == job.point_id:
@@ -357,7 +376,7 @@ class _Run:
             else:
                 copied += 1
         if records:
-            await self.store.upsert(records)
+            await self.store.upsert(await self._with_words(records))
         self.summary.updated += updated
         self.summary.indexed += copied
         self._advance(len(records))
@@ -367,23 +386,35 @@ class _Run:
         jobs, self.to_embed = self.to_embed[: self.batch_size], self.to_embed[self.batch_size :]
         if not jobs:
             return
-        vectors, errors, embedded, colours = await asyncio.to_thread(
-            _decode_and_embed, jobs, self.encoder, self.settings.max_image_pixels)
+        vectors, errors, embedded, colours, texts = await asyncio.to_thread(
+            _decode_and_embed, jobs, self.encoder, self.settings.max_image_pixels, self.reader)
         records: list[PointRecord] = []
-        for job, vector, error, names in zip(jobs, vectors, errors, colours, strict=True):
+        for job, vector, error, names, text in zip(jobs, vectors, errors, colours, texts, strict=True):
             if error is not None:
                 self._fail(job, error, advance=False)
             else:
                 assert vector is not None
-                records.append(PointRecord(id=job.point_id, vector=vector, payload={**job.payload(), "colours": names}))
+                payload = {**job.payload(), "colours": names}
+                if text is not None:
+                    payload["ocr_text"] = text
+                records.append(PointRecord(id=job.point_id, vector=vector, payload=payload))
             job.data = None
         if records:
-            await self.store.upsert(records)
+            await self.store.upsert(await self._with_words(records))
         for record in records:  # now durable: later identical images may copy these vectors
             self.by_sha.setdefault(record.payload["image_sha256"], record.id)
         self.summary.indexed += len(records)
         self.summary.embedded += embedded
         self._advance(len(jobs))
+
+    async def _with_words(self, records: list[PointRecord]) -> list[PointRecord]:
+        """Attach each point's text vector: its product's words plus the OCR text of its photo."""
+        if not self.words:
+            return records
+        assert isinstance(self.encoder, WordsEncoder)
+        texts = [Product.from_payload(r.payload).words(str(r.payload.get("ocr_text") or "")) for r in records]
+        vectors = await asyncio.to_thread(self.encoder.embed_words, texts)
+        return [r.model_copy(update={"text_vector": [float(x) for x in v]}) for r, v in zip(records, vectors, strict=True)]
 
     def _fail(self, job: _Job, reason: str, *, advance: bool = True) -> None:
         job.data = None
@@ -416,11 +447,11 @@ async def _fetch_and_hash(fetcher: ImageFetcher, job: _Job, base_dir: Path) -> _
 
 
 def _decode_and_embed(
-    jobs: Sequence[_Job], encoder: Encoder, max_pixels: int
-) -> tuple[list[list[float] | None], list[str | None], int, list[list[str]]]:
+    jobs: Sequence[_Job], encoder: Encoder, max_pixels: int, reader: TextReader | None = None
+) -> tuple[list[list[float] | None], list[str | None], int, list[list[str]], list[str | None]]:
     """Decode each distinct image once (a bad one is reported, the rest go on), embed the good ones
-    in one call. Returns per-job vectors and errors, how many images the encoder saw, and the
-    dominant colour names per job (stored in the payload for the colour filter)."""
+    in one call. Returns per-job vectors and errors, how many images the encoder saw, the dominant
+    colour names per job (for the colour filter) and, with a `reader`, the text read off each photo."""
     images = []
     slot_of: dict[str, int] = {}  # image hash -> position in `images`
     errors_by_sha: dict[str, str] = {}
@@ -442,10 +473,12 @@ def _decode_and_embed(
             raise RuntimeError(f"encoder returned {len(embedded)} vectors for {len(images)} images")
         rows = [[float(x) for x in vector] for vector in embedded]
     names = [dominant_colours(img) for img in images]
+    read = [reader.read(img) for img in images] if reader is not None else [None] * len(images)
     vectors = [rows[slot_of[j.sha256]] if j.sha256 in slot_of else None for j in jobs]
     errors = [errors_by_sha.get(j.sha256) for j in jobs]
     colours = [names[slot_of[j.sha256]] if j.sha256 in slot_of else [] for j in jobs]
-    return vectors, errors, len(images), colours
+    texts = [read[slot_of[j.sha256]] if j.sha256 in slot_of else None for j in jobs]
+    return vectors, errors, len(images), colours, texts
 
 
 async def _delete_dropped_images(store: VectorStore, catalog: CatalogReadResult,

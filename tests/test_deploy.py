@@ -431,7 +431,7 @@ async def test_sharding_settings_reach_create_collection(fake_qdrant: FakeQdrant
     assert created["shard_number"] == 6
     assert created["replication_factor"] == 2
     assert created["write_consistency_factor"] == 2
-    assert created["vectors"] == {"size": 8, "distance": "Cosine"}
+    assert created["vectors"] == {"image": {"size": 8, "distance": "Cosine"}}
     assert created["metadata"][META_KEY]["encoder_id"] == "test-encoder@v1"
     # payload indexes for the filters are still created, and every call carried the API key
     indexed = {body["field_name"] for body in fake_qdrant.bodies("PUT", "/collections/shop/index")}

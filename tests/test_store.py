@@ -318,7 +318,7 @@ async def test_edge_persists_across_close_and_reopen(tmp_path: Path) -> None:
     finally:
         await second.close()
     meta = (tmp_path / "products.visearch.json").read_text()
-    assert '"encoder_id": "test-encoder@v1"' in meta and '"visearch_schema": 1' in meta and "created_at" in meta
+    assert '"encoder_id": "test-encoder@v1"' in meta and '"visearch_schema": 2' in meta and "created_at" in meta
 
 
 async def test_edge_second_opener_is_locked_out(tmp_path: Path) -> None:

@@ -31,6 +31,26 @@ class Encoder(Protocol):
         ...
 
 
+@runtime_checkable
+class WordsEncoder(Protocol):
+    """An encoder that also reads words: the catalog's titles, tags and OCR text, and the customer's
+    words, embedded in one text-to-text space (a second vector next to the image vector)."""
+
+    #: dimension of the words vectors
+    words_dim: int
+    #: default relevance cut-off (cosine) of the words signal
+    min_score_words: float
+
+    def embed_words(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts for text-to-text matching; (n, words_dim) float32, L2-normalised."""
+        ...
+
+
+def words_dim(encoder: object) -> int | None:
+    """The encoder's words dimension, or None when it has no words signal (pHash, CNN baselines...)."""
+    return encoder.words_dim if isinstance(encoder, WordsEncoder) else None
+
+
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     """Row-wise L2 normalisation that leaves all-zero rows at zero instead of NaN."""
     vectors = np.asarray(vectors, dtype=np.float32)

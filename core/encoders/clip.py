@@ -47,6 +47,9 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx")
 # `visearch eval` on the shop's photos and override with VISEARCH_MIN_SCORE_IMAGE / _TEXT.
 CLIP_MIN_SCORE_IMAGE = 0.75
 CLIP_MIN_SCORE_TEXT = 0.20
+# Text-to-text cosines of CLIP's text tower run high (unrelated short texts ~0.6-0.7, a paraphrase
+# ~0.85+); 0.80 is a starting point, not a measurement: calibrate with VISEARCH_MIN_SCORE_WORDS.
+CLIP_MIN_SCORE_WORDS = 0.80
 
 
 class ClipEncoder:
@@ -75,6 +78,9 @@ class ClipEncoder:
             raise _unavailable(name, f"the model takes {sorted(modalities)}, not images: it is not a CLIP model")
         _cap_text_window(self._model)
         self.dim = _embedding_dim(self._model)
+        # the words signal: CLIP's own text tower on both sides (catalog words and the customer's)
+        self.words_dim = self.dim
+        self.min_score_words = CLIP_MIN_SCORE_WORDS
 
     # -- the Encoder interface --------------------------------------------------------------------
 
@@ -90,6 +96,10 @@ class ClipEncoder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         return self._encode([str(t) for t in texts])
+
+    def embed_words(self, texts: Sequence[str]) -> np.ndarray:
+        """The words signal: the same text tower, compared with the catalog's embedded titles and tags."""
+        return self.embed_texts(texts)
 
     def _encode(self, inputs: list[Any]) -> np.ndarray:
         vectors = self._model.encode(

@@ -26,6 +26,10 @@ def load_encoder(settings: Settings) -> Encoder:
         info = read_model_info(settings.model_dir)
         if info is not None and info.get("base") == "offline":  # a `visearch train` folder says what it is
             return FineTunedOfflineEncoder(settings.model_dir, device=settings.device, batch_size=settings.batch_size)
+        if info is not None and info.get("base") == "clip":  # a sentence-transformers CLIP folder, whatever VISEARCH_ENCODER says
+            from core.encoders.clip import ClipEncoder
+
+            return ClipEncoder(str(settings.model_dir), device=settings.device, batch_size=settings.batch_size)
     if settings.encoder == "offline":
         return load_offline(settings)
     try:

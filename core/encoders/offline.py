@@ -114,6 +114,10 @@ class OfflineEncoder:
         # photo (ImageNet words score high: pomegranate 0.27, banana 0.24, bell pepper 0.20; "milk"
         # 0.10) and 1 of 16 unrelated texts gets a result (0.09: 70% / 12%; 0.10: 56% / 6%).
         self.min_score_text = 0.095
+        # The words signal (MiniLM query vs MiniLM of the product's title, tags, OCR text): see
+        # `min_score_words` in the README's "Text signals" section for how 0.40 was measured.
+        self.words_dim = TEXT_DIM
+        self.min_score_words = 0.45
         self._a = float(np.sqrt(1.0 - SEMANTIC_SHARE))
         self._b = float(np.sqrt(SEMANTIC_SHARE))
 
@@ -171,6 +175,12 @@ class OfflineEncoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         semantic = self._encode_text([str(t) for t in texts])
         return l2_normalise(np.concatenate([np.zeros((len(texts), VISUAL_DIM), np.float32), semantic], axis=1))
+
+    def embed_words(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, 384) float32 unit rows: plain MiniLM, for the customer's words against the catalog's words."""
+        if not texts:
+            return np.zeros((0, TEXT_DIM), dtype=np.float32)
+        return self._encode_text([str(t) for t in texts])
 
     # -- building blocks (public for evaluation, training and tests) -------------------------------
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from core.domain import CollectionInfo, Filters, Hit, PointRecord, StoredPoint
 
@@ -11,6 +11,9 @@ from core.domain import CollectionInfo, Filters, Hit, PointRecord, StoredPoint
 KEYWORD_INDEXES = ("product_id", "f_category", "f_brand", "f_tags", "colours")
 FLOAT_INDEXES = ("price",)
 BOOL_INDEXES = ("in_stock",)
+
+#: which vector a search compares with: the photo's, or the product's words (title, tags, OCR...)
+VectorName = Literal["image", "text"]
 
 
 @runtime_checkable
@@ -24,8 +27,12 @@ class VectorStore(Protocol):
 
     backend: str
 
-    async def ensure_collection(self, encoder_id: str, dim: int, recreate: bool = False) -> CollectionInfo:
-        """Create the collection (with payload indexes) or verify it matches the encoder."""
+    async def ensure_collection(self, encoder_id: str, dim: int, recreate: bool = False,
+                                text_dim: int | None = None) -> CollectionInfo:
+        """Create the collection (with payload indexes) or verify it matches the encoder.
+
+        `text_dim` adds a second named vector for the catalog's words when the collection is created;
+        an existing collection keeps its layout (`CollectionInfo.text_dim` says which it has)."""
         ...
 
     async def info(self) -> CollectionInfo | None:
@@ -44,8 +51,11 @@ class VectorStore(Protocol):
         """Points by id (missing ids are skipped)."""
         ...
 
-    async def search(self, vector: Sequence[float], filters: Filters | None, limit: int) -> list[Hit]:
-        """Nearest points by cosine, best first, filtered by payload; exact search when filtered."""
+    async def search(self, vector: Sequence[float], filters: Filters | None, limit: int,
+                     using: VectorName = "image") -> list[Hit]:
+        """Nearest points by cosine of the `using` vector, best first, filtered by payload; exact when filtered.
+
+        Searching "text" in a collection without text vectors returns no hits."""
         ...
 
     async def delete_products(self, product_ids: Sequence[str]) -> int:

@@ -66,15 +66,19 @@ from qdrant_edge import (
 
 from core.domain import CollectionInfo, Filters, Hit, PointRecord, StoredPoint
 from core.errors import StoreError, StoreLockedError, VisearchError
-from core.store.base import BOOL_INDEXES, FLOAT_INDEXES, KEYWORD_INDEXES
+from core.store.base import BOOL_INDEXES, FLOAT_INDEXES, KEYWORD_INDEXES, VectorName
 from core.store.factory import (
-    plain_vector,
+    TEXT_VECTOR,
     check_dims,
     check_metadata,
     collection_not_found,
+    image_vector_name,
     new_metadata,
     parse_point_id,
+    point_vectors,
     require_point_id,
+    stored_point,
+    text_vector_dim,
     verify_encoder,
 )
 
@@ -116,6 +120,19 @@ def edge_filter(filters: Filters | None) -> Filter | None:
     if not must and not must_not:
         return None
     return Filter(must=must or None, must_not=must_not or None)
+
+
+def _vector_config(meta: dict[str, Any]) -> EdgeVectorParams | dict[str, EdgeVectorParams]:
+    """Schema 1: one unnamed vector. Schema 2: named "image" (+ "text" when the encoder reads words)."""
+    name = image_vector_name(meta)
+    image = EdgeVectorParams(size=meta["dim"], distance=Distance.Cosine)
+    if not name:
+        return image
+    config = {name: image}
+    text_dim = text_vector_dim(meta)
+    if text_dim is not None:
+        config[TEXT_VECTOR] = EdgeVectorParams(size=text_dim, distance=Distance.Cosine)
+    return config
 
 
 def _acquire_lock(data_dir: Path) -> int:
@@ -243,10 +260,7 @@ class EdgeStore:
         if self._shard_has_data():
             shard = EdgeShard.load(str(self.shard_path))
         else:
-            shard = EdgeShard.create(
-                str(self.shard_path),
-                EdgeConfig(vectors=EdgeVectorParams(size=meta["dim"], distance=Distance.Cosine)),
-            )
+            shard = EdgeShard.create(str(self.shard_path), EdgeConfig(vectors=_vector_config(meta)))
         existing = set(shard.info().payload_schema)
         for field, schema in _INDEX_TYPES.items():
             if field not in existing:
@@ -279,13 +293,14 @@ class EdgeStore:
             dim=self._meta["dim"],
             points=shard.count(CountRequest(exact=True)),
             backend=self.backend,
+            text_dim=text_vector_dim(self._meta),
         )
 
-    def _ensure_sync(self, encoder_id: str, dim: int, recreate: bool) -> CollectionInfo:
+    def _ensure_sync(self, encoder_id: str, dim: int, recreate: bool, text_dim: int | None) -> CollectionInfo:
         if recreate:
             self._drop_sync()
         if self._open_sync() is None:
-            self._write_meta(new_metadata(encoder_id, dim))
+            self._write_meta(new_metadata(encoder_id, dim, text_dim))
             self._require_sync()
         assert self._meta is not None
         verify_encoder(self.collection, self._meta, encoder_id, dim)
@@ -305,8 +320,8 @@ class EdgeStore:
         shard = self._require_sync()
         assert self._meta is not None
         ids = [require_point_id(p.id) for p in points]
-        check_dims([p.vector for p in points], ids, self._meta["dim"], self.collection)
-        batch = [Point(pid, p.vector, p.payload) for pid, p in zip(ids, points)]  # pydantic made them floats
+        check_dims(points, ids, self._meta, self.collection)
+        batch = [Point(pid, point_vectors(self._meta, p), p.payload) for pid, p in zip(ids, points)]
         shard.update(UpdateOperation.upsert_points(batch))
         shard.flush()
 
@@ -324,17 +339,19 @@ class EdgeStore:
         if not ids:
             return []
         records = {str(r.id): r for r in shard.retrieve(ids, True, with_vectors)}
-        return [
-            StoredPoint(point_id=pid, payload=records[pid].payload or {}, vector=plain_vector(records[pid].vector))
-            for pid in dict.fromkeys(str(i) for i in ids)
-            if pid in records
-        ]
+        assert self._meta is not None
+        return [stored_point(self._meta, pid, records[pid].payload, records[pid].vector)
+                for pid in dict.fromkeys(str(i) for i in ids) if pid in records]
 
-    def _search_sync(self, vector: Sequence[float], filters: Filters | None, limit: int) -> list[Hit]:
+    def _search_sync(self, vector: Sequence[float], filters: Filters | None, limit: int, using: VectorName) -> list[Hit]:
         shard = self._require_sync()
+        assert self._meta is not None
+        if using == TEXT_VECTOR and text_vector_dim(self._meta) is None:
+            return []  # an image-only collection: the words signal has nothing to match
+        name = image_vector_name(self._meta) if using != TEXT_VECTOR else TEXT_VECTOR
         flt = edge_filter(filters)
         request = SearchRequest(
-            query=Query.Nearest([float(x) for x in vector]),
+            query=Query.Nearest([float(x) for x in vector], using=name or None),
             limit=limit,
             filter=flt,
             params=SearchParams(exact=True) if flt is not None else None,
@@ -367,19 +384,18 @@ class EdgeStore:
         records, next_offset = shard.scroll(
             ScrollRequest(offset=offset, limit=limit, with_payload=True, with_vector=with_vectors)
         )
-        points = [
-            StoredPoint(point_id=str(r.id), payload=r.payload or {}, vector=plain_vector(r.vector)) for r in records
-        ]
-        return points, next_offset
+        assert self._meta is not None
+        return [stored_point(self._meta, str(r.id), r.payload, r.vector) for r in records], next_offset
 
     def _optimize_sync(self) -> bool:
         return self._require_sync().optimize()
 
     # --- VectorStore ------------------------------------------------------------------------
 
-    async def ensure_collection(self, encoder_id: str, dim: int, recreate: bool = False) -> CollectionInfo:
+    async def ensure_collection(self, encoder_id: str, dim: int, recreate: bool = False,
+                                text_dim: int | None = None) -> CollectionInfo:
         """Create the collection (metadata, shard, payload indexes) or verify the encoder that built it."""
-        return await self._run(self._ensure_sync, encoder_id, dim, recreate)
+        return await self._run(self._ensure_sync, encoder_id, dim, recreate, text_dim)
 
     async def info(self) -> CollectionInfo | None:
         """Encoder, dimension and exact point count; None when the collection does not exist."""
@@ -398,9 +414,10 @@ class EdgeStore:
         """Points by id in the order asked; missing or malformed ids are skipped."""
         return await self._run(self._retrieve_sync, list(point_ids), with_vectors)
 
-    async def search(self, vector: Sequence[float], filters: Filters | None, limit: int) -> list[Hit]:
-        """Cosine nearest points, best first; exact search whenever a filter applies."""
-        return await self._run(self._search_sync, list(vector), filters, limit)
+    async def search(self, vector: Sequence[float], filters: Filters | None, limit: int,
+                     using: VectorName = "image") -> list[Hit]:
+        """Cosine nearest points by the image or the text vector, best first; exact search whenever a filter applies."""
+        return await self._run(self._search_sync, list(vector), filters, limit, using)
 
     async def delete_products(self, product_ids: Sequence[str]) -> int:
         """Delete every point of these products; returns how many points went."""

@@ -12,11 +12,17 @@ from datetime import datetime, timezone
 from typing import Any
 
 from core.config import Settings
+from core.domain import PointRecord, StoredPoint
 from core.errors import CollectionNotFoundError, EncoderMismatchError, StoreError
 from core.store.base import VectorStore
 
-#: version of what visearch writes into a collection (payload layout + metadata); bump on breaking changes
-SCHEMA_VERSION = 1
+#: version of what visearch writes into a collection (payload layout + metadata); bump on breaking changes.
+#: 1: one unnamed image vector. 2: named vectors, "image" plus "text" (the catalog's words) when the
+#: encoder has a text signal. Schema-1 collections still open and search (image side only).
+SCHEMA_VERSION = 2
+#: names of the two dense vectors of a schema-2 point
+IMAGE_VECTOR = "image"
+TEXT_VECTOR = "text"
 
 
 def open_store(settings: Settings) -> VectorStore:
@@ -46,16 +52,29 @@ def open_store(settings: Settings) -> VectorStore:
 # --- shared by both backends -------------------------------------------------------------
 
 
-def new_metadata(encoder_id: str, dim: int) -> dict[str, Any]:
+def new_metadata(encoder_id: str, dim: int, text_dim: int | None = None) -> dict[str, Any]:
     """What a collection remembers about who built it (JSON file for edge, collection metadata for server)."""
-    if dim < 1:
-        raise ValueError(f"vector dimension must be positive, got {dim}")
+    if dim < 1 or (text_dim is not None and text_dim < 1):
+        raise ValueError(f"vector dimensions must be positive, got {dim} and {text_dim}")
     return {
         "visearch_schema": SCHEMA_VERSION,
         "encoder_id": encoder_id,
         "dim": int(dim),
+        "text_dim": None if text_dim is None else int(text_dim),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def image_vector_name(meta: Mapping[str, Any]) -> str:
+    """The image vector's name in this collection: "" (the unnamed default) for schema-1 collections."""
+    return IMAGE_VECTOR if int(meta.get("visearch_schema", 0)) >= 2 else ""
+
+
+def text_vector_dim(meta: Mapping[str, Any]) -> int | None:
+    """Dimension of the collection's text vector; None when it has none (schema 1, or an encoder without words)."""
+    if int(meta.get("visearch_schema", 0)) < 2 or not isinstance(meta.get("text_dim"), int):
+        return None
+    return int(meta["text_dim"])
 
 
 def check_metadata(collection: str, meta: Mapping[str, Any] | None, where: str) -> dict[str, Any]:
@@ -105,21 +124,44 @@ def require_point_id(point_id: str) -> str:
     return parsed
 
 
-def check_dims(vectors: Sequence[Sequence[float]], ids: Sequence[str], dim: int, collection: str) -> None:
+def check_dims(points: Sequence[PointRecord], ids: Sequence[str], meta: Mapping[str, Any], collection: str) -> None:
     """Refuse vectors of the wrong length with a message naming the point, before the engine does cryptically."""
-    for point_id, vector in zip(ids, vectors):
-        if len(vector) != dim:
+    dim, text_dim = meta["dim"], text_vector_dim(meta)
+    for point_id, point in zip(ids, points):
+        if len(point.vector) != dim:
             raise StoreError(
-                f"point {point_id} has a {len(vector)}-d vector but collection {collection!r} holds {dim}-d vectors"
+                f"point {point_id} has a {len(point.vector)}-d vector but collection {collection!r} holds {dim}-d vectors"
             )
+        if point.text_vector is not None and text_dim is not None and len(point.text_vector) != text_dim:
+            raise StoreError(f"point {point_id} has a {len(point.text_vector)}-d text vector but collection "
+                             f"{collection!r} holds {text_dim}-d text vectors")
 
 
-def plain_vector(vector: Any) -> list[float] | None:
-    """The default (unnamed) dense vector of a record, whatever shape either client returns."""
+def plain_vector(vector: Any, name: str = "") -> list[float] | None:
+    """One dense vector of a record (`name`; "" is the unnamed default), whatever shape either client returns."""
     if vector is None:
         return None
     if isinstance(vector, dict):
-        vector = vector.get("")
+        vector = vector.get(name)
         if vector is None:
             return None
+    elif name:  # a single unnamed vector has no named ones
+        return None
     return [float(x) for x in vector]
+
+
+def point_vectors(meta: dict[str, Any], point: PointRecord) -> Any:
+    """The vectors of one point in the collection's layout (a text vector it cannot hold is dropped)."""
+    name = image_vector_name(meta)
+    if not name:
+        return [float(x) for x in point.vector]
+    vectors = {name: [float(x) for x in point.vector]}
+    if point.text_vector is not None and text_vector_dim(meta) is not None:
+        vectors[TEXT_VECTOR] = [float(x) for x in point.text_vector]
+    return vectors
+
+
+def stored_point(meta: dict[str, Any], point_id: str, payload: dict[str, Any] | None, vector: Any) -> StoredPoint:
+    """A point read back, its image and text vectors picked out of whatever layout the collection has."""
+    return StoredPoint(point_id=point_id, payload=payload or {}, vector=plain_vector(vector, image_vector_name(meta)),
+                       text_vector=plain_vector(vector, TEXT_VECTOR) if text_vector_dim(meta) else None)

@@ -30,15 +30,19 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from core.domain import CollectionInfo, Filters, Hit, PointRecord, StoredPoint
 from core.errors import StoreError, VisearchError
-from core.store.base import BOOL_INDEXES, FLOAT_INDEXES, KEYWORD_INDEXES
+from core.store.base import BOOL_INDEXES, FLOAT_INDEXES, KEYWORD_INDEXES, VectorName
 from core.store.factory import (
-    plain_vector,
+    TEXT_VECTOR,
     check_dims,
     check_metadata,
     collection_not_found,
+    image_vector_name,
     new_metadata,
     parse_point_id,
+    point_vectors,
     require_point_id,
+    stored_point,
+    text_vector_dim,
     verify_encoder,
 )
 
@@ -192,13 +196,16 @@ class ServerStore:
             raise collection_not_found(self.collection, self._where())
         return meta
 
-    async def _create(self, encoder_id: str, dim: int) -> None:
-        meta = new_metadata(encoder_id, dim)
+    async def _create(self, encoder_id: str, dim: int, text_dim: int | None) -> None:
+        meta = new_metadata(encoder_id, dim, text_dim)
+        vectors = {image_vector_name(meta): models.VectorParams(size=dim, distance=models.Distance.COSINE)}
+        if text_dim is not None:
+            vectors[TEXT_VECTOR] = models.VectorParams(size=text_dim, distance=models.Distance.COSINE)
         with self._errors():
             try:
                 await self._client.create_collection(
                     self.collection,
-                    vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
+                    vectors_config=vectors,
                     metadata={META_KEY: meta},
                     shard_number=self.shard_number,
                     replication_factor=self.replication_factor,
@@ -222,7 +229,8 @@ class ServerStore:
 
     # --- VectorStore ------------------------------------------------------------------------
 
-    async def ensure_collection(self, encoder_id: str, dim: int, recreate: bool = False) -> CollectionInfo:
+    async def ensure_collection(self, encoder_id: str, dim: int, recreate: bool = False,
+                                text_dim: int | None = None) -> CollectionInfo:
         """Create the collection (with payload indexes and metadata) or verify the encoder that built it."""
         if recreate:
             with self._errors():
@@ -230,7 +238,7 @@ class ServerStore:
             self._meta = None
         meta = await self._load_meta()
         if meta is None:
-            await self._create(encoder_id, dim)
+            await self._create(encoder_id, dim, text_dim)
             meta = await self._require()
         verify_encoder(self.collection, meta, encoder_id, dim)
         info = await self.info()
@@ -248,6 +256,7 @@ class ServerStore:
             dim=meta["dim"],
             points=await self.count(),
             backend=self.backend,
+            text_dim=text_vector_dim(meta),
         )
 
     async def upsert(self, points: Sequence[PointRecord]) -> None:
@@ -256,11 +265,8 @@ class ServerStore:
             return
         meta = await self._require()
         ids = [require_point_id(p.id) for p in points]
-        check_dims([p.vector for p in points], ids, meta["dim"], self.collection)
-        batch = [
-            models.PointStruct(id=pid, vector=[float(x) for x in p.vector], payload=p.payload)
-            for pid, p in zip(ids, points)
-        ]
+        check_dims(points, ids, meta, self.collection)
+        batch = [models.PointStruct(id=pid, vector=point_vectors(meta, p), payload=p.payload) for pid, p in zip(ids, points)]
         with self._errors():
             await self._client.upsert(self.collection, points=batch, wait=True)
 
@@ -282,21 +288,23 @@ class ServerStore:
         with self._errors():
             records = await self._client.retrieve(self.collection, ids, with_payload=True, with_vectors=with_vectors)
         by_id = {str(r.id): r for r in records}
-        return [
-            StoredPoint(point_id=pid, payload=by_id[pid].payload or {}, vector=plain_vector(by_id[pid].vector))
-            for pid in ids
-            if pid in by_id
-        ]
+        meta = await self._require()
+        return [stored_point(meta, pid, by_id[pid].payload, by_id[pid].vector) for pid in ids if pid in by_id]
 
-    async def search(self, vector: Sequence[float], filters: Filters | None, limit: int) -> list[Hit]:
-        """Cosine nearest points, best first; exact search whenever a filter applies."""
-        await self._require()
+    async def search(self, vector: Sequence[float], filters: Filters | None, limit: int,
+                     using: VectorName = "image") -> list[Hit]:
+        """Cosine nearest points by the image or the text vector, best first; exact search whenever a filter applies."""
+        meta = await self._require()
+        if using == TEXT_VECTOR and text_vector_dim(meta) is None:
+            return []  # an image-only collection: the words signal has nothing to match
+        name = image_vector_name(meta) if using != TEXT_VECTOR else TEXT_VECTOR
         flt = server_filter(filters)
         params = models.SearchParams(exact=True) if flt is not None and not self._local else None
         with self._errors():
             response = await self._client.query_points(
                 self.collection,
                 query=[float(x) for x in vector],
+                using=name or None,
                 query_filter=flt,
                 search_params=params,
                 limit=limit,
@@ -339,7 +347,7 @@ class ServerStore:
 
     async def scroll(self, batch_size: int = 256, with_vectors: bool = False) -> AsyncIterator[StoredPoint]:
         """Every point, fetched `batch_size` at a time."""
-        await self._require()
+        meta = await self._require()
         offset: Any = None
         while True:
             with self._errors():
@@ -347,7 +355,7 @@ class ServerStore:
                     self.collection, limit=batch_size, offset=offset, with_payload=True, with_vectors=with_vectors
                 )
             for r in records:
-                yield StoredPoint(point_id=str(r.id), payload=r.payload or {}, vector=plain_vector(r.vector))
+                yield stored_point(meta, str(r.id), r.payload, r.vector)
             if offset is None:
                 return
 
