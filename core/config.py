@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     min_score_image: float | None = Field(None, description="relevance cut-off for photo queries; unset = encoder default")
     min_score_text: float | None = Field(None, description="relevance cut-off for text queries; unset = encoder default")
     min_score_words: float | None = Field(None, description="relevance cut-off of the words signal (query text vs titles, tags, OCR); unset = encoder default")
-    fusion: Literal["rrf", "weighted"] = Field("rrf", description="how a text query's image and words signals combine (see core/fusion.py)")
+    fusion: Literal["rrf", "weighted"] = Field("weighted", description="how a text query's image and words signals combine (see core/fusion.py)")
     fusion_k: float = Field(60.0, gt=0, description="RRF's k: larger flattens the head of each list")
     weight_image: float = Field(1.0, ge=0, description="weight of the image signal in the fusion of a text query")
     weight_words: float = Field(1.0, ge=0, description="weight of the words signal (titles, tags, OCR); 0 = image only")

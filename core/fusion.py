@@ -6,12 +6,16 @@ space). Their cosines live on different scales (the offline encoder's text-to-im
 near 0.32, MiniLM text-to-text near 0.9), so they are not added raw. Two fusions, chosen with
 `VISEARCH_FUSION`:
 
-* ``rrf`` (default), reciprocal-rank fusion (Cormack et al. 2009): a product's fused score is
-  ``sum_i w_i / (k + rank_i)`` over the signals whose list it is in (rank from 1). Only ranks count,
-  so no scale has to be calibrated; a product found by both signals beats one found by one.
-  `VISEARCH_FUSION_K` (60, the paper's value) flattens (larger) or sharpens (smaller) the head.
-* ``weighted``: ``sum_i w_i * (score_i - cut_i) / (1 - cut_i)``, the margin of each cosine above its
-  own relevance cut-off, so 0 means "just relevant" and 1 "identical" on every signal.
+* ``weighted`` (default): ``sum_i w_i * (score_i - cut_i) / (1 - cut_i)``, the margin of each cosine
+  above its own relevance cut-off, so 0 means "just relevant" and 1 "identical" on every signal.
+  A strong title match ("sneakers" -> "Leather sneakers", 0.73) counts for more than a weak one
+  ("shoes" -> "Cargo pants", 0.57), which ranks cannot tell apart.
+* ``rrf``, reciprocal-rank fusion (Cormack et al. 2009): ``sum_i w_i / (k + rank_i)`` over the
+  signals whose list holds the product (rank from 1). Only ranks count, so no scale has to be
+  calibrated; `VISEARCH_FUSION_K` (60, the paper's value) flattens (larger) or sharpens (smaller) it.
+
+Measured with benchmarks/text_queries.py (300 clothing photos, half with shop titles), mean
+precision@10: rrf 0.70-0.82 and weighted 0.88-0.89 over words cut-offs 0.45-0.60.
 
 Weights: `VISEARCH_WEIGHT_IMAGE` and `VISEARCH_WEIGHT_WORDS` (1.0 each). Only products that passed
 a signal's own cut-off enter its list, so fusion never lets junk in; it only orders what is relevant.

@@ -191,10 +191,9 @@ class SearchService:
             word_groups = await self.search_vector(plan.words_vector, plan.filters, wanted, using="text")
             word_hits = [hit for hit in word_groups if hit.score >= plan.min_score_words]
             seen |= {str(h.payload.get("product_id", h.point_id)) for h in word_groups}
-            relevant = fuse([
-                Signal("image", relevant, self.settings.weight_image, plan.min_score),
-                Signal("words", word_hits, self.settings.weight_words, plan.min_score_words),
-            ], self.settings.fusion, self.settings.fusion_k)
+            signals = [Signal("image", relevant, self.settings.weight_image, plan.min_score),
+                       Signal("words", word_hits, self.settings.weight_words, plan.min_score_words)]
+            relevant = fuse([s for s in signals if s.weight > 0], self.settings.fusion, self.settings.fusion_k)
         if plan.boost_colours:
             relevant = self._boost_by_colour(relevant, plan.boost_colours)
         return relevant, len(seen) - len(relevant)

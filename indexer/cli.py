@@ -34,6 +34,7 @@ EncoderOpt = Annotated[Optional[str], typer.Option("--encoder", help="clip | off
 DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="embedded store directory (VISEARCH_DATA_DIR)")]
 CollectionOpt = Annotated[Optional[str], typer.Option("--collection", help="collection name (VISEARCH_COLLECTION)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
+OcrOpt = Annotated[Optional[bool], typer.Option("--ocr/--no-ocr", help="read the text on product photos into the words signal (VISEARCH_OCR; 0.1-0.4 s per photo)")]
 ModelOpt = Annotated[Optional[Path], typer.Option("--model", help="a model folder from `visearch train` (VISEARCH_MODEL_DIR)")]
 
 
@@ -95,10 +96,12 @@ def index(
     model: ModelOpt = None,
     data_dir: DataDirOpt = None,
     collection: CollectionOpt = None,
+    ocr: OcrOpt = None,
 ) -> None:
     """Index (add/update) every product of CATALOG; unchanged images are skipped."""
     _index_command(catalog, sync=False, recreate=recreate or reembed, quiet=quiet, as_json=as_json,
-                   settings=settings_from(model_dir=model, encoder=encoder, data_dir=data_dir, collection=collection))
+                   settings=settings_from(model_dir=model, encoder=encoder, data_dir=data_dir, collection=collection,
+                                          ocr=ocr))
 
 
 @app.command()
@@ -110,10 +113,12 @@ def sync(
     model: ModelOpt = None,
     data_dir: DataDirOpt = None,
     collection: CollectionOpt = None,
+    ocr: OcrOpt = None,
 ) -> None:
     """Like `index`, and also delete products that are no longer in CATALOG."""
     _index_command(catalog, sync=True, recreate=False, quiet=quiet, as_json=as_json,
-                   settings=settings_from(model_dir=model, encoder=encoder, data_dir=data_dir, collection=collection))
+                   settings=settings_from(model_dir=model, encoder=encoder, data_dir=data_dir, collection=collection,
+                                          ocr=ocr))
 
 
 def _index_command(catalog: Path, *, sync: bool, recreate: bool, quiet: bool, as_json: bool, settings: Settings) -> None:
@@ -348,42 +353,64 @@ def eval_command(
 def train(
     catalog: Annotated[Path, typer.Option("--catalog", help="catalog whose products with several photos are the similarity groups")],
     output: Annotated[Path, typer.Option("--output", help="folder to write the model to (use it with --model / VISEARCH_MODEL_DIR)")],
-    eval_queries: Annotated[Optional[Path], typer.Option("--eval-queries", help="CSV (image, expected) to evaluate on instead of held-out photos")] = None,
+    eval_queries: Annotated[Path | None, typer.Option("--eval-queries", help="CSV (image, expected) to evaluate on instead of held-out photos")] = None,
     loss: Annotated[str, typer.Option("--loss", help="mnrl (in-batch negatives), ms (MultiSimilarity), triplet (batch-hard)")] = "mnrl",
     epochs: Annotated[int, typer.Option("--epochs", min=1)] = 40,
-    views: Annotated[int, typer.Option("--views", min=1, help="augmented views per photo (features cached once)")] = 4,
+    views: Annotated[int, typer.Option("--views", min=1, help="augmented views per photo (offline: features cached once; clip: one draw in N is the plain photo)")] = 4,
     no_colour: Annotated[bool, typer.Option("--no-colour", help="no colour jitter (when colour tells products apart)")] = False,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    unfreeze_blocks: Annotated[int, typer.Option("--unfreeze-blocks", min=0, help="--encoder clip: also train the last N vision blocks (default: the projection only)")] = 0,
     encoder: EncoderOpt = None,
 ) -> None:
-    """Fine-tune the similarity model on the catalog's own photos; prints Recall@1/5 before and after."""
-    from indexer.train import TrainConfig, train_offline
+    """Fine-tune the similarity model on the catalog's own photos; prints Recall@1/5 before and after.
+
+    `--encoder offline` (default) trains a head on frozen features; `--encoder clip` trains CLIP's image
+    projection (VISEARCH_CLIP_MODEL, or VISEARCH_MODEL_DIR) on CUDA when present, else on the CPU.
+    """
+    from indexer.train import TrainConfig, TrainResult, train_offline
 
     if loss not in ("mnrl", "ms", "triplet"):
         typer.echo("error: --loss must be mnrl, ms or triplet", err=True)
         raise typer.Exit(2)
     settings = settings_from(encoder=encoder or "offline")
-    if settings.encoder == "clip":
-        typer.echo("error: this release fine-tunes the offline encoder (a head on frozen features); "
-                   "CLIP fine-tuning is not built yet. Use --encoder offline.", err=True)
+    use_clip = settings.encoder == "clip"
+    if unfreeze_blocks and not use_clip:
+        typer.echo("error: --unfreeze-blocks is for --encoder clip (the offline encoder's backbone stays frozen)", err=True)
         raise typer.Exit(2)
-    cfg = TrainConfig(loss=loss, epochs=epochs, views=views, colour=not no_colour, seed=seed,  # type: ignore[arg-type]
-                      max_pixels=settings.max_image_pixels)
+    common: dict[str, Any] = {"loss": loss, "epochs": epochs, "views": views, "colour": not no_colour, "seed": seed,
+                              "max_pixels": settings.max_image_pixels}
+
+    def train_with(queries_: Any, progress: Callable[[str, int, int], None], on_epoch: Callable[..., None]) -> TrainResult:
+        """The chosen encoder's training job (runs on a worker thread)."""
+        if use_clip:
+            from transformers.utils import logging as hf_logging
+
+            from indexer.train_clip import ClipTrainConfig, train_clip
+
+            hf_logging.disable_progress_bar()  # transformers' load/save bars would break the training bar
+            source = str(settings.model_dir) if settings.model_dir else settings.clip_model
+            device = settings.device if "device" in settings.model_fields_set else None  # unset: CUDA when present
+            clip_cfg = ClipTrainConfig(**common, unfreeze_blocks=unfreeze_blocks)
+            return train_clip(catalog, output, source, clip_cfg, queries_, progress, on_epoch, device)
+        from core.encoders.offline import OfflineEncoder
+
+        cfg = TrainConfig(**common)
+        return train_offline(catalog, output, OfflineEncoder(settings.device, settings.batch_size), cfg, queries_,
+                             progress, on_epoch)
 
     async def job() -> Any:
         from tqdm import tqdm
 
-        from core.encoders.offline import OfflineEncoder
         from core.images import load_image_file
 
-        encoder_ = await asyncio.to_thread(OfflineEncoder, settings.device, settings.batch_size)
         queries_ = None
         if eval_queries is not None:
             from indexer.evaluate import read_queries
 
             queries_ = [(load_image_file(q.image, settings.max_image_pixels), next(iter(q.expected)))
                         for q in read_queries(eval_queries) if q.image is not None]
-        bar = tqdm(total=0, unit="img", desc="features", file=sys.stderr, dynamic_ncols=True)
+        bar = tqdm(total=0, unit="step" if use_clip else "img", desc="training" if use_clip else "features",
+                   file=sys.stderr, dynamic_ncols=True)
 
         def progress(stage: str, done: int, total: int) -> None:
             bar.total = total
@@ -395,7 +422,7 @@ def train(
             bar.set_postfix(loss=f"{loss_value:.3f}", R1=f"{scores.recall1:.3f}", refresh=True)
 
         try:
-            return await asyncio.to_thread(train_offline, catalog, output, encoder_, cfg, queries_, progress, on_epoch)
+            return await asyncio.to_thread(train_with, queries_, progress, on_epoch)
         finally:
             bar.close()
 
@@ -405,6 +432,9 @@ def train(
     typer.echo(f"  held-out ({result.after.queries} queries)  Recall@1  Recall@5  MRR@5")
     typer.echo(f"  zero-shot                     {result.before.recall1:8.3f}  {result.before.recall5:8.3f}  {result.before.mrr:5.3f}")
     typer.echo(f"  fine-tuned                    {result.after.recall1:8.3f}  {result.after.recall5:8.3f}  {result.after.mrr:5.3f}")
+    if result.best_epoch == 0:
+        typer.echo("  no epoch beat zero-shot on the held-out photos: the saved model is the starting one "
+                   "(try more photos per product, another --loss, or more --epochs)")
     typer.echo(f"model {result.version} written to {output}; use it with --model {output} (or VISEARCH_MODEL_DIR), "
                f"then rebuild the collection: visearch index CATALOG --model {output} --reembed")
 

@@ -211,13 +211,13 @@ def _losses(name: Loss, cfg: TrainConfig) -> Callable[..., Any]:
     def mnrl(emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         anchors, positives = emb[0::2], emb[1::2]
         logits = cfg.scale * anchors @ positives.T
-        target = torch.arange(len(anchors))
+        target = torch.arange(len(anchors), device=emb.device)
         return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
 
     def triplet(emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         dist = 1 - emb @ emb.T
         same = labels[:, None] == labels[None, :]
-        eye = torch.eye(len(labels), dtype=torch.bool)
+        eye = torch.eye(len(labels), dtype=torch.bool, device=emb.device)
         hardest_pos = dist.masked_fill(~same | eye, -1).max(dim=1).values
         hardest_neg = dist.masked_fill(same, 4).min(dim=1).values
         return F.relu(hardest_pos - hardest_neg + cfg.margin).mean()
@@ -226,7 +226,7 @@ def _losses(name: Loss, cfg: TrainConfig) -> Callable[..., Any]:
                          base: float = 0.5, eps: float = 0.1) -> torch.Tensor:
         sim = emb @ emb.T
         same = labels[:, None] == labels[None, :]
-        eye = torch.eye(len(labels), dtype=torch.bool)
+        eye = torch.eye(len(labels), dtype=torch.bool, device=emb.device)
         total = emb.new_zeros(())
         for i in range(len(labels)):
             pos = sim[i][same[i] & ~eye[i]]
