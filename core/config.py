@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     colour_boost: float = Field(0.0, ge=0, le=1, description="added to the ranking score of products sharing the query photo's dominant colour; 0 = off")
     image_root: Path | None = Field(None, description="folder local catalog image refs resolve against; unset = the folder the catalog was indexed from")
 
+    # speed (issue 6): encoder runtime
+    # speed (issue 6): micro-batching
+    # speed (issue 6): vector index
+
     # images and downloads
     max_image_pixels: int = Field(40_000_000, ge=1, description="decompression-bomb guard (width x height)")
     max_image_bytes: int = Field(20 * 1024 * 1024, ge=1)
