@@ -11,9 +11,9 @@ Compares, in one run and on the same points and queries:
   the on-disk mode through a `ServerStore` whose client is `AsyncQdrantClient(path=...)` - the
   query, filter and payload code is exactly ServerStore's.
 
-Data: N random unit vectors (dim 512) with realistic payloads built by `Product(...).payload(...)`
+Data: N synthetic *clustered* unit vectors (dim 512; 1,000 centres + noise, generated in chunks) with realistic payloads built by `Product(...).payload(...)`
 (50 categories, 20 brands, prices, in_stock ~85 % true, tags, 1-3 images per product).
-Queries: random unit vectors, limit 20, three filter kinds:
+Queries: clustered unit vectors like the points, limit 20, three filter kinds:
 
 * none      - no filter (edge: plain exact scan, or HNSW after `optimize()` with --optimize)
 * selective - category (1 of 50) + in_stock + price range (~0.5 % of points)
@@ -22,7 +22,15 @@ Queries: random unit vectors, limit 20, three filter kinds:
 Filtered searches are exact in both stores. Ratio = local p50 / edge p50 in the same run.
 Reopen = close + open + first (unfiltered) query.
 
-    python benchmarks/bench_search.py            # 10k and 100k points (a few minutes)
+Vector index (issue 6, --optimize, on by default): after the exact rows, the edge store runs
+`build_index()` (what `visearch optimize` runs) with HNSW m=16/ef_construct=100 + int8 scalar
+quantization, then times unfiltered search with HNSW on float vectors (quantization ignored),
+HNSW + int8 with rescoring (oversampling 2), and the filtered searches again (still exact).
+Recall@10 is against the exact scan of the same store; RSS is the process's resident memory
+(VmRSS) after each phase, next to the dataset's own share.
+
+    python benchmarks/bench_search.py            # 100k points (edge + local)
+    python benchmarks/bench_search.py --full     # 100k and 1M (local mode only up to --local-max-points)
     python benchmarks/bench_search.py --quick    # 2k points, few queries (seconds)
     python benchmarks/bench_search.py --json     # JSON on stdout (tables go to stderr)
 """
@@ -40,6 +48,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +58,7 @@ from _common import dump_json, latency_stats_ms, machine_info, print_machine, ta
 
 from core.config import Settings
 from core.domain import Filters, PointRecord, Product, point_id_for
-from core.store.base import VectorStore
+from core.store.base import IndexSettings, VectorStore
 from core.store.factory import open_store
 
 DIM = 512
@@ -116,15 +125,44 @@ def make_dataset(n_points: int, seed: int) -> tuple[list[str], list[dict[str, An
             payload["product_hash"] = product_hash
             ids.append(point_id_for(product_id, ref))
             payloads.append(payload)
-    vectors = rng.standard_normal((n_points, DIM), dtype=np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    return ids, payloads, vectors
+    return ids, payloads, clustered_vectors(n_points, seed)
+
+
+CENTRES = 1000
+CHUNK = 50_000
+
+
+def clustered_vectors(n: int, seed: int) -> np.ndarray:
+    """Unit vectors around `CENTRES` centres (like embeddings of many product kinds), built chunk by chunk
+    so 1M x 512-d never needs more than the 2 GB result plus one chunk."""
+    centres = np.random.default_rng(12345).standard_normal((CENTRES, DIM), dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, DIM), dtype=np.float32)
+    for start in range(0, n, CHUNK):
+        stop = min(start + CHUNK, n)
+        chunk = centres[rng.integers(0, CENTRES, stop - start)]
+        chunk += 0.8 * rng.standard_normal(chunk.shape, dtype=np.float32)
+        chunk /= np.linalg.norm(chunk, axis=1, keepdims=True)
+        out[start:stop] = chunk
+    return out
 
 
 def make_queries(n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    q = rng.standard_normal((n, DIM), dtype=np.float32)
-    return q / np.linalg.norm(q, axis=1, keepdims=True)
+    return clustered_vectors(n, seed)
+
+
+def rss_mb() -> float:
+    """Resident memory of this process now (VmRSS), in MB."""
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+#: what the benchmark builds with `build_index()`; the HNSW-only row ignores the int8 copy at search time
+BENCH_INDEX = IndexSettings(hnsw_m=16, hnsw_ef_construct=100, hnsw_ef=128, quantization="int8",
+                            quantization_rescore=True, quantization_oversampling=2.0)
 
 
 def filters_for(kind: str, i: int) -> Filters | None:
@@ -237,18 +275,23 @@ async def run_size(n_points: int, args: argparse.Namespace, tmp: Path) -> dict[s
     ids, payloads, vectors = make_dataset(n_points, seed=args.seed)
     gen_s = time.perf_counter() - t0
     queries = make_queries(max(args.queries, 64) + 16, seed=args.seed + 1)
-    log(f"{n_points:,} points generated in {gen_s:.1f}s")
+    log(f"{n_points:,} points generated in {gen_s:.1f}s; RSS {rss_mb():,.0f} MB")
 
     result: dict[str, Any] = {"points": n_points, "generate_s": gen_s, "stores": {}}
     kinds = ["none", "selective", "broad"]
     tops: dict[str, dict[str, list[list[str]]]] = {}
     for backend in args.backends:
+        if backend == "local" and n_points > args.local_max_points:
+            log(f"local: skipped at {n_points:,} points (over --local-max-points {args.local_max_points:,})")
+            continue
+        rss_before = rss_mb()
         where = tmp / f"{backend}-{n_points}"
         shutil.rmtree(where, ignore_errors=True)
         log(f"{backend}: upserting {n_points:,} points (batch {args.batch}) ...")
         store, build_s = await build(backend, where, ids, payloads, vectors, args.batch)
         log(f"{backend}: built in {build_s:.1f}s ({n_points / build_s:,.0f} points/s)")
-        res: dict[str, Any] = {"build_s": build_s, "points_per_s": n_points / build_s, "rows": {}}
+        res: dict[str, Any] = {"build_s": build_s, "points_per_s": n_points / build_s, "rows": {},
+                               "rss_mb": {"dataset": rss_before, "built": rss_mb()}}
         if backend == "edge":
             res["match_fraction"] = {}
             for kind in kinds:
@@ -271,15 +314,8 @@ async def run_size(n_points: int, args: argparse.Namespace, tmp: Path) -> dict[s
             log(f"{backend} {kind:9s}: p50 {res['rows'][kind]['p50_ms']:.2f} ms, "
                 f"p99 {res['rows'][kind]['p99_ms']:.2f} ms over {n} queries")
         if backend == "edge" and args.optimize and n_points <= args.optimize_max_points:
-            t1 = time.perf_counter()
-            await asyncio.to_thread(store.optimize)  # type: ignore[attr-defined]
-            res["optimize_s"] = time.perf_counter() - t1
-            lat = await time_queries(store, queries, "none", args.queries, args.warmup)
-            res["rows"]["none_hnsw"] = {**latency_stats_ms(lat), "note": f"after optimize() ({res['optimize_s']:.1f}s)"}
-            exact = tops["edge"]["none"]
-            approx = await top_ids(store, queries, "none", len(exact))
-            res["hnsw_recall_at_20"] = float(np.mean([len(set(a) & set(e)) / len(e) for a, e in zip(approx, exact)]))
-            log(f"edge optimize {res['optimize_s']:.1f}s; HNSW p50 {res['rows']['none_hnsw']['p50_ms']:.2f} ms")
+            await index_rows(store, queries, args, res)
+        res["rss_mb"]["searched"] = rss_mb()
         store, res["reopen"] = await reopen(backend, where, store, queries[0])
         log(f"{backend}: reopen {res['reopen']['total_s']:.2f}s")
         await store.close()
@@ -294,13 +330,41 @@ async def run_size(n_points: int, args: argparse.Namespace, tmp: Path) -> dict[s
     return result
 
 
+async def index_rows(store: VectorStore, queries: np.ndarray, args: argparse.Namespace, res: dict[str, Any]) -> None:
+    """Build HNSW + int8 (`visearch optimize`), then time HNSW, HNSW+int8 and the filtered rows again."""
+    k = min(args.recall_queries, len(queries))
+    exact = await top_ids(store, queries, "none", k)  # still unindexed: a plain exact scan
+    store.index = replace(BENCH_INDEX)  # type: ignore[attr-defined]
+    t1 = time.perf_counter()
+    report = await store.build_index()  # type: ignore[attr-defined]
+    res["optimize_s"] = time.perf_counter() - t1
+    res["index"] = {"segments": report.segments, "indexed_vectors": report.indexed_vectors}
+    res["rss_mb"]["indexed"] = rss_mb()
+    log(f"edge build_index {res['optimize_s']:.1f}s: {report.indexed_vectors:,} indexed, {report.segments} segments")
+    res["recall_at_10"] = {}
+    for row, index in (("none_hnsw", replace(BENCH_INDEX, quantization="none")), ("none_int8", BENCH_INDEX)):
+        store.index = index  # type: ignore[attr-defined]
+        lat = await time_queries(store, queries, "none", args.queries, args.warmup)
+        res["rows"][row] = {**latency_stats_ms(lat), "note": ""}
+        approx = await top_ids(store, queries, "none", k)
+        res["recall_at_10"][row] = float(np.mean([len(set(a[:10]) & set(e[:10])) / 10 for a, e in zip(approx, exact)]))
+        log(f"edge {row}: p50 {res['rows'][row]['p50_ms']:.2f} ms, recall@10 {res['recall_at_10'][row]:.3f}")
+    for kind in ("selective", "broad"):
+        lat = await time_queries(store, queries, kind, args.queries, args.warmup)
+        res["rows"][f"{kind}_int8"] = {**latency_stats_ms(lat), "note": ""}
+    res["rss_mb"]["indexed_searched"] = rss_mb()
+
+
 # --- report -----------------------------------------------------------------------------------
 
 LABELS = {
     "none": "no filter",
     "none_hnsw": "no filter, HNSW",
+    "none_int8": "no filter, HNSW+int8",
     "selective": "category+in_stock+price",
     "broad": "in_stock only",
+    "selective_int8": "category+in_stock+price (after optimize)",
+    "broad_int8": "in_stock only (after optimize)",
 }
 
 
@@ -310,17 +374,17 @@ def render(result: dict[str, Any]) -> str:
     for size in result["sizes"]:
         stores = size["stores"]
         edge, local = stores.get("edge"), stores.get("local")
-        for kind in ("none", "none_hnsw", "selective", "broad"):
+        for kind, label in LABELS.items():
             e = edge["rows"].get(kind) if edge else None
             lo = local["rows"].get(kind) if local else None
             if e is None and lo is None:
                 continue
-            frac = (edge or {}).get("match_fraction", {}).get(kind.replace("none_hnsw", "none"))
+            frac = (edge or {}).get("match_fraction", {}).get(kind.split("_")[0])
             match = "100%" if kind.startswith("none") else (f"{frac * 100:.1f}%" if frac is not None else "-")
             ratio = lo["p50_ms"] / e["p50_ms"] if e and lo else None
             ratio99 = lo["p99_ms"] / e["p99_ms"] if e and lo else None
             rows.append([
-                size["points"], LABELS[kind], match,
+                size["points"], label, match,
                 e["n"] if e else None, e["p50_ms"] if e else None, e["p99_ms"] if e else None,
                 lo["n"] if lo else None, lo["p50_ms"] if lo else None, lo["p99_ms"] if lo else None,
                 f"{ratio:,.0f}x" if ratio and ratio >= 100 else (f"{ratio:.1f}x" if ratio else "-"),
@@ -353,8 +417,14 @@ def render(result: dict[str, Any]) -> str:
             for kind, row in res["rows"].items():
                 if row.get("note"):
                     notes.append(f"  {size['points']:,} {backend} {LABELS[kind]}: {row['note']}")
-            if "hnsw_recall_at_20" in res:
-                notes.append(f"  {size['points']:,} edge HNSW recall@20 vs exact scan: {res['hnsw_recall_at_20']:.3f}")
+            for row, recall in res.get("recall_at_10", {}).items():
+                notes.append(f"  {size['points']:,} edge {LABELS[row]} recall@10 vs exact scan: {recall:.3f}")
+            if "optimize_s" in res:
+                notes.append(f"  {size['points']:,} edge build_index (HNSW m=16 ef_construct=100 + int8): "
+                             f"{res['optimize_s']:.0f}s, {res['index']['indexed_vectors']:,} indexed vectors, "
+                             f"{res['index']['segments']} segments")
+            rss = ", ".join(f"{k} {v:,.0f}" for k, v in res.get("rss_mb", {}).items())
+            notes.append(f"  {size['points']:,} {backend} RSS MB: {rss}")
         if "top20_agreement" in size:
             agree = ", ".join(f"{LABELS[k]} {v:.2f}" for k, v in size["top20_agreement"].items() if v is not None)
             notes.append(f"  {size['points']:,} top-20 agreement edge vs local (first 5 queries): {agree}")
@@ -368,7 +438,7 @@ def render(result: dict[str, Any]) -> str:
           "\nratio = local / edge, same run, same points and queries; with n < 100, p99 is close to the max"
           "\nreopen: edge opens its shard lazily, so loading shows under '1st query'; local reads every"
           "\n        point back from its SQLite file in the constructor ('open s')"
-          "\nHNSW recall is measured on random vectors, the worst case for HNSW; check it on real embeddings",
+          "\nHNSW recall is measured on synthetic clustered vectors; check it on real embeddings",
           file=out)
     print(f"total runtime {result['runtime_s']:.0f}s", file=out)
     return out.getvalue()
@@ -377,8 +447,12 @@ def render(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smoke test: 2k points, 20 queries")
+    ap.add_argument("--full", action="store_true", help="100k and 1M points (1M: ~2 GB of vectors, long index build)")
+    ap.add_argument("--local-max-points", type=int, default=100_000,
+                    help="largest size qdrant-client local mode runs at (it holds every point in Python)")
+    ap.add_argument("--recall-queries", type=int, default=50, help="queries recall@10 is measured on")
     ap.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=None,
-                    help="comma-separated point counts (default 10000,100000)")
+                    help="comma-separated point counts (default 100000; --full 100000,1000000)")
     ap.add_argument("--queries", type=int, default=None, help="timed queries per row (default 200)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed queries before each row (default 10)")
     ap.add_argument("--local-budget-s", type=float, default=None,
@@ -388,15 +462,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backends", type=lambda s: s.split(","), default=["edge", "local"])
     ap.add_argument("--optimize", action=argparse.BooleanOptionalAction, default=None,
                     help="also time edge unfiltered search after optimize() (HNSW); default: on, off in --quick")
-    ap.add_argument("--optimize-max-points", type=int, default=20_000,
-                    help="only optimize sizes up to this many points (HNSW build of 100k x 512-d takes "
-                         "over 6 minutes on 2 cores; default 20000)")
+    ap.add_argument("--optimize-max-points", type=int, default=1_000_000,
+                    help="only build the index for sizes up to this many points (HNSW build of 100k x 512-d "
+                         "takes minutes on 2 cores)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
                     help="write JSON results to PATH, or to stdout (tables then go to stderr)")
     args = ap.parse_args(argv)
     if args.sizes is None:
-        args.sizes = [2000] if args.quick else [10_000, 100_000]
+        args.sizes = [2000] if args.quick else ([100_000, 1_000_000] if args.full else [100_000])
     if args.queries is None:
         args.queries = 20 if args.quick else 200
     if args.warmup is None:
@@ -404,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.local_budget_s is None:
         args.local_budget_s = 5.0 if args.quick else 20.0
     if args.optimize is None:
-        args.optimize = not args.quick
+        args.optimize = True
     if args.quick:
         args.local_min_queries = min(args.local_min_queries, 5)
 

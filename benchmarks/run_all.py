@@ -1,4 +1,4 @@
-"""Run every benchmark in turn: search, encoders, index, telegram, webhooks (each in its own process).
+"""Run every benchmark in turn: search, encoders, index, telegram, webhooks, e2e (each in its own process).
 
     python benchmarks/run_all.py                  # full runs
     python benchmarks/run_all.py --quick          # smoke test of all three
@@ -19,7 +19,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = {"search": "bench_search.py", "encoders": "bench_encoders.py", "index": "bench_index.py",
-           "telegram": "telegram_e2e.py", "webhooks": "webhooks_e2e.py"}
+           "telegram": "telegram_e2e.py", "webhooks": "webhooks_e2e.py", "e2e": "bench_e2e.py"}
 
 
 def main(argv: list[str] | None = None) -> int:

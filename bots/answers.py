@@ -15,7 +15,7 @@ from typing import Literal
 from bots.ratelimit import RateLimiter
 from bots.server.metrics import Metrics
 from core.domain import Card, Filters, Query
-from core.errors import ImageError, VisearchError
+from core.errors import EncoderBusyError, ImageError, VisearchError
 from core.query_syntax import describe_filters, parse_query_text
 from core.search import CursorExpiredError, PointNotFoundError, SearchService
 
@@ -127,6 +127,9 @@ class Searcher:
             return Answer(text=EXPIRED)
         except PointNotFoundError:
             return Answer(text=PRODUCT_GONE)
+        except EncoderBusyError as exc:  # too many queries waiting for the encoder: the queue's "busy" reply
+            log.warning("%s search refused: %s", self.platform, exc)
+            return Answer(text=BUSY)
         except VisearchError as exc:
             log.error("%s search unavailable: %s", self.platform, exc)
             return Answer(text=UNAVAILABLE)

@@ -67,8 +67,22 @@ class Settings(BaseSettings):
     image_root: Path | None = Field(None, description="folder local catalog image refs resolve against; unset = the folder the catalog was indexed from")
 
     # speed (issue 6): encoder runtime
+    backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+        "torch", description="encoder runtime: torch, onnx (ONNX Runtime fp32) or onnx-int8 (dynamic int8 matmuls)")
+    onnx_threads: int = Field(1, ge=0, description="ONNX Runtime intra-op threads per session; 0 = all cores (1 measured fastest on 2 cores)")
+    onnx_cache: Path = Field(Path("~/.cache/visearch/onnx"), description="folder for exported/quantized ONNX files (CLIP folders keep theirs in visearch-onnx/)")
     # speed (issue 6): micro-batching
+    batch_wait_ms: float = Field(5.0, ge=0, le=1000, description="ms a query waits for others to share its encoder call (a batch); 0 = no batching, one call per query")
+    max_batch: int = Field(16, ge=1, le=1024, description="encoder inputs (photos, texts) in one batch at most")
+    max_pending: int = Field(256, ge=1, description="queries waiting for or on the encoder at most; one more gets the 'busy' reply")
     # speed (issue 6): vector index
+    hnsw_m: int = Field(16, ge=4, le=128, description="HNSW graph edges per node, used by `visearch optimize` / new server collections; more = better recall, more memory")
+    hnsw_ef_construct: int = Field(100, ge=4, le=1000, description="HNSW build-time candidates; more = better graph, slower `visearch optimize`")
+    hnsw_ef: int = Field(128, ge=1, le=4096, description="HNSW search-time candidates for unfiltered searches (filtered searches are exact)")
+    quantization: Literal["none", "int8"] = Field("none", description="int8 scalar quantization of the vectors (4x less memory for the search copy), built by `visearch optimize`")
+    quantization_rescore: bool = Field(True, description="re-rank quantized candidates with the original float vectors (keeps recall)")
+    quantization_oversampling: float = Field(2.0, ge=1.0, le=16.0, description="candidates fetched per result before rescoring (x limit)")
+    indexing_threshold_kb: int = Field(1, ge=1, description="segments smaller than this (KB of vectors) stay unindexed (plain scan) after `visearch optimize`")
 
     # images and downloads
     max_image_pixels: int = Field(40_000_000, ge=1, description="decompression-bomb guard (width x height)")

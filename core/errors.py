@@ -48,3 +48,7 @@ class CollectionNotFoundError(StoreError):
 
 class CatalogError(VisearchError):
     """A catalog file cannot be read at all (a bad row is reported, not raised)."""
+
+
+class EncoderBusyError(VisearchError):
+    """Too many queries are waiting for the encoder (VISEARCH_MAX_PENDING): the adapters answer "busy"."""

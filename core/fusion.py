@@ -19,17 +19,28 @@ precision@10: rrf 0.70-0.82 and weighted 0.88-0.89 over words cut-offs 0.45-0.60
 
 Weights: `VISEARCH_WEIGHT_IMAGE` and `VISEARCH_WEIGHT_WORDS` (1.0 each). Only products that passed
 a signal's own cut-off enter its list, so fusion never lets junk in; it only orders what is relevant.
+One exception, on the words side: a product whose own words contain every word of the query
+(`has_all_terms`) passes too. Embeddings see a brand like "tropicana" as sub-word pieces, and a
+one-word query against a long product text scores near the cut-off (0.55 for "tropicana" against
+"Item 1. TROPICANA Orange Juice"), so literal matches are kept by rule.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from core.domain import Hit
 
 FusionMethod = Literal["rrf", "weighted"]
+
+#: words too common to require in a literal match ("a dress" needs only "dress")
+STOP_WORDS = frozenset("a an the and or of for with in on to by at from".split())
+#: payload fields whose words count for a literal match (the same fields the words vector embeds)
+WORD_FIELDS = ("title", "brand", "category", "tags", "ocr_text", "description")
+_TOKEN = re.compile(r"\w+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +51,24 @@ class Signal:
     hits: Sequence[Hit]
     weight: float = 1.0
     cut_off: float = 0.0
+
+
+def query_terms(text: str) -> frozenset[str]:
+    """The words of a query that a literal match must find (lower-cased, stop words dropped)."""
+    return frozenset(t for t in _TOKEN.findall(text.casefold()) if t not in STOP_WORDS)
+
+
+def has_all_terms(terms: frozenset[str], payload: dict[str, Any]) -> bool:
+    """True when the product's own words contain every query term: brand names and model numbers
+    ("tropicana", "xr-500") match literally even where the embedding splits them into pieces."""
+    if not terms:
+        return False
+    found: set[str] = set()
+    for field in WORD_FIELDS:
+        value = payload.get(field)
+        text = " ".join(map(str, value)) if isinstance(value, list) else str(value or "")
+        found.update(_TOKEN.findall(text.casefold()))
+    return terms <= found
 
 
 def _product(hit: Hit) -> str:
@@ -63,7 +92,8 @@ def fuse(signals: Sequence[Signal], method: FusionMethod = "rrf", k: float = 60.
             if method == "rrf":
                 gain = signal.weight / (k + rank)
             else:
-                gain = signal.weight * (hit.score - signal.cut_off) / max(1e-6, 1.0 - signal.cut_off)
+                # a literal match may sit just under the cut-off: it counts as "just relevant", not less
+                gain = signal.weight * max(0.0, hit.score - signal.cut_off) / max(1e-6, 1.0 - signal.cut_off)
             fused[product] = fused.get(product, 0.0) + gain
             cosines.setdefault(product, {})[signal.name] = hit.score
             if product not in chosen:

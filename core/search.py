@@ -19,13 +19,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
+from PIL import Image
 
+from core.batching import MicroBatcher
 from core.config import Settings
 from core.domain import Card, CollectionInfo, Facets, Filters, Hit, Query, SearchResult
-from core.encoders.base import Encoder, WordsEncoder, l2_normalise
+from core.encoders.base import Encoder, WordsEncoder
 from core.errors import CollectionNotFoundError, EncoderMismatchError, VisearchError
-from core.fusion import Signal, fuse
+from core.fusion import Signal, fuse, has_all_terms, query_terms
 from core.images import decode_image
 from core.store.base import VectorName, VectorStore
 
@@ -52,6 +53,7 @@ class SearchPlan:
     min_score: float
     words_vector: list[float] | None = None  # text queries on a collection with product words
     min_score_words: float = 0.0
+    terms: frozenset[str] = frozenset()  # the query's words, for literal matches on the words side
     boost_colours: frozenset[str] = frozenset()
 
 
@@ -84,6 +86,11 @@ class SearchService:
         self.settings = settings
         self.started_at = time.monotonic()
         self._encoder_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="visearch-encoder")
+        # concurrent queries share encoder calls (core.batching); batch_wait_ms=0 keeps one call per query
+        self.batcher = MicroBatcher(
+            encoder, self._run_encoder, self._decode_query_photo,
+            wait_ms=settings.batch_wait_ms, max_batch=settings.max_batch, max_pending=settings.max_pending,
+        )
         self._verified = False  # collection checked against the encoder once; not on every query
         self._has_words = False  # the collection holds text vectors of the encoder's words space
         self._cursors: OrderedDict[str, _PageState] = OrderedDict()  # bounded, oldest first
@@ -100,7 +107,8 @@ class SearchService:
         return cls(encoder, store, settings)
 
     async def close(self) -> None:
-        """Release the store and the encoder thread."""
+        """Release the store, the batcher and the encoder thread."""
+        await self.batcher.close()
         await self.store.close()
         self._encoder_pool.shutdown(wait=False, cancel_futures=True)
 
@@ -139,22 +147,21 @@ class SearchService:
         return float(getattr(self.encoder, "min_score_words", 1.0))
 
     async def _run_encoder(self, fn: Any, *args: Any) -> Any:
+        """Run `fn(*args)` on the one encoder thread (the batcher's batches go through here too)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._encoder_pool, fn, *args)
 
-    def _embed_images_sync(self, images: Sequence[bytes]) -> np.ndarray:
-        """Decode and embed the photos of one query; an album becomes the mean of its photos."""
-        decoded = [decode_image(data, self.settings.max_image_pixels, target_size=448) for data in images]
-        vectors = self.encoder.embed_images(decoded)
-        return l2_normalise(vectors.mean(axis=0, keepdims=True))[0]
+    def _decode_query_photo(self, data: bytes) -> Image.Image:
+        """A query photo, decoded no bigger than the encoder needs (JPEG draft scaling)."""
+        return decode_image(data, self.settings.max_image_pixels, target_size=448)
 
     async def embed_query(self, query: Query) -> tuple[list[float], Filters]:
         """The query vector and the filters to apply (more-like-this excludes its own product)."""
         filters = query.filters
         if query.images:
-            vector = await self._run_encoder(self._embed_images_sync, query.images)
+            vector = await self.batcher.embed_images(query.images)
         elif query.text:
-            vector = (await self._run_encoder(self.encoder.embed_texts, [query.text]))[0]
+            vector = await self.batcher.embed_text(query.text)
         else:
             assert query.similar_to is not None
             points = await self.store.retrieve([query.similar_to], with_vectors=True)
@@ -173,11 +180,13 @@ class SearchService:
         words_vector = None
         if query.kind == "text" and query.text and self.uses_words:
             assert isinstance(self.encoder, WordsEncoder)
-            words_vector = [float(x) for x in (await self._run_encoder(self.encoder.embed_words, [query.text]))[0]]
+            words_vector = [float(x) for x in await self.batcher.embed_words(query.text)]
         boost_colours: frozenset[str] = frozenset()
         if query.images and self.settings.colour_boost > 0:
             boost_colours = await self._run_encoder(self._query_colours, query.images[0])
-        return SearchPlan(vector, filters, self.min_score(query), words_vector, self.min_score_words(), boost_colours)
+        terms = query_terms(query.text) if words_vector is not None and query.text else frozenset()
+        return SearchPlan(vector, filters, self.min_score(query), words_vector, self.min_score_words(), terms,
+                          boost_colours)
 
     async def rank(self, plan: SearchPlan, wanted: int) -> tuple[list[Hit], int]:
         """Relevant products best first (at least `wanted` when there are), and how many were cut off.
@@ -189,7 +198,8 @@ class SearchService:
         seen = {str(h.payload.get("product_id", h.point_id)) for h in groups}
         if plan.words_vector is not None:
             word_groups = await self.search_vector(plan.words_vector, plan.filters, wanted, using="text")
-            word_hits = [hit for hit in word_groups if hit.score >= plan.min_score_words]
+            word_hits = [hit for hit in word_groups
+                         if hit.score >= plan.min_score_words or has_all_terms(plan.terms, hit.payload)]
             seen |= {str(h.payload.get("product_id", h.point_id)) for h in word_groups}
             signals = [Signal("image", relevant, self.settings.weight_image, plan.min_score),
                        Signal("words", word_hits, self.settings.weight_words, plan.min_score_words)]

@@ -14,7 +14,7 @@ import core.store.factory as store_factory
 from core.config import load_settings
 from core.domain import Hit, PointRecord, Query
 from core.errors import StoreError
-from core.fusion import Signal, fuse
+from core.fusion import Signal, fuse, has_all_terms, query_terms
 from core.ocr import TextReader
 from core.search import SearchService
 from core.store.base import VectorStore
@@ -126,6 +126,15 @@ def test_fusion_weights_tilt_the_ranking() -> None:
     assert [h.payload["product_id"] for h in fuse([Signal("image", image, 1.0), Signal("words", [], 1.0)])] == ["a", "b"]
 
 
+def test_literal_match_needs_every_query_word_in_the_products_own_words() -> None:
+    payload = {"title": "Item 1", "brand": None, "tags": ["Organic", "fresh"], "ocr_text": "TROPICANA Orange Juice"}
+    assert has_all_terms(query_terms("tropicana"), payload)
+    assert has_all_terms(query_terms("a Tropicana juice"), payload)  # "a" is a stop word
+    assert has_all_terms(query_terms("organic orange"), payload)
+    assert not has_all_terms(query_terms("tropicana apple"), payload)
+    assert not has_all_terms(query_terms("the"), payload)  # nothing left to match: no literal match
+
+
 # --- OCR -----------------------------------------------------------------------------------------
 
 
@@ -227,7 +236,7 @@ async def test_words_read_off_a_photo_find_the_product(tmp_path: Path, offline_e
         assert "TROPICANA" in point.payload["ocr_text"].upper()
         result = await service.search(Query(text="tropicana", limit=5))
         assert [c.product_id for c in result.cards] == ["box"]
-        assert result.cards[0].signals["words"] >= service.min_score_words()
+        assert "words" in result.cards[0].signals  # found by its words (literally: "tropicana" is on the box)
     finally:
         await service.close()
 

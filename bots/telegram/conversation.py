@@ -21,7 +21,7 @@ from bots.telegram import presentation as ui
 from bots.telegram.config import TelegramSettings
 from core.config import Settings, load_settings
 from core.domain import Filters, Query, SearchResult
-from core.errors import ImageError, StoreError, VisearchError
+from core.errors import EncoderBusyError, ImageError, StoreError, VisearchError
 from core.query_syntax import parse_query_text
 from core.search import CursorExpiredError, PointNotFoundError, SearchService
 
@@ -315,6 +315,9 @@ class TelegramConversation:
             return [ui.TextReply(ui.expired_text())]
         except PointNotFoundError:
             return [ui.TextReply(ui.product_gone_text())]
+        except EncoderBusyError as exc:  # too many queries waiting for the encoder (VISEARCH_MAX_PENDING)
+            log.warning("search refused: %s", exc)
+            return [ui.TextReply(ui.busy_text())]
         except (StoreError, VisearchError) as exc:
             self.counters["errors"] += 1
             log.error("search unavailable: %s", exc)

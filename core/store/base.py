@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Literal, Protocol, runtime_checkable
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from core.domain import CollectionInfo, Filters, Hit, PointRecord, StoredPoint
 
@@ -14,6 +15,56 @@ BOOL_INDEXES = ("in_stock",)
 
 #: which vector a search compares with: the photo's, or the product's words (title, tags, OCR...)
 VectorName = Literal["image", "text"]
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """How the vector index is built and searched (both backends); from `Settings` via `index_settings`.
+
+    The embedded engine applies the build part when `visearch optimize` runs (it never indexes on
+    its own); a Qdrant server gets it when visearch creates the collection and again on optimize.
+    Search-time knobs (`hnsw_ef`, rescoring, oversampling) apply to unfiltered searches only:
+    filtered searches are always exact, so they keep full recall whatever the filter.
+    """
+
+    hnsw_m: int = 16
+    hnsw_ef_construct: int = 100
+    hnsw_ef: int = 128
+    quantization: Literal["none", "int8"] = "none"
+    quantization_rescore: bool = True
+    quantization_oversampling: float = 2.0
+    indexing_threshold_kb: int = 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    """What `optimize` did, for the CLI to print: enough to tell whether search now uses the index."""
+
+    backend: str
+    collection: str
+    changed: bool
+    segments: int | None
+    points: int
+    indexed_vectors: int | None
+    seconds: float
+    settings: IndexSettings
+    status: str = "ok"
+    notes: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "settings": self.settings.as_dict()}
+
+
+@runtime_checkable
+class IndexMaintenance(Protocol):
+    """A store whose vector index can be (re)built on demand: `visearch optimize`, never the serving loop."""
+
+    async def build_index(self) -> IndexReport:
+        """Apply the configured HNSW / quantization settings and build the index; slow (minutes at scale)."""
+        ...
 
 
 @runtime_checkable

@@ -14,7 +14,7 @@ from typing import Any
 from core.config import Settings
 from core.domain import PointRecord, StoredPoint
 from core.errors import CollectionNotFoundError, EncoderMismatchError, StoreError
-from core.store.base import VectorStore
+from core.store.base import IndexSettings, VectorStore
 
 #: version of what visearch writes into a collection (payload layout + metadata); bump on breaking changes.
 #: 1: one unnamed image vector. 2: named vectors, "image" plus "text" (the catalog's words) when the
@@ -23,6 +23,19 @@ SCHEMA_VERSION = 2
 #: names of the two dense vectors of a schema-2 point
 IMAGE_VECTOR = "image"
 TEXT_VECTOR = "text"
+
+
+def index_settings(settings: Settings) -> IndexSettings:
+    """The vector-index part of the settings (`VISEARCH_HNSW_*`, `VISEARCH_QUANTIZATION*`)."""
+    return IndexSettings(
+        hnsw_m=settings.hnsw_m,
+        hnsw_ef_construct=settings.hnsw_ef_construct,
+        hnsw_ef=settings.hnsw_ef,
+        quantization=settings.quantization,
+        quantization_rescore=settings.quantization_rescore,
+        quantization_oversampling=settings.quantization_oversampling,
+        indexing_threshold_kb=settings.indexing_threshold_kb,
+    )
 
 
 def open_store(settings: Settings) -> VectorStore:
@@ -43,10 +56,11 @@ def open_store(settings: Settings) -> VectorStore:
             shard_number=settings.qdrant_shard_number,
             replication_factor=settings.qdrant_replication_factor,
             write_consistency_factor=settings.qdrant_write_consistency_factor,
+            index=index_settings(settings),
         )
     from core.store.edge import EdgeStore
 
-    return EdgeStore(settings.data_dir, settings.collection)
+    return EdgeStore(settings.data_dir, settings.collection, index=index_settings(settings))
 
 
 # --- shared by both backends -------------------------------------------------------------

@@ -7,8 +7,13 @@ mode, used as the test double. Same semantics as the embedded store:
   collection's own metadata (`create_collection(metadata={"visearch": ...})`), which both a
   server (Qdrant >= 1.16) and local mode support: no reserved point pollutes searches or counts.
 * Writes use `wait=True`, so they are applied (and in the server's WAL) when the call returns.
-* Filtered searches ask for exact search (`SearchParams(exact=True)`); local mode is always
-  exact and warns about search params, so they are not sent there.
+* Filtered searches ask for exact search (`SearchParams(exact=True)`, quantization ignored);
+  unfiltered ones send `hnsw_ef` and, with int8 quantization, rescoring + oversampling. Local
+  mode is always exact and warns about search params, so none are sent there.
+* A new collection gets `hnsw_config` (m, ef_construct) and, with `quantization=int8`, scalar
+  int8 quantization from `IndexSettings`; `build_index()` (`visearch optimize`) pushes the
+  current settings to an existing collection with `update_collection` and the server rebuilds
+  in the background (local mode accepts and ignores them).
 * Payload indexes are created on the server; local mode ignores them (its warning is silenced).
 * A new collection gets `shard_number` / `replication_factor` / `write_consistency_factor` when
   they are set (a cluster); unset, none is sent and the server's defaults apply.
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 import warnings
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
@@ -30,7 +36,14 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from core.domain import CollectionInfo, Filters, Hit, PointRecord, StoredPoint
 from core.errors import StoreError, VisearchError
-from core.store.base import BOOL_INDEXES, FLOAT_INDEXES, KEYWORD_INDEXES, VectorName
+from core.store.base import (
+    BOOL_INDEXES,
+    FLOAT_INDEXES,
+    KEYWORD_INDEXES,
+    IndexReport,
+    IndexSettings,
+    VectorName,
+)
 from core.store.factory import (
     TEXT_VECTOR,
     check_dims,
@@ -83,6 +96,31 @@ def server_filter(filters: Filters | None) -> models.Filter | None:
     return models.Filter(must=must or None, must_not=must_not or None)
 
 
+def hnsw_config(index: IndexSettings) -> models.HnswConfigDiff:
+    """The HNSW build settings a collection is created / updated with."""
+    return models.HnswConfigDiff(m=index.hnsw_m, ef_construct=index.hnsw_ef_construct)
+
+
+def quantization_config(index: IndexSettings) -> models.ScalarQuantization | None:
+    """int8 scalar quantization (kept in RAM: it is the search copy), or None for none."""
+    if index.quantization != "int8":
+        return None
+    return models.ScalarQuantization(
+        scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=0.99, always_ram=True)
+    )
+
+
+def server_search_params(filtered: bool, index: IndexSettings) -> models.SearchParams:
+    """Exact on float vectors when filtered; HNSW with `hnsw_ef` (+ int8 rescoring) otherwise."""
+    if filtered:
+        return models.SearchParams(exact=True, quantization=models.QuantizationSearchParams(ignore=True))
+    quantization = None
+    if index.quantization == "int8":
+        quantization = models.QuantizationSearchParams(rescore=index.quantization_rescore,
+                                                       oversampling=index.quantization_oversampling)
+    return models.SearchParams(hnsw_ef=index.hnsw_ef, quantization=quantization)
+
+
 def _safe_url(url: str) -> str:
     """The URL without any user:password part, for messages."""
     parts = urlsplit(url)
@@ -109,14 +147,17 @@ class ServerStore:
         shard_number: int | None = None,
         replication_factor: int | None = None,
         write_consistency_factor: int | None = None,
+        index: IndexSettings | None = None,
     ) -> None:
         """`shard_number`, `replication_factor`, `write_consistency_factor` apply only when this store
-        creates the collection (a cluster spreads and copies it); None leaves the server's default."""
+        creates the collection (a cluster spreads and copies it); None leaves the server's default.
+        `index`: HNSW / quantization settings for a new collection, `build_index()` and unfiltered searches."""
         if (url is None) == (location is None):
             raise ValueError("give exactly one of url (a Qdrant server) or location (':memory:' for tests)")
         self.collection = collection
         self.url = _safe_url(url) if url else str(location)
         self._api_key = api_key
+        self.index = index or IndexSettings()
         self._local = location is not None
         if url is not None:
             self._client = AsyncQdrantClient(
@@ -210,6 +251,8 @@ class ServerStore:
                     shard_number=self.shard_number,
                     replication_factor=self.replication_factor,
                     write_consistency_factor=self.write_consistency_factor,
+                    hnsw_config=hnsw_config(self.index),
+                    quantization_config=quantization_config(self.index),
                 )
             except UnexpectedResponse as exc:
                 if exc.status_code != 409:  # 409: another process created it first; verified below
@@ -299,7 +342,7 @@ class ServerStore:
             return []  # an image-only collection: the words signal has nothing to match
         name = image_vector_name(meta) if using != TEXT_VECTOR else TEXT_VECTOR
         flt = server_filter(filters)
-        params = models.SearchParams(exact=True) if flt is not None and not self._local else None
+        params = None if self._local else server_search_params(flt is not None, self.index)
         with self._errors():
             response = await self._client.query_points(
                 self.collection,
@@ -358,6 +401,28 @@ class ServerStore:
                 yield stored_point(meta, str(r.id), r.payload, r.vector)
             if offset is None:
                 return
+
+    async def build_index(self) -> IndexReport:
+        """Push the HNSW / quantization settings to the collection; the server (re)builds in the background.
+
+        Returns right after the server accepted the change: `status` is the collection's status
+        then ("yellow" while optimizing); `visearch stats` or the server's dashboard shows progress."""
+        await self._require()
+        started = time.perf_counter()
+        quantization: Any = quantization_config(self.index) or models.Disabled.DISABLED
+        with self._errors(), warnings.catch_warnings():
+            if self._local:
+                warnings.simplefilter("ignore", UserWarning)
+            changed = await self._client.update_collection(
+                self.collection, hnsw_config=hnsw_config(self.index), quantization_config=quantization
+            )
+            described = await self._client.get_collection(self.collection)
+        status = getattr(described.status, "value", described.status)
+        notes = ("qdrant-client's local mode has no index: it keeps searching exactly",) if self._local else ()
+        return IndexReport(backend=self.backend, collection=self.collection, changed=bool(changed),
+                           segments=described.segments_count, points=described.points_count or 0,
+                           indexed_vectors=described.indexed_vectors_count, seconds=time.perf_counter() - started,
+                           settings=self.index, status=str(status), notes=notes)
 
     async def close(self) -> None:
         """Close the HTTP connections. Idempotent."""

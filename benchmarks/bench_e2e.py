@@ -1,0 +1,240 @@
+"""Photo bytes in -> cards out through `SearchService.search`: latency and throughput with
+micro-batching off and on, at one user and at 20 concurrent users, in the same run.
+
+What is timed: `await service.search(Query(images=[jpeg_bytes], limit=3))`, i.e. decode (JPEG draft
+scaling), encode on the encoder thread (batched or not), search the embedded Qdrant engine, group,
+cut off, build the cards. Offline encoder (real weights), the bundled 81-product grocery catalog,
+real in-store photos from `../shared/datasets/grocery/val` as queries. No messenger, no HTTP.
+
+Per mode (VISEARCH_BATCH_WAIT_MS = 0, i.e. one encoder call per query, and the batching window):
+
+* one user: N queries one after another;
+* 20 users: each sends its queries one after another, all users at once (closed loop);
+  throughput = answered queries per second of wall time; ratio = 20-user / 1-user throughput.
+
+Also times the decode of a 12-MP JPEG with and without Pillow's draft() (DCT scaling), which
+`core.images.decode_image` uses when given `target_size`. No timing is asserted; figures are printed.
+
+    python benchmarks/bench_e2e.py                    # 40 sequential + 200 concurrent queries per mode
+    python benchmarks/bench_e2e.py --quick            # 10 + 40
+    python benchmarks/bench_e2e.py --wait-ms 5 --max-batch 16 --users 20
+    python benchmarks/bench_e2e.py --backend onnx     # passed through as VISEARCH_BACKEND (when supported)
+    python benchmarks/bench_e2e.py --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from _common import (
+    REPO_ROOT,
+    dump_json,
+    grocery_val_photos,
+    latency_stats_ms,
+    machine_info,
+    percentile,
+    print_machine,
+    table,
+)
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from core.config import Settings, load_settings
+from core.domain import Query
+from core.encoders.base import Encoder
+from core.search import SearchService
+from core.store.factory import open_store
+from indexer.pipeline import index_catalog
+
+SAMPLE = REPO_ROOT / "indexer" / "demo_data" / "grocery"
+CARDS = 3
+#: no scenario runs longer than this (seconds); the table shows how many queries it got through
+SCENARIO_BUDGET_S = 120.0
+
+
+def stats(seconds: Sequence[float]) -> dict[str, float]:
+    """p50 / p95 / p99 and friends in milliseconds."""
+    return {**latency_stats_ms(seconds), "p95_ms": percentile([s * 1000 for s in seconds], 95)}
+
+
+async def build_collection(settings: Settings, encoder: Encoder) -> None:
+    store = open_store(settings)
+    try:
+        summary = await index_catalog(SAMPLE / "catalog.csv", encoder, store, settings, progress=False)
+        if not summary.ok:
+            raise SystemExit(f"indexing failed: {summary.problems}")
+    finally:
+        await store.close()
+
+
+async def one_user(service: SearchService, photos: Sequence[bytes], n: int) -> tuple[list[float], float]:
+    """n queries one after another; per-query latencies and the wall time."""
+    latencies: list[float] = []
+    started = time.perf_counter()
+    for i in range(n):
+        t0 = time.perf_counter()
+        await service.search(Query(images=[photos[i % len(photos)]], limit=CARDS))
+        latencies.append(time.perf_counter() - t0)
+        if time.perf_counter() - started > SCENARIO_BUDGET_S:
+            break
+    return latencies, time.perf_counter() - started
+
+
+async def many_users(service: SearchService, photos: Sequence[bytes], users: int,
+                     total: int) -> tuple[list[float], float, int]:
+    """`users` closed-loop senders sharing `total` queries; latencies, wall time, busy refusals."""
+    latencies: list[float] = []
+    busy = 0
+    next_index = 0
+    started = time.perf_counter()
+
+    async def user() -> None:
+        nonlocal next_index, busy
+        while next_index < total and time.perf_counter() - started < SCENARIO_BUDGET_S:
+            i = next_index
+            next_index += 1
+            t0 = time.perf_counter()
+            try:
+                await service.search(Query(images=[photos[i % len(photos)]], limit=CARDS))
+            except Exception as exc:  # EncoderBusyError: counted, never expected at these settings
+                if type(exc).__name__ != "EncoderBusyError":
+                    raise
+                busy += 1
+                continue
+            latencies.append(time.perf_counter() - t0)
+
+    await asyncio.gather(*(user() for _ in range(users)))
+    return latencies, time.perf_counter() - started, busy
+
+
+async def run_mode(settings: Settings, encoder: Encoder, photos: Sequence[bytes], sequential: int,
+                   users: int, total: int) -> dict[str, Any]:
+    store = open_store(settings)
+    service = SearchService(encoder, store, settings)
+    batches: list[int] = []
+    service.batcher.observer = lambda kind, sizes: batches.append(sum(sizes))  # batch sizes, for the table
+    try:
+        for data in photos[:3]:  # warm-up: collection check, first torch call, caches
+            await service.search(Query(images=[data], limit=CARDS))
+        batches.clear()
+        one, one_wall = await one_user(service, photos, sequential)
+        batches.clear()
+        many, many_wall, busy = await many_users(service, photos, users, total)
+    finally:
+        await service.close()
+    return {
+        "batch_wait_ms": settings.batch_wait_ms,
+        "max_batch": settings.max_batch,
+        "one_user": {**stats(one), "queries": len(one), "per_s": len(one) / one_wall},
+        "concurrent": {**stats(many), "users": users, "queries": len(many), "per_s": len(many) / many_wall,
+                       "busy": busy, "encoder_calls": len(batches),
+                       "mean_batch": (sum(batches) / len(batches)) if batches else None},
+    }
+
+
+def decode_timings(photo: bytes, repeats: int) -> dict[str, Any]:
+    """Decode of a 12-MP JPEG (the photo scaled up to 4000x3000, sensor-like noise added so the file
+    has a phone photo's size) with and without draft()."""
+    import numpy as np
+    from PIL import Image
+
+    from core.images import decode_image
+
+    pixels = np.asarray(Image.open(io.BytesIO(photo)).convert("RGB").resize((4000, 3000)), dtype=np.int16)
+    noise = np.random.default_rng(0).integers(-6, 7, pixels.shape, dtype=np.int16)
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=90)
+    data = buf.getvalue()
+
+    def median_ms(**kw: Any) -> tuple[float, tuple[int, int]]:
+        times, size = [], (0, 0)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            size = decode_image(data, 40_000_000, **kw).size
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times) * 1000, size
+
+    full_ms, full_size = median_ms()
+    draft_ms, draft_size = median_ms(target_size=448)
+    return {"jpeg_bytes": len(data), "full_ms": full_ms, "full_size": full_size,
+            "draft_ms": draft_ms, "draft_size": draft_size, "repeats": repeats}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="10 sequential + 40 concurrent queries per mode")
+    ap.add_argument("--users", type=int, default=20)
+    ap.add_argument("--wait-ms", type=float, default=None, help="batching window (default: the Settings default)")
+    ap.add_argument("--max-batch", type=int, default=None, help="batch size cap (default: the Settings default)")
+    ap.add_argument("--backend", default=None, help="VISEARCH_BACKEND for the encoder (torch, onnx, onnx-int8), when supported")
+    ap.add_argument("--json", nargs="?", const="-", default=None, help="write JSON to PATH (no PATH: stdout)")
+    args = ap.parse_args(argv)
+    sequential, total = (10, 40) if args.quick else (40, 200)
+
+    from core.encoders.factory import load_encoder
+
+    overrides: dict[str, Any] = {"encoder": "offline", "collection": "bench"}
+    if args.backend:
+        if "backend" not in Settings.model_fields:
+            raise SystemExit("--backend: this version of Settings has no `backend` field")
+        overrides["backend"] = args.backend
+    if args.max_batch:
+        overrides["max_batch"] = args.max_batch
+    photos = grocery_val_photos(40)
+    tmp = Path(tempfile.mkdtemp(prefix="visearch-e2e-bench-"))
+    results = []
+    try:
+        base = load_settings(data_dir=tmp / "data", **overrides)
+        encoder = load_encoder(base)
+        asyncio.run(build_collection(base, encoder))
+        wait_on = args.wait_ms if args.wait_ms is not None else (base.batch_wait_ms or 5.0)
+        for wait in (0.0, wait_on):
+            print(f"running batch_wait_ms={wait}...", file=sys.stderr)
+            settings = base.model_copy(update={"batch_wait_ms": wait})
+            results.append(asyncio.run(run_mode(settings, encoder, photos, sequential, args.users, total)))
+        decode = decode_timings(photos[0], 5 if args.quick else 15)
+    finally:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(tmp)
+
+    info = machine_info(encoder=encoder.model_id, backend=getattr(base, "backend", None),
+                        torch_threads=getattr(base, "torch_threads", None),
+                        catalog="bundled grocery sample (81 products)")
+    out = sys.stderr if args.json == "-" else sys.stdout
+    with contextlib.redirect_stdout(out):
+        print_machine(info)
+    rows = []
+    for r in results:
+        one, many = r["one_user"], r["concurrent"]
+        mode = f"on, {r['batch_wait_ms']:g} ms / {r['max_batch']}" if r["batch_wait_ms"] else "off"
+        rows.append([mode, one["queries"], f"{one['p50_ms']:.0f}", f"{one['p95_ms']:.0f}", f"{one['per_s']:.2f}",
+                     many["queries"], f"{many['p50_ms']:.0f}", f"{many['p95_ms']:.0f}", f"{many['per_s']:.2f}",
+                     f"{many['mean_batch']:.1f}" if many["mean_batch"] else "-",
+                     f"{many['per_s'] / one['per_s']:.2f}x"])
+    print(table(["batching", "1 user: n", "p50 ms", "p95 ms", "q/s", f"{args.users} users: n", "p50 ms",
+                 "p95 ms", "q/s", "mean batch", "ratio"], rows), file=out)
+    off, on = results
+    print(f"20-user throughput, batching on / off: {on['concurrent']['per_s'] / off['concurrent']['per_s']:.2f}x",
+          file=out)
+    print(f"decode of a 12-MP JPEG ({decode['jpeg_bytes'] / 1e6:.1f} MB): full {decode['full_ms']:.0f} ms "
+          f"-> {decode['full_size'][0]}x{decode['full_size'][1]}; draft(448) {decode['draft_ms']:.0f} ms "
+          f"-> {decode['draft_size'][0]}x{decode['draft_size'][1]} (median of {decode['repeats']})", file=out)
+    if args.json:
+        dump_json({"machine": info, "results": results, "decode_12mp": decode}, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
