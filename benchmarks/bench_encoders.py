@@ -1,4 +1,5 @@
-"""Encoder throughput: images/s at batch 1 and batch 32, texts/s, with 1 and 2 torch threads.
+"""Encoder throughput: images/s at batch 1 and batch 32, texts/s, per runtime (torch fp32, ONNX fp32,
+ONNX int8) and per intra-op thread count (1 and 2).
 
 Encoders:
 
@@ -12,12 +13,16 @@ Images: real photos from the GroceryStoreDataset val split (shared/datasets/groc
 decoded first with `core.images.decode_image` exactly as the search service does (decode time
 is reported separately); only the encoder call is timed. Texts: short product queries.
 
-Threads: torch intra-op threads = 1 (the project default, `settings.torch_threads`) and 2.
-Each row: warm-up calls first, then `time.perf_counter` around whole encoder calls.
+Runtimes (`VISEARCH_BACKEND`): torch, onnx, onnx-int8. ONNX files are exported on first use into
+a temporary cache (export time is reported as part of "load s", not timed as throughput).
+Threads: torch intra-op threads, or ONNX Runtime intra-op threads of the session (1 and 2).
+Each row: warm-up calls first, then `time.perf_counter` around whole encoder calls. The last
+table gives the speed-up of each runtime over torch fp32 measured in the same run.
 
     python benchmarks/bench_encoders.py             # ViT-B/32-sized CLIP + offline, threads 1 and 2
     python benchmarks/bench_encoders.py --quick     # tiny CLIP, few images (smoke test)
     python benchmarks/bench_encoders.py --encoders offline --threads 1 --json out.json
+    python benchmarks/bench_encoders.py --backends torch,onnx-int8 --threads 1
 """
 
 from __future__ import annotations
@@ -111,20 +116,18 @@ def throughput(fn: Any, items: list[Any], batch: int, total: int, warmup_calls: 
 
 
 def load_offline(settings: Any) -> Any:
-    """As the service loads it (the factory); the class directly if the factory is not there."""
-    try:
-        from core.encoders.factory import load_encoder
-    except ImportError:
-        from core.encoders.offline import OfflineEncoder
+    """As the service loads it (the factory, with the settings' backend, threads and ONNX cache)."""
+    from core.encoders.factory import load_encoder
 
-        return OfflineEncoder(device=settings.device, batch_size=settings.batch_size)
     return load_encoder(settings)
 
 
-def load_clip(folder: Path, batch_size: int) -> Any:
+def load_clip(folder: Path, settings: Any) -> Any:
+    """Our ClipEncoder on the folder, with the settings' backend, threads and ONNX cache."""
     from core.encoders.clip import ClipEncoder
+    from core.encoders.factory import runtime_options
 
-    return ClipEncoder(str(folder), device="cpu", batch_size=batch_size)
+    return ClipEncoder(str(folder), device="cpu", batch_size=settings.batch_size, **runtime_options(settings))
 
 
 def tokens_per_text(folder: Path) -> float | None:
@@ -138,24 +141,25 @@ def tokens_per_text(folder: Path) -> float | None:
         return None
 
 
-def bench_encoder(name: str, encoder: Any, images: list[Any], args: argparse.Namespace) -> list[dict[str, Any]]:
+def bench_encoder(name: str, backend: str, encoder: Any, images: list[Any], threads: int,
+                  args: argparse.Namespace) -> list[dict[str, Any]]:
+    """One row: `encoder` (already loaded with `threads` for ONNX) timed on images and texts."""
     rows = []
-    for threads in args.threads:
-        actual = set_threads(threads)
+    for actual in [set_threads(threads) if backend == "torch" else threads]:
         load_before = os.getloadavg()[0]
         cpu0, wall0 = time.process_time(), time.perf_counter()
-        row: dict[str, Any] = {"encoder": name, "model_id": getattr(encoder, "model_id", "?"),
+        row: dict[str, Any] = {"encoder": name, "backend": backend, "model_id": getattr(encoder, "model_id", "?"),
                                "dim": getattr(encoder, "dim", None), "threads": actual}
         for batch in args.batches:
             total = args.images_b1 if batch == 1 else max(batch * args.batches_timed, batch)
             r = throughput(encoder.embed_images, images, batch, total, args.warmup)
             row[f"img_b{batch}"] = r
-            log(f"{name} threads={actual} images batch {batch}: {r['per_s']:.2f} img/s ({r['items']} images)")
+            log(f"{name} {backend} threads={actual} images batch {batch}: {r['per_s']:.2f} img/s ({r['items']} images)")
         for batch in args.batches:
             total = args.texts_b1 if batch == 1 else max(batch * args.batches_timed, batch)
             r = throughput(encoder.embed_texts, TEXTS, batch, total, args.warmup)
             row[f"txt_b{batch}"] = r
-            log(f"{name} threads={actual} texts batch {batch}: {r['per_s']:.1f} texts/s")
+            log(f"{name} {backend} threads={actual} texts batch {batch}: {r['per_s']:.1f} texts/s")
         row["cpu_percent"] = (time.process_time() - cpu0) / (time.perf_counter() - wall0) * 100
         row["loadavg_1m_before"] = round(load_before, 2)
         row["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
@@ -169,7 +173,7 @@ def render(result: dict[str, Any], batches: list[int]) -> str:
     print(f"decode (core.images.decode_image, target_size=448): {d['ms_per_image']:.2f} ms/image "
           f"({d['images_per_s']:.0f} images/s) over {d['images']} photos of ~{d['mean_kb']:.0f} KB, "
           f"decoded to {', '.join('x'.join(map(str, s)) for s in d['decoded_sizes'])}", file=out)
-    headers = ["encoder", "threads"]
+    headers = ["encoder", "runtime", "threads"]
     for b in batches:
         headers += [f"img/s b{b}", f"ms/img b{b}"]
     for b in batches:
@@ -177,20 +181,22 @@ def render(result: dict[str, Any], batches: list[int]) -> str:
     headers += ["cpu %", "load s", "loadavg"]
     rows = []
     for r in result["rows"]:
-        line: list[Any] = [r["encoder"], r["threads"]]
+        line: list[Any] = [r["encoder"], r["backend"], r["threads"]]
         for b in batches:
             line += [r[f"img_b{b}"]["per_s"], r[f"img_b{b}"]["ms_per_item"]]
         for b in batches:
             line += [r[f"txt_b{b}"]["per_s"]]
-        line += [f"{r['cpu_percent']:.0f}", result["load_s"].get(r["encoder"]),
+        line += [f"{r['cpu_percent']:.0f}", result["load_s"].get(f"{r['encoder']}/{r['backend']}/{r['threads']}"),
                  f"{max(r['loadavg_1m_before'], r['loadavg_1m_after']):.1f}"]
         rows.append(line)
     print("\nencoder throughput (encoder call only; images already decoded)", file=out)
     print(table(headers, rows), file=out)
     print("", file=out)
+    print(speedups(result["rows"], batches), file=out)
+    print("", file=out)
     for r in result["rows"]:
         if r["threads"] == result["rows"][0]["threads"]:
-            print(f"{r['encoder']}: model_id={r['model_id']} dim={r['dim']}", file=out)
+            print(f"{r['encoder']} {r['backend']}: model_id={r['model_id']} dim={r['dim']}", file=out)
     if result.get("clip"):
         c = result["clip"]
         print(f"clip = ClipEncoder on a random-weight CLIP, size {c['size']} ({c['params_m']:.1f}M params), "
@@ -198,9 +204,27 @@ def render(result: dict[str, Any], batches: list[int]) -> str:
               f"clip = ClipEncoder on a random-weight CLIP, size {c['size']}", file=out)
     print("cpu %   = this process's CPU time / wall time over the row (about 100 x threads when it had the cores)"
           "\nloadavg = highest 1-minute load average seen before/after the row (other work skews the numbers)"
-          "\nload s  = encoder load time (for clip: loading the built folder, not building it)", file=out)
+          "\nload s  = encoder load time (for clip: loading the built folder, not building it; for onnx the first"
+          "\n          load of a model includes its export and quantization, later loads read the cache)", file=out)
     print(f"total runtime {result['runtime_s']:.0f}s", file=out)
     return out.getvalue()
+
+
+def speedups(rows: list[dict[str, Any]], batches: list[int]) -> str:
+    """Each runtime's throughput divided by torch fp32's, same encoder and threads, same run."""
+    base = {(r["encoder"], r["threads"]): r for r in rows if r["backend"] == "torch"}
+    keys = [f"img_b{b}" for b in batches] + [f"txt_b{b}" for b in batches]
+    lines = []
+    for r in rows:
+        ref = base.get((r["encoder"], r["threads"]))
+        if r["backend"] == "torch" or ref is None:
+            continue
+        lines.append([r["encoder"], f"{r['backend']} / torch", r["threads"],
+                      *[f"{r[k]['per_s'] / ref[k]['per_s']:.2f}x" for k in keys]])
+    if not lines:
+        return "(no speed-up table: torch was not measured)"
+    headers = ["encoder", "ratio", "threads"] + [k.replace("img_b", "img b").replace("txt_b", "texts b") for k in keys]
+    return "speed-up over torch fp32 (same run, same threads)\n" + table(headers, lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smoke test: tiny CLIP, batch 1 and 4, few images")
     ap.add_argument("--encoders", type=lambda s: s.split(","), default=["offline", "clip"])
     ap.add_argument("--threads", type=lambda s: [int(x) for x in s.split(",")], default=None,
-                    help="torch intra-op thread counts to compare (default 1,2)")
+                    help="torch / ONNX Runtime intra-op thread counts to compare (default 1,2)")
+    ap.add_argument("--backends", type=lambda s: s.split(","), default=["torch", "onnx", "onnx-int8"],
+                    help="runtimes to compare (VISEARCH_BACKEND values; default torch,onnx,onnx-int8)")
     ap.add_argument("--batches", type=lambda s: [int(x) for x in s.split(",")], default=None,
                     help="batch sizes (default 1,32)")
     ap.add_argument("--clip-size", choices=sorted(__import__("clip_builder").SIZES), default=None,
@@ -233,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = load_settings(encoder="offline", batch_size=max(args.batches), torch_threads=args.threads[0],
                              _env_file=None)
+    for backend in args.backends:
+        load_settings(backend=backend, _env_file=None)  # a typo fails here, before minutes of work
     set_threads(args.threads[0])
     import torch
 
@@ -248,11 +276,8 @@ def main(argv: list[str] | None = None) -> int:
                               "batches": args.batches, "rows": [], "load_s": {}}
     with tempfile.TemporaryDirectory(prefix="visearch-bench-enc-") as tmp:
         for name in args.encoders:
-            t0 = time.perf_counter()
-            if name == "offline":
-                encoder = load_offline(settings)
-            elif name == "clip":
-                folder = args.clip_dir
+            folder = args.clip_dir
+            if name == "clip":
                 if folder is None:
                     import clip_builder
 
@@ -261,18 +286,24 @@ def main(argv: list[str] | None = None) -> int:
                     folder = clip_builder.build_clip_dir(Path(tmp) / "clip", clip_builder.words_of(TEXTS),
                                                          size=args.clip_size)
                     log(f"built in {time.perf_counter() - tb:.1f}s")
-                t0 = time.perf_counter()
-                encoder = load_clip(folder, max(args.batches))
-                model = getattr(encoder, "model", None) or getattr(encoder, "_model", None)
-                params = sum(p.numel() for p in model.parameters()) / 1e6 if model is not None else float("nan")
-                result["clip"] = {"size": args.clip_size if args.clip_dir is None else str(args.clip_dir),
-                                  "params_m": params, "tokens_per_text": tokens_per_text(folder)}
-            else:
+            elif name != "offline":
                 raise SystemExit(f"unknown encoder {name!r} (offline, clip)")
-            result["load_s"][name] = time.perf_counter() - t0
-            log(f"{name}: loaded in {result['load_s'][name]:.1f}s")
-            result["rows"] += bench_encoder(name, encoder, images, args)
-            del encoder
+            for backend in args.backends:
+                for threads in args.threads:
+                    run_settings = settings.model_copy(update={"backend": backend, "onnx_threads": threads,
+                                                               "onnx_cache": Path(tmp) / "onnx-cache"})
+                    t0 = time.perf_counter()
+                    encoder = load_offline(run_settings) if name == "offline" else load_clip(folder, run_settings)
+                    key = f"{name}/{backend}/{threads}"
+                    result["load_s"][key] = time.perf_counter() - t0
+                    log(f"{key}: loaded in {result['load_s'][key]:.1f}s")
+                    if name == "clip" and "clip" not in result:
+                        model = getattr(encoder, "_model", None)
+                        params = sum(p.numel() for p in model.parameters()) / 1e6 if model is not None else float("nan")
+                        result["clip"] = {"size": args.clip_size if args.clip_dir is None else str(args.clip_dir),
+                                          "params_m": params, "tokens_per_text": tokens_per_text(folder)}
+                    result["rows"] += bench_encoder(name, backend, encoder, images, threads, args)
+                    del encoder
     set_threads(settings.torch_threads or args.threads[0])
     result["runtime_s"] = time.perf_counter() - started
 

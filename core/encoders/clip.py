@@ -38,6 +38,9 @@ CLIP_MAX_TOKENS = 77
 HUB_PROBE_TIMEOUT = 3.0
 #: files whose bytes make the weights of a local folder (hashed into model_id)
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx")
+#: our ONNX exports of a local folder's towers; not `onnx/` (sentence-transformers' own ONNX folder),
+#: and left out of `weights_digest` so exporting never changes the model id
+ONNX_SUBFOLDER = "visearch-onnx"
 
 # Default relevance cut-offs (cosine) for CLIP ViT-B/32. Not measured here: no CLIP weights can be
 # had on the build machines. Typical ViT-B/32 cosines: the same object photographed twice scores
@@ -55,7 +58,11 @@ CLIP_MIN_SCORE_WORDS = 0.80
 class ClipEncoder:
     """A sentence-transformers CLIP model (hub name or local folder) as an `Encoder`."""
 
-    def __init__(self, model_name_or_path: str = DEFAULT_MODEL, device: str = "cpu", batch_size: int = 32) -> None:
+    def __init__(self, model_name_or_path: str = DEFAULT_MODEL, device: str = "cpu", batch_size: int = 32,
+                 backend: str = "torch", threads: int = 1, onnx_cache: Path | str | None = None) -> None:
+        from core.runtime.onnx import check_backend
+
+        self.backend = check_backend(backend)
         self.device = device
         self.batch_size = max(1, int(batch_size))
         self.min_score_image = CLIP_MIN_SCORE_IMAGE
@@ -63,14 +70,17 @@ class ClipEncoder:
 
         name = str(model_name_or_path).strip() or DEFAULT_MODEL
         folder = Path(name).expanduser()
+        self._image_session = self._text_session = None
         if folder.is_dir():
             self._model = _load_folder(folder, device)
             self.model_id = f"clip:{folder.resolve().name}@{weights_digest(folder)}"
+            onnx_folder = folder / ONNX_SUBFOLDER
         else:
             if _looks_like_path(name):
                 raise _unavailable(name, f"folder {name} does not exist")
             self._model = _load_hub(name, device)
             self.model_id = f"clip:{_short_hub_name(name)}"
+            onnx_folder = None
         self.name = name
 
         modalities = getattr(self._model, "modalities", None)
@@ -81,6 +91,10 @@ class ClipEncoder:
         # the words signal: CLIP's own text tower on both sides (catalog words and the customer's)
         self.words_dim = self.dim
         self.min_score_words = CLIP_MIN_SCORE_WORDS
+        if self.backend != "torch":
+            self._open_onnx(onnx_folder, threads, onnx_cache)
+            if self.backend == "onnx-int8":
+                self.model_id += "+int8"
 
     # -- the Encoder interface --------------------------------------------------------------------
 
@@ -102,6 +116,8 @@ class ClipEncoder:
         return self.embed_texts(texts)
 
     def _encode(self, inputs: list[Any]) -> np.ndarray:
+        if self._image_session is not None:
+            return self._encode_onnx(inputs)
         vectors = self._model.encode(
             inputs,
             batch_size=self.batch_size,
@@ -112,10 +128,98 @@ class ClipEncoder:
         return l2_normalise(np.asarray(vectors, dtype=np.float32))
 
 
+    def _encode_onnx(self, inputs: list[Any]) -> np.ndarray:
+        """The towers through ONNX Runtime; inputs prepared by the SentenceTransformer's own processor."""
+        out = []
+        for start in range(0, len(inputs), self.batch_size):
+            features = self._model.preprocess(inputs[start : start + self.batch_size])
+            if "pixel_values" in features:
+                feeds = {"pixel_values": np.asarray(features["pixel_values"], dtype=np.float32)}
+                out.append(self._image_session.run(None, feeds)[0])
+            else:
+                feeds = {k: np.asarray(features[k], dtype=np.int64) for k in ("input_ids", "attention_mask")}
+                out.append(self._text_session.run(None, feeds)[0])
+        return l2_normalise(np.concatenate(out))
+
+    def _open_onnx(self, folder: Path | None, threads: int, onnx_cache: Path | str | None) -> None:
+        """Open (exporting once) both towers: next to a local model in onnx/, else in the cache folder."""
+        from core.runtime.onnx import cached_session, default_cache_dir, module_digest, writable_dir
+
+        cache = default_cache_dir(onnx_cache)
+        target = writable_dir(folder, cache) if folder is not None else cache
+        digest = module_digest(self._model)
+        base = self.model_id.split("@")[0].replace("clip:", "clip-").replace("/", "_")
+        int8 = self.backend == "onnx-int8"
+        self._image_session = cached_session(target, f"{base}-image", digest, int8, threads,
+                                             lambda path: export_image_tower(self._model, path))
+        self._text_session = cached_session(target, f"{base}-text", digest, int8, threads,
+                                            lambda path: export_text_tower(self._model, path))
+
+
+def _clip_model(model: Any) -> Any:
+    """The transformers CLIPModel inside the SentenceTransformer (module 0), in fp32 on the CPU for export."""
+    inner = getattr(model[0], "auto_model", None) or getattr(model[0], "model", None)
+    if inner is None or not hasattr(inner, "get_image_features"):
+        raise EncoderUnavailableError("this CLIP model has no transformers CLIPModel inside; set VISEARCH_BACKEND=torch")
+    return inner
+
+
+def _pooled(output: Any) -> Any:
+    """get_*_features returns a tensor (older transformers) or an output whose pooler_output is the embedding."""
+    return output if hasattr(output, "dim") else output.pooler_output
+
+
+def export_image_tower(model: Any, path: Path) -> None:
+    """Export pixel_values (n, 3, H, W) -> projected image embeddings (n, dim); dynamic batch."""
+    import torch
+    from PIL import Image as PILImage
+
+    from core.runtime.onnx import export_module
+
+    clip = _clip_model(model)
+
+    class ImageTower(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.clip = clip
+
+        def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+            return _pooled(self.clip.get_image_features(pixel_values=pixel_values))
+
+    pixels = model.preprocess([PILImage.new("RGB", (64, 48)), PILImage.new("RGB", (48, 64))])["pixel_values"]
+    export_module(ImageTower().float().cpu().eval(), (pixels.float().cpu(),), path, ["pixel_values"], ["image_embeds"],
+                  {"pixel_values": {0: "n"}, "image_embeds": {0: "n"}})
+
+
+def export_text_tower(model: Any, path: Path) -> None:
+    """Export input_ids, attention_mask (n, seq) -> projected text embeddings (n, dim); dynamic batch and length."""
+    import torch
+
+    from core.runtime.onnx import export_module
+
+    clip = _clip_model(model)
+
+    class TextTower(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.clip = clip
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            return _pooled(self.clip.get_text_features(input_ids=input_ids, attention_mask=attention_mask))
+
+    features = model.preprocess(["a photo of the milk and more words", "milk"])
+    example = (features["input_ids"].cpu(), features["attention_mask"].cpu())
+    axes = {"input_ids": {0: "n", 1: "seq"}, "attention_mask": {0: "n", 1: "seq"}, "text_embeds": {0: "n"}}
+    export_module(TextTower().float().cpu().eval(), example, path, ["input_ids", "attention_mask"], ["text_embeds"], axes)
+
+
 def weights_digest(folder: Path, length: int = 12) -> str:
     """Short SHA-256 of the weight files under `folder` (relative names + bytes): same weights, same id."""
     digest = hashlib.sha256()
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+    files = sorted(
+        p for p in folder.rglob("*")
+        if p.is_file() and p.suffix in WEIGHT_SUFFIXES and ONNX_SUBFOLDER not in p.relative_to(folder).parts
+    )
     for path in files:
         digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
         with path.open("rb") as fh:

