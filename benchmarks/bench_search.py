@@ -42,7 +42,9 @@ import asyncio
 import contextlib
 import hashlib
 import io
+import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -151,11 +153,11 @@ def make_queries(n: int, seed: int) -> np.ndarray:
     return clustered_vectors(n, seed)
 
 
-def rss_mb() -> float:
-    """Resident memory of this process now (VmRSS), in MB."""
+def rss_mb(field: str = "VmRSS") -> float:
+    """Resident memory of this process now (VmRSS), or its peak (VmHWM), in MB."""
     with open("/proc/self/status", encoding="ascii") as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -319,6 +321,9 @@ async def run_size(n_points: int, args: argparse.Namespace, tmp: Path) -> dict[s
         store, res["reopen"] = await reopen(backend, where, store, queries[0])
         log(f"{backend}: reopen {res['reopen']['total_s']:.2f}s")
         await store.close()
+        if backend == "edge" and args.optimize and n_points <= args.optimize_max_points:
+            res["serving_rss_mb"] = serving_rss(where, queries, tmp)
+            log(f"edge: a fresh serving process: {res['serving_rss_mb']}")
         result["stores"][backend] = res
         shutil.rmtree(where, ignore_errors=True)
     if "edge" in tops and "local" in tops:
@@ -353,6 +358,45 @@ async def index_rows(store: VectorStore, queries: np.ndarray, args: argparse.Nam
         lat = await time_queries(store, queries, kind, args.queries, args.warmup)
         res["rows"][f"{kind}_int8"] = {**latency_stats_ms(lat), "note": ""}
     res["rss_mb"]["indexed_searched"] = rss_mb()
+
+
+SERVING_PROBE = "--serving-probe"
+SERVING_QUERIES = 300
+
+
+def serving_rss(where: Path, queries: np.ndarray, tmp: Path) -> dict[str, float]:
+    """RSS of a fresh process that opens the optimized collection as `visearch serve` would (HNSW +
+    int8 settings, no dataset in memory) and answers SERVING_QUERIES unfiltered and filtered queries."""
+    qfile = tmp / "serving-queries.npy"
+    np.save(qfile, queries)
+    done = subprocess.run([sys.executable, __file__, SERVING_PROBE, str(where), str(qfile)],
+                          capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0:
+        raise RuntimeError(f"serving probe failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def serving_probe(where: Path, qfile: Path) -> None:
+    """The child of `serving_rss`: prints its RSS after opening, after searching, and its peak."""
+    settings = Settings(data_dir=where, collection=COLLECTION, qdrant_url=None, _env_file=None,
+                        hnsw_m=BENCH_INDEX.hnsw_m, hnsw_ef_construct=BENCH_INDEX.hnsw_ef_construct,
+                        hnsw_ef=BENCH_INDEX.hnsw_ef, quantization=BENCH_INDEX.quantization,
+                        quantization_oversampling=BENCH_INDEX.quantization_oversampling)
+    queries = np.load(qfile)
+    started = rss_mb()
+
+    async def serve() -> dict[str, float]:
+        store = open_store(settings)
+        await store.search(queries[0].tolist(), None, LIMIT)
+        opened = rss_mb()
+        kinds = ("none", "selective", "broad")
+        for i in range(SERVING_QUERIES):
+            await store.search(queries[i % len(queries)].tolist(), filters_for(kinds[i % 3], i), LIMIT)
+        searched = rss_mb()
+        await store.close()
+        return {"python_and_numpy": started, "opened": opened, "searched": searched, "peak": rss_mb("VmHWM")}
+
+    print(json.dumps({k: round(v) for k, v in asyncio.run(serve()).items()}))
 
 
 # --- report -----------------------------------------------------------------------------------
@@ -424,7 +468,11 @@ def render(result: dict[str, Any]) -> str:
                              f"{res['optimize_s']:.0f}s, {res['index']['indexed_vectors']:,} indexed vectors, "
                              f"{res['index']['segments']} segments")
             rss = ", ".join(f"{k} {v:,.0f}" for k, v in res.get("rss_mb", {}).items())
-            notes.append(f"  {size['points']:,} {backend} RSS MB: {rss}")
+            notes.append(f"  {size['points']:,} {backend} RSS MB (this process, dataset included): {rss}")
+            if "serving_rss_mb" in res:
+                serving = ", ".join(f"{k} {v:,.0f}" for k, v in res["serving_rss_mb"].items())
+                notes.append(f"  {size['points']:,} {backend} RSS MB of a fresh serving process (HNSW + int8, "
+                             f"{SERVING_QUERIES} mixed queries): {serving}")
         if "top20_agreement" in size:
             agree = ", ".join(f"{LABELS[k]} {v:.2f}" for k, v in size["top20_agreement"].items() if v is not None)
             notes.append(f"  {size['points']:,} top-20 agreement edge vs local (first 5 queries): {agree}")
@@ -445,6 +493,10 @@ def render(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == [SERVING_PROBE]:
+        serving_probe(Path(argv[1]), Path(argv[2]))
+        return 0
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smoke test: 2k points, 20 queries")
     ap.add_argument("--full", action="store_true", help="100k and 1M points (1M: ~2 GB of vectors, long index build)")

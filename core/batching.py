@@ -7,11 +7,13 @@ that cost on every query; gathering the queries that arrive within a few millise
 `wait_ms` of added latency for a query that arrives alone.
 
 How: each request (an image query: the bytes or decoded images of one photo or album; a text;
-a words text) is put in the lane of its kind with a future. One collector task per batcher takes
-the lane whose oldest request has waited longest, waits until that request is `wait_ms` old or the
-lane holds `max_batch` items, and runs the batch in ONE encoder call on the encoder thread. While
-that call runs, new requests pile up, so under load the next batch leaves at once, full: the
-window only ever delays a request that found the encoder idle, and never by more than `wait_ms`.
+a words text) is put in the lane of its kind with a future. One collector task per batcher waits
+for a free encoder worker, takes the lane whose oldest request has waited longest, waits until that
+request is `wait_ms` old or the lane holds `max_batch` items, and runs the batch in ONE encoder
+call on that worker. While all `workers` calls run, new requests pile up, so under load the next
+batch leaves at once, full: the window only ever delays a request that found a worker idle, and
+never by more than `wait_ms`. Several workers pay where one encoder call uses one core (ONNX
+Runtime with one intra-op thread): two batches run at once on two cores.
 
 Failures stay with their request: photos are decoded one by one on the encoder thread before the
 batch is embedded, so a broken photo fails only its own query. A cancelled request is dropped (or
@@ -63,19 +65,22 @@ class _Request:
 class MicroBatcher:
     """Gathers concurrent query encodings into batches; one per SearchService (it owns no thread).
 
-    `run` is the service's encoder-thread runner, so batches and the service's other encoder work
-    (colour extraction) share the one encoder thread. `wait_ms == 0` turns batching off: each
-    request is one encoder call, as before batching existed, and only the pending bound remains.
+    `run` is the service's encoder-pool runner, so batches and the service's other encoder work
+    (colour extraction) share the same threads; `workers` is the size of that pool, the number of
+    batches allowed on it at once. `wait_ms == 0` turns batching off: each request is one encoder
+    call, as before batching existed, and only the pending bound remains.
     """
 
     def __init__(self, encoder: Encoder, run: RunOnEncoder, decode: Decode, *, wait_ms: float = 5.0,
-                 max_batch: int = 16, max_pending: int = 256, observer: BatchObserver | None = None) -> None:
-        if wait_ms < 0 or max_batch < 1 or max_pending < 1:
-            raise ValueError("wait_ms >= 0, max_batch >= 1 and max_pending >= 1 are required")
+                 max_batch: int = 16, max_pending: int = 256, workers: int = 1,
+                 observer: BatchObserver | None = None) -> None:
+        if wait_ms < 0 or max_batch < 1 or max_pending < 1 or workers < 1:
+            raise ValueError("wait_ms >= 0, max_batch >= 1, max_pending >= 1 and workers >= 1 are required")
         self.encoder = encoder
         self.wait = wait_ms / 1000.0
         self.max_batch = max_batch
         self.max_pending = max_pending
+        self.workers = workers
         self._run = run
         self._decode = decode
         self.observer = observer
@@ -83,6 +88,7 @@ class MicroBatcher:
         self._lanes: dict[Kind, deque[_Request]] = {"image": deque(), "text": deque(), "words": deque()}
         self._wakeup: asyncio.Event | None = None
         self._collector: asyncio.Task[None] | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()  # batches on the encoder right now
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
@@ -116,12 +122,13 @@ class MicroBatcher:
         """Stop the collector; requests still waiting fail with EncoderBusyError."""
         self._closed = True
         task, self._collector = self._collector, None
-        if task is not None and not task.done():
-            task.cancel()
-            try:
-                await task
-            except (asyncio.CancelledError, RuntimeError):  # RuntimeError: the task's loop is gone
-                pass
+        for running in [task, *self._in_flight]:
+            if running is not None and not running.done():
+                running.cancel()
+                try:
+                    await running
+                except (asyncio.CancelledError, RuntimeError):  # RuntimeError: the task's loop is gone
+                    pass
         self._fail_waiting(EncoderBusyError("the search service is shutting down: please try again"))
 
     # -- internals -------------------------------------------------------------------------------
@@ -152,11 +159,26 @@ class MicroBatcher:
                 self._lanes = {k: deque(r for r in v if r.future.get_loop() is loop) for k, v in self._lanes.items()}
             self._loop = loop
             self._wakeup = asyncio.Event()
-            self._collector = loop.create_task(self._collect(self._wakeup), name="visearch-microbatcher")
+            self._in_flight = set()
+            slots = asyncio.Semaphore(self.workers)  # free encoder workers
+            self._collector = loop.create_task(self._collect(self._wakeup, slots), name="visearch-microbatcher")
         return self._wakeup
 
-    async def _collect(self, wakeup: asyncio.Event) -> None:
-        """Forever: pick the lane with the oldest request, let its window fill, embed, dispatch."""
+    async def _collect(self, wakeup: asyncio.Event, slots: asyncio.Semaphore) -> None:
+        """Forever: wait for a free worker, let the oldest lane's window fill, start its batch."""
+        while True:
+            await slots.acquire()
+            try:
+                kind, batch = await self._next_batch(wakeup)
+            except BaseException:
+                slots.release()
+                raise
+            task = asyncio.get_running_loop().create_task(self._dispatch(kind, batch))
+            self._in_flight.add(task)
+            task.add_done_callback(lambda done: (self._in_flight.discard(done), slots.release()))
+
+    async def _next_batch(self, wakeup: asyncio.Event) -> tuple[Kind, list[_Request]]:
+        """The next batch: the lane with the oldest request, once its window is over or it is full."""
         while True:
             kind = self._oldest_lane()
             if kind is None:
@@ -173,23 +195,32 @@ class MicroBatcher:
                     pass
                 continue
             batch = self._take(lane)
-            if not batch:
-                continue
-            if self.observer is not None:
-                try:
-                    self.observer(kind, [r.size for r in batch])
-                except Exception:  # an observer's bug must not stop the batches
-                    log.exception("batch observer failed")
+            if batch:
+                return kind, batch
+
+    async def _dispatch(self, kind: Kind, batch: list[_Request]) -> None:
+        """Run one batch on an encoder worker and answer each of its requests."""
+        if self.observer is not None:
             try:
-                outcomes = await self._run(self._embed_batch, kind, [r.payload for r in batch])
-            except Exception as exc:  # noqa: BLE001 - the encoder itself failed: every request of this batch learns why
-                outcomes = [_Outcome(error=exc)] * len(batch)
-            for request, outcome in zip(batch, outcomes):
-                if not request.future.done():  # cancelled while on the encoder: nobody to answer
-                    if outcome.error is not None:
-                        request.future.set_exception(outcome.error)
-                    else:
-                        request.future.set_result(outcome.vector)
+                self.observer(kind, [r.size for r in batch])
+            except Exception:  # an observer's bug must not stop the batches
+                log.exception("batch observer failed")
+        try:
+            outcomes = await self._run(self._embed_batch, kind, [r.payload for r in batch])
+        except asyncio.CancelledError:  # shutting down with this batch on the encoder
+            error = EncoderBusyError("the search service is shutting down: please try again")
+            for request in batch:
+                if not request.future.done():
+                    request.future.set_exception(error)
+            raise
+        except Exception as exc:  # noqa: BLE001 - the encoder itself failed: every request of this batch learns why
+            outcomes = [_Outcome(error=exc)] * len(batch)
+        for request, outcome in zip(batch, outcomes):
+            if not request.future.done():  # cancelled while on the encoder: nobody to answer
+                if outcome.error is not None:
+                    request.future.set_exception(outcome.error)
+                else:
+                    request.future.set_result(outcome.vector)
 
     def _oldest_lane(self) -> Kind | None:
         for lane in self._lanes.values():

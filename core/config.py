@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -71,6 +72,7 @@ class Settings(BaseSettings):
         "torch", description="encoder runtime: torch, onnx (ONNX Runtime fp32) or onnx-int8 (dynamic int8 matmuls)")
     onnx_threads: int = Field(1, ge=0, description="ONNX Runtime intra-op threads per session; 0 = all cores (1 measured fastest on 2 cores)")
     onnx_cache: Path = Field(Path("~/.cache/visearch/onnx"), description="folder for exported/quantized ONNX files (CLIP folders keep theirs in visearch-onnx/)")
+    encoder_workers: int = Field(0, ge=0, le=64, description="encoder calls that run at once; 0 = auto: 1 with torch (one call already uses every core), one per core with ONNX Runtime")
     # speed (issue 6): micro-batching
     batch_wait_ms: float = Field(5.0, ge=0, le=1000, description="ms a query waits for others to share its encoder call (a batch); 0 = no batching, one call per query")
     max_batch: int = Field(16, ge=1, le=1024, description="encoder inputs (photos, texts) in one batch at most")
@@ -110,6 +112,22 @@ class Settings(BaseSettings):
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def encoder_workers(settings: Settings) -> int:
+    """How many encoder calls may run at once: the configured number, else by the runtime.
+
+    torch spreads one call over every core, so a second call only competes with it; an ONNX
+    Runtime session with one intra-op thread uses one core per call, so one call per core runs
+    side by side (measured by benchmarks/bench_e2e.py --workers).
+    """
+    if settings.encoder_workers:
+        return settings.encoder_workers
+    if settings.backend == "torch":
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = settings.onnx_threads or cores
+    return max(1, cores // threads)
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -22,7 +22,7 @@ from typing import Any
 from PIL import Image
 
 from core.batching import MicroBatcher
-from core.config import Settings
+from core.config import Settings, encoder_workers
 from core.domain import Card, CollectionInfo, Facets, Filters, Hit, Query, SearchResult
 from core.encoders.base import Encoder, WordsEncoder
 from core.errors import CollectionNotFoundError, EncoderMismatchError, VisearchError
@@ -85,11 +85,13 @@ class SearchService:
         self.store = store
         self.settings = settings
         self.started_at = time.monotonic()
-        self._encoder_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="visearch-encoder")
+        workers = encoder_workers(settings)
+        self._encoder_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="visearch-encoder")
         # concurrent queries share encoder calls (core.batching); batch_wait_ms=0 keeps one call per query
         self.batcher = MicroBatcher(
             encoder, self._run_encoder, self._decode_query_photo,
             wait_ms=settings.batch_wait_ms, max_batch=settings.max_batch, max_pending=settings.max_pending,
+            workers=workers,
         )
         self._verified = False  # collection checked against the encoder once; not on every query
         self._has_words = False  # the collection holds text vectors of the encoder's words space
@@ -147,7 +149,7 @@ class SearchService:
         return float(getattr(self.encoder, "min_score_words", 1.0))
 
     async def _run_encoder(self, fn: Any, *args: Any) -> Any:
-        """Run `fn(*args)` on the one encoder thread (the batcher's batches go through here too)."""
+        """Run `fn(*args)` on the encoder pool (the batcher's batches go through here too)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._encoder_pool, fn, *args)
 

@@ -5,7 +5,9 @@ batch composition is observed through a counting wrapper, never through wall tim
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -69,10 +71,10 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
 
 
 class Harness:
-    """A batcher on its own one-thread executor, like SearchService's encoder thread."""
+    """A batcher on its own executor of `workers` threads, like SearchService's encoder pool."""
 
     def __init__(self, encoder: CountingEncoder, **kwargs: Any) -> None:
-        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.pool = ThreadPoolExecutor(max_workers=kwargs.get("workers", 1))
         self.batches: list[tuple[str, list[int]]] = []
         self.batcher = MicroBatcher(encoder, self.run, _decode,
                                     observer=lambda kind, sizes: self.batches.append((kind, sizes)), **kwargs)
@@ -293,6 +295,66 @@ def test_max_pending_applies_without_batching(offline_encoder, photos) -> None:
             await h.close()
 
     assert asyncio.run(main())
+
+
+def _wait_for_calls(encoder: CountingEncoder, count: int, timeout: float) -> int:
+    """Calls that have entered the encoder once `count` did, or when `timeout` ran out."""
+    deadline = time.monotonic() + timeout
+    while len(encoder.calls) < count and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(0.1)  # room for a call that should not happen
+    return len(encoder.calls)
+
+
+def test_two_workers_run_two_batches_at_once(offline_encoder, photos) -> None:
+    """ONNX Runtime uses one core per call: with two workers, two batches are on the encoder at once."""
+    encoder = CountingEncoder(offline_encoder)
+    encoder.gate = threading.Event()
+
+    async def main() -> tuple[int, list[np.ndarray]]:
+        h = Harness(encoder, wait_ms=1, max_batch=2, workers=2)
+        try:
+            tasks = [asyncio.create_task(h.batcher.embed_images([p])) for p in photos[:6]]
+            held = await asyncio.to_thread(_wait_for_calls, encoder, 2, 10)
+            encoder.gate.set()
+            return held, list(await asyncio.gather(*tasks))
+        finally:
+            encoder.gate.set()
+            await h.close()
+
+    held, vectors = asyncio.run(main())
+    assert held == 2  # both workers busy, and no third batch while they are
+    assert len(vectors) == 6
+    assert sum(n for _, n in encoder.calls) == 6 and max(n for _, n in encoder.calls) <= 2
+
+
+def test_one_worker_runs_one_batch_at_a_time(offline_encoder, photos) -> None:
+    encoder = CountingEncoder(offline_encoder)
+    encoder.gate = threading.Event()
+
+    async def main() -> int:
+        h = Harness(encoder, wait_ms=1, max_batch=2, workers=1)
+        try:
+            tasks = [asyncio.create_task(h.batcher.embed_images([p])) for p in photos[:4]]
+            held = await asyncio.to_thread(_wait_for_calls, encoder, 2, 0.5)
+            encoder.gate.set()
+            await asyncio.gather(*tasks)
+            return held
+        finally:
+            encoder.gate.set()
+            await h.close()
+
+    assert asyncio.run(main()) == 1
+
+
+def test_encoder_workers_follow_the_runtime() -> None:
+    from core.config import encoder_workers, load_settings
+
+    assert encoder_workers(load_settings(backend="torch")) == 1
+    assert encoder_workers(load_settings(backend="torch", encoder_workers=3)) == 3
+    cores = len(os.sched_getaffinity(0))
+    assert encoder_workers(load_settings(backend="onnx-int8", onnx_threads=1)) == cores
+    assert encoder_workers(load_settings(backend="onnx", onnx_threads=cores)) == 1
 
 
 def test_search_service_batches_concurrent_searches(offline_encoder, photos, tmp_path) -> None:
