@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from array import array
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from PIL import Image
@@ -48,10 +49,10 @@ class SearchPlan:
     """What a query searches with, once embedded: vectors, filters, cut-offs. A cursor keeps it,
     so the next page needs no photo bytes and no second encoding."""
 
-    vector: list[float]
+    vector: Sequence[float]
     filters: Filters
     min_score: float
-    words_vector: list[float] | None = None  # text queries on a collection with product words
+    words_vector: Sequence[float] | None = None  # text queries on a collection with product words
     min_score_words: float = 0.0
     terms: frozenset[str] = frozenset()  # the query's words, for literal matches on the words side
     boost_colours: frozenset[str] = frozenset()
@@ -65,6 +66,15 @@ class _PageState:
     offset: int
     limit: int
     expires_at: float
+
+
+def compact_plan(plan: SearchPlan) -> SearchPlan:
+    """The plan with its vectors as float32 arrays: a cursor held for an hour costs 4 bytes per
+    dimension instead of a Python float object's 32 (4,096 cursors: ~14 MB, not ~115 MB)."""
+    if isinstance(plan.vector, array) and (plan.words_vector is None or isinstance(plan.words_vector, array)):
+        return plan
+    words = array("f", plan.words_vector) if plan.words_vector is not None else None
+    return replace(plan, vector=array("f", plan.vector), words_vector=words)
 
 
 def group_by_product(hits: Sequence[Hit]) -> list[Hit]:
@@ -269,7 +279,7 @@ class SearchService:
                                  or next(iter(self._cursors.values())).expires_at <= now):
             self._cursors.popitem(last=False)
         token = secrets.token_urlsafe(9)  # 12 characters
-        self._cursors[token] = _PageState(plan, offset, limit, now + self.settings.cursor_ttl)
+        self._cursors[token] = _PageState(compact_plan(plan), offset, limit, now + self.settings.cursor_ttl)
         return token
 
     def _take_cursor(self, token: str) -> _PageState:

@@ -114,6 +114,37 @@ def test_corrupt_cached_file_is_exported_again(clip_copy: Path, caplog: pytest.L
     assert encoder.embed_texts(["milk"]).shape == (1, encoder.dim)
 
 
+def test_a_failing_export_says_so_and_names_the_way_out(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from core.runtime.onnx import cached_session
+
+    attempts: list[Path] = []
+
+    def broken_export(path: Path) -> None:
+        attempts.append(path)
+        raise RuntimeError("exporter crashed")
+
+    with caplog.at_level(logging.WARNING, logger="core.runtime.onnx"), \
+            pytest.raises(EncoderUnavailableError, match="VISEARCH_BACKEND=torch"):
+        cached_session(tmp_path, "tower", "abc123", int8=False, threads=1, export=broken_export)
+    assert len(attempts) == 2  # tried twice, then gave up with a message naming the fix
+    assert "exporting" in caplog.text and "failed" in caplog.text and "exporter crashed" in caplog.text
+    assert "unreadable" not in caplog.text  # nothing was cached, so nothing was "unreadable"
+    assert not list(tmp_path.glob("*.onnx"))
+
+
+def test_quantizing_prints_no_preprocessing_advice(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import torch
+
+    from core.runtime.onnx import cached_session, export_module
+
+    layer = torch.nn.Linear(8, 4)
+    export = lambda path: export_module(layer, (torch.ones(1, 8),), path, ["x"], ["y"], {"x": {0: "b"}})  # noqa: E731
+    with caplog.at_level(logging.INFO):
+        session = cached_session(tmp_path, "linear", "d1", int8=True, threads=1, export=export)
+    assert "pre-processing" not in caplog.text
+    assert session.run(None, {"x": np.ones((2, 8), dtype=np.float32)})[0].shape == (2, 4)
+
+
 def test_bogus_backend_is_a_clear_config_error() -> None:
     from core.config import load_settings
     from core.runtime.onnx import check_backend

@@ -130,12 +130,24 @@ def quantize_file(source: Path, target: Path) -> None:
         raise EncoderUnavailableError(f"VISEARCH_BACKEND=onnx-int8 needs the `onnx` package ({exc}): pip install onnx") from None
 
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    root = logging.getLogger()
+    advice = _DropPreprocessingAdvice()
+    root.addFilter(advice)
     try:
         quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
                          op_types_to_quantize=list(QUANTIZED_OP_TYPES))
         os.replace(tmp, target)
     finally:
+        root.removeFilter(advice)
         tmp.unlink(missing_ok=True)
+
+
+class _DropPreprocessingAdvice(logging.Filter):
+    """Drops quantize_dynamic's root-logger advice to run ORT's shape pre-processing first: it is
+    about static quantization of conv nets, and printed on every export it reads like a fault."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
 
 
 def session_options(threads: int) -> Any:
@@ -167,8 +179,9 @@ def cached_session(folder: Path, name: str, digest: str, int8: bool, threads: in
     fp32 = model_path(folder, name, digest, int8=False)
     target = model_path(folder, name, digest, int8=int8)
     for attempt in (1, 2):
+        exporting = not target.is_file()
         try:
-            if not target.is_file():
+            if exporting:
                 _build(fp32, target, int8, export)
             return open_session(target, threads)
         except EncoderUnavailableError:
@@ -177,9 +190,12 @@ def cached_session(folder: Path, name: str, digest: str, int8: bool, threads: in
             reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
             if attempt == 2:
                 raise EncoderUnavailableError(
-                    f"ONNX Runtime cannot load {target} even after re-exporting it ({reason}); "
+                    f"ONNX Runtime cannot export or load {target} even on a second try ({reason}); "
                     f"delete {folder} or set VISEARCH_BACKEND=torch") from None
-            logger.warning("cached ONNX file %s is unreadable (%s): deleting and exporting it again", target, reason)
+            if exporting:
+                logger.warning("exporting %s failed (%s): trying once more", target.name, reason)
+            else:
+                logger.warning("cached ONNX file %s is unreadable (%s): deleting and exporting it again", target, reason)
             target.unlink(missing_ok=True)
             if int8:
                 fp32.unlink(missing_ok=True)
