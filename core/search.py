@@ -337,6 +337,10 @@ class SearchService:
         self._facets = (now + self.settings.facets_ttl, facets)
         return facets
 
+    def catalog_changed(self) -> None:
+        """Forget what is cached about the catalog (facets): a write through the API just changed it."""
+        self._facets = None
+
     async def stats(self) -> dict[str, Any]:
         """Collection size, encoder and uptime (for /stats and `visearch stats`)."""
         info = await self.store.info()

@@ -151,6 +151,29 @@ async def index_catalog(
     """
     catalog_path = Path(catalog_path)
     catalog = await asyncio.to_thread(read_catalog, catalog_path)
+    return await index_rows(catalog, catalog_path.parent, encoder, store, settings, sync=sync, recreate=recreate,
+                            progress=progress)
+
+
+async def index_rows(
+    catalog: CatalogReadResult,
+    base_dir: Path,
+    encoder: Encoder,
+    store: VectorStore,
+    settings: Settings,
+    *,
+    sync: bool = False,
+    recreate: bool = False,
+    progress: bool = False,
+    only_listed: bool = False,
+) -> IndexSummary:
+    """Index parsed catalog rows whose local image refs resolve against `base_dir`.
+
+    `only_listed` (the HTTP API's upserts): read back and touch only the listed products' points,
+    not the whole collection; a product's images that it no longer lists are still deleted.
+    """
+    if sync and only_listed:
+        raise ValueError("sync deletes unlisted products: it cannot be combined with only_listed")
     summary = IndexSummary(products=len(catalog.rows))
     summary.notes.extend(catalog.warnings)
     for err in catalog.errors:
@@ -163,9 +186,9 @@ async def index_catalog(
         summary.notes.append(
             f"collection {info.name!r} was built before text signals: text queries match the photos only. "
             "Rebuild it with `visearch index CATALOG --recreate` so they also match titles, tags and OCR text.")
-    existing = await _scan(store)
+    existing = await _scan(store, [row.product.id for row in catalog.rows] if only_listed else None)
 
-    image_root = str(catalog_path.resolve().parent)
+    image_root = str(Path(base_dir).resolve())
     jobs: list[_Job] = []
     for row in catalog.rows:
         if not row.product.images:
@@ -185,7 +208,7 @@ async def index_catalog(
     try:
         async with ImageFetcher(settings) as fetcher:
             run = _Run(encoder, store, settings, summary, existing, bar, words)
-            await run.process(fetcher, jobs, catalog_path.parent)
+            await run.process(fetcher, jobs, Path(base_dir))
     finally:
         bar.close()
 
@@ -250,10 +273,11 @@ class _ProducerFailed:
 _Fetched = tuple[_Job, str | None]  # the job (bytes and hash filled in) or a failure reason
 
 
-async def _scan(store: VectorStore) -> dict[str, _Existing]:
-    """What the collection holds now: the basis for skipping unchanged images and for deletions."""
+async def _scan(store: VectorStore, product_ids: Sequence[str] | None = None) -> dict[str, _Existing]:
+    """What the collection holds now (of these products, when given): the basis for skipping
+    unchanged images and for deletions."""
     found: dict[str, _Existing] = {}
-    async for point in store.scroll(batch_size=1024):
+    async for point in store.scroll(batch_size=1024, product_ids=product_ids):
         payload = point.payload
         pid = payload.get("product_id")
         found[point.point_id] = _Existing(None if pid is None else str(pid), payload.get("image_sha256"),

@@ -1,10 +1,11 @@
-"""`visearch serve`: one ASGI app for the Telegram, Viber and WhatsApp webhooks, health and metrics.
+"""`visearch serve`: one ASGI app for the webhooks, the HTTP API, the web page, health and metrics.
 
 Routes: POST /webhooks/telegram, POST /webhooks/viber, GET+POST /webhooks/whatsapp (each only
-when its credentials are configured), GET /healthz (process alive), GET /readyz (store reachable,
-collection present, encoder loaded), GET /metrics (Prometheus), GET /media/{point_id} (catalog
-photos for platforms that fetch images by URL). Webhooks answer at once; searches run on a
-bounded queue (see `bots/server/work.py`).
+when its credentials are configured), /api/v1/... (catalog and search API, OpenAPI schema at
+/api/v1/openapi.json; see `bots/api`), GET / (the search page), GET /healthz (process alive),
+GET /readyz (store reachable, collection present, encoder loaded), GET /metrics (Prometheus),
+GET /media/{point_id} (catalog photos for platforms and browsers that fetch images by URL).
+Webhooks answer at once; their searches run on a bounded queue (see `bots/server/work.py`).
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from starlette.applications import Starlette
+from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from bots.answers import BUSY, Searcher
+from bots.api import install_api
+from bots.api.app import PREFIX
+from bots.api.catalog import CatalogWriter
 from bots.ratelimit import RateLimiter
 from bots.server.config import ServerSettings
 from bots.server.metrics import Metrics
@@ -50,6 +54,7 @@ class ServerState:
     whatsapp: Any = None
     telegram_bot: Any = None
     telegram_dispatcher: Any = None
+    writer: CatalogWriter | None = None
     owns_service: bool = False
 
     def enabled(self) -> list[str]:
@@ -69,12 +74,12 @@ class ServerState:
 
 
 def create_app(settings: Settings, server: ServerSettings, telegram: TelegramSettings,
-               service: SearchService | None = None) -> Starlette:
+               service: SearchService | None = None) -> FastAPI:
     """The app. Without a service, one is opened from `settings` at startup (model load, store)."""
     state = ServerState(settings, server, telegram, service=service, owns_service=service is None)
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await _start(state)
         try:
             yield
@@ -94,7 +99,9 @@ def create_app(settings: Settings, server: ServerSettings, telegram: TelegramSet
     if server.whatsapp_enabled:
         routes.append(Route("/webhooks/whatsapp", whatsapp_verify, methods=["GET"]))
         routes.append(Route("/webhooks/whatsapp", whatsapp_webhook, methods=["POST"]))
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = FastAPI(routes=routes, lifespan=lifespan, title="visearch", openapi_url=f"{PREFIX}/openapi.json",
+                  docs_url=f"{PREFIX}/docs", redoc_url=None)
+    install_api(app, server)
     app.state.visearch = state
     return app
 
@@ -103,6 +110,7 @@ async def _start(state: ServerState) -> None:
     if state.service is None:
         state.service = await SearchService.open(state.settings)
     metrics, server = state.metrics, state.server
+    state.writer = CatalogWriter(state.service, state.settings.data_dir / "uploads")
     queue = WorkQueue(server.queue_size, server.workers, on_depth=metrics.queue_depth.set)
     queue.start()
     state.runtime = Runtime(queue, SeenIds(server.dedupe_ttl), metrics)

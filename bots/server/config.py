@@ -26,6 +26,15 @@ class ServerSettings(BaseSettings):
     cards_per_answer: int = Field(3, ge=1, le=6)
     dedupe_ttl: float = Field(3600.0, gt=0, description="seconds a delivery id is remembered (retries are not searched twice)")
 
+    # HTTP API (/api/v1) and the web page
+    api_keys: SecretStr | None = Field(None, description="comma-separated keys for the API's write endpoints (Authorization: Bearer KEY or X-API-Key: KEY); unset = writes disabled")
+    api_public_search: bool = Field(True, description="search endpoints and the web page answer without a key; false = they need a key too")
+    api_max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="largest request body the API accepts (uploads included)")
+    api_max_batch: int = Field(100, ge=1, le=10_000, description="products in one POST /products:batch at most")
+    api_max_images: int = Field(10, ge=1, le=100, description="images per product at most (URLs and uploads together)")
+    cors_origins: str = Field("", description="comma-separated origins allowed to call the API from a browser ('*' = any); empty = no CORS")
+    web_page: bool = Field(True, description="serve the search page at /")
+
     viber_token: SecretStr | None = None
     viber_api_url: str = "https://chatapi.viber.com/pa"
     viber_sender_name: str = Field("Shop", max_length=28)
@@ -45,6 +54,17 @@ class ServerSettings(BaseSettings):
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/") if value else value
+
+    @property
+    def api_key_list(self) -> list[str]:
+        """The configured API keys (empty: write endpoints are disabled)."""
+        if self.api_keys is None:
+            return []
+        return [k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()]
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def viber_enabled(self) -> bool:

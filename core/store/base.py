@@ -121,8 +121,9 @@ class VectorStore(Protocol):
         """Number of points (not products) matching the filters."""
         ...
 
-    def scroll(self, batch_size: int = 256, with_vectors: bool = False) -> AsyncIterator[StoredPoint]:
-        """Every point of the collection, in batches under the hood."""
+    def scroll(self, batch_size: int = 256, with_vectors: bool = False,
+               product_ids: Sequence[str] | None = None) -> AsyncIterator[StoredPoint]:
+        """Every point of the collection (or of these products only), in batches under the hood."""
         ...
 
     async def close(self) -> None:

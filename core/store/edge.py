@@ -441,10 +441,12 @@ class EdgeStore:
     def _count_sync(self, filters: Filters | None) -> int:
         return self._require_sync().count(CountRequest(exact=True, filter=edge_filter(filters)))
 
-    def _scroll_sync(self, offset: Any, limit: int, with_vectors: bool) -> tuple[list[StoredPoint], Any]:
+    def _scroll_sync(self, offset: Any, limit: int, with_vectors: bool,
+                     product_ids: list[str] | None = None) -> tuple[list[StoredPoint], Any]:
         shard = self._require_sync()
+        only = None if product_ids is None else Filter(must=[FieldCondition("product_id", match=MatchAny(product_ids))])
         records, next_offset = shard.scroll(
-            ScrollRequest(offset=offset, limit=limit, with_payload=True, with_vector=with_vectors)
+            ScrollRequest(offset=offset, limit=limit, filter=only, with_payload=True, with_vector=with_vectors)
         )
         assert self._meta is not None
         return [stored_point(self._meta, str(r.id), r.payload, r.vector) for r in records], next_offset
@@ -520,11 +522,15 @@ class EdgeStore:
         """Exact number of points matching the filters."""
         return await self._run(self._count_sync, filters)
 
-    async def scroll(self, batch_size: int = 256, with_vectors: bool = False) -> AsyncIterator[StoredPoint]:
-        """Every point, fetched `batch_size` at a time (other calls can run between batches)."""
+    async def scroll(self, batch_size: int = 256, with_vectors: bool = False,
+                     product_ids: Sequence[str] | None = None) -> AsyncIterator[StoredPoint]:
+        """Every point (or those of `product_ids`), `batch_size` at a time (other calls can run between batches)."""
         offset: Any = None
+        only = None if product_ids is None else [str(p) for p in product_ids]
+        if only is not None and not only:
+            return
         while True:
-            points, offset = await self._run(self._scroll_sync, offset, batch_size, with_vectors)
+            points, offset = await self._run(self._scroll_sync, offset, batch_size, with_vectors, only)
             for point in points:
                 yield point
             if offset is None:

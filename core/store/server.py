@@ -388,14 +388,20 @@ class ServerStore:
             result = await self._client.count(self.collection, count_filter=server_filter(filters), exact=True)
         return result.count
 
-    async def scroll(self, batch_size: int = 256, with_vectors: bool = False) -> AsyncIterator[StoredPoint]:
-        """Every point, fetched `batch_size` at a time."""
+    async def scroll(self, batch_size: int = 256, with_vectors: bool = False,
+                     product_ids: Sequence[str] | None = None) -> AsyncIterator[StoredPoint]:
+        """Every point (or those of `product_ids`), fetched `batch_size` at a time."""
         meta = await self._require()
+        if product_ids is not None and not product_ids:
+            return
+        only = None if product_ids is None else models.Filter(
+            must=[models.FieldCondition(key="product_id", match=models.MatchAny(any=[str(p) for p in product_ids]))])
         offset: Any = None
         while True:
             with self._errors():
                 records, offset = await self._client.scroll(
-                    self.collection, limit=batch_size, offset=offset, with_payload=True, with_vectors=with_vectors
+                    self.collection, limit=batch_size, offset=offset, scroll_filter=only, with_payload=True,
+                    with_vectors=with_vectors,
                 )
             for r in records:
                 yield stored_point(meta, str(r.id), r.payload, r.vector)

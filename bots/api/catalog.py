@@ -1,0 +1,149 @@
+"""Catalog writes for the HTTP API: products in, points out, through the indexer's own pipeline.
+
+Why the pipeline: an upsert over HTTP must behave exactly like a catalog row in `visearch index`
+(same fetch limits, same unchanged/updated/copied rules, same words and OCR), and only touch the
+products it names. Uploaded photos are kept under `<data_dir>/uploads/`, named by their content
+hash, so uploading the same file twice is the same image (idempotent) and `/media` can serve it.
+Writes run one at a time (a lock): two upserts of one product never interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from bots.api.models import ImageOut, ProductOut, UpsertResult
+from core.domain import Product, StoredPoint
+from core.errors import VisearchError
+from core.search import SearchService
+from indexer.catalog import CatalogReadResult, CatalogRow
+from indexer.pipeline import index_rows
+
+#: what Pillow calls the formats a browser shows, and the file extension they are stored under
+_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tiff"}
+
+
+class UploadError(VisearchError):
+    """An uploaded file that cannot be a product photo; `field` names it (images[2])."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """One uploaded photo: the form's file name (for messages) and its bytes."""
+
+    filename: str
+    data: bytes
+
+
+def product_folder(product_id: str) -> str:
+    """A folder name for a product's uploads that is safe whatever the id holds (slashes, dots)."""
+    return hashlib.sha256(product_id.encode("utf-8")).hexdigest()[:24]
+
+
+def image_url(point: StoredPoint, base_url: str) -> str | None:
+    """Where a browser gets a point's photo: its own http(s) URL, or this server's /media route."""
+    image = str(point.payload.get("image") or "")
+    if not image:
+        return None
+    if image[:8].lower().startswith(("http://", "https://")):
+        return image
+    return f"{base_url}/media/{point.point_id}"
+
+
+class CatalogWriter:
+    """Upserts and deletes products for the API; reads products back from their points."""
+
+    def __init__(self, service: SearchService, uploads: Path) -> None:
+        self.service = service
+        self.uploads = uploads
+        self._lock = asyncio.Lock()
+
+    async def upsert(self, product: Product, uploads: list[Upload], max_bytes: int) -> UpsertResult:
+        """Create or replace one product; its photos are its URLs plus the uploaded files."""
+        refs = await asyncio.to_thread(self._store_uploads, product.id, uploads, max_bytes, len(product.images))
+        product = product.model_copy(update={"images": [*product.images, *refs]})
+        async with self._lock:
+            catalog = CatalogReadResult(path=Path("api"), rows=[CatalogRow(line=0, product=product)])
+            summary = await index_rows(catalog, self.uploads, self.service.encoder, self.service.store,
+                                       self.service.settings, only_listed=True)
+            await asyncio.to_thread(self._drop_unlisted_uploads, product.id, set(refs))
+        self.service.catalog_changed()
+        return UpsertResult(id=product.id, ok=summary.ok, indexed=summary.indexed, unchanged=summary.unchanged,
+                            updated=summary.updated, failed=summary.failed, deleted=summary.deleted,
+                            problems=[_problem_text(str(p)) for p in summary.problems])
+
+    async def delete(self, product_id: str) -> int:
+        """Delete every point of the product and its uploaded photos; returns the points removed."""
+        async with self._lock:
+            removed = await self.service.store.delete_products([product_id])
+            await asyncio.to_thread(shutil.rmtree, self.uploads / product_folder(product_id), True)
+        self.service.catalog_changed()
+        return removed
+
+    async def points(self, product_id: str) -> list[StoredPoint]:
+        """The product's points, its first photo first."""
+        found = [p async for p in self.service.store.scroll(batch_size=64, product_ids=[product_id])]
+        return sorted(found, key=lambda p: (int(p.payload.get("image_index") or 0), p.point_id))
+
+    async def product(self, product_id: str, base_url: str) -> ProductOut | None:
+        """The stored product (from its first photo's payload) and all its photos; None when absent."""
+        points = await self.points(product_id)
+        if not points:
+            return None
+        product = Product.from_payload(points[0].payload)
+        images = [ImageOut(point_id=p.point_id, image_url=image_url(p, base_url)) for p in points]
+        return ProductOut(**product.model_dump(exclude={"images"}), images=images)
+
+    # -- uploads (worker thread) ---------------------------------------------------------------
+
+    def _store_uploads(self, product_id: str, uploads: list[Upload], max_bytes: int, first_index: int) -> list[str]:
+        """Check every upload is an image first (nothing is written otherwise), then save them."""
+        named: list[tuple[str, bytes]] = []
+        for offset, upload in enumerate(uploads):
+            field = f"images[{first_index + offset}]"
+            label = f" ({upload.filename})" if upload.filename else ""
+            if not upload.data:
+                raise UploadError(field, f"the file{label} is empty")
+            if len(upload.data) > max_bytes:
+                raise UploadError(field, f"the file{label} is larger than VISEARCH_MAX_IMAGE_BYTES={max_bytes}")
+            try:
+                with Image.open(io.BytesIO(upload.data)) as image:
+                    kind = image.format or ""
+            except (UnidentifiedImageError, OSError, ValueError):
+                raise UploadError(field, f"the file{label} is not an image (JPEG, PNG, WebP, GIF...)") from None
+            digest = hashlib.sha256(upload.data).hexdigest()[:32]
+            named.append((f"{product_folder(product_id)}/{digest}.{_EXTENSIONS.get(kind, 'img')}", upload.data))
+        for ref, data in named:
+            path = self.uploads / ref
+            if not path.is_file():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(path.suffix + ".tmp")
+                tmp.write_bytes(data)
+                tmp.replace(path)
+        return [ref for ref, _ in named]
+
+    def _drop_unlisted_uploads(self, product_id: str, kept: set[str]) -> None:
+        """Uploaded files the product no longer lists (its points were just deleted)."""
+        folder = self.uploads / product_folder(product_id)
+        if not folder.is_dir():
+            return
+        for path in folder.iterdir():
+            if f"{folder.name}/{path.name}" not in kept:
+                path.unlink(missing_ok=True)
+        if not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def _problem_text(text: str) -> str:
+    """The pipeline's problem line without the catalog line number an API caller never wrote."""
+    return text.removeprefix("catalog, ").removeprefix("line 0, ")

@@ -1,0 +1,152 @@
+"""The HTTP API's request and response bodies: what the OpenAPI schema at /api/v1/openapi.json shows.
+
+Product fields are the catalog's (core.domain.Product); images given as JSON must be http(s)
+URLs, fetched by the server with the indexer's limits. Cards never carry a server file path.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from core.domain import Card, Filters, Product
+
+#: an image the server downloads: http(s) only, never file:, data: or a path on the server
+ImageUrl = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/]+\S*$",
+                                            max_length=2048)]
+
+
+class ProductIn(Product):
+    """A product to create or replace. Same fields as a catalog row; `images` are http(s) URLs
+    (upload files instead with a multipart form: a `product` field with this JSON, `images` files)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True,
+                              json_schema_extra={"examples": [{
+                                  "id": "oat-milk-1l", "title": "Oat milk 1 l", "price": 1.99, "currency": "EUR",
+                                  "category": "Milk", "brand": "Oatly", "tags": ["vegan"], "in_stock": True,
+                                  "url": "https://shop.example/oat-milk", "images": ["https://shop.example/oat.jpg"]}]})
+
+    images: list[ImageUrl] = Field(default_factory=list, description="http(s) URLs of the product's photos, shop photo first")
+
+
+class ImageOut(BaseModel):
+    point_id: str
+    image_url: str | None = Field(description="where a browser gets the photo: the product's URL, or this server's /media/{point_id}")
+
+
+class ProductOut(BaseModel):
+    """A stored product and its photos."""
+
+    id: str
+    title: str
+    description: str = ""
+    price: float | None = None
+    currency: str | None = None
+    category: str | None = None
+    brand: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    url: str | None = None
+    in_stock: bool = True
+    extra: dict[str, Any] = Field(default_factory=dict)
+    images: list[ImageOut] = Field(default_factory=list)
+
+
+class UpsertResult(BaseModel):
+    """What one upsert did (image counts as in `visearch index`)."""
+
+    id: str
+    ok: bool = Field(description="false when any image could not be fetched or read (see `problems`)")
+    indexed: int = Field(0, description="images written with a new vector")
+    unchanged: int = 0
+    updated: int = Field(0, description="images whose product metadata changed (vector kept)")
+    failed: int = 0
+    deleted: int = Field(0, description="stored images the product no longer lists")
+    problems: list[str] = Field(default_factory=list)
+
+
+class BatchIn(BaseModel):
+    """Products to create or replace; each is checked and written on its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    products: list[Any] = Field(min_length=1, json_schema_extra={"items": {"$ref": "#/components/schemas/ProductIn"}},
+                                description="ProductIn objects; an item that is not one is reported, the others written")
+
+
+class BatchItem(BaseModel):
+    index: int = Field(description="position in the request's `products`")
+    id: str | None = None
+    ok: bool
+    error: str | None = Field(None, description="why the item was not written (validation errors name the field)")
+    result: UpsertResult | None = None
+
+
+class BatchOut(BaseModel):
+    written: int
+    failed: int
+    items: list[BatchItem]
+
+
+class DeleteOut(BaseModel):
+    id: str
+    deleted_points: int
+
+
+class CardOut(BaseModel):
+    """One product in a search answer (the best-matching photo of it)."""
+
+    product_id: str
+    point_id: str
+    title: str
+    image_url: str | None
+    price: float | None = None
+    currency: str | None = None
+    url: str | None = None
+    description: str = ""
+    category: str | None = None
+    brand: str | None = None
+    in_stock: bool = True
+    score: float
+    signals: dict[str, float] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, card: Card, image_url: str | None) -> CardOut:
+        return cls(**card.model_dump(exclude={"image", "image_file"}), image_url=image_url)
+
+
+class SearchIn(BaseModel):
+    """A JSON search: words, or the `next_cursor` of an earlier answer (photos: use a multipart form)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = Field(None, min_length=1, max_length=500)
+    cursor: str | None = Field(None, min_length=1, max_length=100, description="`next_cursor` of an earlier answer")
+    filters: Filters = Field(default_factory=Filters)
+    limit: int = Field(12, ge=1, le=100)
+
+
+class SearchOut(BaseModel):
+    cards: list[CardOut]
+    cut_off: int = Field(0, description="products hidden by the relevance cut-off")
+    next_cursor: str | None = Field(None, description="POST it as `cursor` for the next page; null = last page")
+    message: str | None = Field(None, description="a sentence for people when there is nothing to show")
+
+
+class StatsOut(BaseModel):
+    collection: str
+    backend: str
+    points: int
+    products: int
+    encoder: str
+    collection_encoder: str | None
+    dim: int
+    uptime_s: float
+
+
+class ErrorOut(BaseModel):
+    """Every error: a sentence that says what to fix, and the field it is about when there is one."""
+
+    error: str
+    field: str | None = None
+    kind: Literal["auth", "validation", "not_found", "too_large", "busy", "unavailable", "error"] = "error"

@@ -1,0 +1,182 @@
+// The search page: a photo and/or words plus filters -> POST /api/v1/search -> a grid of cards.
+// Plain JavaScript, no build step. Every failure becomes a sentence in #error, never a stack trace.
+"use strict";
+
+const API = "/api/v1";
+const PAGE = 12;
+const $ = (id) => document.getElementById(id);
+const state = { photo: null, cursor: null };
+
+function showError(message) {
+  const box = $("error");
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+function setBusy(busy, message) {
+  $("go").disabled = busy;
+  $("more").disabled = busy;
+  $("status").textContent = message || "";
+}
+
+function filters() {
+  const out = {};
+  const category = $("category").value;
+  if (category) out.categories = [category];
+  const min = $("price-min").value, max = $("price-max").value;
+  if (min !== "") out.price_min = Number(min);
+  if (max !== "") out.price_max = Number(max);
+  if ($("in-stock").checked) out.in_stock = true;
+  return out;
+}
+
+async function call(path, options) {
+  let response;
+  try {
+    response = await fetch(API + path, options);
+  } catch (e) {
+    throw new Error("The server cannot be reached. Check your connection and try again.");
+  }
+  let body = null;
+  try { body = await response.json(); } catch (e) { body = null; }
+  if (!response.ok) {
+    const said = body && body.error ? body.error : "";
+    if (response.status === 413) throw new Error("That photo is too large. Try a smaller one.");
+    if (response.status === 503) throw new Error(said || "The search is busy. Try again in a moment.");
+    throw new Error(said ? humanise(said) : "Something went wrong (" + response.status + "). Try again.");
+  }
+  return body;
+}
+
+function humanise(message) {
+  if (/^image: (not an image|empty file|broken image)/.test(message)) return "That file is not a photo we can read. Choose a JPEG, PNG or WebP image.";
+  if (/^image: image too large/.test(message)) return "That photo is too large. Try a smaller one.";
+  if (/^filters\.price/.test(message)) return "Check the price range: " + message.replace(/^filters\.[a-z_]+: /, "");
+  return message;
+}
+
+function money(card) {
+  if (card.price === null || card.price === undefined) return "";
+  const value = Number(card.price).toFixed(2);
+  return card.currency ? value + " " + card.currency : value;
+}
+
+function render(answer, append) {
+  const grid = $("results");
+  if (!append) grid.replaceChildren();
+  const template = $("card");
+  for (const card of answer.cards) {
+    const node = template.content.firstElementChild.cloneNode(true);
+    node.dataset.productId = card.product_id;
+    const img = node.querySelector("img");
+    if (card.image_url) img.src = card.image_url;
+    img.alt = card.title;
+    const photoLink = node.querySelector(".photo");
+    const open = node.querySelector(".open");
+    if (card.url) { photoLink.href = card.url; open.href = card.url; } else { photoLink.removeAttribute("href"); open.remove(); }
+    node.querySelector(".title").textContent = card.title;
+    node.querySelector(".price").textContent = money(card);
+    node.querySelector(".stock").textContent = card.in_stock ? "in stock" : "out of stock";
+    node.querySelector(".similar").addEventListener("click", () => similar(card));
+    grid.appendChild(node);
+  }
+  state.cursor = answer.next_cursor || null;
+  $("more").hidden = !state.cursor;
+  const shown = grid.children.length;
+  setBusy(false, shown ? shown + (shown === 1 ? " product" : " products") : "");
+  if (!shown) showError(answer.message || "No matching products.");
+}
+
+async function search(event) {
+  if (event) event.preventDefault();
+  const text = $("text").value.trim();
+  if (!state.photo && !text) { showError("Choose a photo or type a few words first."); return; }
+  showError("");
+  setBusy(true, "Searching…");
+  const form = new FormData();
+  if (state.photo) form.append("image", state.photo);
+  if (text) form.append("text", text);
+  form.append("filters", JSON.stringify(filters()));
+  form.append("limit", String(PAGE));
+  try {
+    render(await call("/search", { method: "POST", body: form }), false);
+  } catch (e) {
+    $("results").replaceChildren();
+    $("more").hidden = true;
+    setBusy(false, "");
+    showError(e.message);
+  }
+}
+
+async function more() {
+  if (!state.cursor) return;
+  setBusy(true, "Loading more…");
+  try {
+    render(await call("/search", { method: "POST", headers: { "Content-Type": "application/json" },
+                                    body: JSON.stringify({ cursor: state.cursor, limit: PAGE }) }), true);
+  } catch (e) {
+    setBusy(false, "");
+    showError(e.message);
+  }
+}
+
+async function similar(card) {
+  showError("");
+  setBusy(true, "Finding products like " + card.title + "…");
+  try {
+    const query = "?limit=" + PAGE + "&point_id=" + encodeURIComponent(card.point_id);
+    render(await call("/products/" + encodeURIComponent(card.product_id) + "/similar" + query, {}), false);
+    $("status").textContent = "More like " + card.title + ": " + $("status").textContent;
+    window.scrollTo({ top: $("results").offsetTop - 8, behavior: "smooth" });
+  } catch (e) {
+    setBusy(false, "");
+    showError(e.message);
+  }
+}
+
+function usePhoto(file) {
+  if (!file) return;
+  if (file.type && !file.type.startsWith("image/")) { showError("That file is not a photo. Choose a JPEG, PNG or WebP image."); return; }
+  state.photo = file;
+  const preview = $("preview");
+  preview.src = URL.createObjectURL(file);
+  preview.hidden = false;
+  $("drop-text").textContent = file.name || "photo";
+  search();
+}
+
+function clearPhoto() {
+  state.photo = null;
+  $("photo").value = "";
+  $("preview").hidden = true;
+  $("drop-text").innerHTML = "Drop a photo here or <u>choose one</u>";
+}
+
+async function loadCategories() {
+  try {
+    const facets = await call("/facets", {});
+    const select = $("category");
+    for (const [name, count] of Object.entries(facets.categories || {})) {
+      const option = document.createElement("option");
+      option.value = name;
+      option.textContent = name + " (" + count + ")";
+      select.appendChild(option);
+    }
+  } catch (e) {
+    /* filters stay usable without the list */
+  }
+}
+
+window.addEventListener("DOMContentLoaded", () => {
+  const drop = $("drop");
+  $("search").addEventListener("submit", search);
+  $("photo").addEventListener("change", (e) => usePhoto(e.target.files[0]));
+  $("more").addEventListener("click", more);
+  $("clear").addEventListener("click", clearPhoto);
+  for (const id of ["category", "in-stock"]) $(id).addEventListener("change", () => { if (state.photo || $("text").value.trim()) search(); });
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); usePhoto(e.dataTransfer.files[0]); });
+  drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); $("photo").click(); } });
+  loadCategories();
+});
