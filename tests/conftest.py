@@ -139,3 +139,34 @@ def bot_catalog(tmp_path_factory: pytest.TempPathFactory, clothing_dir: Path, of
     return settings
 
 
+
+
+@pytest.fixture(scope="session")
+def sample_collection(tmp_path_factory: pytest.TempPathFactory, offline_encoder):
+    """Settings of the bundled grocery sample (81 products) indexed once with the offline encoder.
+
+    Tests that write take their own copy with `copy_collection`, so this one stays as indexed."""
+    from core.config import load_settings
+    from core.store.factory import open_store
+    from indexer.pipeline import index_catalog
+
+    root = tmp_path_factory.mktemp("sample-catalog")
+    shutil.copytree(_SAMPLE, root, dirs_exist_ok=True)
+    settings = load_settings(data_dir=tmp_path_factory.mktemp("sample-data"), encoder="offline", collection="sample")
+
+    async def build() -> None:
+        store = open_store(settings)
+        try:
+            summary = await index_catalog(root / "catalog.csv", offline_encoder, store, settings, progress=False)
+            assert summary.ok, summary.problems
+        finally:
+            await store.close()
+
+    asyncio.run(build())
+    return settings
+
+
+def copy_collection(settings, destination: Path):
+    """A writable copy of a closed collection's data directory; returns settings pointing at it."""
+    shutil.copytree(settings.data_dir, destination, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".visearch.lock"))
+    return settings.model_copy(update={"data_dir": destination})

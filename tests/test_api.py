@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,10 +20,10 @@ from PIL import Image
 from bots.server.app import create_app
 from bots.server.config import load_server_settings
 from bots.telegram.config import load_telegram_settings
-from core.config import Settings, load_settings
+from core.config import Settings
 from core.search import SearchService
 from core.store.factory import open_store
-from tests.conftest import free_port
+from tests.conftest import copy_collection, free_port
 from tests.fakes.http_server import Reply, scripted_server
 
 SAMPLE = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery"
@@ -33,24 +32,9 @@ WRITE = {"Authorization": "Bearer key-one-Aa1"}
 
 
 @pytest.fixture(scope="module")
-def api_catalog(tmp_path_factory: pytest.TempPathFactory, offline_encoder) -> Settings:
-    """A collection of the bundled sample (81 products), writable by this module's tests."""
-    from indexer.pipeline import index_catalog
-
-    root = tmp_path_factory.mktemp("api-catalog")
-    shutil.copytree(SAMPLE, root, dirs_exist_ok=True)
-    settings = load_settings(data_dir=tmp_path_factory.mktemp("api-data"), encoder="offline", collection="api")
-
-    async def build() -> None:
-        store = open_store(settings)
-        try:
-            summary = await index_catalog(root / "catalog.csv", offline_encoder, store, settings, progress=False)
-            assert summary.ok, summary.problems
-        finally:
-            await store.close()
-
-    asyncio.run(build())
-    return settings
+def api_catalog(tmp_path_factory: pytest.TempPathFactory, sample_collection: Settings) -> Settings:
+    """A copy of the bundled sample's collection (81 products), writable by this module's tests."""
+    return copy_collection(sample_collection, tmp_path_factory.mktemp("api-data"))
 
 
 @dataclass

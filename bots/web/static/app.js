@@ -5,7 +5,7 @@
 const API = "/api/v1";
 const PAGE = 12;
 const $ = (id) => document.getElementById(id);
-const state = { photo: null, cursor: null };
+const state = { photo: null, cursor: null, latest: 0 };
 
 function showError(message) {
   const box = $("error");
@@ -14,6 +14,7 @@ function showError(message) {
 }
 
 function setBusy(busy, message) {
+  $("results").setAttribute("aria-busy", busy ? "true" : "false");
   $("go").disabled = busy;
   $("more").disabled = busy;
   $("status").textContent = message || "";
@@ -28,6 +29,16 @@ function filters() {
   if (max !== "") out.price_max = Number(max);
   if ($("in-stock").checked) out.in_stock = true;
   return out;
+}
+
+// Only the newest request may change the page: an older answer arriving late is dropped.
+class Stale extends Error {}
+
+async function latest(path, options) {
+  const ticket = ++state.latest;
+  const body = await call(path, options);
+  if (ticket !== state.latest) throw new Stale();
+  return body;
 }
 
 async function call(path, options) {
@@ -99,8 +110,9 @@ async function search(event) {
   form.append("filters", JSON.stringify(filters()));
   form.append("limit", String(PAGE));
   try {
-    render(await call("/search", { method: "POST", body: form }), false);
+    render(await latest("/search", { method: "POST", body: form }), false);
   } catch (e) {
+    if (e instanceof Stale) return;
     $("results").replaceChildren();
     $("more").hidden = true;
     setBusy(false, "");
@@ -112,9 +124,10 @@ async function more() {
   if (!state.cursor) return;
   setBusy(true, "Loading more…");
   try {
-    render(await call("/search", { method: "POST", headers: { "Content-Type": "application/json" },
-                                    body: JSON.stringify({ cursor: state.cursor, limit: PAGE }) }), true);
+    render(await latest("/search", { method: "POST", headers: { "Content-Type": "application/json" },
+                                      body: JSON.stringify({ cursor: state.cursor, limit: PAGE }) }), true);
   } catch (e) {
+    if (e instanceof Stale) return;
     setBusy(false, "");
     showError(e.message);
   }
@@ -125,10 +138,11 @@ async function similar(card) {
   setBusy(true, "Finding products like " + card.title + "…");
   try {
     const query = "?limit=" + PAGE + "&point_id=" + encodeURIComponent(card.point_id);
-    render(await call("/products/" + encodeURIComponent(card.product_id) + "/similar" + query, {}), false);
+    render(await latest("/products/" + encodeURIComponent(card.product_id) + "/similar" + query, {}), false);
     $("status").textContent = "More like " + card.title + ": " + $("status").textContent;
     window.scrollTo({ top: $("results").offsetTop - 8, behavior: "smooth" });
   } catch (e) {
+    if (e instanceof Stale) return;
     setBusy(false, "");
     showError(e.message);
   }
@@ -170,7 +184,7 @@ async function loadCategories() {
 window.addEventListener("DOMContentLoaded", () => {
   const drop = $("drop");
   $("search").addEventListener("submit", search);
-  $("photo").addEventListener("change", (e) => usePhoto(e.target.files[0]));
+  $("photo").addEventListener("change", (e) => { usePhoto(e.target.files[0]); e.target.value = ""; });  // the same file can be picked again
   $("more").addEventListener("click", more);
   $("clear").addEventListener("click", clearPhoto);
   for (const id of ["category", "in-stock"]) $(id).addEventListener("change", () => { if (state.photo || $("text").value.trim()) search(); });

@@ -1,0 +1,48 @@
+"""`visearch serve`'s app on 127.0.0.1 in a background thread, for tests whose client is synchronous
+(a browser driven by Playwright, schemathesis): the server gets its own event loop and thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+
+from bots.server.app import create_app
+from bots.server.config import load_server_settings
+from bots.telegram.config import load_telegram_settings
+from core.config import Settings
+from core.search import SearchService
+from core.store.factory import open_store
+from tests.conftest import free_port
+
+
+@contextmanager
+def app_in_thread(settings: Settings, encoder: Any, **server_options: object) -> Iterator[str]:
+    """Serve the app (no messenger configured) until the block ends; yields its base URL."""
+    server = load_server_settings(**{"rate_limit": 0, **server_options})
+    service = SearchService(encoder, open_store(settings), settings)
+    app = create_app(settings, server, load_telegram_settings(token=None, webhook_secret=None), service=service)
+    port = free_port()
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+
+    async def serve_then_close() -> None:  # the service closes on the server's own loop and thread
+        try:
+            await uv.serve()
+        finally:
+            await service.close()
+
+    thread = threading.Thread(target=lambda: asyncio.run(serve_then_close()), name="visearch-test-server", daemon=True)
+    thread.start()
+    try:
+        while not uv.started:
+            if not thread.is_alive():
+                raise RuntimeError("the server did not start")
+            threading.Event().wait(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        uv.should_exit = True
+        thread.join(30)
