@@ -590,7 +590,8 @@ def serve(
     data_dir: DataDirOpt = None,
     collection: CollectionOpt = None,
 ) -> None:
-    """Serve the Telegram, Viber and WhatsApp webhooks, /healthz, /readyz and /metrics on one port."""
+    """Serve the search page (/), the HTTP API (/api/v1), the Telegram, Viber and WhatsApp webhooks,
+    /healthz, /readyz and /metrics on one port."""
     settings = settings_from(model_dir=model, encoder=encoder, data_dir=data_dir, collection=collection)
     import uvicorn
 
@@ -605,8 +606,9 @@ def serve(
         raise typer.Exit(2) from None
     logging.getLogger("visearch").setLevel(logging.INFO)
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    app_ = create_app(settings, server, telegram)
-    typer.echo(f"visearch serve on http://{host}:{port} (collection {settings.collection!r})", err=True)
+    app_ = create_app(settings, server, telegram, listen_url=server.public_url or f"http://{host}:{port}")
+    typer.echo(f"visearch serve on http://{host}:{port} (collection {settings.collection!r}): search page at /, "
+               "API at /api/v1 (schema: /api/v1/openapi.json)", err=True)
     uvicorn.run(app_, host=host, port=port, log_level="warning", proxy_headers=True)
 
 

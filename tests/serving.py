@@ -25,8 +25,9 @@ def app_in_thread(settings: Settings, encoder: Any, **server_options: object) ->
     """Serve the app (no messenger configured) until the block ends; yields its base URL."""
     server = load_server_settings(**{"rate_limit": 0, **server_options})
     service = SearchService(encoder, open_store(settings), settings)
-    app = create_app(settings, server, load_telegram_settings(token=None, webhook_secret=None), service=service)
     port = free_port()
+    app = create_app(settings, server, load_telegram_settings(token=None, webhook_secret=None), service=service,
+                     listen_url=f"http://127.0.0.1:{port}")
     uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
 
     async def serve_then_close() -> None:  # the service closes on the server's own loop and thread

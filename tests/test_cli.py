@@ -120,3 +120,28 @@ def test_demo_runs_offline_and_finds_the_milk(tmp_path: Path, monkeypatch: pytes
     assert "1. Banana" in result.output.split("text search: 'banana'")[1]
     assert "--encoder offline" in result.output
     assert [r.getMessage() for r in caplog.records if "offline encoder" in r.getMessage()]
+
+
+def test_cli_on_a_served_data_directory_says_where_the_server_is(
+        tmp_path: Path, sample_collection, offline_encoder, catalog: Path) -> None:
+    """One process owns an embedded data directory: a CLI run next to `visearch serve` stops with
+    the server's address and API, and changes nothing."""
+    import httpx
+
+    from tests.conftest import copy_collection
+    from tests.serving import app_in_thread
+
+    settings = copy_collection(sample_collection, tmp_path / "data")
+    served_env = {"VISEARCH_DATA_DIR": str(settings.data_dir), "VISEARCH_ENCODER": "offline",
+                  "VISEARCH_COLLECTION": settings.collection}
+    with app_in_thread(settings, offline_encoder) as url:
+        before = httpx.get(f"{url}/api/v1/stats").json()["points"]
+        for args in (["index", str(catalog), "--quiet", "--recreate"], ["stats"]):
+            result = CliRunner().invoke(app, args, env=served_env)
+            assert result.exit_code == 2, result.output
+            assert f"visearch serve at {url}" in result.output and f"{url}/api/v1" in result.output
+            assert "Traceback" not in result.output
+        assert httpx.get(f"{url}/api/v1/stats").json()["points"] == before  # --recreate did not happen
+    assert not (settings.data_dir / ".visearch.owner").exists()  # the note goes with the server
+    result = CliRunner().invoke(app, ["stats"], env=served_env)
+    assert result.exit_code == 0, result.output

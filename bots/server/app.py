@@ -56,6 +56,7 @@ class ServerState:
     telegram_dispatcher: Any = None
     writer: CatalogWriter | None = None
     owns_service: bool = False
+    listen_url: str | None = None  # where this server answers (for the data directory's owner note)
 
     def enabled(self) -> list[str]:
         names = []
@@ -74,9 +75,10 @@ class ServerState:
 
 
 def create_app(settings: Settings, server: ServerSettings, telegram: TelegramSettings,
-               service: SearchService | None = None) -> FastAPI:
+               service: SearchService | None = None, listen_url: str | None = None) -> FastAPI:
     """The app. Without a service, one is opened from `settings` at startup (model load, store)."""
-    state = ServerState(settings, server, telegram, service=service, owns_service=service is None)
+    state = ServerState(settings, server, telegram, service=service, owns_service=service is None,
+                        listen_url=listen_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -111,6 +113,9 @@ async def _start(state: ServerState) -> None:
         state.service = await SearchService.open(state.settings)
     metrics, server = state.metrics, state.server
     state.writer = CatalogWriter(state.service, state.settings.data_dir / "uploads")
+    announce = getattr(state.service.store, "announce", None)
+    if announce is not None and state.listen_url:  # a CLI run on the same data directory is told where we are
+        announce(f"visearch serve at {state.listen_url} (API: {state.listen_url}/api/v1)")
     queue = WorkQueue(server.queue_size, server.workers, on_depth=metrics.queue_depth.set)
     queue.start()
     state.runtime = Runtime(queue, SeenIds(server.dedupe_ttl), metrics)

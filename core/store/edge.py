@@ -3,6 +3,7 @@
 Layout of `data_dir`:
 
     .visearch.lock             flock held by the one process that owns the directory
+    .visearch.owner            what that process is, when it says (a server names its URL)
     <collection>/              the EdgeShard (segments, WAL, edge_config.json)
     <collection>.visearch.json who built it: encoder id, dimension, created_at, schema version
 
@@ -41,6 +42,7 @@ Design decisions (and why):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import functools
 import json
@@ -109,6 +111,7 @@ T = TypeVar("T")
 EdgeId = int | UUID | str
 
 LOCK_FILE = ".visearch.lock"
+OWNER_FILE = ".visearch.owner"
 META_SUFFIX = ".visearch.json"
 
 _INDEX_TYPES: dict[str, PayloadSchemaType] = {
@@ -214,6 +217,14 @@ def _acquire_lock(data_dir: Path) -> int:
             owner = ""
         os.close(fd)
         pid = f" (pid {owner})" if owner.isdigit() else ""
+        said = _owner_note(data_dir, owner)
+        if said:
+            raise StoreLockedError(
+                f"the data directory {data_dir} is in use by {said}{pid}: the embedded engine allows one "
+                "process per directory. Stop it, or send your changes and searches to its HTTP API "
+                "(/api/v1, see the README), or run a Qdrant server (VISEARCH_QDRANT_URL) so several "
+                "processes can share one collection."
+            ) from None
         raise StoreLockedError(
             f"the data directory {data_dir} is in use by another visearch process{pid}: the embedded "
             "engine allows one process per directory. Stop that process, or send requests to it "
@@ -223,6 +234,15 @@ def _acquire_lock(data_dir: Path) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+
+
+def _owner_note(data_dir: Path, owner_pid: str) -> str:
+    """What the process holding the lock said it is, if the note is its own (not a crashed one's)."""
+    try:
+        pid, _, note = (data_dir / OWNER_FILE).read_text(encoding="utf-8").partition("\n")
+    except (OSError, UnicodeDecodeError):
+        return ""
+    return note.strip()[:300] if pid.strip() == owner_pid and owner_pid else ""
 
 
 class EdgeStore:
@@ -245,6 +265,14 @@ class EdgeStore:
 
     def __repr__(self) -> str:
         return f"EdgeStore({str(self.data_dir)!r}, {self.collection!r})"
+
+    def announce(self, note: str) -> None:
+        """Say who owns the data directory ("visearch serve at http://..."): a second process that
+        finds it locked quotes this in its error, so the user knows where to send requests."""
+        path = self.data_dir / OWNER_FILE
+        tmp = path.with_name(f"{OWNER_FILE}.{os.getpid()}.tmp")
+        tmp.write_text(f"{os.getpid()}\n{note}\n", encoding="utf-8")
+        tmp.replace(path)
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -561,5 +589,7 @@ class EdgeStore:
         finally:
             self._executor.shutdown(wait=True)
             if self._lock_fd is not None:
+                with contextlib.suppress(OSError):
+                    (self.data_dir / OWNER_FILE).unlink(missing_ok=True)
                 os.close(self._lock_fd)  # closing the descriptor releases the flock
                 self._lock_fd = None
