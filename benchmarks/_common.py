@@ -23,6 +23,23 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 
+SAMPLE_CATALOG = REPO_ROOT / "indexer" / "demo_data" / "grocery" / "catalog.csv"
+
+
+async def build_sample_collection(settings: Any, encoder: Any) -> None:
+    """Index the bundled 81-product grocery sample into `settings`' collection (stops on a failure)."""
+    from core.store.factory import open_store
+    from indexer.pipeline import index_catalog
+
+    store = open_store(settings)
+    try:
+        summary = await index_catalog(SAMPLE_CATALOG, encoder, store, settings, progress=False)
+        if not summary.ok:
+            raise SystemExit(f"indexing the sample failed: {summary.problems}")
+    finally:
+        await store.close()
+
+
 def grocery_val_photos(count: int) -> list[bytes]:
     """Real in-store photos from the GroceryStoreDataset's val split, spread over its classes."""
     dataset = REPO_ROOT.parent / "shared" / "datasets" / "grocery"

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import (
+    build_sample_collection,
     REPO_ROOT,
     dump_json,
     grocery_val_photos,
@@ -58,7 +59,6 @@ from core.domain import Query
 from core.encoders.base import Encoder
 from core.search import SearchService
 from core.store.factory import open_store
-from indexer.pipeline import index_catalog
 
 SAMPLE = REPO_ROOT / "indexer" / "demo_data" / "grocery"
 CARDS = 3
@@ -82,15 +82,6 @@ def stats(seconds: Sequence[float]) -> dict[str, float]:
     """p50 / p95 / p99 and friends in milliseconds."""
     return {**latency_stats_ms(seconds), "p95_ms": percentile([s * 1000 for s in seconds], 95)}
 
-
-async def build_collection(settings: Settings, encoder: Encoder) -> None:
-    store = open_store(settings)
-    try:
-        summary = await index_catalog(SAMPLE / "catalog.csv", encoder, store, settings, progress=False)
-        if not summary.ok:
-            raise SystemExit(f"indexing failed: {summary.problems}")
-    finally:
-        await store.close()
 
 
 async def one_user(service: SearchService, photos: Sequence[bytes], n: int) -> tuple[list[float], float]:
@@ -218,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides.update(clip_model=str(random_clip_dir(tmp / "clip")), onnx_cache=tmp / "onnx-cache")
         base = load_settings(data_dir=tmp / "data", **overrides)
         encoder = load_encoder(base)
-        asyncio.run(build_collection(base, encoder))
+        asyncio.run(build_sample_collection(base, encoder))
         wait_on = args.wait_ms if args.wait_ms is not None else (base.batch_wait_ms or 5.0)
         for wait in (0.0, wait_on):
             print(f"running batch_wait_ms={wait}...", file=sys.stderr)

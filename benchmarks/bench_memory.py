@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import REPO_ROOT, dump_json, grocery_val_photos, machine_info, print_machine, table
+from _common import build_sample_collection, dump_json, grocery_val_photos, machine_info, print_machine, table
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -37,9 +37,7 @@ from core.domain import Query
 from core.encoders.factory import load_encoder
 from core.search import SearchService
 from core.store.factory import open_store
-from indexer.pipeline import index_catalog
 
-SAMPLE = REPO_ROOT / "indexer" / "demo_data" / "grocery"
 TEXTS = ["green apple", "oat milk", "red pepper", "banana", "orange juice", "yoghurt", "mushrooms",
          "tomato", "sour cream", "ginger", "lemon", "avocado", "soy milk", "potato", "pear"]
 
@@ -68,10 +66,8 @@ def next_query(i: int, photos: list[bytes], last_cursor: str | None, point_ids: 
 async def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     settings = load_settings(data_dir=data_dir, encoder="offline", collection="memory", backend=args.backend)
     encoder = load_encoder(settings)
+    await build_sample_collection(settings, encoder)
     store = open_store(settings)
-    summary = await index_catalog(SAMPLE / "catalog.csv", encoder, store, settings, progress=False)
-    if not summary.ok:
-        raise SystemExit(f"indexing failed: {summary.problems}")
     service = SearchService(encoder, store, settings)
     photos = grocery_val_photos(40)
     try:

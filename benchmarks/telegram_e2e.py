@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from _common import (
+    build_sample_collection,
     REPO_ROOT,
     dump_json,
     grocery_val_photos,
@@ -56,7 +57,6 @@ from core.domain import Query
 from core.encoders.base import Encoder
 from core.search import SearchService
 from core.store.factory import open_store
-from indexer.pipeline import index_catalog
 from tests.fakes.telegram import TOKEN, FakeTelegram
 
 SAMPLE = REPO_ROOT / "indexer" / "demo_data" / "grocery"
@@ -129,15 +129,6 @@ def stats(seconds: Sequence[float]) -> dict[str, float]:
     return {**latency_stats_ms(seconds), "p95_ms": percentile([s * 1000 for s in seconds], 95)}
 
 
-async def build_collection(settings: Settings, encoder: Encoder) -> None:
-    store = open_store(settings)
-    try:
-        summary = await index_catalog(SAMPLE / "catalog.csv", encoder, store, settings, progress=False)
-        if not summary.ok:
-            raise SystemExit(f"indexing failed: {summary.problems}")
-    finally:
-        await store.close()
-
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -157,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     try:
         settings = load_settings(data_dir=tmp / "data", encoder="offline", collection="bench")
-        asyncio.run(build_collection(settings, encoder))
+        asyncio.run(build_sample_collection(settings, encoder))
         for framework in args.frameworks.split(","):
             print(f"running {framework}...", file=sys.stderr)
             results.append(asyncio.run(run_framework(framework, settings, encoder, photos, sequential,

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from _common import (
+    build_sample_collection,
     REPO_ROOT,
     dump_json,
     grocery_val_photos,
@@ -41,8 +42,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from core.config import Settings, load_settings
 from core.domain import Query
 from core.search import SearchService
-from core.store.factory import open_store
-from indexer.pipeline import index_catalog
 from tests.fakes.messengers import viber_message, whatsapp_payload
 from tests.test_server import Served, serve
 
@@ -123,13 +122,6 @@ async def run(settings: Settings, encoder, photos: Sequence[bytes], sequential: 
     return results
 
 
-async def build(settings: Settings, encoder) -> None:
-    store = open_store(settings)
-    try:
-        await index_catalog(SAMPLE / "catalog.csv", encoder, store, settings, progress=False)
-    finally:
-        await store.close()
-
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -145,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="visearch-webhook-bench-"))
     try:
         settings = load_settings(data_dir=tmp / "data", encoder="offline", collection="bench")
-        asyncio.run(build(settings, encoder))
+        asyncio.run(build_sample_collection(settings, encoder))
         rss_start = rss_mb()
         results = asyncio.run(run(settings, encoder, grocery_val_photos(40), sequential, args.senders, total))
     finally:
