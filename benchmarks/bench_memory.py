@@ -91,7 +91,14 @@ async def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
                                 "elapsed_s": time.perf_counter() - started})
     finally:
         await service.close()
-    return {"samples": samples, "encoder": encoder.model_id, "backend": args.backend}
+    return {"samples": samples, "encoder": encoder.model_id, "backend": args.backend,
+            "max_cursors": settings.max_cursors}
+
+
+def growth_line(label: str, start: dict[str, Any], end: dict[str, Any]) -> str:
+    queries = end["queries"] - start["queries"]
+    grown = end["rss_mb"] - start["rss_mb"]
+    return f"growth {label}: {grown:+.1f} MB over {queries:,} queries ({grown / max(1, queries / 1000):+.2f} MB per 1,000)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,9 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     print(table(["queries", "RSS MB", "vs idle", "cursors held", "elapsed s"], rows), file=out)
     if len(samples) > 2:
         warm, last = samples[1], samples[-1]
-        per_k = (last["rss_mb"] - warm["rss_mb"]) / max(1, (last["queries"] - warm["queries"]) / 1000)
-        print(f"growth after the first {warm['queries']:,} queries: {last['rss_mb'] - warm['rss_mb']:+.1f} MB "
-              f"over {last['queries'] - warm['queries']:,} queries ({per_k:+.2f} MB per 1,000)", file=out)
+        print(growth_line(f"after the first {warm['queries']:,} queries", warm, last), file=out)
+        full = next((x for x in samples if x["cursors"] >= result["max_cursors"]), None)
+        if full is not None and full is not last:  # the bounded caches are full from here on
+            print(growth_line(f"once the cursor cache was full ({full['queries']:,} queries)", full, last), file=out)
     if args.json:
         dump_json({"machine": info, **result}, args.json)
     return 0

@@ -283,6 +283,16 @@ async def test_scroll_returns_every_point(filled: VectorStore) -> None:
         assert p.vector == pytest.approx(points[p.point_id].vector, abs=1e-5)
 
 
+async def test_scroll_of_some_products_only(filled: VectorStore) -> None:
+    points = make_points()
+    wanted = sorted({points[0].payload["product_id"], points[-1].payload["product_id"]})
+    expected = sorted(p.id for p in points if p.payload["product_id"] in wanted)
+    seen = [p async for p in filled.scroll(batch_size=1, product_ids=wanted)]
+    assert sorted(p.point_id for p in seen) == expected and len(expected) < TOTAL_POINTS
+    assert [p async for p in filled.scroll(product_ids=[])] == []
+    assert [p async for p in filled.scroll(product_ids=["no-such-product"])] == []
+
+
 async def test_scroll_empty_collection(store: VectorStore) -> None:
     await store.ensure_collection(ENCODER, DIM)
     assert [p async for p in store.scroll()] == []
