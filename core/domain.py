@@ -13,6 +13,9 @@ POINT_NAMESPACE = uuid.UUID("5b0f7a8e-3c1d-4d2b-9a57-7f1e0c6d2a11")
 
 #: Payload keys that hold lower-cased copies of filterable fields (indexed in the store).
 FILTER_KEYS = {"category": "f_category", "brand": "f_brand", "tags": "f_tags"}
+#: payload keys the indexer writes itself; `Product.extra` may use none of them (nor a Product field)
+RESERVED_PAYLOAD_KEYS = frozenset({"product_id", "image", "image_root", "colours", "image_index", "image_sha256",
+                                   "product_hash", "ocr_text", *FILTER_KEYS.values()})
 
 
 def normalise_key(value: str) -> str:
@@ -48,6 +51,17 @@ class Product(BaseModel):
     def _clean_tags(cls, tags: list[str]) -> list[str]:
         return [t.strip() for t in tags if t and t.strip()]
 
+    @field_validator("extra")
+    @classmethod
+    def _extra_keeps_to_itself(cls, extra: dict[str, Any]) -> dict[str, Any]:
+        """An extra key named like a field ("id", "title") or a key the indexer writes would overwrite
+        it in the stored payload: refuse it with its name."""
+        clash = sorted(k for k in extra if k in cls.model_fields or k in RESERVED_PAYLOAD_KEYS)
+        if clash:
+            raise ValueError(f"{', '.join(repr(k) for k in clash[:5])}: reserved (a product field or a key visearch "
+                             "writes); rename the key")
+        return extra
+
     def payload(self, image_ref: str, image_sha256: str, image_index: int) -> dict[str, Any]:
         """The payload of one point (one image of this product): product fields + filter keys."""
         data: dict[str, Any] = self.model_dump(exclude={"extra"})
@@ -71,9 +85,8 @@ class Product(BaseModel):
     def from_payload(cls, payload: dict[str, Any]) -> Product:
         """Rebuild the product from any of its points' payload."""
         known = set(cls.model_fields) - {"extra"}
-        internal = {"product_id", "image", "image_root", "colours", "image_index", "image_sha256", "product_hash", "ocr_text", *FILTER_KEYS.values()}
         fields = {k: v for k, v in payload.items() if k in known}
-        extra = {k: v for k, v in payload.items() if k not in known and k not in internal}
+        extra = {k: v for k, v in payload.items() if k not in known and k not in RESERVED_PAYLOAD_KEYS and k != "extra"}
         return cls(**fields, extra=extra)
 
 

@@ -20,15 +20,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from core.domain import FILTER_KEYS, Product
+from core.domain import RESERVED_PAYLOAD_KEYS, Product
 from core.errors import CatalogError
 
 #: columns that map to Product fields (matched case-insensitively); everything else goes to `extra`
 KNOWN_COLUMNS = frozenset({"id", "title", "image", "images", "description", "price", "currency", "category",
                            "brand", "tags", "url", "in_stock"})
 #: payload keys the indexer writes itself: a catalog column with one of these names would be overwritten
-RESERVED_COLUMNS = frozenset({"product_id", "image_index", "image_sha256", "product_hash", "extra",
-                              *FILTER_KEYS.values()})
+RESERVED_COLUMNS = RESERVED_PAYLOAD_KEYS - KNOWN_COLUMNS | {"extra"}
 TRUE_WORDS = frozenset({"true", "yes", "y", "1", "t", "in stock"})
 FALSE_WORDS = frozenset({"false", "no", "n", "0", "f", "out of stock"})
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}

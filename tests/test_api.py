@@ -228,6 +228,9 @@ async def test_delete_then_search_does_not_return_the_product(api: Api, grocery_
     ({"id": "path", "title": "Server path", "images": ["/etc/passwd"]}, "images.0"),
     ({"id": "noimg", "title": "No image", "images": []}, "images"),
     ({"id": "x", "title": "Unknown field", "images": ["https://shop.example/a.jpg"], "colour": "red"}, "colour"),
+    ({"id": "xk", "title": "Extra overrides id", "images": ["https://shop.example/a.jpg"], "extra": {"id": []}}, "extra"),
+    ({"id": "xr", "title": "Extra overrides", "images": ["https://shop.example/a.jpg"], "extra": {"image_root": "/"}},
+     "extra"),
 ])
 async def test_invalid_products_get_422_naming_the_field_and_write_nothing(api: Api, product: dict, field: str) -> None:
     response = await api.http.post("/api/v1/products", json=product, headers=WRITE)

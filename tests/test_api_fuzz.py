@@ -27,7 +27,7 @@ from tests.serving import app_in_thread
 
 SAMPLE = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery"
 KEY = "fuzz-key-123"
-EXAMPLES = 25
+EXAMPLES = 40
 KEPT = {"granny-smith", "banana"}
 
 

@@ -50,14 +50,13 @@ def product_folder(product_id: str) -> str:
     return hashlib.sha256(product_id.encode("utf-8")).hexdigest()[:24]
 
 
-def image_url(point: StoredPoint, base_url: str) -> str | None:
-    """Where a browser gets a point's photo: its own http(s) URL, or this server's /media route."""
-    image = str(point.payload.get("image") or "")
+def media_url(image: str | None, point_id: str, base_url: str) -> str | None:
+    """Where a browser gets a photo: its own http(s) URL, or this server's /media route."""
     if not image:
         return None
     if image[:8].lower().startswith(("http://", "https://")):
         return image
-    return f"{base_url}/media/{point.point_id}"
+    return f"{base_url}/media/{point_id}"
 
 
 class CatalogWriter:
@@ -101,7 +100,8 @@ class CatalogWriter:
         if not points:
             return None
         product = Product.from_payload(points[0].payload)
-        images = [ImageOut(point_id=p.point_id, image_url=image_url(p, base_url)) for p in points]
+        images = [ImageOut(point_id=p.point_id, image_url=media_url(str(p.payload.get("image") or ""), p.point_id, base_url))
+                  for p in points]
         return ProductOut(**product.model_dump(exclude={"images"}), images=images)
 
     # -- uploads (worker thread) ---------------------------------------------------------------

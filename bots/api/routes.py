@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from bots.api.catalog import CatalogWriter, Upload, UploadError, image_url
+from bots.api.catalog import CatalogWriter, Upload, UploadError, media_url
 from bots.api.models import (
     BatchIn,
     BatchItem,
@@ -124,9 +124,7 @@ def search_answer(result: SearchResult, request: Request) -> SearchOut:
     base = base_url(request)
     cards = []
     for card in result.cards:
-        url = card.image if card.image and card.image[:8].lower().startswith(("http://", "https://")) else (
-            f"{base}/media/{card.point_id}" if card.image else None)
-        cards.append(CardOut.of(card, url))
+        cards.append(CardOut.of(card, media_url(card.image, card.point_id, base)))
     return SearchOut(cards=cards, cut_off=result.cut_off, next_cursor=result.next_cursor,
                      message=None if cards else NO_MATCH)
 
@@ -190,34 +188,32 @@ def is_form(request: Request) -> bool:
     return kind.startswith(("multipart/form-data", "application/x-www-form-urlencoded"))
 
 
-def product_body_doc(name: str) -> dict[str, Any]:
-    """OpenAPI requestBody of an endpoint that takes JSON or a multipart form (documented by hand,
-    since one handler reads both)."""
-    if name == "product":
-        return {"requestBody": {"required": True, "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/ProductIn"}},
-            "multipart/form-data": {"schema": {
-                "type": "object", "required": ["product"],
-                "properties": {
-                    "product": {"type": "string", "description": "the ProductIn JSON (its `images` may be empty)"},
-                    "images": {"type": "array", "items": {"type": "string", "format": "binary"},
-                               "description": "photo files, after the JSON's image URLs"}}}}}}}
-    return {"requestBody": {"required": True, "content": {
-        "application/json": {"schema": {"$ref": "#/components/schemas/SearchIn"}},
-        "multipart/form-data": {"schema": {
-            "type": "object",
-            "properties": {
-                "image": {"type": "string", "format": "binary", "description": "a photo to search with"},
-                "text": {"type": "string", "maxLength": 500, "description": "words to search with"},
-                "filters": {"type": "string", "description": "a Filters object as JSON"},
-                "limit": {"type": "integer", "minimum": 1, "maximum": 100}}}}}}}
+#: OpenAPI request bodies of the endpoints that take JSON or a form (documented by hand: one
+#: handler reads both, so FastAPI cannot infer them)
+PRODUCT_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"$ref": "#/components/schemas/ProductIn"}},
+    "multipart/form-data": {"schema": {
+        "type": "object", "required": ["product"],
+        "properties": {
+            "product": {"type": "string", "description": "the ProductIn JSON (its `images` may be empty)"},
+            "images": {"type": "array", "items": {"type": "string", "format": "binary"},
+                       "description": "photo files, after the JSON's image URLs"}}}}}}}
+SEARCH_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"$ref": "#/components/schemas/SearchIn"}},
+    "multipart/form-data": {"schema": {
+        "type": "object",
+        "properties": {
+            "image": {"type": "string", "format": "binary", "description": "a photo to search with"},
+            "text": {"type": "string", "maxLength": 500, "description": "words to search with"},
+            "filters": {"type": "string", "description": "a Filters object as JSON"},
+            "limit": {"type": "integer", "minimum": 1, "maximum": 100}}}}}}}
 
 
 router = APIRouter(responses=ERRORS)
 
 
 @router.post("/products", response_model=UpsertResult, dependencies=[Depends(require_write_key)],
-             openapi_extra=product_body_doc("product"), summary="Create or replace a product")
+             openapi_extra=PRODUCT_BODY, summary="Create or replace a product")
 async def upsert_product(request: Request) -> UpsertResult:
     """JSON (a ProductIn whose images are http(s) URLs) or a multipart form (`product` JSON + `images`
     files). Idempotent: the same product twice writes nothing the second time."""
@@ -315,7 +311,7 @@ async def similar_products(
 
 
 @router.post("/search", response_model=SearchOut, dependencies=[Depends(require_search_key)],
-             openapi_extra=product_body_doc("search"), summary="Search by photo and/or words")
+             openapi_extra=SEARCH_BODY, summary="Search by photo and/or words")
 async def search(request: Request) -> SearchOut:
     """A multipart form (`image` file and/or `text`, `filters` JSON, `limit`) or JSON
     (`text` or `cursor`, `filters`, `limit`)."""
