@@ -322,7 +322,7 @@ async def run_size(n_points: int, args: argparse.Namespace, tmp: Path) -> dict[s
         log(f"{backend}: reopen {res['reopen']['total_s']:.2f}s")
         await store.close()
         if backend == "edge" and args.optimize and n_points <= args.optimize_max_points:
-            res["serving_rss_mb"] = serving_rss(where, queries, tmp)
+            res["serving_rss_mb"] = serving_rss(where, queries, tmp, args.vectors_on_disk, args.serving_filtered)
             log(f"edge: a fresh serving process: {res['serving_rss_mb']}")
         result["stores"][backend] = res
         shutil.rmtree(where, ignore_errors=True)
@@ -339,7 +339,9 @@ async def index_rows(store: VectorStore, queries: np.ndarray, args: argparse.Nam
     """Build HNSW + int8 (`visearch optimize`), then time HNSW, HNSW+int8 and the filtered rows again."""
     k = min(args.recall_queries, len(queries))
     exact = await top_ids(store, queries, "none", k)  # still unindexed: a plain exact scan
-    store.index = replace(BENCH_INDEX)  # type: ignore[attr-defined]
+    exact_filtered = {kind: await top_ids(store, queries, kind, k) for kind in ("selective", "broad")}
+    built = replace(BENCH_INDEX, vectors_on_disk=args.vectors_on_disk)
+    store.index = built  # type: ignore[attr-defined]
     t1 = time.perf_counter()
     report = await store.build_index()  # type: ignore[attr-defined]
     res["optimize_s"] = time.perf_counter() - t1
@@ -347,7 +349,7 @@ async def index_rows(store: VectorStore, queries: np.ndarray, args: argparse.Nam
     res["rss_mb"]["indexed"] = rss_mb()
     log(f"edge build_index {res['optimize_s']:.1f}s: {report.indexed_vectors:,} indexed, {report.segments} segments")
     res["recall_at_10"] = {}
-    for row, index in (("none_hnsw", replace(BENCH_INDEX, quantization="none")), ("none_int8", BENCH_INDEX)):
+    for row, index in (("none_hnsw", replace(built, quantization="none")), ("none_int8", built)):
         store.index = index  # type: ignore[attr-defined]
         lat = await time_queries(store, queries, "none", args.queries, args.warmup)
         res["rows"][row] = {**latency_stats_ms(lat), "note": ""}
@@ -357,6 +359,16 @@ async def index_rows(store: VectorStore, queries: np.ndarray, args: argparse.Nam
     for kind in ("selective", "broad"):
         lat = await time_queries(store, queries, kind, args.queries, args.warmup)
         res["rows"][f"{kind}_int8"] = {**latency_stats_ms(lat), "note": ""}
+    store.index = replace(built, filtered="index")  # type: ignore[attr-defined]  # VISEARCH_FILTERED_SEARCH=index
+    for kind in ("selective", "broad"):
+        row = f"{kind}_index"
+        lat = await time_queries(store, queries, kind, args.queries, args.warmup)
+        res["rows"][row] = {**latency_stats_ms(lat), "note": ""}
+        planned = await top_ids(store, queries, kind, k)
+        res["recall_at_10"][row] = float(np.mean([len(set(a[:10]) & set(e[:10])) / max(1, len(e[:10]))
+                                                  for a, e in zip(planned, exact_filtered[kind])]))
+        log(f"edge {row}: p50 {res['rows'][row]['p50_ms']:.2f} ms, recall@10 {res['recall_at_10'][row]:.3f}")
+    store.index = built  # type: ignore[attr-defined]
     res["rss_mb"]["indexed_searched"] = rss_mb()
 
 
@@ -364,24 +376,25 @@ SERVING_PROBE = "--serving-probe"
 SERVING_QUERIES = 300
 
 
-def serving_rss(where: Path, queries: np.ndarray, tmp: Path) -> dict[str, float]:
+def serving_rss(where: Path, queries: np.ndarray, tmp: Path, on_disk: bool, filtered: str) -> dict[str, float]:
     """RSS of a fresh process that opens the optimized collection as `visearch serve` would (HNSW +
     int8 settings, no dataset in memory) and answers SERVING_QUERIES unfiltered and filtered queries."""
     qfile = tmp / "serving-queries.npy"
     np.save(qfile, queries)
-    done = subprocess.run([sys.executable, __file__, SERVING_PROBE, str(where), str(qfile)],
+    done = subprocess.run([sys.executable, __file__, SERVING_PROBE, str(where), str(qfile), str(int(on_disk)), filtered],
                           capture_output=True, text=True, timeout=3600)
     if done.returncode != 0:
         raise RuntimeError(f"serving probe failed: {done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def serving_probe(where: Path, qfile: Path) -> None:
+def serving_probe(where: Path, qfile: Path, on_disk: bool, filtered: str) -> None:
     """The child of `serving_rss`: prints its RSS after opening, after searching, and its peak."""
     settings = Settings(data_dir=where, collection=COLLECTION, qdrant_url=None, _env_file=None,
                         hnsw_m=BENCH_INDEX.hnsw_m, hnsw_ef_construct=BENCH_INDEX.hnsw_ef_construct,
                         hnsw_ef=BENCH_INDEX.hnsw_ef, quantization=BENCH_INDEX.quantization,
-                        quantization_oversampling=BENCH_INDEX.quantization_oversampling)
+                        quantization_oversampling=BENCH_INDEX.quantization_oversampling,
+                        vectors_on_disk=on_disk, filtered_search=filtered)
     queries = np.load(qfile)
     started = rss_mb()
 
@@ -409,6 +422,8 @@ LABELS = {
     "broad": "in_stock only",
     "selective_int8": "category+in_stock+price (after optimize)",
     "broad_int8": "in_stock only (after optimize)",
+    "selective_index": "category+in_stock+price (FILTERED_SEARCH=index)",
+    "broad_index": "in_stock only (FILTERED_SEARCH=index)",
 }
 
 
@@ -472,7 +487,8 @@ def render(result: dict[str, Any]) -> str:
             if "serving_rss_mb" in res:
                 serving = ", ".join(f"{k} {v:,.0f}" for k, v in res["serving_rss_mb"].items())
                 notes.append(f"  {size['points']:,} {backend} RSS MB of a fresh serving process (HNSW + int8, "
-                             f"{SERVING_QUERIES} mixed queries): {serving}")
+                             f"vectors on disk: {result['vectors_on_disk']}, filtered search: "
+                             f"{result['serving_filtered']}; {SERVING_QUERIES} mixed queries): {serving}")
         if "top20_agreement" in size:
             agree = ", ".join(f"{LABELS[k]} {v:.2f}" for k, v in size["top20_agreement"].items() if v is not None)
             notes.append(f"  {size['points']:,} top-20 agreement edge vs local (first 5 queries): {agree}")
@@ -495,7 +511,7 @@ def render(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == [SERVING_PROBE]:
-        serving_probe(Path(argv[1]), Path(argv[2]))
+        serving_probe(Path(argv[1]), Path(argv[2]), argv[3] == "1", argv[4])
         return 0
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smoke test: 2k points, 20 queries")
@@ -517,6 +533,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--optimize-max-points", type=int, default=1_000_000,
                     help="only build the index for sizes up to this many points (HNSW build of 100k x 512-d "
                          "takes minutes on 2 cores)")
+    ap.add_argument("--vectors-on-disk", action="store_true",
+                    help="optimize with VISEARCH_VECTORS_ON_DISK (float vectors memory-mapped, int8 copy in RAM)")
+    ap.add_argument("--serving-filtered", choices=("exact", "index"), default="exact",
+                    help="VISEARCH_FILTERED_SEARCH of the fresh serving process whose RSS is measured")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
                     help="write JSON results to PATH, or to stdout (tables then go to stderr)")
@@ -537,7 +557,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     info = machine_info()
     result: dict[str, Any] = {"benchmark": "search", "quick": args.quick, "machine": info, "limit": LIMIT,
-                              "dim": DIM, "queries": args.queries, "warmup": args.warmup, "sizes": []}
+                              "dim": DIM, "queries": args.queries, "warmup": args.warmup, "sizes": [],
+                              "vectors_on_disk": args.vectors_on_disk, "serving_filtered": args.serving_filtered}
     with tempfile.TemporaryDirectory(prefix="visearch-bench-search-") as tmpdir:
         for n in args.sizes:
             result["sizes"].append(asyncio.run(run_size(n, args, Path(tmpdir))))

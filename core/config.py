@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     max_pending: int = Field(256, ge=1, description="queries waiting for or on the encoder at most; one more gets the 'busy' reply")
     # speed (issue 6): vector index
     hnsw_m: int = Field(16, ge=4, le=128, description="HNSW graph edges per node, used by `visearch optimize` / new server collections; more = better recall, more memory")
+    vectors_on_disk: bool = Field(False, description="keep the float vectors in memory-mapped files instead of RAM (with VISEARCH_QUANTIZATION=int8 searches read the int8 copy, kept in RAM); applied by `visearch optimize`")
+    filtered_search: Literal["exact", "index"] = Field("exact", description="filtered searches: exact (every match scored: full recall) or index (the engine plans: exact for selective filters, HNSW with ACORN for broad ones, after `visearch optimize`)")
     hnsw_ef_construct: int = Field(100, ge=4, le=1000, description="HNSW build-time candidates; more = better graph, slower `visearch optimize`")
     hnsw_ef: int = Field(128, ge=1, le=4096, description="HNSW search-time candidates for unfiltered searches (filtered searches are exact)")
     quantization: Literal["none", "int8"] = Field("none", description="int8 scalar quantization of the vectors (4x less memory for the search copy), built by `visearch optimize`")

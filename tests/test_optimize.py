@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -100,6 +101,37 @@ async def test_filtered_search_stays_exact_after_optimize(optimized: EdgeStore, 
         assert [h.point_id for h in hits] == exact_top(vectors, q, K, mask)
         # scores come from the float vectors, not the int8 copy
         assert hits[0].score == pytest.approx(float(vectors[int(hits[0].point_id[-12:]) - 1] @ q), abs=1e-4)
+
+
+async def test_planned_filtered_search_keeps_recall(optimized: EdgeStore, vectors: np.ndarray) -> None:
+    """VISEARCH_FILTERED_SEARCH=index: the engine plans filtered searches (HNSW + ACORN when broad)."""
+    optimized.index = replace(INT8, filtered="index")
+    in_stock = np.array([i % 3 != 0 for i in range(N)])
+    recalls = []
+    for q in clustered(30, seed=4):
+        hits = await optimized.search(q.tolist(), Filters(in_stock=True), K)
+        assert all(int(h.point_id[-12:]) % 3 != 1 for h in hits)  # point i+1 <-> index i: never an out-of-stock one
+        recalls.append(len({h.point_id for h in hits} & set(exact_top(vectors, q, K, in_stock))) / K)
+    assert float(np.mean(recalls)) >= 0.95
+
+
+async def test_vectors_on_disk_keep_search_and_reopen(tmp_path: Path, vectors: np.ndarray) -> None:
+    on_disk = replace(INT8, vectors_on_disk=True)
+    store = EdgeStore(tmp_path, "p", index=on_disk)
+    await store.ensure_collection(ENCODER, DIM)
+    await store.upsert(records(vectors[:800]))
+    assert (await store.build_index()).changed
+    config = json.loads((tmp_path / "p" / "edge_config.json").read_text())
+    assert config["vectors"]["image"]["on_disk"] is True
+    await store.close()
+    store = EdgeStore(tmp_path, "p", index=on_disk)
+    try:
+        hits = await store.search(vectors[11].tolist(), None, 3)
+        assert hits[0].point_id == point_id(11) and hits[0].score == pytest.approx(1.0, abs=1e-3)
+        filtered = await store.search(vectors[11].tolist(), Filters(categories=[CATEGORIES[11 % 5]]), 3)
+        assert filtered[0].point_id == point_id(11)
+    finally:
+        await store.close()
 
 
 async def test_optimize_again_is_a_no_op_and_new_settings_rebuild(tmp_path: Path, vectors: np.ndarray) -> None:

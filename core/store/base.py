@@ -34,6 +34,8 @@ class IndexSettings:
     quantization_rescore: bool = True
     quantization_oversampling: float = 2.0
     indexing_threshold_kb: int = 1
+    vectors_on_disk: bool = False
+    filtered: Literal["exact", "index"] = "exact"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -57,6 +57,7 @@ from uuid import UUID
 
 import numpy as np
 from qdrant_edge import (
+    AcornSearchParams,
     CountRequest,
     Distance,
     EdgeConfig,
@@ -147,16 +148,18 @@ def edge_filter(filters: Filters | None) -> Filter | None:
     return Filter(must=must or None, must_not=must_not or None)
 
 
-def _vector_config(meta: dict[str, Any]) -> EdgeVectorParams | dict[str, EdgeVectorParams]:
-    """Schema 1: one unnamed vector. Schema 2: named "image" (+ "text" when the encoder reads words)."""
+def _vector_config(meta: dict[str, Any], on_disk: bool = False) -> EdgeVectorParams | dict[str, EdgeVectorParams]:
+    """Schema 1: one unnamed vector. Schema 2: named "image" (+ "text" when the encoder reads words).
+
+    `on_disk`: float vectors in memory-mapped files (read through the page cache) instead of RAM."""
     name = image_vector_name(meta)
-    image = EdgeVectorParams(size=meta["dim"], distance=Distance.Cosine)
+    image = EdgeVectorParams(size=meta["dim"], distance=Distance.Cosine, on_disk=on_disk)
     if not name:
         return image
     config = {name: image}
     text_dim = text_vector_dim(meta)
     if text_dim is not None:
-        config[TEXT_VECTOR] = EdgeVectorParams(size=text_dim, distance=Distance.Cosine)
+        config[TEXT_VECTOR] = EdgeVectorParams(size=text_dim, distance=Distance.Cosine, on_disk=on_disk)
     return config
 
 
@@ -165,10 +168,10 @@ def _edge_config(meta: dict[str, Any], index: IndexSettings) -> EdgeConfig:
 
     `indexing_threshold` only matters when `optimize()` runs (the engine never indexes by itself),
     so a low value means "index everything when asked", not "index while writing"."""
-    quantization = (ScalarQuantizationConfig(type=ScalarType.Int8, quantile=0.99)
+    quantization = (ScalarQuantizationConfig(type=ScalarType.Int8, quantile=0.99, always_ram=True)
                     if index.quantization == "int8" else None)
     return EdgeConfig(
-        vectors=_vector_config(meta),
+        vectors=_vector_config(meta, index.vectors_on_disk),
         hnsw_config=HnswIndexConfig(m=index.hnsw_m, ef_construct=index.hnsw_ef_construct, full_scan_threshold=10_000),
         quantization_config=quantization,
         optimizers=EdgeOptimizersConfig(indexing_threshold=index.indexing_threshold_kb),
@@ -176,15 +179,19 @@ def _edge_config(meta: dict[str, Any], index: IndexSettings) -> EdgeConfig:
 
 
 def search_params(filtered: bool, index: IndexSettings) -> SearchParams:
-    """Exact on the float vectors when filtered (full recall whatever the filter); HNSW (+ rescoring) otherwise."""
-    if filtered:
+    """Unfiltered: HNSW (+ int8 rescoring) once built. Filtered: exact on the float vectors (full
+    recall whatever the filter), or with `filtered="index"` the engine's own plan: the payload index
+    and an exact scan when the filter matches few points, HNSW with ACORN (2-hop neighbours, for
+    recall under filters) when it matches many."""
+    if filtered and index.filtered == "exact":
         return SearchParams(exact=True, quantization=QuantizationSearchParams(ignore=True))
     if index.quantization == "int8":
         quantization = QuantizationSearchParams(rescore=index.quantization_rescore,
                                                 oversampling=index.quantization_oversampling)
     else:
         quantization = QuantizationSearchParams(ignore=True)  # a quantized copy left from before is not used
-    return SearchParams(hnsw_ef=index.hnsw_ef, quantization=quantization)
+    acorn = AcornSearchParams(enable=True) if filtered else None
+    return SearchParams(hnsw_ef=index.hnsw_ef, quantization=quantization, acorn=acorn)
 
 
 def _persisted_quantization(shard_path: Path) -> bool:

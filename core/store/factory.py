@@ -35,6 +35,8 @@ def index_settings(settings: Settings) -> IndexSettings:
         quantization_rescore=settings.quantization_rescore,
         quantization_oversampling=settings.quantization_oversampling,
         indexing_threshold_kb=settings.indexing_threshold_kb,
+        vectors_on_disk=settings.vectors_on_disk,
+        filtered=settings.filtered_search,
     )
 
 

@@ -111,14 +111,16 @@ def quantization_config(index: IndexSettings) -> models.ScalarQuantization | Non
 
 
 def server_search_params(filtered: bool, index: IndexSettings) -> models.SearchParams:
-    """Exact on float vectors when filtered; HNSW with `hnsw_ef` (+ int8 rescoring) otherwise."""
-    if filtered:
+    """Exact on float vectors when filtered (unless `filtered="index"`: the server plans, HNSW with
+    ACORN for broad filters); HNSW with `hnsw_ef` (+ int8 rescoring) otherwise."""
+    if filtered and index.filtered == "exact":
         return models.SearchParams(exact=True, quantization=models.QuantizationSearchParams(ignore=True))
     quantization = None
     if index.quantization == "int8":
         quantization = models.QuantizationSearchParams(rescore=index.quantization_rescore,
                                                        oversampling=index.quantization_oversampling)
-    return models.SearchParams(hnsw_ef=index.hnsw_ef, quantization=quantization)
+    acorn = models.AcornSearchParams(enable=True) if filtered else None
+    return models.SearchParams(hnsw_ef=index.hnsw_ef, quantization=quantization, acorn=acorn)
 
 
 def _safe_url(url: str) -> str:
