@@ -208,7 +208,7 @@ def test_env_example_lists_known_settings_with_placeholders_only() -> None:
 
     # placeholders only: secrets empty or an obvious "change-me"; nothing shaped like a real token
     for key in ("TELEGRAM_TOKEN", "TELEGRAM_WEBHOOK_SECRET", "VIBER_TOKEN", "WHATSAPP_TOKEN", "WHATSAPP_APP_SECRET",
-                "WHATSAPP_VERIFY_TOKEN"):
+                "WHATSAPP_VERIFY_TOKEN", "API_KEYS"):
         assert example[f"VISEARCH_{key}"] == "", f"VISEARCH_{key} must be empty in the example"
     assert example["VISEARCH_QDRANT_API_KEY"].startswith("change-me")
     assert not re.search(r"\d{6,}:[A-Za-z0-9_-]{30,}", text), "looks like a real Telegram token"
