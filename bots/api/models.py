@@ -83,8 +83,8 @@ class BatchItem(BaseModel):
 
 
 class BatchOut(BaseModel):
-    written: int
-    failed: int
+    written: int = Field(description="items stored with every photo")
+    failed: int = Field(description="items refused, or stored with some photos missing (see each item)")
     items: list[BatchItem]
 
 

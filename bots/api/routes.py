@@ -271,8 +271,8 @@ async def upsert_batch(body: BatchIn, request: Request) -> BatchOut:
         written = result.indexed + result.unchanged + result.updated > 0
         items.append(BatchItem(index=index, id=product.id, ok=written and result.ok, result=result,
                                error=None if result.ok else "; ".join(result.problems)))
-    ok = sum(1 for i in items if i.result is not None and (i.result.indexed + i.result.unchanged + i.result.updated))
-    return BatchOut(written=ok, failed=len(items) - ok, items=items)
+    written = sum(1 for item in items if item.ok)
+    return BatchOut(written=written, failed=len(items) - written, items=items)
 
 
 @router.get("/products/{product_id}", response_model=ProductOut, responses={404: {"model": ErrorOut}},
