@@ -23,8 +23,10 @@ class IndexSettings:
 
     The embedded engine applies the build part when `visearch optimize` runs (it never indexes on
     its own); a Qdrant server gets it when visearch creates the collection and again on optimize.
-    Search-time knobs (`hnsw_ef`, rescoring, oversampling) apply to unfiltered searches only:
-    filtered searches are always exact, so they keep full recall whatever the filter.
+    Search-time knobs (`hnsw_ef`, rescoring, oversampling) apply to unfiltered searches, and to
+    filtered ones only with `filtered="index"`: by default filtered searches are exact, so they
+    keep full recall whatever the filter. `vectors_on_disk` memory-maps the float vectors (the
+    int8 copy, when there is one, stays in RAM).
     """
 
     hnsw_m: int = 16
