@@ -108,8 +108,6 @@ TRICKY_TITLE = '<Tom & Jerry\'s> *special* _milk_ 🥛 "best" </b>'
 def bot_catalog(tmp_path_factory: pytest.TempPathFactory, clothing_dir: Path, offline_encoder):
     """Settings of a collection holding the bundled sample plus one product with HTML/Markdown specials."""
     from core.config import load_settings
-    from core.store.factory import open_store
-    from indexer.pipeline import index_catalog
 
     root = tmp_path_factory.mktemp("tg-catalog")
     shutil.copytree(_SAMPLE, root, dirs_exist_ok=True)
@@ -126,19 +124,8 @@ def bot_catalog(tmp_path_factory: pytest.TempPathFactory, clothing_dir: Path, of
         writer.writeheader()
         writer.writerows(rows)
     settings = load_settings(data_dir=tmp_path_factory.mktemp("tg-data"), encoder="offline", collection="tg")
-
-    async def build() -> None:
-        store = open_store(settings)
-        try:
-            summary = await index_catalog(root / "catalog.csv", offline_encoder, store, settings, progress=False)
-            assert summary.ok, summary.problems
-        finally:
-            await store.close()
-
-    asyncio.run(build())
+    index_into(settings, root / "catalog.csv", offline_encoder)
     return settings
-
-
 
 
 @pytest.fixture(scope="session")
@@ -147,23 +134,28 @@ def sample_collection(tmp_path_factory: pytest.TempPathFactory, offline_encoder)
 
     Tests that write take their own copy with `copy_collection`, so this one stays as indexed."""
     from core.config import load_settings
-    from core.store.factory import open_store
-    from indexer.pipeline import index_catalog
 
     root = tmp_path_factory.mktemp("sample-catalog")
     shutil.copytree(_SAMPLE, root, dirs_exist_ok=True)
     settings = load_settings(data_dir=tmp_path_factory.mktemp("sample-data"), encoder="offline", collection="sample")
+    index_into(settings, root / "catalog.csv", offline_encoder)
+    return settings
+
+
+def index_into(settings, catalog: Path, encoder) -> None:
+    """Index `catalog` into the settings' collection and close the store; every row must index."""
+    from core.store.factory import open_store
+    from indexer.pipeline import index_catalog
 
     async def build() -> None:
         store = open_store(settings)
         try:
-            summary = await index_catalog(root / "catalog.csv", offline_encoder, store, settings, progress=False)
+            summary = await index_catalog(catalog, encoder, store, settings, progress=False)
             assert summary.ok, summary.problems
         finally:
             await store.close()
 
     asyncio.run(build())
-    return settings
 
 
 def copy_collection(settings, destination: Path):
