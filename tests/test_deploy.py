@@ -15,10 +15,11 @@ import re
 import shlex
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import pytest
@@ -365,10 +366,12 @@ class FakeQdrant:
         }
 
 
-@pytest.fixture
-def fake_qdrant() -> Iterator[FakeQdrant]:
-    """A FakeQdrant on a free port of 127.0.0.1, stopped after the test."""
-    fake = FakeQdrant()
+FakeQdrantT = TypeVar("FakeQdrantT", bound=FakeQdrant)
+
+
+@contextmanager
+def serving(fake: FakeQdrantT) -> Iterator[FakeQdrantT]:
+    """Serve `fake` on a free port of 127.0.0.1 (its `base` is set) until the block ends."""
 
     class Handler(BaseHTTPRequestHandler):
         def _serve(self) -> None:
@@ -385,7 +388,7 @@ def fake_qdrant() -> Iterator[FakeQdrant]:
             self.end_headers()
             self.wfile.write(data)
 
-        do_GET = do_PUT = do_POST = do_DELETE = _serve  # http.server dispatches on do_<METHOD>
+        do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = _serve  # http.server dispatches on do_<METHOD>
 
         def log_message(self, format: str, *args: object) -> None:
             pass
@@ -401,6 +404,13 @@ def fake_qdrant() -> Iterator[FakeQdrant]:
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)
+
+
+@pytest.fixture
+def fake_qdrant() -> Iterator[FakeQdrant]:
+    """A FakeQdrant on a free port of 127.0.0.1, stopped after the test."""
+    with serving(FakeQdrant()) as fake:
+        yield fake
 
 
 @pytest.fixture

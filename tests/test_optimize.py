@@ -8,10 +8,8 @@ Qdrant REST server receives.
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import replace
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,7 @@ from core.store.edge import EdgeStore
 from core.store.factory import index_settings, open_store
 from core.store.server import ServerStore
 from indexer.cli import app
-from tests.test_deploy import FakeQdrant
+from tests.test_deploy import FakeQdrant, serving
 
 N, DIM, CLUSTERS, K = 3000, 64, 30, 10
 ENCODER = "test-encoder@v1"
@@ -216,38 +214,8 @@ class IndexFakeQdrant(FakeQdrant):
 
 @pytest.fixture
 def fake_qdrant() -> Iterator[IndexFakeQdrant]:
-    fake = IndexFakeQdrant()
-
-    class Handler(BaseHTTPRequestHandler):
-        def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length)) if length else None
-            with fake.lock:
-                fake.requests.append((self.command, self.path, {}, body))
-            status, payload = fake.answer(self.command, self.path, body)
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = _serve
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    fake.base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serving(IndexFakeQdrant()) as fake:
         yield fake
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
 
 
 async def test_server_create_and_optimize_send_index_settings(fake_qdrant: IndexFakeQdrant,
