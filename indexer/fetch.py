@@ -26,6 +26,7 @@ import httpx
 
 from core.config import Settings
 from core.errors import VisearchError
+from indexer.netguard import AddressPolicy, GuardedTransport, RefusedAddressError
 
 #: statuses worth another attempt (besides every 5xx)
 RETRY_STATUS = frozenset({408, 429})
@@ -86,6 +87,10 @@ def human_size(n: int) -> str:
 class ImageFetcher:
     """Async context manager: `async with ImageFetcher(settings) as f: data = await f.fetch(ref, base_dir)`.
 
+    `address_policy` is for URLs someone else chose (the HTTP API): downloads then connect only
+    to addresses it permits, on every redirect hop, ignoring proxy settings from the environment;
+    a refused host fails at once with one generic reason. Without it (the admin CLI, URLs the
+    operator configured) any address is fetched.
     `transport`, `backoff_s` and `attempt_deadline_s` exist for tests and special set-ups.
     """
 
@@ -96,7 +101,10 @@ class ImageFetcher:
         transport: httpx.AsyncBaseTransport | None = None,
         backoff_s: float = BACKOFF_BASE_S,
         attempt_deadline_s: float | None = None,
+        address_policy: AddressPolicy | None = None,
     ) -> None:
+        if transport is not None and address_policy is not None:
+            raise ValueError("give a transport or an address_policy, not both (GuardedTransport takes the policy)")
         self.max_bytes = settings.max_image_bytes
         self.attempts = settings.fetch_retries + 1
         self.timeout_s = settings.fetch_timeout
@@ -104,17 +112,23 @@ class ImageFetcher:
         self.backoff_s = backoff_s
         self.attempt_deadline_s = attempt_deadline_s or settings.fetch_timeout * ATTEMPT_DEADLINE_FACTOR
         self._transport = transport
+        self._policy = address_policy
         self._limit = asyncio.Semaphore(settings.fetch_concurrency)
         self._client: httpx.AsyncClient | None = None
 
     async def __aenter__(self) -> ImageFetcher:
+        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        transport = self._transport
+        if self._policy is not None:
+            transport = GuardedTransport(self._policy, limits)
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(self.timeout_s),
             follow_redirects=True,
             max_redirects=MAX_REDIRECTS,
             headers={"User-Agent": USER_AGENT, "Accept": ACCEPT},
-            limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
-            transport=self._transport,
+            limits=limits,
+            transport=transport,
+            trust_env=self._policy is None,  # a guarded client reads no proxy or .netrc from the environment
         )
         return self
 
@@ -173,6 +187,8 @@ class ImageFetcher:
                 async with self._limit:
                     async with asyncio.timeout(self.attempt_deadline_s):
                         return await self._attempt(url)
+            except RefusedAddressError as exc:  # never retried; the same words whatever listens there
+                raise FetchError(str(exc)) from None
             except _Retryable as exc:
                 last, wait_s = exc.reason, max(wait_s, exc.wait_s)
             except (TimeoutError, httpx.TimeoutException):

@@ -46,6 +46,7 @@ from core.ocr import TextReader
 from core.store.base import VectorStore
 from indexer.catalog import CatalogReadResult, read_catalog
 from indexer.fetch import FetchError, ImageFetcher
+from indexer.netguard import AddressPolicy
 
 #: decode at about this size (JPEG DCT scaling): plenty for 224-px encoders, far cheaper than 12 MP.
 #: The same hint as the search path (core.search), so catalog and query photos are treated alike.
@@ -166,6 +167,7 @@ async def index_rows(
     recreate: bool = False,
     progress: bool = False,
     only_listed: bool = False,
+    address_policy: AddressPolicy | None = None,
 ) -> IndexSummary:
     """Index parsed catalog rows whose local image refs resolve against `base_dir`.
 
@@ -206,7 +208,7 @@ async def index_rows(
     bar = tqdm(total=len(jobs), unit="img", desc="indexing", file=sys.stderr, disable=not progress,
                dynamic_ncols=True, smoothing=0.1)
     try:
-        async with ImageFetcher(settings) as fetcher:
+        async with ImageFetcher(settings, address_policy=address_policy) as fetcher:
             run = _Run(encoder, store, settings, summary, existing, bar, words)
             await run.process(fetcher, jobs, Path(base_dir))
     finally:

@@ -52,7 +52,7 @@ class Api:
 
 @asynccontextmanager
 async def run_api(settings: Settings, offline_encoder, **server_options: object) -> AsyncIterator[Api]:
-    options: dict = {"api_keys": KEYS, "rate_limit": 0}
+    options: dict = {"api_keys": KEYS, "rate_limit": 0, "api_fetch_allow": "127.0.0.1/32"}  # the local image servers
     options.update(server_options)
     server = load_server_settings(**options)
     service = SearchService(offline_encoder, open_store(settings), settings)

@@ -2,8 +2,10 @@
 the real server on 127.0.0.1 never get a 5xx, and 2xx answers match the documented schema.
 
 Bounded: a fixed number of examples per operation, derandomized. Every image URL a generated
-product names is pointed at a scripted image server on 127.0.0.1, and the server's downloads go
-through a refusing proxy on 127.0.0.1 besides (HTTP(S)_PROXY), so nothing leaves the machine.
+product names is pointed at a scripted image server on 127.0.0.1, which the server's download
+guard admits (VISEARCH_API_FETCH_ALLOW=127.0.0.1/32) while it refuses every other non-public
+address; anything else in the process that downloads goes through a refusing proxy on
+127.0.0.1 (HTTP(S)_PROXY; the API's guarded downloads ignore proxies), so nothing leaves the machine.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory, sample_collection: Set
         env.setenv("NO_PROXY", "127.0.0.1,localhost")
         env.setenv("no_proxy", "127.0.0.1,localhost")
         image_url = images.route("/photo.jpg", Reply(200, (SAMPLE / "images" / "banana.jpg").read_bytes()))
-        with app_in_thread(settings, offline_encoder, api_keys=KEY, api_max_batch=5) as url:
+        with app_in_thread(settings, offline_encoder, api_keys=KEY, api_max_batch=5,
+                           api_fetch_allow="127.0.0.1/32") as url:
             yield FuzzServer(url, image_url)
 
 

@@ -23,6 +23,7 @@ from core.domain import Product, StoredPoint
 from core.errors import VisearchError
 from core.search import SearchService
 from indexer.catalog import CatalogReadResult, CatalogRow
+from indexer.netguard import AddressPolicy
 from indexer.pipeline import index_rows
 
 #: what Pillow calls the formats a browser shows, and the file extension they are stored under
@@ -62,9 +63,11 @@ def media_url(image: str | None, point_id: str, base_url: str) -> str | None:
 class CatalogWriter:
     """Upserts and deletes products for the API; reads products back from their points."""
 
-    def __init__(self, service: SearchService, uploads: Path) -> None:
+    def __init__(self, service: SearchService, uploads: Path, address_policy: AddressPolicy | None = None) -> None:
+        """`address_policy`: where image URLs named by API callers may be fetched from (None: anywhere)."""
         self.service = service
         self.uploads = uploads
+        self.address_policy = address_policy
         self._lock = asyncio.Lock()
 
     async def upsert(self, product: Product, uploads: list[Upload], max_bytes: int) -> UpsertResult:
@@ -74,7 +77,7 @@ class CatalogWriter:
         async with self._lock:
             catalog = CatalogReadResult(path=Path("api"), rows=[CatalogRow(line=0, product=product)])
             summary = await index_rows(catalog, self.uploads, self.service.encoder, self.service.store,
-                                       self.service.settings, only_listed=True)
+                                       self.service.settings, only_listed=True, address_policy=self.address_policy)
             await asyncio.to_thread(self._drop_unlisted_uploads, product.id, set(refs))
         self.service.catalog_changed()
         return UpsertResult(id=product.id, ok=summary.ok, indexed=summary.indexed, unchanged=summary.unchanged,

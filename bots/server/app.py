@@ -112,7 +112,7 @@ async def _start(state: ServerState) -> None:
     if state.service is None:
         state.service = await SearchService.open(state.settings)
     metrics, server = state.metrics, state.server
-    state.writer = CatalogWriter(state.service, state.settings.data_dir / "uploads")
+    state.writer = CatalogWriter(state.service, state.settings.data_dir / "uploads", server.api_fetch_policy)
     announce = getattr(state.service.store, "announce", None)
     if announce is not None and state.listen_url:  # a CLI run on the same data directory is told where we are
         announce(f"visearch serve at {state.listen_url} (API: {state.listen_url}/api/v1)")

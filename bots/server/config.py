@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.config import load_settings_of
+from indexer.netguard import AddressPolicy, parse_networks
 
 
 class ServerSettings(BaseSettings):
@@ -32,6 +33,7 @@ class ServerSettings(BaseSettings):
     api_max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="largest request body the API accepts (uploads included)")
     api_max_batch: int = Field(100, ge=1, le=10_000, description="products in one POST /products:batch at most")
     api_max_images: int = Field(10, ge=1, le=100, description="images per product at most (URLs and uploads together)")
+    api_fetch_allow: str = Field("", description="comma-separated IP ranges (CIDR) that image URLs given to the API may reach besides public addresses, e.g. an intranet image host: 10.20.0.0/16; empty = public addresses only")
     cors_origins: str = Field("", description="comma-separated origins allowed to call the API from a browser ('*' = any); empty = no CORS")
     web_page: bool = Field(True, description="serve the search page at /")
 
@@ -54,6 +56,17 @@ class ServerSettings(BaseSettings):
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/") if value else value
+
+    @field_validator("api_fetch_allow")
+    @classmethod
+    def _cidr_list(cls, value: str) -> str:
+        parse_networks(value)  # ValueError names the item that is not a range
+        return value
+
+    @property
+    def api_fetch_policy(self) -> AddressPolicy:
+        """Where image URLs that arrive through the API may be fetched from."""
+        return AddressPolicy(parse_networks(self.api_fetch_allow))
 
     @property
     def api_key_list(self) -> list[str]:
