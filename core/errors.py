@@ -50,5 +50,16 @@ class CatalogError(VisearchError):
     """A catalog file cannot be read at all (a bad row is reported, not raised)."""
 
 
+class MassDeleteError(CatalogError):
+    """`sync` would delete more than half of the collection: nothing was touched; the operator confirms."""
+
+    def __init__(self, gone: int, stored: int) -> None:
+        self.gone, self.stored = gone, stored
+        super().__init__(
+            f"sync would delete {gone} of the {stored} products in the collection (more than half) because the "
+            "catalog does not list them; nothing was changed. If the catalog is complete and they really are gone, "
+            "run again with --allow-mass-delete.")
+
+
 class EncoderBusyError(VisearchError):
     """Too many queries are waiting for the encoder (VISEARCH_MAX_PENDING): the adapters answer "busy"."""

@@ -52,6 +52,9 @@ class RowError:
     line: int
     product_id: str | None
     reason: str
+    #: the row's shape is broken (wrong field count, invalid JSON, rows swallowed by a quote): it may
+    #: hide other rows, so `sync` deletes nothing while the file has one
+    structural: bool = False
 
     def __str__(self) -> str:
         who = f" ({self.product_id})" if self.product_id else ""
@@ -66,6 +69,17 @@ class CatalogReadResult:
     rows: list[CatalogRow] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: ids found on any line of the file read on its own: `sync` never deletes them, whatever the
+    #: rows around them did to the parse
+    mentioned_ids: set[str] = field(default_factory=set)
+    #: rows with a quoted field spanning lines outside `description`: legal CSV, but what an unclosed
+    #: quote pairing with a later one looks like, so `sync` deletes nothing while there is one
+    suspect_lines: list[int] = field(default_factory=list)
+
+    @property
+    def structurally_sound(self) -> bool:
+        """No broken row shape and no row that may have swallowed others."""
+        return not self.suspect_lines and not any(err.structural for err in self.errors)
 
     @property
     def products(self) -> list[Product]:
@@ -94,7 +108,11 @@ def read_catalog(path: Path) -> CatalogReadResult:
         raise CatalogError(f"{path}: cannot read catalog: {exc.strerror or exc}") from None
 
     result = CatalogReadResult(path=path)
-    records = _csv_records(path, text, result.warnings) if fmt == "csv" else _jsonl_records(text, result.warnings)
+    if fmt == "csv":
+        records = _csv_records(path, text, result.warnings, result.suspect_lines)
+        result.mentioned_ids = _ids_on_lines(text)
+    else:
+        records = _jsonl_records(text, result.warnings)
     first_line: dict[str, int] = {}
     seen_any = False
     for line, record in records:
@@ -120,12 +138,15 @@ def read_catalog(path: Path) -> CatalogReadResult:
 # --- formats --------------------------------------------------------------------------------
 
 
-def _csv_records(path: Path, text: str, warnings: list[str]) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+def _csv_records(path: Path, text: str, warnings: list[str],
+                 suspect_lines: list[int]) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
     """CSV rows with the line each row starts on (quoted fields may span lines; blank lines are skipped).
 
     `newline=""` keeps U+2028 and friends inside fields: only \\n, \\r and \\r\\n end a line.
+    Parsed strictly: a quote never closed, or text after a closing quote, stops the whole file
+    (`CatalogError` naming the line the row starts on) instead of silently swallowing the rows after it.
     """
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader, None)
     except csv.Error as exc:
@@ -150,17 +171,31 @@ def _csv_records(path: Path, text: str, warnings: list[str]) -> Iterator[tuple[i
         except StopIteration:
             return
         except csv.Error as exc:
-            raise CatalogError(f"{path}:{start}: broken CSV ({exc})") from None
+            if _quote_left_open(text, start):
+                raise CatalogError(f"{path}:{start}: a quoted field in the row starting on line {start} is never "
+                                   "closed, so every line after it would be read as one field; close the quote "
+                                   "(a quote inside a field is written twice: \"\")") from None
+            raise CatalogError(f"{path}:{start}: broken CSV in the row starting on line {start} ({exc}); "
+                               "a field with a quote must be quoted whole, with inner quotes doubled") from None
         line, start = start, reader.line_num + 1
         if not any(c.strip() for c in cells):
             continue  # blank line (or a row of empty cells)
+        swallowed = _swallowed_line(cells, names, lowered)
+        if swallowed is not None:
+            product_id = cells[lowered.index("id")].strip() or None
+            yield line, RowError(line, product_id, f"a quoted field spans {swallowed} lines and holds what looks like "
+                                                   "other rows: a quote is probably not closed where it should be",
+                                 structural=True)
+            continue
+        if any(("\n" in value or "\r" in value) and name != "description" for name, value in zip(lowered, cells)):
+            suspect_lines.append(line)
         if len(cells) > len(names):
             surplus = cells[len(names):]
             if any(c.strip() for c in surplus):
                 product_id = cells[lowered.index("id")].strip() or None
                 yield line, RowError(line, product_id,
                                      f"{len(cells)} fields but the header has {len(names)} "
-                                     "(a field with a comma or | must be quoted)")
+                                     "(a field with a comma or | must be quoted)", structural=True)
                 continue
         yield line, {name: value for name, value in zip(names, cells) if name}
 
@@ -178,7 +213,8 @@ def _jsonl_records(text: str, warnings: list[str]) -> Iterator[tuple[int, dict[s
         try:
             value = json.loads(raw)
         except json.JSONDecodeError as exc:
-            yield line, RowError(line, _salvage_id(raw), f"invalid JSON: {exc.msg} (column {exc.colno})")
+            yield line, RowError(line, _salvage_id(raw), f"invalid JSON: {exc.msg} (column {exc.colno})",
+                                 structural=True)
             continue
         if not isinstance(value, dict):
             yield line, RowError(line, None, f"expected a JSON object, got {_json_type(value)}")
@@ -189,6 +225,51 @@ def _jsonl_records(text: str, warnings: list[str]) -> Iterator[tuple[int, dict[s
             reserved_seen |= new
             _warn_reserved(sorted(new), warnings)
         yield line, record
+
+
+#: a multi-line field in one of these columns is a quote left open, not a real value
+_SINGLE_LINE_COLUMNS = frozenset({"id", "image", "images", "price", "currency", "url", "in_stock"})
+
+
+def _swallowed_line(cells: list[str], names: list[str], lowered: list[str]) -> int | None:
+    """How many lines a field spans when it looks like an unclosed quote that swallowed rows
+    (a line break in a one-line column, or a line inside the field that has a whole row's commas)."""
+    for name, value in zip(lowered, cells):
+        if "\n" not in value and "\r" not in value:
+            continue
+        lines = value.splitlines()
+        if name in _SINGLE_LINE_COLUMNS or any(line.count(",") >= len(names) - 1 for line in lines[1:]):
+            return len(lines)
+    return None
+
+
+def _quote_left_open(text: str, start: int) -> bool:
+    """Whether the rest of the file from line `start` has an odd number of quotes (one never closed)."""
+    rest = text.split("\n", start - 1)[-1] if start > 1 else text
+    return rest.count('"') % 2 == 1
+
+
+def _ids_on_lines(text: str) -> set[str]:
+    """The id cell of every physical line parsed on its own, whatever quote came before it."""
+    lines = text.splitlines()
+    if not lines:
+        return set()
+    try:
+        header = [h.strip().lower() for h in next(csv.reader([lines[0]]))]
+    except (csv.Error, StopIteration):
+        return set()
+    if "id" not in header:
+        return set()
+    column = header.index("id")
+    found: set[str] = set()
+    for line in lines[1:]:
+        try:
+            cells = next(csv.reader([line]), [])
+        except csv.Error:
+            continue
+        if len(cells) > column and cells[column].strip():
+            found.add(cells[column].strip())
+    return found
 
 
 def _salvage_id(raw: str) -> str | None:

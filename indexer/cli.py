@@ -114,21 +114,27 @@ def sync(
     data_dir: DataDirOpt = None,
     collection: CollectionOpt = None,
     ocr: OcrOpt = None,
+    allow_mass_delete: Annotated[bool, typer.Option("--allow-mass-delete", help="let sync delete more than half of the collection (refused otherwise: a truncated catalog must not empty the shop)")] = False,
 ) -> None:
-    """Like `index`, and also delete products that are no longer in CATALOG."""
+    """Like `index`, and also delete products that are no longer in CATALOG.
+
+    Deletes nothing when the catalog has a broken row that may hide others, and stops before
+    touching anything when more than half of the collection would go (see --allow-mass-delete)."""
     _index_command(catalog, sync=True, recreate=False, quiet=quiet, as_json=as_json,
                    settings=settings_from(model_dir=model, encoder=encoder, data_dir=data_dir, collection=collection,
-                                          ocr=ocr))
+                                          ocr=ocr), allow_mass_delete=allow_mass_delete)
 
 
-def _index_command(catalog: Path, *, sync: bool, recreate: bool, quiet: bool, as_json: bool, settings: Settings) -> None:
+def _index_command(catalog: Path, *, sync: bool, recreate: bool, quiet: bool, as_json: bool, settings: Settings,
+                   allow_mass_delete: bool = False) -> None:
     from indexer.pipeline import index_catalog
 
     async def job() -> Any:
         service = await open_service(settings)
         try:
-            return await index_catalog(catalog, service.encoder, service.store, settings,
-                                       sync=sync, recreate=recreate, progress=not (quiet or as_json))
+            return await index_catalog(catalog, service.encoder, service.store, settings, sync=sync,
+                                       recreate=recreate, progress=not (quiet or as_json),
+                                       allow_mass_delete=allow_mass_delete)
         finally:
             await service.close()
 
@@ -604,9 +610,16 @@ def serve(
     except VisearchError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    from core.store.factory import open_store
+
+    try:  # the data directory's lock, before uvicorn: a second server stops here with one line
+        store = open_store(settings)
+    except VisearchError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     logging.getLogger("visearch").setLevel(logging.INFO)
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    app_ = create_app(settings, server, telegram, listen_url=server.public_url or f"http://{host}:{port}")
+    app_ = create_app(settings, server, telegram, listen_url=server.public_url or f"http://{host}:{port}", store=store)
     typer.echo(f"visearch serve on http://{host}:{port} (collection {settings.collection!r}): search page at /, "
                "API at /api/v1 (schema: /api/v1/openapi.json)", err=True)
     uvicorn.run(app_, host=host, port=port, log_level="warning", proxy_headers=True)

@@ -40,7 +40,7 @@ from core.colour import dominant_colours
 from core.config import Settings
 from core.domain import PointRecord, Product, point_id_for
 from core.encoders.base import Encoder, WordsEncoder, words_dim
-from core.errors import ImageError
+from core.errors import ImageError, MassDeleteError
 from core.images import decode_image
 from core.ocr import TextReader
 from core.store.base import VectorStore
@@ -103,6 +103,10 @@ class IndexSummary:
     deleted: int = 0
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: products none of whose listed images could be used: whatever they had stored is kept as it was
+    kept: list[str] = field(default_factory=list)
+    #: products with at least one listed image stored by the end of the run (written or unchanged)
+    stored_products: set[str] = field(default_factory=set)
 
     @property
     def ok(self) -> bool:
@@ -144,6 +148,7 @@ async def index_catalog(
     sync: bool = False,
     recreate: bool = False,
     progress: bool = True,
+    allow_mass_delete: bool = False,
 ) -> IndexSummary:
     """Index every product of the catalog; with `sync`, also delete products no longer listed.
 
@@ -153,7 +158,7 @@ async def index_catalog(
     catalog_path = Path(catalog_path)
     catalog = await asyncio.to_thread(read_catalog, catalog_path)
     return await index_rows(catalog, catalog_path.parent, encoder, store, settings, sync=sync, recreate=recreate,
-                            progress=progress)
+                            progress=progress, allow_mass_delete=allow_mass_delete)
 
 
 async def index_rows(
@@ -167,6 +172,7 @@ async def index_rows(
     recreate: bool = False,
     progress: bool = False,
     only_listed: bool = False,
+    allow_mass_delete: bool = False,
     address_policy: AddressPolicy | None = None,
 ) -> IndexSummary:
     """Index parsed catalog rows whose local image refs resolve against `base_dir`.
@@ -189,6 +195,7 @@ async def index_rows(
             f"collection {info.name!r} was built before text signals: text queries match the photos only. "
             "Rebuild it with `visearch index CATALOG --recreate` so they also match titles, tags and OCR text.")
     existing = await _scan(store, [row.product.id for row in catalog.rows] if only_listed else None)
+    plan = plan_sync(catalog, existing, allow_mass_delete=allow_mass_delete) if sync else None
 
     image_root = str(Path(base_dir).resolve())
     jobs: list[_Job] = []
@@ -214,9 +221,9 @@ async def index_rows(
     finally:
         bar.close()
 
-    summary.deleted += await _delete_dropped_images(store, catalog, existing)
-    if sync:
-        summary.deleted += await _delete_missing_products(store, catalog, existing, summary)
+    summary.deleted += await _delete_replaced_images(store, catalog, existing, summary)
+    if plan is not None:
+        summary.deleted += await _carry_out(store, plan, summary)
     summary.problems.sort(key=lambda p: p.line or 0)
     return summary
 
@@ -362,6 +369,7 @@ class _Run:
             elif old.product_hash == job.product_hash:
                 job.data = None
                 self.summary.unchanged += 1
+                self.summary.stored_products.add(job.product.id)
                 self._advance(1)
             else:
                 self.to_copy.append(_Copy(job, job.point_id))
@@ -403,6 +411,7 @@ class _Run:
                 copied += 1
         if records:
             await self.store.upsert(await self._with_words(records))
+        self.summary.stored_products.update(r.payload["product_id"] for r in records)
         self.summary.updated += updated
         self.summary.indexed += copied
         self._advance(len(records))
@@ -429,6 +438,7 @@ class _Run:
             await self.store.upsert(await self._with_words(records))
         for record in records:  # now durable: later identical images may copy these vectors
             self.by_sha.setdefault(record.payload["image_sha256"], record.id)
+            self.summary.stored_products.add(record.payload["product_id"])
         self.summary.indexed += len(records)
         self.summary.embedded += embedded
         self._advance(len(jobs))
@@ -507,47 +517,90 @@ def _decode_and_embed(
     return vectors, errors, len(images), colours, texts
 
 
-async def _delete_dropped_images(store: VectorStore, catalog: CatalogReadResult,
-                                 existing: dict[str, _Existing]) -> int:
-    """Points of listed products whose image the product's row no longer lists.
+async def _delete_replaced_images(store: VectorStore, catalog: CatalogReadResult,
+                                  existing: dict[str, _Existing], summary: IndexSummary) -> int:
+    """Points of listed products whose image the product's row no longer lists - only for products
+    that have at least one listed image stored now, so a replacement exists before the old is gone.
 
-    A row without images is left alone (it was reported as skipped, like a broken row).
+    A product none of whose new images could be used keeps every point it had (and is named in
+    `summary.kept`); a row without images is left alone (it was reported as skipped).
     """
     listed: dict[str, set[str]] = {
         row.product.id: {point_id_for(row.product.id, ref) for ref in row.product.images}
         for row in catalog.rows if row.product.images
     }
-    stale = [pid for pid, old in existing.items()
-             if old.product_id in listed and pid not in listed[old.product_id]]
+    stale_by_product: dict[str, list[str]] = {}
+    for pid, old in existing.items():
+        if old.product_id in listed and pid not in listed[old.product_id]:
+            stale_by_product.setdefault(old.product_id, []).append(pid)
+    stale: list[str] = []
+    for product_id, points in stale_by_product.items():
+        if product_id in summary.stored_products:
+            stale.extend(points)
+    had_points = {old.product_id for old in existing.values()}
+    kept = sorted(pid for pid in listed if pid not in summary.stored_products and pid in had_points)
+    if kept:
+        summary.kept.extend(kept)
+        summary.notes.append(f"kept the stored photos of {len(kept)} product(s) none of whose new photos could be "
+                             f"used: {_ids(kept)}")
     if stale:
         await store.delete_points(stale)
     return len(stale)
 
 
-async def _delete_missing_products(store: VectorStore, catalog: CatalogReadResult,
-                                   existing: dict[str, _Existing], summary: IndexSummary) -> int:
-    """`sync`: delete products not in the catalog - never one whose row failed to parse.
+@dataclass(frozen=True)
+class SyncPlan:
+    """What `sync` will delete once every listed product was written, decided before anything is."""
 
-    A failed row without a readable id could be any product, so then nothing is deleted.
+    gone: list[str]
+    stored: int
+    notes: list[str] = field(default_factory=list)
+
+
+def plan_sync(catalog: CatalogReadResult, existing: dict[str, _Existing], *, allow_mass_delete: bool) -> SyncPlan:
+    """Products the catalog no longer lists - never one whose row failed, nor one whose id appears
+    on any line of the file, and none at all when the file had a structural error.
+
+    Raises `MassDeleteError` when more than half of the stored products would go and the caller
+    did not allow it: a truncated or half-exported catalog must not empty the shop.
     """
     listed = {row.product.id for row in catalog.rows}
-    protected = {err.product_id for err in catalog.errors if err.product_id}
+    protected = {err.product_id for err in catalog.errors if err.product_id} | catalog.mentioned_ids
     anonymous = sorted(err.line for err in catalog.errors if not err.product_id)
+    structural = sorted({err.line for err in catalog.errors if err.structural} | set(catalog.suspect_lines))
     stored = {old.product_id for old in existing.values() if old.product_id is not None}
     kept = sorted((stored - listed) & protected)
     gone = sorted(stored - listed - protected)
+    notes = []
     if kept:
-        summary.notes.append(f"sync kept {len(kept)} product(s) whose catalog row has an error: {_ids(kept)}")
+        notes.append(f"sync kept {len(kept)} product(s) whose catalog row has an error: {_ids(kept)}")
+    if gone and structural:
+        notes.append(f"sync deleted nothing: the catalog has {len(structural)} row(s) whose quotes or field count "
+                     f"look broken (line "
+                     f"{_lines(structural)}) that may hide any of the {len(gone)} stored product(s) missing from it; "
+                     "fix those rows and sync again")
+        return SyncPlan([], len(stored), notes)
     if gone and anonymous:
-        lines = ", ".join(map(str, anonymous[:NOTE_IDS])) + (", ..." if len(anonymous) > NOTE_IDS else "")
-        summary.notes.append(
-            f"sync deleted nothing: {len(anonymous)} row(s) without a readable id (line {lines}) might be any of "
-            f"the {len(gone)} stored product(s) missing from the catalog; fix those rows and sync again")
-        return 0
+        notes.append(
+            f"sync deleted nothing: {len(anonymous)} row(s) without a readable id (line {_lines(anonymous)}) might be "
+            f"any of the {len(gone)} stored product(s) missing from the catalog; fix those rows and sync again")
+        return SyncPlan([], len(stored), notes)
+    if gone and len(gone) * 2 > len(stored) and not allow_mass_delete:
+        raise MassDeleteError(len(gone), len(stored))
     if gone:
-        summary.notes.append(f"sync removed {len(gone)} product(s) no longer in the catalog: {_ids(gone)}")
-        return await store.delete_products(gone)
-    return 0
+        notes.append(f"sync removed {len(gone)} product(s) no longer in the catalog: {_ids(gone)}")
+    return SyncPlan(gone, len(stored), notes)
+
+
+async def _carry_out(store: VectorStore, plan: SyncPlan, summary: IndexSummary) -> int:
+    summary.notes.extend(plan.notes)
+    if not plan.gone:
+        return 0
+    return await store.delete_products(plan.gone)
+
+
+def _lines(lines: Sequence[int]) -> str:
+    return ", ".join(map(str, lines[:NOTE_IDS])) + (", ..." if len(lines) > NOTE_IDS else "")
 
 
 def _ids(ids: Sequence[str]) -> str:

@@ -11,23 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
-
 from bots.api.models import ImageOut, ProductOut, UpsertResult
 from core.domain import Product, StoredPoint
-from core.errors import VisearchError
+from core.errors import ImageError, VisearchError
+from core.images import open_image
 from core.search import SearchService
 from indexer.catalog import CatalogReadResult, CatalogRow
 from indexer.netguard import AddressPolicy
-from indexer.pipeline import index_rows
+from indexer.pipeline import Problem, index_rows
 
 #: what Pillow calls the formats a browser shows, and the file extension they are stored under
-_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tiff"}
+_EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tiff"}
 
 
 class UploadError(VisearchError):
@@ -71,18 +69,26 @@ class CatalogWriter:
         self._lock = asyncio.Lock()
 
     async def upsert(self, product: Product, uploads: list[Upload], max_bytes: int) -> UpsertResult:
-        """Create or replace one product; its photos are its URLs plus the uploaded files."""
-        refs = await asyncio.to_thread(self._store_uploads, product.id, uploads, max_bytes, len(product.images))
-        product = product.model_copy(update={"images": [*product.images, *refs]})
+        """Create or replace one product; its photos are its URLs plus the uploaded files.
+
+        Uploads are checked first (nothing is written for a bad one), then saved, written and their
+        unreferenced files dropped under one lock: a concurrent upsert of the same id never sees
+        its files deleted by another, and a file goes only once no stored point names it.
+        """
+        named = await asyncio.to_thread(self._check_uploads, product.id, uploads, max_bytes, len(product.images))
         async with self._lock:
+            refs = await asyncio.to_thread(self._save_uploads, named)
+            product = product.model_copy(update={"images": [*product.images, *refs]})
             catalog = CatalogReadResult(path=Path("api"), rows=[CatalogRow(line=0, product=product)])
             summary = await index_rows(catalog, self.uploads, self.service.encoder, self.service.store,
                                        self.service.settings, only_listed=True, address_policy=self.address_policy)
-            await asyncio.to_thread(self._drop_unlisted_uploads, product.id, set(refs))
+            await self._drop_unreferenced_uploads(product.id)
         self.service.catalog_changed()
+        labels = {ref: f"images[{len(product.images) - len(refs) + i}]" for i, ref in enumerate(refs)}
         return UpsertResult(id=product.id, ok=summary.ok, indexed=summary.indexed, unchanged=summary.unchanged,
                             updated=summary.updated, failed=summary.failed, deleted=summary.deleted,
-                            problems=[_problem_text(str(p)) for p in summary.problems])
+                            kept=product.id in summary.kept,
+                            problems=[self._problem_text(p, labels) for p in summary.problems])
 
     async def delete(self, product_id: str) -> int:
         """Delete every point of the product and its uploaded photos; returns the points removed."""
@@ -109,8 +115,9 @@ class CatalogWriter:
 
     # -- uploads (worker thread) ---------------------------------------------------------------
 
-    def _store_uploads(self, product_id: str, uploads: list[Upload], max_bytes: int, first_index: int) -> list[str]:
-        """Check every upload is an image first (nothing is written otherwise), then save them."""
+    def _check_uploads(self, product_id: str, uploads: list[Upload], max_bytes: int,
+                       first_index: int) -> list[tuple[str, bytes]]:
+        """Check every upload is an image (nothing is written otherwise); name each by its content."""
         named: list[tuple[str, bytes]] = []
         for offset, upload in enumerate(uploads):
             field = f"images[{first_index + offset}]"
@@ -119,13 +126,17 @@ class CatalogWriter:
                 raise UploadError(field, f"the file{label} is empty")
             if len(upload.data) > max_bytes:
                 raise UploadError(field, f"the file{label} is larger than VISEARCH_MAX_IMAGE_BYTES={max_bytes}")
-            try:
-                with Image.open(io.BytesIO(upload.data)) as image:
+            try:  # the header checks a search makes (format, pixels, sides); nothing is decoded here
+                with open_image(upload.data, self.service.settings.max_image_pixels) as image:
                     kind = image.format or ""
-            except (UnidentifiedImageError, OSError, ValueError):
-                raise UploadError(field, f"the file{label} is not an image (JPEG, PNG, WebP, GIF...)") from None
+            except ImageError as exc:
+                raise UploadError(field, f"the file{label} is not an image that can be used: {exc}") from None
             digest = hashlib.sha256(upload.data).hexdigest()[:32]
             named.append((f"{product_folder(product_id)}/{digest}.{_EXTENSIONS.get(kind, 'img')}", upload.data))
+        return named
+
+    def _save_uploads(self, named: list[tuple[str, bytes]]) -> list[str]:
+        """Write each checked upload once (same bytes, same name), atomically."""
         for ref, data in named:
             path = self.uploads / ref
             if not path.is_file():
@@ -135,9 +146,14 @@ class CatalogWriter:
                 tmp.replace(path)
         return [ref for ref, _ in named]
 
-    def _drop_unlisted_uploads(self, product_id: str, kept: set[str]) -> None:
-        """Uploaded files the product no longer lists (its points were just deleted)."""
-        folder = self.uploads / product_folder(product_id)
+    async def _drop_unreferenced_uploads(self, product_id: str) -> None:
+        """Uploaded files of the product that none of its stored points names any more."""
+        root = str(self.uploads.resolve())
+        kept = {str(p.payload.get("image") or "") for p in await self.points(product_id)
+                if str(p.payload.get("image_root") or "") == root}
+        await asyncio.to_thread(self._drop_files_except, self.uploads / product_folder(product_id), kept)
+
+    def _drop_files_except(self, folder: Path, kept: set[str]) -> None:
         if not folder.is_dir():
             return
         for path in folder.iterdir():
@@ -146,7 +162,31 @@ class CatalogWriter:
         if not any(folder.iterdir()):
             folder.rmdir()
 
+    async def drop_orphan_uploads(self) -> int:
+        """At start: upload files no stored point names (left by a killed server mid-write), and
+        half-written temporary files. Returns how many files went."""
+        if not self.uploads.is_dir():
+            return 0
+        root = str(self.uploads.resolve())
+        named = {str(p.payload.get("image") or "") async for p in self.service.store.scroll(batch_size=1024)
+                 if str(p.payload.get("image_root") or "") == root}
+        return await asyncio.to_thread(self._drop_orphans, named)
 
-def _problem_text(text: str) -> str:
-    """The pipeline's problem line without the catalog line number an API caller never wrote."""
-    return text.removeprefix("catalog, ").removeprefix("line 0, ")
+    def _drop_orphans(self, named: set[str]) -> int:
+        dropped = 0
+        for folder in [f for f in self.uploads.iterdir() if f.is_dir()]:
+            for path in folder.iterdir():
+                if f"{folder.name}/{path.name}" not in named:
+                    path.unlink(missing_ok=True)
+                    dropped += 1
+            if not any(folder.iterdir()):
+                folder.rmdir()
+        return dropped
+
+    def _problem_text(self, problem: Problem, labels: dict[str, str]) -> str:
+        """A pipeline problem as an API caller can read it: the photo as they sent it (its URL, or
+        images[i] for an upload), never a path on this server."""
+        reason = problem.reason.replace(str(self.uploads.resolve()), "uploads").replace(str(self.uploads), "uploads")
+        if problem.image is None:
+            return reason
+        return f"{labels.get(problem.image, problem.image)}: {reason}"

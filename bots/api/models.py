@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from core.domain import Card, Filters, Product
+from core.domain import MAX_IMAGES, MAX_NAME, MAX_TAGS, Card, Filters, Product
 
+#: longest search text (JSON or form): words, not documents; the encoder's cost grows with it
+SEARCH_TEXT_MAX = 500
 #: an image the server downloads: http(s) only, never file:, data: or a path on the server
 ImageUrl = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/]+\S*$",
                                             max_length=2048)]
@@ -27,7 +29,8 @@ class ProductIn(Product):
                                   "category": "Milk", "brand": "Oatly", "tags": ["vegan"], "in_stock": True,
                                   "url": "https://shop.example/oat-milk", "images": ["https://shop.example/oat.jpg"]}]})
 
-    images: list[ImageUrl] = Field(default_factory=list, description="http(s) URLs of the product's photos, shop photo first")
+    images: list[ImageUrl] = Field(default_factory=list, max_length=MAX_IMAGES,
+                                   description="http(s) URLs of the product's photos, shop photo first")
 
 
 class ImageOut(BaseModel):
@@ -62,6 +65,7 @@ class UpsertResult(BaseModel):
     updated: int = Field(0, description="images whose product metadata changed (vector kept)")
     failed: int = 0
     deleted: int = Field(0, description="stored images the product no longer lists")
+    kept: bool = Field(False, description="none of the new photos could be used: the stored product is unchanged")
     problems: list[str] = Field(default_factory=list)
 
 
@@ -115,15 +119,44 @@ class CardOut(BaseModel):
         return cls(**card.model_dump(exclude={"image", "image_file"}), image_url=image_url)
 
 
+FilterValue = Annotated[str, StringConstraints(max_length=MAX_NAME)]
+
+
+# The caps live here, not on core's Filters: the chat syntax builds Filters from any message and
+# must never fail, while a client's JSON is refused with a 422 that names the limit.
+class FiltersIn(Filters):
+    """Metadata filters; all given conditions must hold (AND). Values match case-insensitively."""
+
+    categories: list[FilterValue] = Field(default_factory=list, max_length=MAX_TAGS, description="any of these categories")
+    brands: list[FilterValue] = Field(default_factory=list, max_length=MAX_TAGS, description="any of these brands")
+    tags: list[FilterValue] = Field(default_factory=list, max_length=MAX_TAGS, description="every one of these tags")
+    colours: list[FilterValue] = Field(default_factory=list, max_length=MAX_TAGS,
+                                       description="any of these dominant colours (red, navy...)")
+    price_min: float | None = Field(None, ge=0, allow_inf_nan=False)
+    price_max: float | None = Field(None, ge=0, allow_inf_nan=False)
+    exclude_product_ids: list[Annotated[str, StringConstraints(max_length=200)]] = Field(default_factory=list,
+                                                                                          max_length=1000)
+
+    def core(self) -> Filters:
+        """The engine's own type (an empty one compares equal to `Filters()`: the fast path)."""
+        return Filters.model_validate(self.model_dump())
+
+
 class SearchIn(BaseModel):
     """A JSON search: words, or the `next_cursor` of an earlier answer (photos: use a multipart form)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    text: str | None = Field(None, min_length=1, max_length=500)
+    text: str | None = Field(None, min_length=1, max_length=SEARCH_TEXT_MAX)
     cursor: str | None = Field(None, min_length=1, max_length=100, description="`next_cursor` of an earlier answer")
-    filters: Filters = Field(default_factory=Filters)
+    filters: FiltersIn = Field(default_factory=FiltersIn)
     limit: int = Field(12, ge=1, le=100)
+
+    @field_validator("text", mode="before")
+    @classmethod
+    def _blank_is_no_text(cls, value: Any) -> Any:
+        """Only spaces is no text (answered with "send words to search with", not a 500)."""
+        return (value.strip() or None) if isinstance(value, str) else value
 
 
 class SearchOut(BaseModel):

@@ -9,7 +9,6 @@ VISEARCH_API_PUBLIC_SEARCH=false. Every error is JSON with a sentence and the fi
 from __future__ import annotations
 
 import hmac
-import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -25,13 +24,16 @@ from bots.api.models import (
     CardOut,
     DeleteOut,
     ErrorOut,
+    FiltersIn,
     ProductIn,
     ProductOut,
+    SEARCH_TEXT_MAX,
     SearchIn,
     SearchOut,
     StatsOut,
     UpsertResult,
 )
+from bots.jsonbody import JsonBodyError, parse_json_async
 from bots.server.config import ServerSettings
 from core.domain import Filters, SearchResult
 from core.domain import Query as CoreQuery
@@ -142,11 +144,12 @@ def validation_message(exc: ValidationError | RequestValidationError, prefix: st
     return (f"{field}: {message}{more}" if field else f"{message}{more}"), field
 
 
-def parse_json_field(raw: str | bytes, field: str) -> Any:
+async def parse_json_field(raw: str | bytes, field: str) -> Any:
+    """A JSON body or form field (finite numbers, bounded nesting, large ones parsed off the loop)."""
     try:
-        return json.loads(raw)
-    except ValueError:
-        raise ApiError(422, f"{field}: not valid JSON", "validation", field) from None
+        return await parse_json_async(raw)
+    except JsonBodyError as exc:
+        raise ApiError(422, f"{field}: {exc}", "validation", field) from None
 
 
 def parse_model(model: type[Any], data: Any, field: str = "") -> Any:
@@ -158,10 +161,12 @@ def parse_model(model: type[Any], data: Any, field: str = "") -> Any:
 
 
 async def read_json(request: Request) -> Any:
+    """The request's JSON body; called inside the handler, so after the key check (a keyless
+    client never gets its body read or parsed)."""
     body = await request.body()
     if not body:
         raise ApiError(422, "the request body is empty: send JSON", "validation")
-    return parse_json_field(body, "body")
+    return await parse_json_field(body, "body")
 
 
 def multipart_text(form: Any, name: str) -> str | None:
@@ -198,13 +203,18 @@ PRODUCT_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
             "product": {"type": "string", "description": "the ProductIn JSON (its `images` may be empty)"},
             "images": {"type": "array", "items": {"type": "string", "format": "binary"},
                        "description": "photo files, after the JSON's image URLs"}}}}}}}
+BATCH_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "title": "BatchIn", "type": "object", "required": ["products"], "additionalProperties": False,
+    "description": BatchIn.__doc__,
+    "properties": {"products": {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/ProductIn"},
+                                "description": BatchIn.model_fields["products"].description}}}}}}}
 SEARCH_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": {"$ref": "#/components/schemas/SearchIn"}},
     "multipart/form-data": {"schema": {
         "type": "object",
         "properties": {
             "image": {"type": "string", "format": "binary", "description": "a photo to search with"},
-            "text": {"type": "string", "maxLength": 500, "description": "words to search with"},
+            "text": {"type": "string", "maxLength": SEARCH_TEXT_MAX, "description": "words to search with"},
             "filters": {"type": "string", "description": "a Filters object as JSON"},
             "limit": {"type": "integer", "minimum": 1, "maximum": 100}}}}}}}
 
@@ -223,7 +233,7 @@ async def upsert_product(request: Request) -> UpsertResult:
         raw = multipart_text(form, "product")
         if raw is None:
             raise ApiError(422, "product: missing (the product's JSON as a form field)", "validation", "product")
-        product = parse_model(ProductIn, parse_json_field(raw, "product"))
+        product = parse_model(ProductIn, await parse_json_field(raw, "product"))
         uploads = await multipart_uploads(form, "images", len(product.images))
     else:
         product = parse_model(ProductIn, await read_json(request))
@@ -240,16 +250,25 @@ async def upsert_product(request: Request) -> UpsertResult:
     except UploadError as exc:
         raise ApiError(422, str(exc), "validation", exc.field) from None
     if result.indexed + result.unchanged + result.updated == 0 and result.failed:
-        raise ApiError(422, "images: none of the product's photos could be used: " + "; ".join(result.problems),
-                       "validation", "images")
+        raise ApiError(422, unusable_photos(result), "validation", "images")
     return result
 
 
+def unusable_photos(result: UpsertResult) -> str:
+    """Why an upsert wrote nothing, and what became of the product: kept as stored, or not created."""
+    outcome = ("the stored product is kept unchanged" if result.kept
+               else "the product was not created")
+    return f"images: none of the product's photos could be used, so {outcome}: " + "; ".join(result.problems)
+
+
 @router.post("/products:batch", response_model=BatchOut, dependencies=[Depends(require_write_key)],
-             summary="Create or replace many products")
-async def upsert_batch(body: BatchIn, request: Request) -> BatchOut:
-    """Each product is checked and written on its own: a bad one is reported, the others are written."""
+             openapi_extra=BATCH_BODY, summary="Create or replace many products")
+async def upsert_batch(request: Request) -> BatchOut:
+    """Each product is checked and written on its own: a bad one is reported, the others are written.
+    The body is read here, after the key check (a declared `BatchIn` parameter would be read and
+    parsed by FastAPI before any dependency runs)."""
     writer, server = writer_of(request), state_of(request).server
+    body: BatchIn = parse_model(BatchIn, await read_json(request))
     if len(body.products) > server.api_max_batch:
         raise ApiError(422, f"products: {len(body.products)} products, at most {server.api_max_batch} per batch "
                             "(VISEARCH_API_MAX_BATCH)", "validation", "products")
@@ -269,31 +288,15 @@ async def upsert_batch(body: BatchIn, request: Request) -> BatchOut:
             items.append(BatchItem(index=index, id=item_id, ok=False, error=exc.message))
             continue
         written = result.indexed + result.unchanged + result.updated > 0
-        items.append(BatchItem(index=index, id=product.id, ok=written and result.ok, result=result,
-                               error=None if result.ok else "; ".join(result.problems)))
+        problem = None if result.ok else (unusable_photos(result) if not written else "; ".join(result.problems))
+        items.append(BatchItem(index=index, id=product.id, ok=written and result.ok, result=result, error=problem))
     written = sum(1 for item in items if item.ok)
     return BatchOut(written=written, failed=len(items) - written, items=items)
 
 
-@router.get("/products/{product_id}", response_model=ProductOut, responses={404: {"model": ErrorOut}},
-            summary="A stored product")
-async def get_product(product_id: str, request: Request) -> ProductOut:
-    product = await writer_of(request).product(product_id, base_url(request))
-    if product is None:
-        raise ApiError(404, f"no product with id {product_id!r}", "not_found", "product_id")
-    return product
-
-
-@router.delete("/products/{product_id}", response_model=DeleteOut, responses={404: {"model": ErrorOut}},
-               dependencies=[Depends(require_write_key)], summary="Delete a product and its photos")
-async def delete_product(product_id: str, request: Request) -> DeleteOut:
-    removed = await writer_of(request).delete(product_id)
-    if not removed:
-        raise ApiError(404, f"no product with id {product_id!r}", "not_found", "product_id")
-    return DeleteOut(id=product_id, deleted_points=removed)
-
-
-@router.get("/products/{product_id}/similar", response_model=SearchOut, responses={404: {"model": ErrorOut}},
+# Product ids may hold slashes (SKUs like "AB/12" come from catalogs): the id is a `path` parameter
+# (`a/b` or `a%2Fb`), and "more like this" is declared first so `.../a/b/similar` reaches it.
+@router.get("/products/{product_id:path}/similar", response_model=SearchOut, responses={404: {"model": ErrorOut}},
             dependencies=[Depends(require_search_key)], summary="More like this product")
 async def similar_products(
     request: Request,
@@ -308,6 +311,24 @@ async def similar_products(
     start = next((p for p in points if p.point_id == point_id), points[0])
     result = await service.search(CoreQuery(similar_to=start.point_id, limit=limit))
     return search_answer(result, request)
+
+
+@router.get("/products/{product_id:path}", response_model=ProductOut, responses={404: {"model": ErrorOut}},
+            summary="A stored product")
+async def get_product(product_id: str, request: Request) -> ProductOut:
+    product = await writer_of(request).product(product_id, base_url(request))
+    if product is None:
+        raise ApiError(404, f"no product with id {product_id!r}", "not_found", "product_id")
+    return product
+
+
+@router.delete("/products/{product_id:path}", response_model=DeleteOut, responses={404: {"model": ErrorOut}},
+               dependencies=[Depends(require_write_key)], summary="Delete a product and its photos")
+async def delete_product(product_id: str, request: Request) -> DeleteOut:
+    removed = await writer_of(request).delete(product_id)
+    if not removed:
+        raise ApiError(404, f"no product with id {product_id!r}", "not_found", "product_id")
+    return DeleteOut(id=product_id, deleted_points=removed)
 
 
 @router.post("/search", response_model=SearchOut, dependencies=[Depends(require_search_key)],
@@ -328,8 +349,11 @@ async def search(request: Request) -> SearchOut:
                 raise ApiError(422, "image: the file is empty", "validation", "image")
             images = [data]
         text = (multipart_text(form, "text") or "").strip() or None
+        if text is not None and len(text) > SEARCH_TEXT_MAX:
+            raise ApiError(422, f"text: at most {SEARCH_TEXT_MAX} characters, got {len(text)}", "validation", "text")
         raw_filters = multipart_text(form, "filters")
-        filters = parse_model(Filters, parse_json_field(raw_filters, "filters"), "filters") if raw_filters else Filters()
+        filters = (parse_model(FiltersIn, await parse_json_field(raw_filters, "filters"), "filters").core()
+                   if raw_filters else Filters())
         raw_limit = multipart_text(form, "limit")
         try:
             limit = int(raw_limit) if raw_limit not in (None, "") else 12
@@ -346,9 +370,9 @@ async def search(request: Request) -> SearchOut:
             raise ApiError(422, "text: send words to search with (or the `cursor` of an earlier answer; "
                                 "photos go in a multipart form)", "validation", "text")
         if body.cursor:
-            query = CoreQuery(cursor=body.cursor, limit=body.limit)
+            query = parse_model(CoreQuery, {"cursor": body.cursor, "limit": body.limit})
         else:
-            query = CoreQuery(text=body.text, filters=body.filters, limit=body.limit)
+            query = parse_model(CoreQuery, {"text": body.text, "filters": body.filters.core(), "limit": body.limit})
     return search_answer(await service.search(query), request)
 
 

@@ -13,21 +13,26 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import AsyncIterator
+import mimetypes
+import os
+import stat
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from fastapi import FastAPI
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from bots.answers import BUSY, Searcher
 from bots.api import install_api
 from bots.api.app import PREFIX
-from bots.api.catalog import CatalogWriter
+from bots.api.catalog import CatalogWriter, product_folder
+from bots.jsonbody import parse_json
 from bots.ratelimit import RateLimiter
 from bots.server.config import ServerSettings
 from bots.server.metrics import Metrics
@@ -36,6 +41,7 @@ from bots.server.work import SeenIds, WorkQueue
 from bots.telegram.config import TelegramSettings
 from core.config import Settings
 from core.search import SearchService
+from core.store.base import VectorStore
 
 log = logging.getLogger("visearch.server")
 
@@ -56,6 +62,7 @@ class ServerState:
     telegram_dispatcher: Any = None
     writer: CatalogWriter | None = None
     owns_service: bool = False
+    store: VectorStore | None = None  # opened by the caller (its lock already taken), for the service we open
     listen_url: str | None = None  # where this server answers (for the data directory's owner note)
 
     def enabled(self) -> list[str]:
@@ -75,10 +82,13 @@ class ServerState:
 
 
 def create_app(settings: Settings, server: ServerSettings, telegram: TelegramSettings,
-               service: SearchService | None = None, listen_url: str | None = None) -> FastAPI:
-    """The app. Without a service, one is opened from `settings` at startup (model load, store)."""
+               service: SearchService | None = None, listen_url: str | None = None,
+               store: VectorStore | None = None) -> FastAPI:
+    """The app. Without a service, one is opened from `settings` at startup (model load; the store
+    given, else the configured one). `visearch serve` opens the store itself before the server
+    starts, so a data directory another process owns stops it with one line, not a traceback."""
     state = ServerState(settings, server, telegram, service=service, owns_service=service is None,
-                        listen_url=listen_url)
+                        listen_url=listen_url, store=store)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -110,9 +120,12 @@ def create_app(settings: Settings, server: ServerSettings, telegram: TelegramSet
 
 async def _start(state: ServerState) -> None:
     if state.service is None:
-        state.service = await SearchService.open(state.settings)
+        state.service = await _open_service(state)
     metrics, server = state.metrics, state.server
     state.writer = CatalogWriter(state.service, state.settings.data_dir / "uploads", server.api_fetch_policy)
+    orphans = await state.writer.drop_orphan_uploads()
+    if orphans:
+        log.info("dropped %d uploaded file(s) no product refers to (left by an interrupted write)", orphans)
     announce = getattr(state.service.store, "announce", None)
     if announce is not None and state.listen_url:  # a CLI run on the same data directory is told where we are
         announce(f"visearch serve at {state.listen_url} (API: {state.listen_url}/api/v1)")
@@ -152,6 +165,16 @@ async def _start(state: ServerState) -> None:
     log.info("visearch serve: webhooks enabled for %s", ", ".join(state.enabled()) or "no platform")
 
 
+async def _open_service(state: ServerState) -> SearchService:
+    """The search service over the store the caller opened, or over the configured store."""
+    if state.store is None:
+        return await SearchService.open(state.settings)
+    from core.encoders.factory import load_encoder
+
+    encoder = await asyncio.to_thread(load_encoder, state.settings)
+    return SearchService(encoder, state.store, state.settings)
+
+
 async def _stop(state: ServerState) -> None:
     if state.runtime is not None:
         await state.runtime.queue.stop()
@@ -162,6 +185,8 @@ async def _stop(state: ServerState) -> None:
         await state.telegram_bot.session.close()
     if state.service is not None and state.owns_service:
         await state.service.close()
+    elif state.service is None and state.store is not None:  # the encoder never loaded: release the lock anyway
+        await state.store.close()
 
 
 def _state(request: Request) -> ServerState:
@@ -203,24 +228,93 @@ async def metrics(request: Request) -> Response:
     return Response(state.metrics.render(), media_type=state.metrics.content_type)
 
 
+#: photos up to this size are read whole in one step; larger ones stream from the open file
+SMALL_PHOTO_BYTES = 512 * 1024
+MEDIA_CACHE = {"Cache-Control": "public, max-age=86400"}
+
+
+def media_root(payload: dict[str, Any], settings: Settings) -> Path | None:
+    """The folder a point's local photo lives in. API uploads are always in the data directory's
+    `uploads/` (VISEARCH_IMAGE_ROOT is the catalog's folder, not theirs); catalog photos are under
+    VISEARCH_IMAGE_ROOT when set, else the folder the catalog was indexed from."""
+    image, stored = str(payload.get("image") or ""), str(payload.get("image_root") or "")
+    uploads = settings.data_dir / "uploads"
+    is_upload = (image.split("/", 1)[0] == product_folder(str(payload.get("product_id") or ""))
+                 or (stored and Path(stored).resolve() == uploads.resolve()))
+    if is_upload:
+        return uploads
+    root = settings.image_root or stored
+    return Path(root) if root else None
+
+
+def open_photo(payload: dict[str, Any], settings: Settings) -> tuple[BinaryIO, int] | None:
+    """Open a point's local photo (nothing outside its folder) and its size; None when it is not
+    there. Opened before any header is sent: a delete racing the request cannot cut the body short."""
+    root = media_root(payload, settings)
+    if root is None:
+        return None
+    base = root.resolve()
+    path = (base / str(payload.get("image") or "")).resolve()
+    if base not in path.parents:
+        return None
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed by the caller or the stream
+    except OSError:
+        return None
+    info = os.fstat(handle.fileno())
+    if not stat.S_ISREG(info.st_mode):
+        handle.close()
+        return None
+    return handle, info.st_size
+
+
+def read_all(handle: BinaryIO, size: int) -> bytes:
+    with handle:
+        return handle.read(size)
+
+
+def stream_of(handle: BinaryIO, size: int) -> Iterator[bytes]:
+    """The open file's first `size` bytes in chunks (Starlette runs a plain iterator on a thread)."""
+    with handle:
+        left = size
+        while left > 0:
+            chunk = handle.read(min(left, 256 * 1024))
+            if not chunk:
+                return
+            left -= len(chunk)
+            yield chunk
+
+
 async def media(request: Request) -> Response:
-    """A product photo from the catalog folder, by point id (only files under the catalog's folder)."""
+    """A product photo (catalog folder or API upload), by point id; 404 in the API's error shape."""
     state = _state(request)
     if state.service is None:
         return Response(status_code=503)
-    points = await state.service.store.retrieve([request.path_params["point_id"]])
+    point_id = request.path_params["point_id"]
+    try:
+        uuid.UUID(point_id)
+    except ValueError:
+        return _no_photo()
+    points = await state.service.store.retrieve([point_id])
     if not points:
-        return Response("not found", status_code=404)
+        return _no_photo()
     payload = points[0].payload
-    root = str(state.settings.image_root or payload.get("image_root") or "")
     image = str(payload.get("image") or "")
-    if not root or not image or image.startswith(("http://", "https://")):
-        return Response("not found", status_code=404)
-    base = Path(root).resolve()
-    path = (base / image).resolve()
-    if base not in path.parents or not path.is_file():
-        return Response("not found", status_code=404)
-    return FileResponse(path, headers={"Cache-Control": "public, max-age=86400"})
+    if not image or image.lower().startswith(("http://", "https://")):
+        return _no_photo()
+    opened = await asyncio.to_thread(open_photo, payload, state.settings)
+    if opened is None:
+        return _no_photo()
+    handle, size = opened
+    kind = mimetypes.guess_type(image)[0] or "application/octet-stream"
+    if size <= SMALL_PHOTO_BYTES:
+        return Response(await asyncio.to_thread(read_all, handle, size), media_type=kind, headers=MEDIA_CACHE)
+    return StreamingResponse(stream_of(handle, size), media_type=kind,
+                             headers={**MEDIA_CACHE, "Content-Length": str(size)})
+
+
+def _no_photo() -> Response:
+    return JSONResponse({"error": "no such photo", "field": "point_id", "kind": "not_found"}, status_code=404)
 
 
 # --- webhooks ----------------------------------------------------------------------------------------
@@ -251,9 +345,9 @@ async def telegram_webhook(request: Request) -> Response:
         counter.labels("telegram", "bad_signature").inc()
         return Response("invalid secret token", status_code=401)
     try:
-        data = await request.json()
+        data = parse_json(await request.body())  # the body limit keeps it small: parsed on the loop
         update = Update.model_validate(data, context={"bot": state.telegram_bot})
-    except (ValueError, ValidationError):
+    except (ValueError, ValidationError):  # JsonBodyError is a ValueError
         counter.labels("telegram", "malformed").inc()
         return Response("not a Telegram update", status_code=400)
     runtime = state.runtime
