@@ -67,6 +67,18 @@ def catalog_dir(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.fixture
+async def six(catalog_dir: Path, pipeline_settings: Settings, offline_encoder: Any) -> Any:
+    """Six products indexed from `c.csv` (all with p.jpg): the catalog path and the open store."""
+    catalog = write_rows(catalog_dir / "c.csv", rows(6))
+    store = open_store(pipeline_settings)
+    try:
+        await index_catalog(catalog, offline_encoder, store, pipeline_settings, progress=False)
+        yield catalog, store
+    finally:
+        await store.close()
+
+
 async def product_ids(store: Any) -> set[str]:
     return {str(p.payload["product_id"]) async for p in store.scroll()}
 
@@ -165,57 +177,42 @@ async def test_concurrent_uploads_of_one_id_never_lose_it(api_data: Settings, of
 # --- 3. a broken catalog makes sync delete nothing --------------------------------------------------
 
 
-async def test_unclosed_quote_stops_sync_before_anything_is_touched(catalog_dir: Path, pipeline_settings: Settings,
+async def test_unclosed_quote_stops_sync_before_anything_is_touched(six: Any, pipeline_settings: Settings,
                                                                     offline_encoder: Any) -> None:
-    catalog = write_rows(catalog_dir / "c.csv", rows(6))
-    store = open_store(pipeline_settings)
-    try:
-        await index_catalog(catalog, offline_encoder, store, pipeline_settings, progress=False)
-        text = catalog.read_text().replace('SKU-3,Product 3,', 'SKU-3,"Never closed quote,', 1)
-        catalog.write_text(text)
-        with pytest.raises(CatalogError, match=r":5: a quoted field in the row starting on line 5 is never closed"):
-            await index_catalog(catalog, offline_encoder, store, pipeline_settings, sync=True, progress=False)
-        assert await product_ids(store) == {f"SKU-{i}" for i in range(6)}
-    finally:
-        await store.close()
+    catalog, store = six
+    text = catalog.read_text().replace('SKU-3,Product 3,', 'SKU-3,"Never closed quote,', 1)
+    catalog.write_text(text)
+    with pytest.raises(CatalogError, match=r":5: a quoted field in the row starting on line 5 is never closed"):
+        await index_catalog(catalog, offline_encoder, store, pipeline_settings, sync=True, progress=False)
+    assert await product_ids(store) == {f"SKU-{i}" for i in range(6)}
 
 
-async def test_rows_swallowed_by_a_quote_are_not_deleted(catalog_dir: Path, pipeline_settings: Settings,
+async def test_rows_swallowed_by_a_quote_are_not_deleted(six: Any, pipeline_settings: Settings,
                                                          offline_encoder: Any) -> None:
-    catalog = write_rows(catalog_dir / "c.csv", rows(6))
-    store = open_store(pipeline_settings)
-    try:
-        await index_catalog(catalog, offline_encoder, store, pipeline_settings, progress=False)
-        lines = catalog.read_text().splitlines()
-        # SKU-1's title opens a quote that SKU-4's closes: SKU-2 and SKU-3 vanish into one field
-        lines[2] = 'SKU-1,"Opened here,p.jpg,1.50'
-        lines[5] = 'SKU-4,Closed here",p.jpg,4.50'
-        catalog.write_text("\n".join(lines) + "\n")
-        summary = await index_catalog(catalog, offline_encoder, store, pipeline_settings, sync=True, progress=False)
-        assert summary.deleted == 0
-        assert await product_ids(store) == {f"SKU-{i}" for i in range(6)}
-        assert any(p.line == 3 and "quote" in p.reason for p in summary.problems)
-    finally:
-        await store.close()
+    catalog, store = six
+    lines = catalog.read_text().splitlines()
+    # SKU-1's title opens a quote that SKU-4's closes: SKU-2 and SKU-3 vanish into one field
+    lines[2] = 'SKU-1,"Opened here,p.jpg,1.50'
+    lines[5] = 'SKU-4,Closed here",p.jpg,4.50'
+    catalog.write_text("\n".join(lines) + "\n")
+    summary = await index_catalog(catalog, offline_encoder, store, pipeline_settings, sync=True, progress=False)
+    assert summary.deleted == 0
+    assert await product_ids(store) == {f"SKU-{i}" for i in range(6)}
+    assert any(p.line == 3 and "quote" in p.reason for p in summary.problems)
 
 
-async def test_sync_that_would_delete_most_products_stops_and_asks(catalog_dir: Path, pipeline_settings: Settings,
+async def test_sync_that_would_delete_most_products_stops_and_asks(six: Any, pipeline_settings: Settings,
                                                                    offline_encoder: Any) -> None:
-    catalog = write_rows(catalog_dir / "c.csv", rows(6))
-    store = open_store(pipeline_settings)
-    try:
-        await index_catalog(catalog, offline_encoder, store, pipeline_settings, progress=False)
-        truncated = rows(6)[:2] + [{"id": "NEW-1", "title": "New", "image": "q.jpg", "price": "1"}]
-        write_rows(catalog, truncated)
-        with pytest.raises(MassDeleteError, match="would delete 4 of the 6 products.*--allow-mass-delete"):
-            await index_catalog(catalog, offline_encoder, store, pipeline_settings, sync=True, progress=False)
-        assert await product_ids(store) == {f"SKU-{i}" for i in range(6)}  # NEW-1 not written either
-        half = rows(6)[:3]
-        summary = await index_catalog(write_rows(catalog, half), offline_encoder, store, pipeline_settings,
-                                      sync=True, progress=False)
-        assert summary.deleted == 3  # exactly half is not "more than half"
-    finally:
-        await store.close()
+    catalog, store = six
+    truncated = rows(6)[:2] + [{"id": "NEW-1", "title": "New", "image": "q.jpg", "price": "1"}]
+    write_rows(catalog, truncated)
+    with pytest.raises(MassDeleteError, match="would delete 4 of the 6 products.*--allow-mass-delete"):
+        await index_catalog(catalog, offline_encoder, store, pipeline_settings, sync=True, progress=False)
+    assert await product_ids(store) == {f"SKU-{i}" for i in range(6)}  # NEW-1 not written either
+    half = rows(6)[:3]
+    summary = await index_catalog(write_rows(catalog, half), offline_encoder, store, pipeline_settings,
+                                  sync=True, progress=False)
+    assert summary.deleted == 3  # exactly half is not "more than half"
 
 
 def test_cli_sync_asks_for_allow_mass_delete(catalog_dir: Path, pipeline_settings: Settings,
