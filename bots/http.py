@@ -33,18 +33,26 @@ class MediaError(Exception):
 
 
 class PlatformClient:
-    """JSON API calls and media downloads for one platform."""
+    """JSON API calls and media downloads for one platform.
+
+    `media_credentials`: whether downloads carry the API's credential headers. Only where the
+    platform requires them on its media URLs (WhatsApp); otherwise (Viber: its media CDN needs
+    none) a separate client without them fetches media, so the token never reaches a media host.
+    """
 
     def __init__(self, platform: str, base_url: str, headers: dict[str, str], timeout: float = 15.0,
-                 retries: int = 3, backoff: float = 0.5) -> None:
+                 retries: int = 3, backoff: float = 0.5, media_credentials: bool = True) -> None:
         self.platform = platform
         self.retries = retries
         self.backoff = backoff
         self.http = httpx.AsyncClient(base_url=base_url.rstrip("/") + "/", headers=headers, timeout=timeout,
                                       follow_redirects=True)
+        self.media_http = self.http if media_credentials else httpx.AsyncClient(timeout=timeout, follow_redirects=True)
 
     async def close(self) -> None:
         await self.http.aclose()
+        if self.media_http is not self.http:
+            await self.media_http.aclose()
 
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """Send with retries on 429 / 5xx / network errors; return the last response."""
@@ -71,7 +79,7 @@ class PlatformClient:
     async def download(self, url: str, max_bytes: int, headers: dict[str, str] | None = None) -> tuple[bytes, str]:
         """Bytes and content type of a media URL, refusing more than `max_bytes`."""
         try:
-            async with self.http.stream("GET", url, headers=headers) as response:
+            async with self.media_http.stream("GET", url, headers=headers) as response:
                 if response.status_code != 200:
                     raise MediaError(f"the photo could not be downloaded (HTTP {response.status_code})")
                 declared = response.headers.get("content-length")

@@ -37,7 +37,7 @@ from bots.ratelimit import RateLimiter
 from bots.server.config import ServerSettings
 from bots.server.metrics import Metrics
 from bots.server.runtime import Runtime
-from bots.server.work import SeenIds, WorkQueue
+from bots.server.work import DELIVERIES_FILE, PersistentSeenIds, WorkQueue
 from bots.telegram.config import TelegramSettings
 from core.config import Settings
 from core.search import SearchService
@@ -131,7 +131,8 @@ async def _start(state: ServerState) -> None:
         announce(f"visearch serve at {state.listen_url} (API: {state.listen_url}/api/v1)")
     queue = WorkQueue(server.queue_size, server.workers, on_depth=metrics.queue_depth.set)
     queue.start()
-    state.runtime = Runtime(queue, SeenIds(server.dedupe_ttl), metrics)
+    seen = await PersistentSeenIds.open(state.settings.data_dir / DELIVERIES_FILE, server.dedupe_ttl)
+    state.runtime = Runtime(queue, seen, metrics)
     limiter = RateLimiter(server.rate_limit, server.rate_window)
 
     def searcher(platform: str) -> Searcher:
@@ -178,6 +179,8 @@ async def _open_service(state: ServerState) -> SearchService:
 async def _stop(state: ServerState) -> None:
     if state.runtime is not None:
         await state.runtime.queue.stop()
+        if isinstance(state.runtime.seen, PersistentSeenIds):
+            await state.runtime.seen.close()
     for bot in (state.viber, state.whatsapp):
         if bot is not None:
             await bot.close()

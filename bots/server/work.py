@@ -8,10 +8,14 @@ gets False and sends the user a short "busy" reply instead of dropping the messa
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 log = logging.getLogger("visearch.server")
 
@@ -86,12 +90,143 @@ class SeenIds:
     def first_time(self, key: Hashable) -> bool:
         """True the first time a key is seen (and remembers it); False for a repeat within the TTL."""
         now = self._clock()
-        while self._seen and (len(self._seen) >= self.max_items or next(iter(self._seen.values())) <= now - self.ttl):
+        while self._seen and next(iter(self._seen.values())) <= now - self.ttl:
             self._seen.popitem(last=False)
         if key in self._seen:
             return False
+        while len(self._seen) >= self.max_items:  # only a new key makes room (a repeat evicts nothing)
+            self._seen.popitem(last=False)
         self._seen[key] = now
         return True
 
     def __len__(self) -> int:
         return len(self._seen)
+
+
+#: file under the data directory where `visearch serve` keeps recent delivery ids
+DELIVERIES_FILE = "deliveries.sqlite3"
+#: expired and surplus rows are deleted after this many new ids (and at start)
+COMPACT_EVERY = 1000
+
+
+class PersistentSeenIds(SeenIds):
+    """`SeenIds` that survives a restart: a platform retrying a delivery the old process already
+    answered (it restarted before the acknowledgement arrived) gets no second answer.
+
+    Decisions are made in memory, on the event loop, as before; each new id is also written to a
+    SQLite file (WAL, one small append per id) by one background thread, so the loop never waits
+    on the disk. Ids are stamped with the wall clock (a monotonic clock restarts with the process).
+    At start the unexpired ids (newest `max_items`) are read back; an unreadable file is put aside
+    and the server starts with an empty memory and a warning, and if no file can be written at
+    all it keeps the ids in memory only. Use `await PersistentSeenIds.open(...)` and `await close()`.
+    """
+
+    def __init__(self, path: Path, ttl: float = 3600.0, max_items: int = 100_000,
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__(ttl, max_items, clock)
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        self._writes = 0
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="visearch-deliveries")
+
+    @classmethod
+    async def open(cls, path: Path, ttl: float = 3600.0, max_items: int = 100_000,
+                   clock: Callable[[], float] = time.time) -> PersistentSeenIds:
+        """The memory with the file's unexpired ids loaded (in the writer thread)."""
+        seen = cls(path, ttl, max_items, clock)
+        await asyncio.get_running_loop().run_in_executor(seen._writer, seen._load)
+        return seen
+
+    def first_time(self, key: Hashable) -> bool:
+        """As `SeenIds.first_time`; a new id is queued for the file."""
+        text = _key_text(key)
+        if not super().first_time(text):
+            return False
+        try:
+            self._writer.submit(self._record, text, self._seen[text])
+        except RuntimeError:  # closed (shutting down): the id is still remembered in memory
+            pass
+        return True
+
+    async def close(self) -> None:
+        """Write what is queued, then close the file."""
+        await asyncio.get_running_loop().run_in_executor(self._writer, self._close_db)
+        self._writer.shutdown(wait=True)
+
+    # -- the writer thread ---------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL: a commit survives the process dying
+            db.execute("CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, at REAL NOT NULL)")
+            db.execute("CREATE INDEX IF NOT EXISTS seen_at ON seen (at)")
+            db.execute("PRAGMA quick_check").fetchall()
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _load(self) -> None:
+        try:
+            self._db = self._connect()
+        except sqlite3.DatabaseError as exc:  # not a database, corrupted pages
+            aside = self.path.with_name(self.path.name + ".unreadable")
+            log.warning("delivery ids: %s is unreadable (%s); starting with none remembered, the old file is "
+                        "kept as %s", self.path, type(exc).__name__, aside.name)
+            try:
+                for suffix in ("", "-wal", "-shm"):
+                    old = self.path.with_name(self.path.name + suffix)
+                    if old.exists():
+                        old.replace(aside.with_name(aside.name + suffix))
+                self._db = self._connect()
+            except (OSError, sqlite3.Error) as again:
+                self._memory_only(again)
+                return
+        except (OSError, sqlite3.Error) as exc:  # unwritable directory, locked file
+            self._memory_only(exc)
+            return
+        try:
+            self._compact()
+            rows = self._db.execute("SELECT key, at FROM seen ORDER BY at DESC LIMIT ?", (self.max_items,)).fetchall()
+        except sqlite3.Error as exc:
+            self._memory_only(exc)
+            return
+        for key, at in reversed(rows):
+            self._seen[key] = at
+
+    def _record(self, key: str, at: float) -> None:
+        if self._db is None:
+            return
+        try:
+            self._db.execute("INSERT OR REPLACE INTO seen (key, at) VALUES (?, ?)", (key, at))
+            self._writes += 1
+            if self._writes % COMPACT_EVERY == 0:
+                self._compact()
+        except sqlite3.Error as exc:  # disk full, file removed: go on without the file
+            self._memory_only(exc)
+
+    def _compact(self) -> None:
+        assert self._db is not None
+        self._db.execute("DELETE FROM seen WHERE at <= ?", (self._clock() - self.ttl,))
+        self._db.execute("DELETE FROM seen WHERE key NOT IN (SELECT key FROM seen ORDER BY at DESC LIMIT ?)",
+                         (self.max_items,))
+
+    def _memory_only(self, exc: BaseException) -> None:
+        log.warning("delivery ids: cannot use %s (%s); they are remembered in memory only until a restart",
+                    self.path, type(exc).__name__)
+        self._close_db()
+
+    def _close_db(self) -> None:
+        if self._db is not None:
+            try:
+                self._db.close()
+            finally:
+                self._db = None
+
+
+def _key_text(key: Hashable) -> str:
+    """A delivery key as stored: ('viber', '5') -> '["viber","5"]' (the same text in every process)."""
+    return json.dumps(key, separators=(",", ":"), default=str)

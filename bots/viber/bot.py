@@ -48,7 +48,8 @@ class ViberBot:
         self.runtime = runtime
         self.public_url = public_url
         self.max_media_bytes = max_media_bytes
-        self.client = PlatformClient("viber", api_url, {"X-Viber-Auth-Token": token})
+        # the token goes to the bot API only; media URLs (Viber's CDN) are fetched without it
+        self.client = PlatformClient("viber", api_url, {"X-Viber-Auth-Token": token}, media_credentials=False)
 
     async def close(self) -> None:
         await self.client.close()

@@ -40,6 +40,7 @@ class _FakeServer:
     sent: list[Sent] = field(default_factory=list)
     media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     failures: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    media_headers: list[dict[str, str]] = field(default_factory=list)  # headers of each media download
 
     def __post_init__(self) -> None:
         self._runner: web.AppRunner | None = None
@@ -114,6 +115,7 @@ class FakeViber(_FakeServer):
         return [s for s in self.sent if s.body.get("receiver") == user and s.status == 200]
 
     async def _media(self, request: web.Request) -> web.Response:
+        self.media_headers.append(dict(request.headers))
         data, content_type = self.media.get(request.match_info["name"], (b"", ""))
         if not content_type:
             return web.Response(status=404)
@@ -226,6 +228,7 @@ class FakeWhatsApp(_FakeServer):
                                   "file_size": len(data), "id": media_id})
 
     async def _download(self, request: web.Request) -> web.Response:
+        self.media_headers.append(dict(request.headers))
         if not self._authorised(request):
             return web.Response(status=401)
         data, mime = self.media[request.match_info["media_id"]]

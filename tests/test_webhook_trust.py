@@ -1,0 +1,103 @@
+"""What the webhook server trusts and keeps: the Viber token goes to Viber's API only (never to a
+media host), and delivery ids outlive a restart, so a platform's retry is never answered twice.
+
+Over real HTTP on 127.0.0.1 with the fake Viber and WhatsApp servers (tests/fakes/messengers.py)
+and the server under uvicorn, as in tests/test_server.py; the delivery-id file's rules (TTL,
+bound, a file that cannot be used) are checked on `PersistentSeenIds` itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bots.server.work import DELIVERIES_FILE, PersistentSeenIds
+from core.config import Settings
+from tests.conftest import copy_collection
+from tests.fakes.messengers import VIBER_TOKEN, viber_message
+from tests.test_server import Served, photo, serve, served  # noqa: F401 - `served` is a fixture
+
+# delivery tokens of this module; tests/test_server.py uses 1001-1010 on the same data directory
+TOKENS = iter(range(9_100_001, 9_100_100))
+
+
+async def test_viber_media_is_downloaded_without_the_auth_token(served: Served) -> None:
+    media = served.viber.add_media(photo("granny-smith.jpg"))
+    body = viber_message("viber-trust-1", {"type": "picture", "media": media, "text": ""}, next(TOKENS))
+    assert (await served.viber_post(body)).status_code == 200
+    [answer] = await served.viber.wait_for_messages("viber-trust-1")
+    assert answer.body["type"] == "rich_media"  # the photo was downloaded and searched
+    [download] = served.viber.media_headers
+    assert not any(name.lower() == "x-viber-auth-token" for name in download), download
+    assert VIBER_TOKEN not in repr(download)
+
+
+async def test_whatsapp_media_still_gets_the_bearer_token_meta_requires(served: Served) -> None:
+    from tests.fakes.messengers import whatsapp_payload
+
+    media_id = served.whatsapp.add_media(photo("granny-smith.jpg"))
+    body = whatsapp_payload("46709100001", {"id": "wamid.trust1", "type": "image", "image": {"id": media_id}})
+    assert (await served.whatsapp_post(body)).status_code == 200
+    await served.whatsapp.wait_for_messages("46709100001")
+    [download] = served.whatsapp.media_headers
+    assert download.get("Authorization", "").startswith("Bearer ")
+
+
+async def test_a_viber_retry_after_a_restart_is_answered_once_even_after_a_corrupted_file(
+        bot_catalog: Settings, offline_encoder, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = copy_collection(bot_catalog, tmp_path / "data")
+    (settings.data_dir / DELIVERIES_FILE).write_bytes(b"not a database, just bytes " * 100)
+    body = viber_message("viber-restart", {"type": "text", "text": "green apple"}, next(TOKENS))
+    with caplog.at_level(logging.WARNING, logger="visearch.server"):
+        async for first in serve(settings, offline_encoder):  # the unreadable file does not stop it
+            assert (await first.viber_post(body)).status_code == 200
+            assert len(await first.viber.wait_for_messages("viber-restart")) == 1
+    assert "is unreadable" in caplog.text and (settings.data_dir / f"{DELIVERIES_FILE}.unreadable").is_file()
+
+    async for second in serve(settings, offline_encoder):  # a new app and uvicorn, the same data directory
+        retried = await second.viber_post(body)
+        assert retried.status_code == 200
+        probe = viber_message("viber-restart-probe", {"type": "text", "text": "banana"}, next(TOKENS))
+        await second.viber_post(probe)
+        await second.viber.wait_for_messages("viber-restart-probe")  # the new server does answer...
+        await second.viber.settle()
+        assert second.viber.to("viber-restart") == []  # ...but not the retried delivery
+        metrics = (await second.http.get("/metrics")).text
+        assert 'visearch_webhook_requests_total{outcome="duplicate",platform="viber"} 1.0' in metrics
+
+
+async def test_ids_older_than_the_ttl_are_forgotten_and_the_file_stays_bounded(tmp_path: Path) -> None:
+    now = [1_000.0]
+    path = tmp_path / DELIVERIES_FILE
+    seen = await PersistentSeenIds.open(path, ttl=60, max_items=3, clock=lambda: now[0])
+    assert seen.first_time(("viber", "old"))
+    now[0] += 30
+    for n in range(4):
+        now[0] += 1
+        assert seen.first_time(("viber", f"new{n}"))
+    assert not seen.first_time(("viber", "new3")) and not seen.first_time(("viber", "new1"))
+    await seen.close()
+
+    now[0] += 36  # "old" is 70 s old (past the TTL); the newest three fit max_items
+    again = await PersistentSeenIds.open(path, ttl=60, max_items=3, clock=lambda: now[0])
+    assert len(again) == 3
+    assert not again.first_time(("viber", "new3")) and not again.first_time(("viber", "new1"))
+    assert again.first_time(("viber", "new0"))  # pushed out by the bound
+    assert again.first_time(("viber", "old"))  # forgotten after the TTL
+    await again.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT count(*) FROM seen").fetchone()[0] <= 5
+
+
+async def test_without_a_usable_file_ids_are_remembered_in_memory(tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("the data directory cannot be created under a file")
+    with caplog.at_level(logging.WARNING, logger="visearch.server"):
+        seen = await PersistentSeenIds.open(blocker / DELIVERIES_FILE, ttl=60)
+    assert "in memory only" in caplog.text
+    assert seen.first_time(("telegram", 5)) and not seen.first_time(("telegram", 5))
+    await seen.close()
