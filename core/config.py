@@ -90,6 +90,7 @@ class Settings(BaseSettings):
 
     # images and downloads
     max_image_pixels: int = Field(40_000_000, ge=1, description="decompression-bomb guard (width x height)")
+    max_concurrent_decodes: int = Field(0, ge=0, le=256, description="query photos decoded at once, on threads of their own (not the encoder's); 0 = one per CPU core")
     max_image_bytes: int = Field(20 * 1024 * 1024, ge=1)
     fetch_concurrency: int = Field(8, ge=1, le=256)
     fetch_timeout: float = Field(15.0, gt=0)
@@ -130,6 +131,17 @@ def encoder_workers(settings: Settings) -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     threads = settings.onnx_threads or cores
     return max(1, cores // threads)
+
+
+def decode_workers(settings: Settings) -> int:
+    """How many query photos may be decoded at once: the configured number, else one per core.
+
+    A decode holds up to ~8 bytes per allowed pixel and one core for up to a second, so this bounds
+    what photos sent at the same moment cost; the photos beyond it wait (and count as pending).
+    """
+    if settings.max_concurrent_decodes:
+        return settings.max_concurrent_decodes
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def load_settings(**overrides: object) -> Settings:

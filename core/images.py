@@ -4,8 +4,17 @@ Every photo that reaches an encoder (catalog images, messenger uploads, web uplo
 here. What it guards against and normalises:
 
 - empty data, data that is not an image (a PDF, an HTML error page, a ZIP...), truncated files;
+- formats nobody photographs in: only `FORMATS` are opened at all (Pillow's other plugins, PSD, ICO,
+  EPS, TGA..., never see the bytes), so each accepted photo costs what its pixels cost;
 - decompression bombs: the pixel count is read from the header and checked against `max_pixels`
-  *before* anything is decoded (Pillow's own bomb error/warning is reported the same way);
+  *before* anything is decoded (Pillow's own bomb error/warning is reported the same way). Decoding
+  and converting one picture then holds at most about 8 bytes per allowed pixel (320 MB at the
+  default 40 megapixels; WebP, which costs twice that per pixel, may have half as many pixels);
+- work that is not pixels: only the first frame of an animation or a multi-page file is decoded
+  (the frame count is never read, since counting GIF frames reads the whole file), and a JPEG with
+  more than `MAX_JPEG_SCANS` scans (each scan walks the whole picture again) is refused unread;
+- conversions: a large picture is shrunk to about the caller's size first (whole-factor box
+  filter), so a 40-megapixel 16-bit or float image costs one decode, not several float64 copies;
 - images too small to say anything (below `MIN_SIDE` pixels on a side);
 - EXIF orientation (phone photos), transparency (composited onto white), CMYK, 16-bit and 32-bit
   greyscale, 1-bit and palette images, animated GIF/WebP (the first frame).
@@ -31,6 +40,23 @@ MIN_SIDE = 8
 #: background colour that transparent pixels are composited onto
 BACKGROUND = (255, 255, 255)
 
+#: the formats a photo may come in, by Pillow's names: what phones, messengers, browsers and shops
+#: produce (TIFF is a studio's export; a camera JPEG with extra pictures opens as "MPO"). Anything
+#: else is refused before a decoder runs.
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+
+#: scans a JPEG may have: encoders write 1 (baseline) to about 12 (progressive); each scan walks
+#: every block of the picture again, so a few bytes per scan can cost seconds
+MAX_JPEG_SCANS = 100
+
+#: a WebP costs this many times the memory of another format's picture of the same size (Pillow
+#: decodes it through libwebp's animation decoder: ~16 bytes a pixel, measured, against <= 8), so
+#: it may have this many times fewer pixels: every accepted photo then costs about the same
+WEBP_COST = 2
+
+#: Pillow's own bomb guard raises above this many pixels, before our check can name the size
+_PILLOW_BOMB_PIXELS = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+
 # What Pillow raises on broken data varies by format and version.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error, zlib.error)
 
@@ -40,44 +66,62 @@ def decode_image(data: bytes, max_pixels: int, target_size: int | None = None) -
 
     `max_pixels` bounds width x height (checked from the header, before decoding).
     `target_size` is an optional hint: the caller only needs about this many pixels on the shorter
-    side, so a JPEG may be decoded at 1/2, 1/4 or 1/8 scale (never below the hint). Raises
-    `ImageError` with a short reason the user can be shown.
+    side, so a JPEG may be decoded at 1/2, 1/4 or 1/8 scale and any other picture is shrunk by a
+    whole factor before it is converted (never below the hint). Raises `ImageError` with a short
+    reason the user can be shown.
     """
-    if not data:
-        raise ImageError("empty file (0 bytes)")
-    try:
-        img = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise ImageError(f"not an image: {_sniff(data)}") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"image too large (decompression bomb guard): {_reason(exc)}") from None
-    except _DECODE_ERRORS as exc:
-        raise ImageError(f"broken image header: {_reason(exc)}") from None
-
+    img = open_image(data, max_pixels)
     fmt = img.format or "image"
-    width, height = img.size
-    if width * height > max_pixels:
-        raise ImageError(
-            f"image too large: {width}x{height} ({_mp(width * height)}), the limit is {_mp(max_pixels)}"
-        )
-    if width < MIN_SIDE or height < MIN_SIDE:
-        raise ImageError(f"image too small: {width}x{height} pixels, at least {MIN_SIDE}x{MIN_SIDE} needed")
-
     try:
-        if target_size and fmt == "JPEG":
+        if target_size and fmt in ("JPEG", "MPO"):
             # Decode at a reduced scale (DCT scaling) when the photo is much bigger than needed.
             img.draft("RGB", (target_size, target_size))
-        img.seek(0)  # animated GIF / WebP / APNG: the first frame
-        img.load()
+        img.load()  # the first frame only: open_image never moves past it
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(f"image too large (decompression bomb guard): {_reason(exc)}") from None
     except _DECODE_ERRORS as exc:
         raise ImageError(f"broken or truncated {fmt} image: {_reason(exc)}") from None
 
     try:
-        return _to_rgb(_apply_orientation(img))
+        oriented = _apply_orientation(img)
+        return _to_rgb(_shrink(oriented, target_size) if target_size else oriented)
     except _DECODE_ERRORS as exc:
         raise ImageError(f"unsupported {fmt} image (mode {img.mode}): {_reason(exc)}") from None
+
+
+def open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Read the header only and check it: an accepted format, `max_pixels` at most, `MIN_SIDE` at
+    least, a sane JPEG. Nothing is decoded; the image is at its first frame. Raises `ImageError`.
+
+    Upload checks call this on its own, so an upload is refused by the same rules a search uses.
+    """
+    if not data:
+        raise ImageError("empty file (0 bytes)")
+    try:
+        img = Image.open(io.BytesIO(data), formats=FORMATS)
+    except UnidentifiedImageError:
+        raise ImageError(f"not an image: {_sniff(data)}") from None
+    except Image.DecompressionBombError:
+        raise ImageError(f"image too large: over {_mp(_PILLOW_BOMB_PIXELS)}, the limit is {_mp(max_pixels)}") from None
+    except Image.DecompressionBombWarning:  # only where warnings are turned into errors
+        raise ImageError(f"image too large: over {_mp(_PILLOW_BOMB_PIXELS // 2)}, the limit is {_mp(max_pixels)}") from None
+    except _DECODE_ERRORS as exc:
+        raise ImageError(f"broken image header: {_reason(exc)}") from None
+
+    width, height = img.size
+    if width * height > max_pixels:
+        raise ImageError(
+            f"image too large: {width}x{height} ({_mp(width * height)}), the limit is {_mp(max_pixels)}"
+        )
+    if img.format == "WEBP" and width * height > max_pixels // WEBP_COST:
+        raise ImageError(f"image too large: {width}x{height} WebP ({_mp(width * height)}), "
+                         f"the limit for WebP is {_mp(max_pixels // WEBP_COST)}")
+    if width < MIN_SIDE or height < MIN_SIDE:
+        raise ImageError(f"image too small: {width}x{height} pixels, at least {MIN_SIDE}x{MIN_SIDE} needed")
+    if img.format in ("JPEG", "MPO") and (scans := data.count(b"\xff\xda")) > MAX_JPEG_SCANS:
+        # entropy-coded data escapes 0xFF, so each FF DA is a scan header (or one in a thumbnail)
+        raise ImageError(f"unsupported JPEG: {scans} scans, at most {MAX_JPEG_SCANS}")
+    return img
 
 
 def load_image_file(path: str | Path, max_pixels: int, target_size: int | None = None) -> Image.Image:
@@ -93,12 +137,36 @@ def load_image_file(path: str | Path, max_pixels: int, target_size: int | None =
 
 
 def _apply_orientation(img: Image.Image) -> Image.Image:
-    """Rotate/flip as the EXIF Orientation tag says; a broken EXIF block is ignored, not fatal."""
+    """Rotate/flip as the EXIF Orientation tag says; a broken EXIF block is ignored, not fatal.
+
+    In place: an upright photo (most of them) is not copied.
+    """
     try:
-        rotated = ImageOps.exif_transpose(img)
+        ImageOps.exif_transpose(img, in_place=True)
     except Exception:  # noqa: BLE001 - malformed EXIF must not reject an otherwise good photo
+        pass
+    return img
+
+
+def _shrink(img: Image.Image, target_size: int) -> Image.Image:
+    """Reduce by the largest whole factor that keeps the shorter side at `target_size` or more.
+
+    Why: every later step (transparency, 16-bit and float scaling, the encoder's resize) then works
+    on a small copy. A box filter averages, so the modes it cannot average (palette indices, 1-bit,
+    16-bit) are widened first.
+    """
+    factor = min(img.size) // max(target_size, 1)
+    if factor < 2:
         return img
-    return rotated if rotated is not None else img
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif img.mode == "PA":
+        img = img.convert("RGBA")
+    elif img.mode == "1":
+        img = img.convert("L")
+    elif img.mode.startswith("I;16"):
+        img = img.convert("I")
+    return img.reduce(factor)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -150,6 +218,9 @@ def _sniff(data: bytes) -> str:
         if brand in (b"avif", b"avis"):
             return "AVIF image (not supported: send JPEG, PNG or WebP)"
         return "MP4/QuickTime video"
+    for magic, name in _OTHER_IMAGES:
+        if head.startswith(magic):
+            return f"{name} (not supported: send JPEG, PNG or WebP)"
     if lower.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
         return "HTML page"
     if lower.startswith(b"<svg") or (lower.startswith(b"<?xml") and b"<svg" in data[:1024].lower()):
@@ -169,6 +240,23 @@ def _sniff(data: bytes) -> str:
     if all(ch.isprintable() or ch.isspace() for ch in text):
         return "text"
     return "unknown binary data"
+
+
+#: image formats Pillow could read but FORMATS refuses, by their first bytes (for the message)
+_OTHER_IMAGES = (
+    (b"8BPS", "Photoshop document"),
+    (b"\x00\x00\x01\x00", "Windows icon"),
+    (b"icns", "macOS icon"),
+    (b"%!PS", "PostScript/EPS drawing"),
+    (b"\xc5\xd0\xd3\xc6", "PostScript/EPS drawing"),
+    (b"\x00\x00\x00\x0cjP  ", "JPEG 2000 image"),
+    (b"\xffO\xffQ", "JPEG 2000 image"),
+    (b"DDS ", "DirectDraw texture"),
+    (b"qoif", "QOI image"),
+    (b"SIMPLE  =", "FITS image"),
+    (b"P1", "Netpbm image"), (b"P2", "Netpbm image"), (b"P3", "Netpbm image"),
+    (b"P4", "Netpbm image"), (b"P5", "Netpbm image"), (b"P6", "Netpbm image"),
+)
 
 
 def _reason(exc: BaseException) -> str:

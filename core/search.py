@@ -1,7 +1,9 @@
 """The search service every adapter calls: Query in, SearchResult (cards) out.
 
 Encoding is CPU-heavy and runs on one dedicated worker thread, so the event loop keeps
-serving other chats while a photo is embedded. Results are grouped by product in our code
+serving other chats while a photo is embedded. Query photos are decoded before that, on a pool of
+their own (VISEARCH_MAX_CONCURRENT_DECODES threads), so a costly photo never holds up the encoder
+and only so many are decoded at once. Results are grouped by product in our code
 (the embedded engine has no grouping), and a relevance cut-off turns unrelated queries
 into an honest "no match" instead of junk. A text query is matched against the product photos
 and, when the collection has them, against the product words (titles, tags, OCR text); the two
@@ -23,10 +25,10 @@ from typing import Any
 from PIL import Image
 
 from core.batching import MicroBatcher
-from core.config import Settings, encoder_workers
+from core.config import Settings, decode_workers, encoder_workers
 from core.domain import Card, CollectionInfo, Facets, Filters, Hit, Query, SearchResult
 from core.encoders.base import Encoder, WordsEncoder
-from core.errors import CollectionNotFoundError, EncoderMismatchError, VisearchError
+from core.errors import CollectionNotFoundError, EncoderBusyError, EncoderMismatchError, VisearchError
 from core.fusion import Signal, fuse, has_all_terms, query_terms
 from core.images import decode_image
 from core.store.base import VectorName, VectorStore
@@ -34,6 +36,8 @@ from core.store.base import VectorName, VectorStore
 #: how many raw hits to fetch per wanted product before grouping; doubled while too few groups
 OVERSAMPLE = 4
 MAX_RAW_HITS = 2000
+#: shorter side, in pixels, a query photo is decoded at (at least): what the encoders look at
+QUERY_PHOTO_SIZE = 448
 
 
 class PointNotFoundError(VisearchError):
@@ -97,6 +101,9 @@ class SearchService:
         self.started_at = time.monotonic()
         workers = encoder_workers(settings)
         self._encoder_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="visearch-encoder")
+        # query photos are decoded here, a few at once, never on the encoder's threads
+        self._decode_pool = ThreadPoolExecutor(max_workers=decode_workers(settings), thread_name_prefix="visearch-decode")
+        self._decoding = 0  # photos waiting for or in a decode (bounded by max_pending)
         # concurrent queries share encoder calls (core.batching); batch_wait_ms=0 keeps one call per query
         self.batcher = MicroBatcher(
             encoder, self._run_encoder, self._decode_query_photo,
@@ -123,6 +130,7 @@ class SearchService:
         await self.batcher.close()
         await self.store.close()
         self._encoder_pool.shutdown(wait=False, cancel_futures=True)
+        self._decode_pool.shutdown(wait=False, cancel_futures=True)
 
     async def check_collection(self) -> CollectionInfo:
         """The collection's info, after checking it was built by this service's encoder."""
@@ -165,13 +173,37 @@ class SearchService:
 
     def _decode_query_photo(self, data: bytes) -> Image.Image:
         """A query photo, decoded no bigger than the encoder needs (JPEG draft scaling)."""
-        return decode_image(data, self.settings.max_image_pixels, target_size=448)
+        return decode_image(data, self.settings.max_image_pixels, target_size=QUERY_PHOTO_SIZE)
 
-    async def embed_query(self, query: Query) -> tuple[list[float], Filters]:
-        """The query vector and the filters to apply (more-like-this excludes its own product)."""
+    @property
+    def decoding(self) -> int:
+        """Queries whose photos are being decoded or wait for the decode pool."""
+        return self._decoding
+
+    async def decode_photos(self, photos: Sequence[bytes]) -> list[Image.Image]:
+        """Decode a query's photos one after another on the decode pool (an album takes one slot).
+
+        At most `max_pending` queries wait for or use the pool; one more raises `EncoderBusyError`
+        (the "busy" reply), like a full encoder queue. A bad photo raises `ImageError`.
+        """
+        if self._decoding >= self.settings.max_pending:
+            raise EncoderBusyError(f"{self._decoding} queries are waiting for their photos to be decoded "
+                                   f"(VISEARCH_MAX_PENDING={self.settings.max_pending}): try again shortly")
+        self._decoding += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return [await loop.run_in_executor(self._decode_pool, self._decode_query_photo, data) for data in photos]
+        finally:
+            self._decoding -= 1
+
+    async def embed_query(self, query: Query, photos: Sequence[Image.Image] | None = None) -> tuple[list[float], Filters]:
+        """The query vector and the filters to apply (more-like-this excludes its own product).
+
+        `photos`: the query's photos already decoded (`decode_photos`); decoded here when None.
+        """
         filters = query.filters
         if query.images:
-            vector = await self.batcher.embed_images(query.images)
+            vector = await self.batcher.embed_images(photos if photos is not None else await self.decode_photos(query.images))
         elif query.text:
             vector = await self.batcher.embed_text(query.text)
         else:
@@ -188,14 +220,15 @@ class SearchService:
         """Embed the query once: image vector, words vector (text queries), filters, cut-offs, colours."""
         if not self._verified:
             await self.check_collection()
-        vector, filters = await self.embed_query(query)
+        photos = await self.decode_photos(query.images) if query.images else None
+        vector, filters = await self.embed_query(query, photos)
         words_vector = None
         if query.kind == "text" and query.text and self.uses_words:
             assert isinstance(self.encoder, WordsEncoder)
             words_vector = [float(x) for x in await self.batcher.embed_words(query.text)]
         boost_colours: frozenset[str] = frozenset()
-        if query.images and self.settings.colour_boost > 0:
-            boost_colours = await self._run_encoder(self._query_colours, query.images[0])
+        if photos and self.settings.colour_boost > 0:
+            boost_colours = await self._run_encoder(self._query_colours, photos[0])
         terms = query_terms(query.text) if words_vector is not None and query.text else frozenset()
         return SearchPlan(vector, filters, self.min_score(query), words_vector, self.min_score_words(), terms,
                           boost_colours)
@@ -257,11 +290,11 @@ class SearchService:
             next_cursor=next_cursor,
         )
 
-    def _query_colours(self, image: bytes) -> frozenset[str]:
-        """Dominant colours of the query photo (for the optional colour boost)."""
+    def _query_colours(self, image: Image.Image) -> frozenset[str]:
+        """Dominant colours of the (decoded) query photo, for the optional colour boost."""
         from core.colour import dominant_colours
 
-        return frozenset(dominant_colours(decode_image(image, self.settings.max_image_pixels, target_size=128)))
+        return frozenset(dominant_colours(image))
 
     def _boost_by_colour(self, hits: list[Hit], colours: frozenset[str]) -> list[Hit]:
         """Reorder: products sharing a dominant colour with the query photo move up by `colour_boost`."""
