@@ -78,6 +78,23 @@ async def test_local_addresses_in_any_spelling_are_refused_alike_and_nothing_is_
         assert inside.hits == {}  # not one request reached the local server
 
 
+async def test_refused_url_leaves_an_existing_product_as_it_was(ssrf_catalog: Settings, offline_encoder) -> None:
+    with scripted_server() as inside:
+        inside.route("/other.jpg", Reply(200, (SAMPLE / "images" / "lemon.jpg").read_bytes()))
+        async with run_api(ssrf_catalog, offline_encoder, api_fetch_allow="") as api:
+            product = {"id": "ssrf-kept", "title": "Kept banana", "category": "Kept"}
+            made = await api.http.post("/api/v1/products", headers=WRITE, data={"product": json.dumps(product)},
+                                       files=[("images", ("banana.jpg", BANANA, "image/jpeg"))])
+            assert made.status_code == 200 and made.json()["indexed"] == 1, made.text
+            before = (await api.product("ssrf-kept")).json()
+            attack = {**product, "title": "Replaced", "images": [inside.url("/other.jpg")]}
+            response = await api.http.post("/api/v1/products", headers=WRITE, json=attack)
+            assert response.status_code == 422 and REFUSED_MESSAGE in response.json()["error"], response.text
+            assert (await api.product("ssrf-kept")).json() == before
+            assert (await api.http.delete("/api/v1/products/ssrf-kept", headers=WRITE)).status_code == 200
+        assert inside.hits == {}
+
+
 async def test_allow_list_admits_its_range_but_not_a_redirect_out_of_it(ssrf_catalog: Settings,
                                                                       offline_encoder) -> None:
     with scripted_server() as allowed, scripted_server() as target:
