@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import math
 import uuid
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
 # Fixed namespace so the same (product, image) pair always maps to the same point id.
 POINT_NAMESPACE = uuid.UUID("5b0f7a8e-3c1d-4d2b-9a57-7f1e0c6d2a11")
@@ -16,6 +18,44 @@ FILTER_KEYS = {"category": "f_category", "brand": "f_brand", "tags": "f_tags"}
 #: payload keys the indexer writes itself; `Product.extra` may use none of them (nor a Product field)
 RESERVED_PAYLOAD_KEYS = frozenset({"product_id", "image", "image_root", "colours", "image_index", "image_sha256",
                                    "product_hash", "ocr_text", *FILTER_KEYS.values()})
+
+
+# Size caps of a product (API JSON, multipart, batch and catalog files alike): generous for real
+# catalogs, small enough that one product cannot take megabytes of payload, memory or /facets.
+MAX_TITLE = 1000
+MAX_DESCRIPTION = 10_000
+MAX_NAME = 200  # category, brand
+MAX_CURRENCY = 20
+MAX_URL = 2048
+MAX_TAGS, MAX_TAG = 50, 100
+MAX_IMAGES = 100
+MAX_EXTRA_KEYS, MAX_EXTRA_KEY, MAX_EXTRA_VALUE = 50, 100, 2000
+_EXTRA_INT = 2**63  # the store keeps 64-bit integers
+
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_TAG)]
+ImageRef = Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_URL)]
+
+
+def _extra_value_problem(key: str, value: Any) -> str | None:
+    """Why an `extra` value cannot be stored (too long, a non-finite number, a huge integer), or None."""
+    if isinstance(value, str):
+        return f"{key!r}: at most {MAX_EXTRA_VALUE} characters, got {len(value)}" if len(value) > MAX_EXTRA_VALUE else None
+    stack, seen = [value], 0
+    while stack:  # no recursion: a catalog line may nest deeply
+        item = stack.pop()
+        seen += 1
+        if seen > MAX_EXTRA_VALUE:
+            return f"{key!r}: at most {MAX_EXTRA_VALUE} characters of JSON"
+        if isinstance(item, float) and not math.isfinite(item):
+            return f"{key!r}: numbers must be finite"
+        if isinstance(item, int) and not isinstance(item, bool) and not -_EXTRA_INT <= item < _EXTRA_INT:
+            return f"{key!r}: integers must fit in 64 bits"
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    size = len(json.dumps(value, ensure_ascii=False, default=str))
+    return f"{key!r}: at most {MAX_EXTRA_VALUE} characters of JSON, got {size}" if size > MAX_EXTRA_VALUE else None
 
 
 def normalise_key(value: str) -> str:
@@ -34,17 +74,19 @@ class Product(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     id: str = Field(min_length=1, max_length=200)
-    title: str = Field(min_length=1, max_length=1000)
-    description: str = ""
-    price: float | None = Field(None, ge=0)
-    currency: str | None = None
-    category: str | None = None
-    brand: str | None = None
-    tags: list[str] = Field(default_factory=list)
-    url: str | None = None
+    title: str = Field(min_length=1, max_length=MAX_TITLE)
+    description: str = Field("", max_length=MAX_DESCRIPTION)
+    price: float | None = Field(None, ge=0, allow_inf_nan=False)
+    currency: str | None = Field(None, max_length=MAX_CURRENCY)
+    category: str | None = Field(None, max_length=MAX_NAME)
+    brand: str | None = Field(None, max_length=MAX_NAME)
+    tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS, description=f"at most {MAX_TAGS}, {MAX_TAG} characters each")
+    url: str | None = Field(None, max_length=MAX_URL)
     in_stock: bool = True
-    images: list[str] = Field(default_factory=list, description="paths or http(s) URLs")
-    extra: dict[str, Any] = Field(default_factory=dict, description="unknown catalog columns, kept in the payload")
+    images: list[ImageRef] = Field(default_factory=list, max_length=MAX_IMAGES, description="paths or http(s) URLs")
+    extra: dict[str, Any] = Field(default_factory=dict, description="unknown catalog columns, kept in the payload "
+                                  f"(at most {MAX_EXTRA_KEYS} keys of {MAX_EXTRA_KEY} characters, each value at most "
+                                  f"{MAX_EXTRA_VALUE} characters as JSON; numbers finite)")
 
     @field_validator("tags")
     @classmethod
@@ -60,6 +102,20 @@ class Product(BaseModel):
         if clash:
             raise ValueError(f"{', '.join(repr(k) for k in clash[:5])}: reserved (a product field or a key visearch "
                              "writes); rename the key")
+        return extra
+
+    @field_validator("extra")
+    @classmethod
+    def _extra_is_bounded(cls, extra: dict[str, Any]) -> dict[str, Any]:
+        """Extra columns go into every photo's payload: a bounded number of bounded, storable values."""
+        if len(extra) > MAX_EXTRA_KEYS:
+            raise ValueError(f"at most {MAX_EXTRA_KEYS} keys, got {len(extra)}")
+        for key, value in extra.items():
+            if len(key) > MAX_EXTRA_KEY:
+                raise ValueError(f"key {key[:20]!r}...: at most {MAX_EXTRA_KEY} characters")
+            problem = _extra_value_problem(key, value)
+            if problem:
+                raise ValueError(problem)
         return extra
 
     def payload(self, image_ref: str, image_sha256: str, image_index: int) -> dict[str, Any]:
@@ -87,7 +143,10 @@ class Product(BaseModel):
         known = set(cls.model_fields) - {"extra"}
         fields = {k: v for k, v in payload.items() if k in known}
         extra = {k: v for k, v in payload.items() if k not in known and k not in RESERVED_PAYLOAD_KEYS and k != "extra"}
-        return cls(**fields, extra=extra)
+        try:
+            return cls(**fields, extra=extra)
+        except ValidationError:  # stored before today's size caps: still readable as it was written
+            return cls.model_construct(**fields, extra=extra)
 
 
 class Filters(BaseModel):

@@ -1,5 +1,6 @@
-"""Puts /api/v1, its OpenAPI schema, its error answers, CORS, the body limit and the web page on
-the server's app (one process, one port, shared with the webhooks)."""
+"""Puts /api/v1, its OpenAPI schema, its error answers, CORS, the body limits and the web page on
+the server's app (one process, one port, shared with the webhooks). The error answers and the
+body limits cover every route of the app, webhooks included."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
-from bots.api.limits import BodyLimit
+from bots.api.limits import OTHER_MAX_BODY_BYTES, BodyLimit, Rule
 from bots.api.models import ErrorOut, ProductIn, SearchIn
 from bots.api.routes import ApiError, router, validation_message
 from bots.server.config import ServerSettings
@@ -26,7 +30,7 @@ from core.errors import (
     StoreError,
     VisearchError,
 )
-from core.search import CursorExpiredError
+from core.search import CursorExpiredError, PointNotFoundError
 
 log = logging.getLogger("visearch.api")
 
@@ -51,18 +55,50 @@ async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error(422, message, "validation", field)
 
 
+#: the `kind` of an answer by its status, for errors raised by FastAPI/Starlette themselves
+KIND_OF_STATUS = {400: "validation", 401: "auth", 403: "auth", 404: "not_found", 405: "validation", 413: "too_large",
+                  422: "validation", 429: "busy", 503: "unavailable"}
+UNAVAILABLE = "the catalog store is unavailable right now: try again later (the server log has the details)"
+
+
 async def on_visearch_error(request: Request, exc: Exception) -> JSONResponse:
-    """Engine errors as answers that say what to do; never a stack trace."""
+    """Engine errors as answers that say what to do; never a stack trace. Store and encoder errors
+    name server paths and settings: they are logged for the operator, the client gets a sentence."""
     if isinstance(exc, ImageError):
         return error(422, f"image: {exc}", "validation", "image")
     if isinstance(exc, CursorExpiredError):
         return error(422, f"cursor: {exc}", "validation", "cursor")
     if isinstance(exc, EncoderBusyError):
         return error(503, str(exc), "busy", headers={"Retry-After": "1"})
-    if isinstance(exc, (CollectionNotFoundError, EncoderMismatchError, StoreError)):
+    if isinstance(exc, PointNotFoundError):
+        return error(404, "the product's photo is gone (deleted meanwhile)", "not_found")
+    if isinstance(exc, CollectionNotFoundError):  # names the collection and the command, no path
         return error(503, str(exc), "unavailable")
-    log.warning("API request failed: %s", exc)
-    return error(400, str(exc), "error")
+    if isinstance(exc, (EncoderMismatchError, StoreError)):
+        log.error("%s %s: %s", request.method, request.url.path, exc)
+        return error(503, UNAVAILABLE, "unavailable")
+    log.warning("%s %s failed: %s", request.method, request.url.path, exc)
+    return error(400, "the request could not be served (the server log has the details)", "error")
+
+
+async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's and Starlette's own answers (unknown route, wrong method, a body limit, too many
+    form fields) in the same shape as every other error."""
+    assert isinstance(exc, StarletteHTTPException)
+    status = exc.status_code
+    if status == 404:
+        message = "not found: no such route (the API is under /api/v1, its schema at /api/v1/openapi.json)"
+    elif status == 405:
+        message = f"method {request.method} is not allowed here (allowed: {(exc.headers or {}).get('Allow', 'none')})"
+    else:
+        message = exc.detail if isinstance(exc.detail, str) else "the request cannot be served"
+    return error(status, message, KIND_OF_STATUS.get(status, "error"), headers=exc.headers)
+
+
+async def on_client_gone(request: Request, exc: Exception) -> Response:
+    """A client that hung up mid-body is not a server error: a line at info, no traceback."""
+    log.info("%s %s: the client disconnected before sending the whole body", request.method, request.url.path)
+    return Response(status_code=400)  # nobody is left to read it
 
 
 async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -96,12 +132,16 @@ def install_api(app: FastAPI, server: ServerSettings) -> None:
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(VisearchError, on_visearch_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(ClientDisconnect, on_client_gone)
     app.add_exception_handler(Exception, on_unexpected)
     app.openapi = lambda: openapi_of(app)  # type: ignore[method-assign]
     if server.cors_origin_list:
         app.add_middleware(CORSMiddleware, allow_origins=server.cors_origin_list, allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Authorization", "X-API-Key", "Content-Type"], max_age=600)
-    app.add_middleware(BodyLimit, max_bytes=server.api_max_body_bytes, prefix=PREFIX + "/")
+    app.add_middleware(BodyLimit, rules=[Rule(PREFIX + "/", server.api_max_body_bytes, "VISEARCH_API_MAX_BODY_BYTES"),
+                                         Rule("/webhooks/", server.webhook_max_body_bytes, "VISEARCH_WEBHOOK_MAX_BODY_BYTES")],
+                       default=Rule("/", OTHER_MAX_BODY_BYTES))
     if server.web_page:
         app.mount("/static", StaticFiles(directory=WEB / "static"), name="static")
 

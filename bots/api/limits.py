@@ -1,44 +1,79 @@
-"""Request body size limit for /api/v1, enforced while the body streams in.
+"""Request body size limits for every route, enforced while the body streams in.
 
 Why not only Content-Length: a chunked upload has none, and a client may lie. The declared
-length is checked first (an honest client gets its 413 before sending anything); otherwise the
-bytes are counted as they arrive and the request stops at the limit.
+length is checked first (the 413 goes out before any of the body is read); otherwise the bytes
+are counted as they arrive and the request stops at the limit, before anything parses them.
+Each path prefix has its own limit (the API takes photos, webhooks take small JSON updates,
+everything else takes no body).
+
+A refused body is not read on: when the client would send more than the limit again
+(`Rule.slack`), the 413 says `Connection: close` and the server closes the connection. Up to
+that, the rest is read and dropped, so a client a little over the limit reads its 413 on a
+healthy connection instead of a reset.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+#: bodies of routes that take none (GET pages, health, metrics, media)
+OTHER_MAX_BODY_BYTES = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """Requests whose path starts with `prefix` may send at most `max_bytes`; `setting` raises it."""
+
+    prefix: str
+    max_bytes: int
+    setting: str | None = None
+
+    @property
+    def slack(self) -> int:
+        """Bytes past the limit still read and dropped (so the client sees its 413) before closing."""
+        return max(self.max_bytes, 64 * 1024)
+
+    def message(self) -> str:
+        how = f" ({self.setting})" if self.setting else ""
+        return f"the request body is larger than {self.max_bytes} bytes{how}"
+
 
 class BodyTooLarge(Exception):
-    """Raised inside `receive` once a request's body passes the limit."""
+    """Raised inside `receive` once a request's body passes its limit; `BodyLimit` answers it.
+    (Routes read their bodies themselves: FastAPI's own body parsing would turn it into a 400.)"""
 
 
 class BodyLimit:
-    """ASGI middleware: bodies of requests under `prefix` above `max_bytes` get a JSON 413."""
+    """ASGI middleware: a request body above its path's limit gets a JSON 413, whatever the route."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, prefix: str = "/api/") -> None:
-        self.app, self.max_bytes, self.prefix = app, max_bytes, prefix
+    def __init__(self, app: ASGIApp, rules: Sequence[Rule], default: Rule) -> None:
+        self.app, self.rules, self.default = app, tuple(rules), default
+
+    def rule_for(self, path: str) -> Rule:
+        return next((rule for rule in self.rules if path.startswith(rule.prefix)), self.default)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        rule = self.rule_for(scope["path"])
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+        if declared is not None and declared.isdigit() and int(declared) > rule.max_bytes:
+            await refuse(send, rule, close=int(declared) > rule.max_bytes + rule.slack)
             return
-        seen = 0
-        started = False
+        seen, ended, started = 0, False, False
 
         async def counting_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, ended
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                ended = not message.get("more_body", False)
+                if seen > rule.max_bytes:
                     raise BodyTooLarge
             return message
 
@@ -52,11 +87,26 @@ class BodyLimit:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await self._refuse(send)
+                finished = ended or await drain(receive, rule.slack)
+                await refuse(send, rule, close=not finished)
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"error": f"the request body is larger than {self.max_bytes} bytes "
-                                    "(VISEARCH_API_MAX_BODY_BYTES)", "field": None, "kind": "too_large"}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+
+async def drain(receive: Receive, budget: int) -> bool:
+    """Read and drop the rest of a refused body, at most `budget` bytes; True when it ended."""
+    while budget >= 0:
+        message = await receive()
+        if message["type"] != "http.request":
+            return False
+        budget -= len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return True
+    return False
+
+
+async def refuse(send: Send, rule: Rule, close: bool) -> None:
+    """The 413 in the API's error shape; with `close`, the server reads nothing more of the body."""
+    body = json.dumps({"error": rule.message(), "field": None, "kind": "too_large"}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 413,
+                "headers": headers + ([(b"connection", b"close")] if close else [])})
+    await send({"type": "http.response.body", "body": body})

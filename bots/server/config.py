@@ -26,6 +26,7 @@ class ServerSettings(BaseSettings):
     rate_window: float = Field(60.0, gt=0)
     cards_per_answer: int = Field(3, ge=1, le=6)
     dedupe_ttl: float = Field(3600.0, gt=0, description="seconds a delivery id is remembered (retries are not searched twice)")
+    webhook_max_body_bytes: int = Field(1024 * 1024, ge=1024, description="largest webhook body accepted (platform updates are small JSON; photos come by URL)")
 
     # HTTP API (/api/v1) and the web page
     api_keys: SecretStr | None = Field(None, description="comma-separated keys for the API's write endpoints (Authorization: Bearer KEY or X-API-Key: KEY); unset = writes disabled")
