@@ -159,14 +159,15 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 class GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx's own transport (exception mapping, streaming) over a pool that uses `GuardedBackend`.
 
-    No proxy and no environment (HTTP(S)_PROXY, .netrc, SSL_CERT_FILE): a proxy would connect for us.
+    No proxy (HTTP(S)_PROXY would connect for us, past the guard); an operator's CA bundle
+    (SSL_CERT_FILE / SSL_CERT_DIR) still applies, for intranet hosts on a private CA.
     """
 
     def __init__(self, policy: AddressPolicy, limits: httpx.Limits = httpx.Limits(),
                  resolver: Resolver = system_resolver) -> None:
         super().__init__(trust_env=False, limits=limits)
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
+            ssl_context=httpx.create_ssl_context(trust_env=True),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,

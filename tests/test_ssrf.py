@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -28,6 +29,8 @@ from tests.test_api import KEYS, WRITE, run_api
 SAMPLE = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery"
 BANANA = (SAMPLE / "images" / "banana.jpg").read_bytes()
 LOOPBACK_ONLY = "127.0.0.1/32"
+#: a self-signed certificate (and its key) for images.shop.test only, valid until 2126; test use only
+TLS_PEM = Path(__file__).resolve().parent / "fakes" / "tls" / "images.shop.test.pem"
 
 
 @pytest.fixture(scope="module")
@@ -191,6 +194,39 @@ async def test_a_name_is_resolved_once_and_the_checked_address_is_the_one_connec
         with pytest.raises(FetchError, match=REFUSED_MESSAGE.replace("(", r"\(").replace(")", r"\)")):
             await fetcher.fetch(f"http://images.shop.test:{port}/b.jpg", Path("."))
     assert len(hosts) == 1
+
+
+async def test_tls_still_verifies_the_host_name_while_the_socket_goes_to_the_checked_ip(
+        ssrf_catalog: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(TLS_PEM))  # the operator's CA bundle: trusts this certificate
+    names: list[str | None] = []
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(TLS_PEM)
+    context.sni_callback = lambda _sock, name, _ctx: names.append(name)
+
+    async def image(request: web.Request) -> web.Response:
+        return web.Response(body=BANANA, content_type="image/jpeg")
+
+    app = web.Application()
+    app.router.add_get("/{name}", image)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def to_loopback(host: str, _port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    policy = AddressPolicy(parse_networks(LOOPBACK_ONLY))
+    try:
+        async with ImageFetcher(ssrf_catalog, transport=GuardedTransport(policy, resolver=to_loopback)) as fetcher:
+            assert await fetcher.fetch(f"https://images.shop.test:{port}/a.jpg", Path(".")) == BANANA
+            with pytest.raises(FetchError):  # the certificate names the host, not the address
+                await fetcher.fetch(f"https://127.0.0.1:{port}/a.jpg", Path("."))
+    finally:
+        await runner.cleanup()
+    assert names[0] == "images.shop.test"  # SNI: the name, though the socket went to 127.0.0.1
 
 
 async def test_the_cli_path_without_a_policy_still_fetches_from_loopback(ssrf_catalog: Settings) -> None:
