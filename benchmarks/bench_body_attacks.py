@@ -8,6 +8,7 @@ sample) on 127.0.0.1, with Viber enabled and API keys set; the attacks come from
 * unsigned POST /webhooks/viber, chunked (no length), streaming up to 1 GB until refused
 * signed POST /webhooks/viber of 200 MB
 * 4 keyless POST /api/v1/products:batch of 21 MB each, at once
+* 1 keyed POST /api/v1/products:batch of 21 MB (parsed, then refused: too many products)
 
 No timing is asserted: it prints a table (and JSON with --json).
 
@@ -56,6 +57,7 @@ async def raw_post(port: int, path: str, headers: dict[str, str], body_chunks: A
         head += "Transfer-Encoding: chunked\r\n"
     writer.write((head + "\r\n").encode())
     answer: asyncio.Task[bytes] = asyncio.ensure_future(reader.read(65536))
+    await asyncio.wait([answer], timeout=0.2)  # a server that answers the head alone is heard before the body goes
     try:
         async for chunk in body_chunks:
             if answer.done():
@@ -140,6 +142,9 @@ async def run(port: int, pid: int, gigabytes: float) -> list[dict[str, Any]]:
     results.append(await attack(f"4 keyless batches of {len(batch) >> 20} MB", port, pid, [raw_post(
         port, "/api/v1/products:batch", {"Content-Length": str(len(batch)), "Content-Type": "application/json"},
         once(batch), chunked=False) for _ in range(4)]))
+    results.append(await attack(f"1 keyed batch of {len(batch) >> 20} MB (parsed)", port, pid, [raw_post(
+        port, "/api/v1/products:batch", {"Content-Length": str(len(batch)), "Content-Type": "application/json",
+                                         "Authorization": f"Bearer {API_KEY}"}, once(batch), chunked=False)]))
     return results
 
 
