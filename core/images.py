@@ -10,11 +10,11 @@ here. What it guards against and normalises:
   *before* anything is decoded (Pillow's own bomb error/warning is reported the same way). Decoding
   and converting one picture then holds at most about 8 bytes per allowed pixel (320 MB at the
   default 40 megapixels; WebP, which costs twice that per pixel, may have half as many pixels);
-- work that is not pixels: only the first frame of an animation or a multi-page file is decoded
+- work that is not pixels: only the first frame of an animation is decoded
   (the frame count is never read, since counting GIF frames reads the whole file), and a JPEG with
   more than `MAX_JPEG_SCANS` scans (each scan walks the whole picture again) is refused unread;
 - conversions: a large picture is shrunk to about the caller's size first (whole-factor box
-  filter), so a 40-megapixel 16-bit or float image costs one decode, not several float64 copies;
+  filter), so a 40-megapixel 16-bit or RGBA image costs one decode, not several full-size copies;
 - images too small to say anything (below `MIN_SIDE` pixels on a side);
 - EXIF orientation (phone photos), transparency (composited onto white), CMYK, 16-bit and 32-bit
   greyscale, 1-bit and palette images, animated GIF/WebP (the first frame).
@@ -41,9 +41,11 @@ MIN_SIDE = 8
 BACKGROUND = (255, 255, 255)
 
 #: the formats a photo may come in, by Pillow's names: what phones, messengers, browsers and shops
-#: produce (TIFF is a studio's export; a camera JPEG with extra pictures opens as "MPO"). Anything
-#: else is refused before a decoder runs.
-FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+#: produce (a camera JPEG with extra pictures opens as "MPO"). Anything else is refused before a
+#: decoder runs. Not TIFF: its tiles may be far larger than the picture (a 255 KB TIFF of 16x16
+#: pixels made libtiff hold 262 MB, and 4 samples a pixel make that 1 GB), so its cost is not
+#: bounded by its pixels, and no phone or shop page sends one.
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
 
 #: scans a JPEG may have: encoders write 1 (baseline) to about 12 (progressive); each scan walks
 #: every block of the picture again, so a few bytes per scan can cost seconds
@@ -244,6 +246,8 @@ def _sniff(data: bytes) -> str:
 
 #: image formats Pillow could read but FORMATS refuses, by their first bytes (for the message)
 _OTHER_IMAGES = (
+    (b"II*\x00", "TIFF image"),
+    (b"MM\x00*", "TIFF image"),
     (b"8BPS", "Photoshop document"),
     (b"\x00\x00\x01\x00", "Windows icon"),
     (b"icns", "macOS icon"),

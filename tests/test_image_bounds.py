@@ -1,7 +1,8 @@
 """Expensive images (issue 13, item 8): what a photo may cost is bounded before it is decoded.
 
 Each costly input is built here with Pillow or by hand (a few bytes to a few hundred KB): a float32
-TIFF that once took seconds and 1.5 GB to convert, a GIF whose logical screen is 65535x65535, a
+TIFF that once took seconds and 1.5 GB to convert and a TIFF of 16x16 pixels whose one tile makes
+libtiff hold 262 MB (TIFF is refused), a 16-bit PNG, a GIF whose logical screen is 65535x65535, a
 PNG whose header claims 50000x50000, a GIF whose later frames are bombs, a JPEG with hundreds of
 scans, formats nobody photographs in. Then the same files over real HTTP: a search answers 422
 with the reason, an upload answers 422 naming images[i] and writes nothing, and a text search is
@@ -44,6 +45,18 @@ def float_tiff(side: int) -> bytes:
     values = np.zeros((side, side), dtype=np.float32)
     values[:, side // 2:] = 3.5  # two tones, so the range scaling has something to keep
     return encode(Image.fromarray(values, mode="F"), "TIFF", compression="tiff_adobe_deflate")
+
+
+def tiled_tiff(side: int, tile: int) -> bytes:
+    """A `side` x `side` greyscale TIFF stored as one deflate tile of `tile` x `tile` (all zeros):
+    libtiff allocates the whole tile, whatever the picture's size."""
+    body = zlib.compress(bytes(tile * tile))
+    tags = [(256, 3, side), (257, 3, side), (258, 3, 8), (259, 3, 8), (262, 3, 1), (277, 3, 1),
+            (322, 4, tile), (323, 4, tile), (324, 4, 8 + 2 + 10 * 12 + 4), (325, 4, len(body))]
+    ifd = struct.pack("<H", len(tags)) + b"".join(
+        struct.pack("<HHI", tag, kind, 1) + (struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value))
+        for tag, kind, value in tags)
+    return b"II*\x00" + struct.pack("<I", 8) + ifd + b"\x00\x00\x00\x00" + body
 
 
 def gif_screen(width: int, height: int) -> bytes:
@@ -90,14 +103,19 @@ def peak_python_bytes(fn, *args: object) -> int:
 # --- decode_image: each costly input ------------------------------------------------------------
 
 
-def test_float32_tiff_is_shrunk_before_it_is_converted() -> None:
-    data = float_tiff(3000)  # 9 megapixels, 36 MB as float32, ~40 KB on disk
-    assert len(data) < 100_000
-    out = decode_image(data, LIMIT, target_size=448)
-    assert out.mode == "RGB" and 448 <= min(out.size) < 3000
-    assert out.getpixel((5, 5)) == (0, 0, 0) and out.getpixel((out.width - 5, 5)) == (255, 255, 255)  # range kept
-    # before: three float64 copies of the full picture (~200 MB); now the scaling works on ~0.2 Mpx
-    assert peak_python_bytes(decode_image, data, LIMIT, 448) < 16_000_000
+def test_tiff_is_refused_unread() -> None:
+    tiles = tiled_tiff(16, 4096)  # 16x16 pixels; libtiff would hold a 16 MB tile (262 MB at 16384)
+    floats = float_tiff(3000)  # 9 megapixels, 36 MB as float32, ~40 KB on disk
+    assert len(floats) < 100_000
+    Image.open(io.BytesIO(tiles)).load()  # Pillow itself would decode both
+    for data in (tiles, floats):
+        # before: decoded (the float one through ~200 MB of float64 copies, 1.5 GB at 6300x6300)
+        assert peak_python_bytes(_refused, data) < 1_000_000
+
+
+def _refused(data: bytes) -> None:
+    with pytest.raises(ImageError, match=r"^not an image: TIFF image \(not supported: send JPEG, PNG or WebP\)$"):
+        decode_image(data, LIMIT, target_size=448)
 
 
 def test_sixteen_bit_png_is_shrunk_before_it_is_converted() -> None:
@@ -226,14 +244,16 @@ async def test_search_with_costly_images_gets_422_with_the_reason(api: Api) -> N
         (png_header(50000, 50000), "claims.png", "image: image too large: over 179.0 megapixels, the limit is 40.0 megapixels"),
         (jpeg_with_scans(300), "scans.jpg", f"at most {MAX_JPEG_SCANS}"),
         (encode(Image.new("RGB", (32, 32)), "ICO"), "icon.ico", "image: not an image: Windows icon"),
+        (float_tiff(1500), "scan.tiff", "image: not an image: TIFF image (not supported: send JPEG, PNG or WebP)"),
+        (tiled_tiff(16, 4096), "tiles.tiff", "image: not an image: TIFF image"),
     ]
     for data, name, says in cases:
         response = await api.search_photo(data, filename=name)
         assert response.status_code == 422, (name, response.text)
         body = response.json()
         assert body["field"] == "image" and body["kind"] == "validation" and says in body["error"], (name, body)
-    good = await api.search_photo(float_tiff(1500), filename="scan.tiff")  # a float TIFF is still a photo
-    assert good.status_code == 200, good.text
+    good = await api.search_photo(encode(Image.new("RGB", (2000, 1500), (250, 220, 40)), "PNG"), filename="big.png")
+    assert good.status_code == 200, good.text  # a big PNG is still a photo
 
 
 async def test_upload_claiming_50000_square_gets_422_naming_it_and_writes_nothing(api: Api) -> None:
