@@ -113,6 +113,12 @@ class Settings(BaseSettings):
             )
         return self
 
+    @property
+    def uploads_dir(self) -> Path:
+        """Where photos uploaded through the API are kept: always the data directory, whatever
+        VISEARCH_IMAGE_ROOT says (that setting moves the catalog's folder)."""
+        return self.data_dir / "uploads"
+
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 

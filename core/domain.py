@@ -230,15 +230,18 @@ class Card(BaseModel):
     image_file: str | None = Field(None, description="absolute path of a local catalog image, for uploading it")
 
     @classmethod
-    def from_hit(cls, hit: Hit, image_root: str | None = None) -> Card:
+    def from_hit(cls, hit: Hit, image_root: str | None = None, uploads_root: str | None = None) -> Card:
         """Build a card from the best-scoring point of a product.
 
         A local image ref is resolved against `image_root` (configured) or the catalog folder the
         indexer recorded, so adapters can upload the file; URLs are left for the messenger to fetch.
+        A photo uploaded through the API (recorded under `uploads_root`) stays there whatever
+        `image_root` says: that setting moves the catalog's folder, not the data directory.
         """
         p = hit.payload
         image = p.get("image")
-        root = image_root or p.get("image_root")
+        stored = p.get("image_root")
+        root = stored if uploads_root and stored == uploads_root else (image_root or stored)
         image_file = None
         if image and root and not str(image).startswith(("http://", "https://")):
             image_file = str(Path(root) / str(image))

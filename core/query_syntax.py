@@ -55,8 +55,13 @@ class ParsedQuery:
         return bool(self.text)
 
 
+#: the largest amount a message can ask for: `under 999...9` (hundreds of digits) means "any price",
+#: never an infinite number reaching the store
+MAX_AMOUNT = 1e12
+
+
 def _amount(value: str) -> float:
-    return float(value.replace(",", "."))
+    return min(float(value.replace(",", ".")), MAX_AMOUNT)
 
 
 def parse_query_text(message: str) -> ParsedQuery:

@@ -283,8 +283,9 @@ class SearchService:
         if len(relevant) > end:
             next_cursor = self._remember_cursor(plan, end, query.limit)
         image_root = str(self.settings.image_root) if self.settings.image_root else None
+        uploads_root = str(self.settings.uploads_dir.resolve())
         return SearchResult(
-            cards=[Card.from_hit(hit, image_root) for hit in relevant[offset:end]],
+            cards=[Card.from_hit(hit, image_root, uploads_root) for hit in relevant[offset:end]],
             cut_off=cut_off,
             min_score=plan.min_score,
             next_cursor=next_cursor,

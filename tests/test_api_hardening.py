@@ -26,6 +26,7 @@ from bots.server.app import create_app, open_photo, read_all
 from bots.server.config import load_server_settings
 from bots.telegram.config import load_telegram_settings
 from core.config import Settings
+from core.domain import Query
 from core.search import SearchService
 from core.store.factory import open_store
 from indexer.catalog import RowError, product_from_record
@@ -292,6 +293,9 @@ async def test_media_serves_uploads_and_catalog_photos_when_an_image_root_is_set
         url = (await served.http.get("/api/v1/products/up-1")).json()["images"][0]["image_url"]
         photo = await served.http.get(url)
         assert photo.status_code == 200 and photo.content == upload and photo.headers["content-type"] == "image/png"
+        same = await served.service.search(Query(images=[upload], limit=3))
+        [card] = [c for c in same.cards if c.product_id == "up-1"]
+        assert card.image_file and Path(card.image_file).read_bytes() == upload  # what a bot uploads to a chat
         catalog = (await served.http.get("/api/v1/products/granny-smith")).json()["images"][0]
         stored = (await served.service.store.retrieve([catalog["point_id"]]))[0].payload
         copy = tmp_path / stored["image"]

@@ -44,3 +44,13 @@ def test_description_reads_back_to_the_same_filters() -> None:
     text = describe_filters(filters)
     assert parse_query_text(text).filters == filters
     assert text == 'category:"sour cream" brand:arla #eco 2-9.5 in stock'
+
+
+@pytest.mark.parametrize("message", ["milk under " + "9" * 400, "milk over " + "9" * 400, "milk 1-" + "9" * 400])
+def test_an_absurd_amount_is_a_finite_cap_not_infinity(message: str) -> None:
+    import math
+
+    filters = parse_query_text(message).filters
+    amounts = [a for a in (filters.price_min, filters.price_max) if a is not None]
+    assert amounts and all(math.isfinite(a) for a in amounts)
+    assert parse_query_text(message).text == "milk"

@@ -122,7 +122,7 @@ async def _start(state: ServerState) -> None:
     if state.service is None:
         state.service = await _open_service(state)
     metrics, server = state.metrics, state.server
-    state.writer = CatalogWriter(state.service, state.settings.data_dir / "uploads", server.api_fetch_policy)
+    state.writer = CatalogWriter(state.service, state.settings.uploads_dir, server.api_fetch_policy)
     orphans = await state.writer.drop_orphan_uploads()
     if orphans:
         log.info("dropped %d uploaded file(s) no product refers to (left by an interrupted write)", orphans)
@@ -241,7 +241,7 @@ def media_root(payload: dict[str, Any], settings: Settings) -> Path | None:
     `uploads/` (VISEARCH_IMAGE_ROOT is the catalog's folder, not theirs); catalog photos are under
     VISEARCH_IMAGE_ROOT when set, else the folder the catalog was indexed from."""
     image, stored = str(payload.get("image") or ""), str(payload.get("image_root") or "")
-    uploads = settings.data_dir / "uploads"
+    uploads = settings.uploads_dir
     is_upload = (image.split("/", 1)[0] == product_folder(str(payload.get("product_id") or ""))
                  or (stored and Path(stored).resolve() == uploads.resolve()))
     if is_upload:
