@@ -53,12 +53,26 @@ class CatalogError(VisearchError):
 class MassDeleteError(CatalogError):
     """`sync` would delete more than half of the collection: nothing was touched; the operator confirms."""
 
-    def __init__(self, gone: int, stored: int) -> None:
+    def __init__(self, gone: int, stored: int, command: str = "sync") -> None:
         self.gone, self.stored = gone, stored
         super().__init__(
-            f"sync would delete {gone} of the {stored} products in the collection (more than half) because the "
+            f"{command} would delete {gone} of the {stored} products in the collection (more than half) because the "
             "catalog does not list them; nothing was changed. If the catalog is complete and they really are gone, "
             "run again with --allow-mass-delete.")
+
+
+class RebuildIncompleteError(VisearchError):
+    """`index --recreate` could not store products the collection has: the rebuild was thrown away
+    and the collection is as it was."""
+
+    def __init__(self, lost: list[str], problems: list[str]) -> None:
+        self.lost, self.problems = lost, problems
+        shown = ", ".join(lost[:10]) + (f", ... ({len(lost) - 10} more)" if len(lost) > 10 else "")
+        why = "; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else "")
+        super().__init__(
+            f"the rebuild could not store {len(lost)} product(s) the collection has ({shown}), so it was not "
+            f"applied and the collection is unchanged. {why}. Fix those rows or photos, or remove the rows, "
+            "then run again.")
 
 
 class EncoderBusyError(VisearchError):

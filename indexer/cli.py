@@ -88,7 +88,7 @@ def print_result(result: SearchResult, heading: str) -> None:
 @app.command()
 def index(
     catalog: Annotated[Path, typer.Argument(help="catalog file: .csv or .jsonl")],
-    recreate: Annotated[bool, typer.Option(help="drop the collection first (e.g. after changing encoder)")] = False,
+    recreate: Annotated[bool, typer.Option(help="build the collection anew (e.g. after changing encoder); the current one is replaced only when the new one is complete")] = False,
     reembed: Annotated[bool, typer.Option("--reembed", help="rebuild every vector with the configured model (after `visearch train`)")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
     as_json: JsonOpt = False,
@@ -97,11 +97,15 @@ def index(
     data_dir: DataDirOpt = None,
     collection: CollectionOpt = None,
     ocr: OcrOpt = None,
+    allow_mass_delete: Annotated[bool, typer.Option("--allow-mass-delete", help="let --recreate leave out more than half of the stored products (refused otherwise)")] = False,
 ) -> None:
-    """Index (add/update) every product of CATALOG; unchanged images are skipped."""
+    """Index (add/update) every product of CATALOG; unchanged images are skipped.
+
+    --recreate / --reembed build the new collection beside the current one (embedded store) and
+    swap it in only once every product the catalog lists is stored; until then nothing changes."""
     _index_command(catalog, sync=False, recreate=recreate or reembed, quiet=quiet, as_json=as_json,
                    settings=settings_from(model_dir=model, encoder=encoder, data_dir=data_dir, collection=collection,
-                                          ocr=ocr))
+                                          ocr=ocr), allow_mass_delete=allow_mass_delete)
 
 
 @app.command()

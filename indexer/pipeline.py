@@ -38,9 +38,9 @@ from tqdm import tqdm
 
 from core.colour import dominant_colours
 from core.config import Settings
-from core.domain import PointRecord, Product, point_id_for
+from core.domain import CollectionInfo, PointRecord, Product, point_id_for
 from core.encoders.base import Encoder, WordsEncoder, words_dim
-from core.errors import ImageError, MassDeleteError
+from core.errors import ImageError, MassDeleteError, RebuildIncompleteError, StoreError
 from core.images import decode_image
 from core.ocr import TextReader
 from core.store.base import VectorStore
@@ -188,7 +188,49 @@ async def index_rows(
         summary.skipped += 1
         summary.problems.append(Problem(err.line, err.product_id, None, err.reason))
 
+    rebuild = recreate and store.safe_rebuild
+    before = await _stored_product_ids(store) if rebuild else set()
+    if rebuild:
+        _guard_rebuild(catalog, before, allow_mass_delete)
     info = await store.ensure_collection(encoder.model_id, encoder.dim, recreate=recreate, text_dim=words_dim(encoder))
+    try:
+        await _write_rows(catalog, base_dir, encoder, store, settings, summary, info, sync=sync, progress=progress,
+                          only_listed=only_listed, allow_mass_delete=allow_mass_delete, address_policy=address_policy)
+    except BaseException:
+        if recreate:
+            await store.finish_rebuild(commit=False)
+        raise
+    if recreate:
+        lost = sorted((before & _named_ids(catalog)) - summary.stored_products)
+        if lost:
+            await store.finish_rebuild(commit=False)
+            raise RebuildIncompleteError(lost, [str(p) for p in summary.problems if p.product_id in set(lost)])
+        await store.finish_rebuild(commit=True)
+        dropped = before - _named_ids(catalog)
+        if dropped:
+            summary.notes.append(f"the rebuilt collection leaves out {len(dropped)} product(s) the catalog does not "
+                                 f"list: {_ids(sorted(dropped))}")
+    summary.problems.sort(key=lambda p: p.line or 0)
+    return summary
+
+
+async def _write_rows(
+    catalog: CatalogReadResult,
+    base_dir: Path,
+    encoder: Encoder,
+    store: VectorStore,
+    settings: Settings,
+    summary: IndexSummary,
+    info: CollectionInfo,
+    *,
+    sync: bool,
+    progress: bool,
+    only_listed: bool,
+    allow_mass_delete: bool,
+    address_policy: AddressPolicy | None,
+) -> None:
+    """Fetch, embed and write every listed image, then delete what was replaced (and, with `sync`,
+    what the catalog no longer lists)."""
     words = isinstance(encoder, WordsEncoder) and info.text_dim == encoder.words_dim
     if isinstance(encoder, WordsEncoder) and not words:
         summary.notes.append(
@@ -224,8 +266,29 @@ async def index_rows(
     summary.deleted += await _delete_replaced_images(store, catalog, existing, summary)
     if plan is not None:
         summary.deleted += await _carry_out(store, plan, summary)
-    summary.problems.sort(key=lambda p: p.line or 0)
-    return summary
+
+
+async def _stored_product_ids(store: VectorStore) -> set[str]:
+    """The products the collection holds now; none when it does not exist or cannot be read
+    (a rebuild is how a broken collection is repaired)."""
+    try:
+        return {str(p.payload.get("product_id")) async for p in store.scroll(batch_size=1024)}
+    except StoreError:
+        return set()
+
+
+def _named_ids(catalog: CatalogReadResult) -> set[str]:
+    """Every product id the catalog names: good rows, broken rows with a readable id, any line."""
+    return ({row.product.id for row in catalog.rows} | {e.product_id for e in catalog.errors if e.product_id}
+            | catalog.mentioned_ids)
+
+
+def _guard_rebuild(catalog: CatalogReadResult, before: set[str], allow_mass_delete: bool) -> None:
+    """A rebuild keeps only what the catalog lists: refuse, before anything is written, one that
+    would leave out more than half of the stored products (a truncated catalog)."""
+    gone = before - _named_ids(catalog)
+    if gone and len(gone) * 2 > len(before) and not allow_mass_delete:
+        raise MassDeleteError(len(gone), len(before), "index --recreate")
 
 
 # --- internals ------------------------------------------------------------------------------

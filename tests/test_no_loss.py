@@ -21,7 +21,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from core.config import Settings, load_settings
-from core.errors import CatalogError, MassDeleteError
+from core.errors import CatalogError, MassDeleteError, RebuildIncompleteError
 from core.store.factory import open_store
 from indexer.catalog import read_catalog
 from indexer.cli import app as cli_app
@@ -355,3 +355,102 @@ async def test_orphan_uploads_are_dropped_at_start_and_used_ones_kept(api_data: 
         assert [f.name for f in used.parent.iterdir()] == [used.name]
         served = await api.http.get((await api.product("KEPT-1")).json()["images"][0]["image_url"].removeprefix(api.url))
         assert served.status_code == 200 and served.content == used.read_bytes()
+
+
+# --- 5. `index --recreate` builds beside the collection and swaps only a complete rebuild --------------
+
+
+async def test_a_rebuild_that_cannot_store_a_product_leaves_the_collection_as_it_was(
+        six: Any, pipeline_settings: Settings, offline_encoder: Any) -> None:
+    catalog, store = six
+    before = {p.point_id: p.payload async for p in store.scroll()}
+    broken = rows(6)
+    broken[4]["image"] = "gone.jpg"
+    write_rows(catalog, broken)
+    with pytest.raises(RebuildIncompleteError, match=r"could not store 1 product\(s\).*SKU-4.*collection is unchanged"):
+        await index_catalog(catalog, offline_encoder, store, pipeline_settings, recreate=True, progress=False)
+    assert {p.point_id: p.payload async for p in store.scroll()} == before
+    leftovers = [p.name for p in pipeline_settings.data_dir.iterdir() if ".rebuild" in p.name or ".replaced" in p.name]
+    assert leftovers == []
+
+    truncated = rows(6)[:2]
+    with pytest.raises(MassDeleteError, match="index --recreate would delete 4 of the 6 products"):
+        await index_catalog(write_rows(catalog, truncated), offline_encoder, store, pipeline_settings,
+                            recreate=True, progress=False)
+    assert await product_ids(store) == {f"SKU-{i}" for i in range(6)}
+
+    renamed = rows(6)
+    renamed[0]["title"] = "Rebuilt"
+    summary = await index_catalog(write_rows(catalog, renamed), offline_encoder, store, pipeline_settings,
+                                  recreate=True, progress=False)
+    assert summary.ok and summary.indexed == 6
+    points = {p.payload["product_id"]: p.payload async for p in store.scroll()}
+    assert set(points) == {f"SKU-{i}" for i in range(6)} and points["SKU-0"]["title"] == "Rebuilt"
+    assert sorted(p.name for p in pipeline_settings.data_dir.iterdir() if not p.name.startswith(".")) == [
+        pipeline_settings.collection, pipeline_settings.collection + ".visearch.json"]
+
+
+# a process that begins a rebuild, writes a batch, then dies at a chosen step (kill -9 stand-in)
+DIES_MID_REBUILD = """
+import asyncio, json, os, sys
+from core.config import load_settings
+from core.domain import PointRecord
+from core.store.factory import open_store
+
+async def main(data_dir, step):
+    settings = load_settings(data_dir=data_dir, encoder="offline")
+    store = open_store(settings)
+    info = await store.info()
+    await store.ensure_collection(info.encoder_id, info.dim, recreate=True, text_dim=info.text_dim)
+    vector = [1.0] + [0.0] * (info.dim - 1)
+    text = [1.0] + [0.0] * ((info.text_dim or 1) - 1)
+    await store.upsert([PointRecord(id="00000000-0000-4000-8000-000000000001", vector=vector,
+                                    text_vector=text if info.text_dim else None,
+                                    payload={"product_id": "REBUILT-1", "title": "Rebuilt"})])
+    if step == "building":
+        os._exit(9)
+    def commit_then_die():
+        shard, store._shard = store._shard, None
+        shard.flush(); shard.close()
+        meta = json.loads(store.meta_path.read_text())
+        store._write_meta({**meta, "rebuild_state": "complete"})
+        live = store.data_dir / store.collection
+        live.rename(store.data_dir / (store.collection + ".replaced"))  # the swap's first step, then death
+        os._exit(9)
+    await store._run(commit_then_die)
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+@pytest.mark.parametrize("step, survivor", [("building", "SKU-0"), ("swapping", "REBUILT-1")])
+async def test_a_rebuild_killed_midway_is_rolled_back_or_forward(catalog_dir: Path, pipeline_settings: Settings,
+                                                                 offline_encoder: Any, step: str,
+                                                                 survivor: str) -> None:
+    """Killed while building: the old collection is whole. Killed after the commit point, half-way
+    through the swap: the next open finishes the swap. Never a collection with neither."""
+    import os
+    import subprocess
+    import sys
+
+    catalog = write_rows(catalog_dir / "c.csv", rows(3))
+    store = open_store(pipeline_settings)
+    try:
+        await index_catalog(catalog, offline_encoder, store, pipeline_settings, progress=False)
+    finally:
+        await store.close()
+    repo = Path(__file__).resolve().parents[1]
+    proc = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", DIES_MID_REBUILD,
+                                                    str(pipeline_settings.data_dir), step],
+                                   env={**os.environ, "PYTHONPATH": str(repo)}, cwd=repo, capture_output=True,
+                                   text=True, timeout=120)
+    assert proc.returncode == 9, proc.stderr[-2000:]
+    store = open_store(pipeline_settings)
+    try:
+        ids = await product_ids(store)
+        assert survivor in ids
+        assert ids == ({"REBUILT-1"} if step == "swapping" else {"SKU-0", "SKU-1", "SKU-2"})
+        leftovers = [p.name for p in pipeline_settings.data_dir.iterdir() if ".rebuild" in p.name or ".replaced" in p.name]
+        assert leftovers == []
+    finally:
+        await store.close()

@@ -81,6 +81,9 @@ class VectorStore(Protocol):
     """
 
     backend: str
+    #: True when `ensure_collection(recreate=True)` builds the replacement beside the collection
+    #: and swaps it in at `finish_rebuild(commit=True)`; False when it drops the collection first
+    safe_rebuild: bool
 
     async def ensure_collection(self, encoder_id: str, dim: int, recreate: bool = False,
                                 text_dim: int | None = None) -> CollectionInfo:
@@ -128,6 +131,12 @@ class VectorStore(Protocol):
     def scroll(self, batch_size: int = 256, with_vectors: bool = False,
                product_ids: Sequence[str] | None = None) -> AsyncIterator[StoredPoint]:
         """Every point of the collection (or of these products only), in batches under the hood."""
+        ...
+
+    async def finish_rebuild(self, commit: bool) -> None:
+        """End what `ensure_collection(recreate=True)` began: put the rebuilt collection in place
+        (commit) or throw it away. Where the backend builds the replacement beside the collection
+        (`safe_rebuild`), the collection itself is untouched until the commit."""
         ...
 
     async def close(self) -> None:

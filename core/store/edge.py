@@ -114,6 +114,12 @@ EdgeId = int | UUID | str
 LOCK_FILE = ".visearch.lock"
 OWNER_FILE = ".visearch.owner"
 META_SUFFIX = ".visearch.json"
+#: suffix of a replacement being built beside a collection (`--recreate`), and of the one it
+#: replaces while they swap: no collection name can hold a dot, so these never clash with one
+REBUILD_SUFFIX = ".rebuild"
+REPLACED_SUFFIX = ".replaced"
+#: metadata key of a replacement's state: "building" until every write is in, then "complete"
+REBUILD_STATE = "rebuild_state"
 
 _INDEX_TYPES: dict[str, PayloadSchemaType] = {
     **{name: PayloadSchemaType.Keyword for name in KEYWORD_INDEXES},
@@ -256,6 +262,7 @@ class EdgeStore:
     """`VectorStore` on the embedded Qdrant engine; owns `data_dir` exclusively while open."""
 
     backend = "edge"
+    safe_rebuild = True
 
     def __init__(self, data_dir: Path | str, collection: str, index: IndexSettings | None = None) -> None:
         """`index`: HNSW / quantization settings, applied by `build_index()` and to unfiltered searches."""
@@ -265,6 +272,12 @@ class EdgeStore:
         self.shard_path = self.data_dir / collection
         self.meta_path = self.data_dir / f"{collection}{META_SUFFIX}"
         self._lock_fd: int | None = _acquire_lock(self.data_dir)
+        self._rebuilding = False
+        try:
+            self._recover_rebuild_sync()  # under the lock, before anything reads the collection
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"visearch-edge-{collection}")
         self._shard: EdgeShard | None = None
         self._meta: dict[str, Any] | None = None
@@ -316,20 +329,97 @@ class EdgeStore:
             ) from exc
         return check_metadata(self.collection, meta, self._where())
 
-    def _write_meta(self, meta: dict[str, Any]) -> None:
+    def _write_meta(self, meta: dict[str, Any], path: Path | None = None) -> None:
         """Atomic: a crash leaves either the old file or the new one, never half of one."""
-        tmp = self.meta_path.with_name(f"{self.meta_path.name}.tmp-{os.getpid()}")
+        path = path or self.meta_path
+        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(meta, fh, indent=2)
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, self.meta_path)
+        os.replace(tmp, path)
+        self._sync_dir()
+
+    def _sync_dir(self) -> None:
+        """Make renames in the data directory durable."""
         dir_fd = os.open(self.data_dir, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+    # --- rebuilds: a replacement is built beside the collection, then swapped in ---------------
+
+    def _paths(self, replacement: bool) -> tuple[Path, Path]:
+        """Shard folder and metadata file of the collection, or of its replacement being built."""
+        name = f"{self.collection}{REBUILD_SUFFIX}" if replacement else self.collection
+        return self.data_dir / name, self.data_dir / f"{name}{META_SUFFIX}"
+
+    def _recover_rebuild_sync(self) -> None:
+        """Finish what a process killed mid-rebuild left: a complete replacement is swapped in
+        (the swap is idempotent), an unfinished one is thrown away (the collection was untouched)."""
+        _, staged_meta = self._paths(replacement=True)
+        try:
+            state = json.loads(staged_meta.read_text(encoding="utf-8")).get(REBUILD_STATE)
+        except FileNotFoundError:
+            state = None
+        except (OSError, ValueError, AttributeError):
+            state = "unreadable"
+        if state == "complete":
+            self._swap_in_sync()
+        else:
+            self._discard_rebuild_sync()
+
+    def _discard_rebuild_sync(self) -> None:
+        staged_dir, staged_meta = self._paths(replacement=True)
+        staged_meta.unlink(missing_ok=True)
+        if staged_dir.exists():
+            shutil.rmtree(staged_dir)
+
+    def _swap_in_sync(self) -> None:
+        """Put the complete replacement where the collection is; each step can be redone after a crash."""
+        live_dir, live_meta = self._paths(replacement=False)
+        staged_dir, staged_meta = self._paths(replacement=True)
+        replaced = self.data_dir / f"{self.collection}{REPLACED_SUFFIX}"
+        meta = json.loads(staged_meta.read_text(encoding="utf-8"))
+        meta.pop(REBUILD_STATE, None)
+        if staged_dir.exists():
+            if live_dir.exists():
+                if replaced.exists():
+                    shutil.rmtree(replaced)
+                live_dir.rename(replaced)
+            staged_dir.rename(live_dir)
+            self._sync_dir()
+        self._write_meta(meta, live_meta)
+        staged_meta.unlink()
+        self._sync_dir()
+        if replaced.exists():
+            shutil.rmtree(replaced)
+
+    def _begin_rebuild_sync(self, encoder_id: str, dim: int, text_dim: int | None) -> None:
+        """From now on writes and reads go to a new, empty replacement; the collection is kept."""
+        self._close_sync()
+        self._discard_rebuild_sync()
+        self.shard_path, self.meta_path = self._paths(replacement=True)
+        self._rebuilding = True
+        self._write_meta({**new_metadata(encoder_id, dim, text_dim), REBUILD_STATE: "building"})
+
+    def _finish_rebuild_sync(self, commit: bool) -> None:
+        if not self._rebuilding:
+            return
+        if self._shard is not None:
+            shard, self._shard = self._shard, None
+            shard.flush()
+            shard.close()
+        if commit:
+            meta = json.loads(self.meta_path.read_text(encoding="utf-8"))
+            self._write_meta({**meta, REBUILD_STATE: "complete"})  # the commit point
+            self._swap_in_sync()
+        else:
+            self._discard_rebuild_sync()
+        self.shard_path, self.meta_path = self._paths(replacement=False)
+        self._rebuilding, self._meta = False, None
 
     def _shard_has_data(self) -> bool:
         return (self.shard_path / "edge_config.json").exists() or (self.shard_path / "segments").exists()
@@ -371,15 +461,6 @@ class EdgeStore:
             raise collection_not_found(self.collection, self._where())
         return shard
 
-    def _drop_sync(self) -> None:
-        """Delete the collection: metadata first, so a crash half-way leaves no usable-looking collection."""
-        if self._shard is not None:
-            self._shard.close()
-            self._shard, self._meta = None, None
-        self.meta_path.unlink(missing_ok=True)
-        if self.shard_path.exists():
-            shutil.rmtree(self.shard_path)
-
     def _info_sync(self) -> CollectionInfo | None:
         shard = self._open_sync()
         if shard is None or self._meta is None:
@@ -395,7 +476,7 @@ class EdgeStore:
 
     def _ensure_sync(self, encoder_id: str, dim: int, recreate: bool, text_dim: int | None) -> CollectionInfo:
         if recreate:
-            self._drop_sync()
+            self._begin_rebuild_sync(encoder_id, dim, text_dim)
         if self._open_sync() is None:
             self._write_meta(new_metadata(encoder_id, dim, text_dim))
             self._require_sync()
@@ -410,6 +491,8 @@ class EdgeStore:
             shard, self._shard = self._shard, None
             shard.flush()
             shard.close()
+        if self._rebuilding:  # never finished: the collection stays as it was
+            self._finish_rebuild_sync(commit=False)
 
     # --- operations (worker thread only) ----------------------------------------------------
 
@@ -519,6 +602,11 @@ class EdgeStore:
                                 text_dim: int | None = None) -> CollectionInfo:
         """Create the collection (metadata, shard, payload indexes) or verify the encoder that built it."""
         return await self._run(self._ensure_sync, encoder_id, dim, recreate, text_dim)
+
+    async def finish_rebuild(self, commit: bool) -> None:
+        """Swap the replacement `ensure_collection(recreate=True)` started in place of the collection
+        (commit), or throw it away; until then the collection itself was never touched."""
+        await self._run(self._finish_rebuild_sync, commit)
 
     async def info(self) -> CollectionInfo | None:
         """Encoder, dimension and exact point count; None when the collection does not exist."""

@@ -137,6 +137,8 @@ class ServerStore:
     """`VectorStore` on a Qdrant server or cluster (or qdrant-client's in-memory local mode)."""
 
     backend = "server"
+    #: a Qdrant server has no rename: `--recreate` drops the collection, then rebuilds it
+    safe_rebuild = False
 
     def __init__(
         self,
@@ -289,6 +291,9 @@ class ServerStore:
         info = await self.info()
         assert info is not None
         return info
+
+    async def finish_rebuild(self, commit: bool) -> None:
+        """Nothing to swap: on a server the collection was dropped and rebuilt in place."""
 
     async def info(self) -> CollectionInfo | None:
         """Encoder, dimension and exact point count; None when the collection does not exist."""
