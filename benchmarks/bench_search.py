@@ -217,6 +217,7 @@ async def build(kind: str, where: Path, ids: Sequence[str], payloads: Sequence[d
                 for i in range(start, min(start + batch, len(ids)))
             ]
             await store.upsert(records)
+        await store.finish_rebuild(commit=True)  # the embedded store builds beside and swaps in
     return store, time.perf_counter() - t0
 
 
