@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import unicodedata
 import uuid
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -58,6 +59,33 @@ def _extra_value_problem(key: str, value: Any) -> str | None:
     return f"{key!r}: at most {MAX_EXTRA_VALUE} characters of JSON, got {size}" if size > MAX_EXTRA_VALUE else None
 
 
+#: Unicode categories an id may not hold: control (\x00-\x1f, \x7f-\x9f), invisible formatting
+#: (bidi overrides, zero-width space, BOM), lone surrogates, line and paragraph separators
+_ID_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+#: formatting characters that scripts (Persian, Indic) and emoji need: allowed in ids
+_ID_ALLOWED_FORMAT = frozenset({"\u200c", "\u200d"})
+
+
+def product_id_problem(product_id: str) -> str | None:
+    """Why a product id cannot be one (None when it can). An id is a path in the HTTP API
+    (`/products/{id}`, `/products/{id}/similar`): a control character, a `.`/`..` segment (clients
+    remove it before sending) or a last segment `similar` would make a product that can be created
+    but never read or deleted there, so catalogs and the API refuse them alike."""
+    bad = next((c for c in product_id if unicodedata.category(c) in _ID_REFUSED_CATEGORIES
+                and c not in _ID_ALLOWED_FORMAT), None)
+    if bad is not None:
+        return (f"may not contain control characters or invisible formatting characters (found U+{ord(bad):04X}); "
+                "letters, digits, spaces and punctuation are fine")
+    segments = product_id.split("/")
+    if any(segment in (".", "..") for segment in segments):
+        return ("may not be '.' or '..' nor have such a segment between slashes ('a/../b'): clients drop it from "
+                "URLs; dots inside a segment ('a.b', 'v1..2') are fine")
+    if len(segments) > 1 and segments[-1] == "similar":
+        return ("may not end with '/similar' (the URL of 'more like this' for the id before it); "
+                "'similar' elsewhere is fine")
+    return None
+
+
 def normalise_key(value: str) -> str:
     """Lower-case, trim and collapse spaces so `Dairy ` and `dairy` filter alike."""
     return " ".join(value.split()).casefold()
@@ -73,7 +101,8 @@ class Product(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    id: str = Field(min_length=1, max_length=200)
+    id: str = Field(min_length=1, max_length=200, description="slashes, spaces and any script are fine; no control "
+                    "characters, no '.' or '..' segment, no last segment 'similar' (the id is a URL path)")
     title: str = Field(min_length=1, max_length=MAX_TITLE)
     description: str = Field("", max_length=MAX_DESCRIPTION)
     price: float | None = Field(None, ge=0, allow_inf_nan=False)
@@ -87,6 +116,15 @@ class Product(BaseModel):
     extra: dict[str, Any] = Field(default_factory=dict, description="unknown catalog columns, kept in the payload "
                                   f"(at most {MAX_EXTRA_KEYS} keys of {MAX_EXTRA_KEY} characters, each value at most "
                                   f"{MAX_EXTRA_VALUE} characters as JSON; numbers finite)")
+
+    @field_validator("id")
+    @classmethod
+    def _id_is_addressable(cls, product_id: str) -> str:
+        """Every id the API accepts can be read, searched from and deleted over the API."""
+        problem = product_id_problem(product_id)
+        if problem:
+            raise ValueError(problem)
+        return product_id
 
     @field_validator("tags")
     @classmethod

@@ -183,9 +183,14 @@ def _csv_records(path: Path, text: str, warnings: list[str],
         swallowed = _swallowed_line(cells, names, lowered)
         if swallowed is not None:
             product_id = cells[lowered.index("id")].strip() or None
-            yield line, RowError(line, product_id, f"a quoted field spans {swallowed} lines and holds what looks like "
-                                                   "other rows: a quote is probably not closed where it should be",
+            yield line, RowError(line, product_id, f"a quoted field spans {swallowed.span} lines and holds what looks "
+                                                   "like other rows: a quote is probably not closed where it should be",
                                  structural=True)
+            opened = line + swallowed.opened
+            for offset, swallowed_id in swallowed.rows:
+                yield opened + offset, RowError(opened + offset, swallowed_id,
+                                                f"this row was swallowed by the quote opened on line {opened}: "
+                                                "close that quote", structural=True)
             continue
         if any(("\n" in value or "\r" in value) and name != "description" for name, value in zip(lowered, cells)):
             suspect_lines.append(line)
@@ -229,17 +234,60 @@ def _jsonl_records(text: str, warnings: list[str]) -> Iterator[tuple[int, dict[s
 
 #: a multi-line field in one of these columns is a quote left open, not a real value
 _SINGLE_LINE_COLUMNS = frozenset({"id", "image", "images", "price", "currency", "url", "in_stock"})
+#: what ends a physical line for the CSV reader (`newline=""`): not U+2028 and friends
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+#: an image cell as catalogs write it: an http(s) URL, or a file name with an image extension (and a query)
+_IMAGE_REF = re.compile(r"https?://\S+|[^?#]*[^\s?#]\.(?:jpe?g|png|webp|gif|bmp)(?:\?\S*)?", re.IGNORECASE)
 
 
-def _swallowed_line(cells: list[str], names: list[str], lowered: list[str]) -> int | None:
-    """How many lines a field spans when it looks like an unclosed quote that swallowed rows
-    (a line break in a one-line column, or a line inside the field that has a whole row's commas)."""
+@dataclass(frozen=True)
+class _Swallowed:
+    """A multi-line field that looks like an unclosed quote, and the rows it holds."""
+
+    #: physical lines from the row's first line to the line where the field's quote opens
+    opened: int
+    #: lines the field spans
+    span: int
+    #: (lines after the opening line, id) of each line inside the field that reads as a row of its own
+    rows: list[tuple[int, str]]
+
+
+def _swallowed_line(cells: list[str], names: list[str], lowered: list[str]) -> _Swallowed | None:
+    """The field that looks like an unclosed quote that swallowed rows, or None: a line break in a
+    one-line column, or a line inside the field that reads as a row (a whole row's commas, or an id
+    and an image reference in their columns, as when rows leave their trailing empty fields out)."""
+    opened = 0
     for name, value in zip(lowered, cells):
-        if "\n" not in value and "\r" not in value:
+        inner = _LINE_BREAK.split(value)
+        if len(inner) == 1:
             continue
-        lines = value.splitlines()
-        if name in _SINGLE_LINE_COLUMNS or any(line.count(",") >= len(names) - 1 for line in lines[1:]):
-            return len(lines)
+        wide = any(line.count(",") >= len(names) - 1 for line in inner[1:])
+        rows = [(offset, found) for offset, line in enumerate(inner[1:], start=1)
+                if (found := _row_id(line, lowered)) is not None]
+        if name in _SINGLE_LINE_COLUMNS or wide or rows:
+            return _Swallowed(opened, len(inner), rows)
+        opened += len(inner) - 1
+    return None
+
+
+def _row_id(line: str, lowered: list[str]) -> str | None:
+    """The id of a line inside a quoted field when, read on its own as CSV, it is a row: an id cell
+    and either a whole row's fields or an image reference in an image column."""
+    try:
+        cells = next(csv.reader([line]), [])
+    except csv.Error:
+        return None
+    column = lowered.index("id")
+    product_id = cells[column].strip() if len(cells) > column else ""
+    if not product_id:
+        return None
+    if len(cells) >= len(lowered):
+        return product_id
+    for name in ("image", "images"):
+        if name in lowered and len(cells) > lowered.index(name):
+            refs = [ref.strip() for ref in cells[lowered.index(name)].split("|")]
+            if any(ref and _IMAGE_REF.fullmatch(ref) for ref in refs):
+                return product_id
     return None
 
 
@@ -352,7 +400,7 @@ def validation_reason(exc: ValidationError) -> str:
         where = str(loc[0]) if loc else "row"
         for part in loc[1:]:
             where += f"[{part}]" if isinstance(part, int) else f".{part}"
-        parts.append(f"{where}: {err['msg']}")
+        parts.append(f"{where}: {str(err['msg']).removeprefix('Value error, ')}")
     return "; ".join(parts)
 
 

@@ -388,3 +388,82 @@ async def test_a_second_serve_on_the_same_data_directory_says_so_in_one_line(har
         uv.should_exit = True
         await task
         await service.close()
+
+
+# --- ids the API could not address are refused where they come in -------------------------------------
+
+UNADDRESSABLE_IDS = [
+    ("x/similar", "may not end with '/similar'"),  # GET .../x/similar is "more like x"
+    ("a/b/similar", "may not end with '/similar'"),
+    ("a\nb", "may not contain control characters"),  # the path route does not match a newline
+    ("a\rb", "may not contain control characters"),
+    ("tab\there", "may not contain control characters"),
+    ("nul\x00", "may not contain control characters"),
+    ("del\x7f", "may not contain control characters"),
+    ("line\u2028sep", "may not contain control characters"),
+    ("rtl\u202eoverride", "invisible formatting characters (found U+202E)"),
+    ("..", "may not be '.' or '..'"),  # clients drop dot segments: only a raw client reached it
+    (".", "may not be '.' or '..'"),
+    ("a/../b", "may not be '.' or '..'"),
+    ("./x", "may not be '.' or '..'"),
+    ("x/.", "may not be '.' or '..'"),
+]
+
+
+async def test_ids_the_api_could_not_address_get_422_and_nothing_is_created(hard: Served) -> None:
+    before = await product_count(hard)
+    photo = png_bytes((40, 40))
+    for bad, says in UNADDRESSABLE_IDS:
+        product = {"id": bad, "title": "Unreachable"}
+        form = await hard.http.post("/api/v1/products", data={"product": json.dumps(product)},
+                                    files={"images": ("a.png", photo, "image/png")}, headers=WRITE)
+        is_error(form, 422, "validation", "id: ", says)
+        assert form.json()["field"] == "id", bad
+        as_json = await hard.http.post("/api/v1/products", json={**product, "images": [NOWHERE]}, headers=WRITE)
+        is_error(as_json, 422, "validation", "id: ", says)
+        batch = await hard.http.post("/api/v1/products:batch", headers=WRITE,
+                                     json={"products": [{**product, "images": [NOWHERE]}]})
+        assert batch.status_code == 200 and batch.json()["written"] == 0
+        assert batch.json()["items"][0]["error"].startswith("products[0].id: ") and says in batch.text, bad
+    assert await product_count(hard) == before
+    assert (await hard.http.get("/api/v1/products/x")).status_code == 404
+
+
+async def test_ids_with_slashes_spaces_unicode_and_percent_work_end_to_end(hard: Served) -> None:
+    from urllib.parse import quote
+
+    photo = (SAMPLE / "images" / "banana.jpg").read_bytes()
+    before = await product_count(hard)
+    for good in ("shelf 2/kiwi gold", "café/über-äpfel", "50%/off %2F", "v1..2/a.b", "similar", "similar/x"):
+        created = await hard.http.post("/api/v1/products", data={"product": json.dumps({"id": good, "title": "Good"})},
+                                       files={"images": ("b.jpg", photo, "image/jpeg")}, headers=WRITE)
+        assert created.status_code == 200, (good, created.text)
+        for encoded in (quote(good, safe="/"), quote(good, safe="")):
+            got = await hard.http.get(f"/api/v1/products/{encoded}")
+            assert got.status_code == 200 and got.json()["id"] == good, (good, encoded, got.text)
+        similar = await hard.http.get(f"/api/v1/products/{quote(good, safe='')}/similar")
+        assert similar.status_code == 200 and similar.json()["cards"], (good, similar.text)
+        assert good not in [c["product_id"] for c in similar.json()["cards"]]
+        deleted = await hard.http.delete(f"/api/v1/products/{quote(good, safe='/')}", headers=WRITE)
+        assert deleted.status_code == 200 and deleted.json() == {"id": good, "deleted_points": 1}, (good, deleted.text)
+        assert (await hard.http.get(f"/api/v1/products/{quote(good, safe='')}")).status_code == 404
+    assert await product_count(hard) == before
+
+
+def test_catalog_rows_with_unaddressable_ids_are_row_errors(tmp_path: Path) -> None:
+    """The catalog reader shares `Product`: such a row is reported with its line and the id rule."""
+    from indexer.catalog import read_catalog
+
+    for line, (bad, says) in enumerate(UNADDRESSABLE_IDS, start=2):
+        row = product_from_record(line, {"id": bad, "title": "T", "image": "a.jpg"})
+        assert isinstance(row, RowError) and row.line == line and row.reason.startswith("id: "), (bad, row)
+        assert says in row.reason and not row.structural
+    jsonl = tmp_path / "c.jsonl"
+    jsonl.write_text('{"id": "ok/1", "title": "T", "image": "a.jpg"}\n'
+                     '{"id": "a\\nb", "title": "T", "image": "a.jpg"}\n'
+                     '{"id": "shelf/similar", "title": "T", "image": "a.jpg"}\n', encoding="utf-8")
+    result = read_catalog(jsonl)
+    assert [row.product.id for row in result.rows] == ["ok/1"]
+    assert [(e.line, e.product_id, e.reason.split(" (")[0]) for e in result.errors] == [
+        (2, "a\nb", "id: may not contain control characters or invisible formatting characters"),
+        (3, "shelf/similar", "id: may not end with '/similar'")]

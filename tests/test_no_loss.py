@@ -454,3 +454,44 @@ async def test_a_rebuild_killed_midway_is_rolled_back_or_forward(catalog_dir: Pa
         assert leftovers == []
     finally:
         await store.close()
+
+
+# --- 3b. rows swallowed by two quotes pairing up are reported even when rows leave trailing fields out --
+
+#: legal CSV: SKU-1's description opens a quote that SKU-3's closes, and the rows omit their trailing
+#: empty fields, so no inner line has a whole row's commas
+PAIRED_QUOTES = (
+    "id,title,image,description,price,currency,category,brand,tags,url,in_stock\n"
+    "SKU-0,Product 0,p.jpg,ok\n"                          # 2
+    'SKU-1,Product 1,p.jpg,"never closed\n'               # 3: the quote opens here
+    "SKU-2,New title 2,p.jpg\n"                           # 4: swallowed
+    'SKU-3,New title 3,https://shop.example/3.jpg?w=1,ends with quote"\n'  # 5: swallowed, closes the quote
+    "SKU-4,Product 4,p.jpg,fine\n"                        # 6
+)
+
+
+async def test_rows_swallowed_by_paired_quotes_in_short_rows_are_reported(six: Any, pipeline_settings: Settings,
+                                                                          offline_encoder: Any) -> None:
+    catalog, store = six
+    catalog.write_text(PAIRED_QUOTES)
+    summary = await index_catalog(catalog, offline_encoder, store, pipeline_settings, progress=False)
+    assert not summary.ok and summary.skipped == 3  # the CLI exits 1
+    reasons = {(p.line, p.product_id): p.reason for p in summary.problems}
+    assert "a quoted field spans 3 lines and holds what looks like other rows" in reasons[(3, "SKU-1")]
+    for line, product_id in ((4, "SKU-2"), (5, "SKU-3")):
+        assert reasons[(line, product_id)] == "this row was swallowed by the quote opened on line 3: close that quote"
+    synced = await index_catalog(catalog, offline_encoder, store, pipeline_settings, sync=True, progress=False)
+    assert synced.deleted == 0 and not synced.ok
+    assert await product_ids(store) == {f"SKU-{i}" for i in range(6)}  # SKU-5, not in the file, is kept too
+
+
+def test_a_multi_line_description_of_prose_is_still_one_field(tmp_path: Path) -> None:
+    text = ("id,title,image,description,price\n"
+            'P1,Apple,a.jpg,"Crisp, sweet, juicy.\nKeep cool, dry and out of the sun.\n'
+            'Photos: front.jpg, side.jpg\n\nGreat with cheese, nuts or honey"\n'
+            "P2,Pear,b.jpg,plain,2\n")
+    (tmp_path / "c.csv").write_text(text, encoding="utf-8")
+    result = read_catalog(tmp_path / "c.csv")
+    assert result.errors == [] and result.structurally_sound
+    assert [(row.line, row.product.id) for row in result.rows] == [(2, "P1"), (7, "P2")]
+    assert result.rows[0].product.description.endswith("Great with cheese, nuts or honey")
