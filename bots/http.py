@@ -17,19 +17,29 @@ import httpx
 
 log = logging.getLogger("visearch.server")
 
-RETRY_STATUSES = {429, 500, 502, 503, 504}
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 class PlatformError(Exception):
-    """A platform refused a call or could not be reached; the message is the platform's description."""
+    """A platform refused a call or could not be reached; the message is the platform's description.
 
-    def __init__(self, platform: str, description: str, status: int | None = None) -> None:
+    `retryable`: the platform was unreachable or overloaded (after this client's own retries), so
+    the same call may work later; False when the platform refused it (a later try would too)."""
+
+    def __init__(self, platform: str, description: str, status: int | None = None, retryable: bool = False) -> None:
         super().__init__(f"{platform}: {description}")
-        self.platform, self.description, self.status = platform, description, status
+        self.platform, self.description, self.status, self.retryable = platform, description, status, retryable
 
 
 class MediaError(Exception):
-    """A user's media cannot be used: too large, not an image, gone."""
+    """A user's media cannot be used: not an image, gone; the message says why, for the user."""
+
+
+class MediaTooLargeError(MediaError):
+    """A user's media is over the platform's size limit (declared or counted while downloading)."""
+
+    def __init__(self) -> None:
+        super().__init__("too large")
 
 
 class PlatformClient:
@@ -74,22 +84,22 @@ class PlatformClient:
                     continue
             if attempt < self.retries:
                 await asyncio.sleep(self.backoff * (2**attempt) * (0.8 + 0.4 * random.random()))
-        raise PlatformError(self.platform, f"unreachable: {type(last_error).__name__}") from None
+        raise PlatformError(self.platform, f"unreachable: {type(last_error).__name__}", retryable=True) from None
 
     async def download(self, url: str, max_bytes: int, headers: dict[str, str] | None = None) -> tuple[bytes, str]:
-        """Bytes and content type of a media URL, refusing more than `max_bytes`."""
+        """Bytes and content type of a media URL; `MediaTooLargeError` past `max_bytes`."""
         try:
             async with self.media_http.stream("GET", url, headers=headers) as response:
                 if response.status_code != 200:
                     raise MediaError(f"the photo could not be downloaded (HTTP {response.status_code})")
                 declared = response.headers.get("content-length")
                 if declared and declared.isdigit() and int(declared) > max_bytes:
-                    raise MediaError("too large")
+                    raise MediaTooLargeError()
                 chunks, size = [], 0
                 async for chunk in response.aiter_bytes():
                     size += len(chunk)
                     if size > max_bytes:
-                        raise MediaError("too large")
+                        raise MediaTooLargeError()
                     chunks.append(chunk)
                 return b"".join(chunks), response.headers.get("content-type", "")
         except httpx.HTTPError as exc:

@@ -355,13 +355,15 @@ async def telegram_webhook(request: Request) -> Response:
         return Response("not a Telegram update", status_code=400)
     runtime = state.runtime
     assert runtime is not None
-    if not runtime.seen.first_time(("telegram", update.update_id)):
+    key = ("telegram", update.update_id)
+    if not runtime.seen.first_time(key):
         counter.labels("telegram", "duplicate").inc()
         return JSONResponse({})
     bot, dispatcher = state.telegram_bot, state.telegram_dispatcher
 
     async def job() -> None:
         await dispatcher.feed_update(bot, update)
+        runtime.seen.finished(key)  # kept across a restart only once answered
 
     if runtime.queue.try_submit(f"telegram:{update.update_id}", job):
         counter.labels("telegram", "queued").inc()

@@ -1,6 +1,12 @@
 """What every webhook platform shares once a delivery is verified and parsed: drop repeats,
 queue the search, answer "busy" when the queue is full, count outcomes, never let one failure
-reach another user."""
+reach another user.
+
+A delivery id is remembered when the delivery is accepted (a retry while its job is queued or
+running is not searched twice) but kept across a restart only once its job has finished: the
+answer (or the busy reply) was sent, or sending failed for good. A job that never finished
+(the process was killed, or the platform was unreachable) is answered when the platform retries.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
 from bots.answers import BUSY, Answer, image_problem, too_large
-from bots.http import MediaError, PlatformError
+from bots.http import MediaError, MediaTooLargeError, PlatformError
 from bots.jsonbody import JsonBodyError, parse_json
 from bots.server.metrics import Metrics
 from bots.server.work import SeenIds, WorkQueue
@@ -70,40 +76,55 @@ class Runtime:
 
     def accept(self, replier: Replier, user: str, delivery_id: str, work: Callable[[], Awaitable[Answer]]) -> str:
         """Queue the search for a new delivery; returns the outcome counted in the metrics."""
-        if not self.seen.first_time((replier.name, delivery_id)):
+        key = (replier.name, delivery_id)
+        if not self.seen.first_time(key):
             return "duplicate"
 
         async def job() -> None:
-            await self.answer(replier, user, work)
+            self.settle(key, await self.answer(replier, user, work))
 
         if self.queue.try_submit(f"{replier.name}:{delivery_id}", job):
             return "queued"
-        self.spawn(self.reply_text(replier, user, BUSY))
+
+        async def busy() -> None:
+            self.settle(key, await self.reply_text(replier, user, BUSY))
+
+        self.spawn(busy())
         return "busy"
 
-    async def answer(self, replier: Replier, user: str, work: Callable[[], Awaitable[Answer]]) -> None:
-        """Run the search and send its answer; media problems become a friendly reply."""
+    def settle(self, key: tuple[str, str], finished: bool) -> None:
+        """A delivery's job is over: kept for good when finished, else forgotten so a retry is answered."""
+        if finished:
+            self.seen.finished(key)
+        else:
+            self.seen.forget(key)
+
+    async def answer(self, replier: Replier, user: str, work: Callable[[], Awaitable[Answer]]) -> bool:
+        """Run the search and send its answer; media problems become a friendly reply.
+        False when the answer could not be sent for a reason a retry may fix."""
         try:
             answer = await work()
+        except MediaTooLargeError:
+            answer = Answer(text=too_large(replier.max_media_bytes))
         except MediaError as exc:
-            text = too_large(replier.max_media_bytes) if str(exc) == "too large" else image_problem(str(exc))
-            answer = Answer(text=text)
+            answer = Answer(text=image_problem(str(exc)))
         if answer.kind == "silent":
-            return
-        try:
-            await replier.send_answer(user, answer)
-            self.metrics.replies.labels(replier.name, "sent").inc()
-        except PlatformError as exc:
-            self.metrics.replies.labels(replier.name, "error").inc()
-            log.error("could not answer a %s user: %s", replier.name, exc.description)
+            return True
+        return await self._sent(replier, replier.send_answer(user, answer))
 
-    async def reply_text(self, replier: Replier, user: str, text: str) -> None:
+    async def reply_text(self, replier: Replier, user: str, text: str) -> bool:
+        """Send a plain text; False when it could not be sent for a reason a retry may fix."""
+        return await self._sent(replier, replier.send_text(user, text))
+
+    async def _sent(self, replier: Replier, sending: Awaitable[None]) -> bool:
         try:
-            await replier.send_text(user, text)
-            self.metrics.replies.labels(replier.name, "sent").inc()
+            await sending
         except PlatformError as exc:
             self.metrics.replies.labels(replier.name, "error").inc()
             log.error("could not answer a %s user: %s", replier.name, exc.description)
+            return not exc.retryable
+        self.metrics.replies.labels(replier.name, "sent").inc()
+        return True
 
     def spawn(self, coro: Awaitable[None]) -> None:
         """Run a small side job (a busy reply) without blocking the webhook response."""

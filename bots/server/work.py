@@ -78,7 +78,12 @@ class WorkQueue:
 
 class SeenIds:
     """Delivery ids seen in the last `ttl` seconds (at most `max_items`): retried deliveries are
-    acknowledged without searching twice."""
+    acknowledged without searching twice.
+
+    `first_time` remembers an id when its delivery is accepted (a retry arriving while it is queued
+    or running is a duplicate); `finished` marks it answered (what `PersistentSeenIds` keeps across
+    a restart); `forget` drops an id whose job failed in a way a retry may fix.
+    """
 
     def __init__(self, ttl: float = 3600.0, max_items: int = 100_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -89,6 +94,7 @@ class SeenIds:
 
     def first_time(self, key: Hashable) -> bool:
         """True the first time a key is seen (and remembers it); False for a repeat within the TTL."""
+        key = self._normal(key)
         now = self._clock()
         while self._seen and next(iter(self._seen.values())) <= now - self.ttl:
             self._seen.popitem(last=False)
@@ -98,6 +104,17 @@ class SeenIds:
             self._seen.popitem(last=False)
         self._seen[key] = now
         return True
+
+    def finished(self, key: Hashable) -> None:
+        """The delivery's job is over (answered, or failed for good): a retry is never answered."""
+
+    def forget(self, key: Hashable) -> None:
+        """The delivery's job failed in a way a retry may fix: a retry of it is answered."""
+        self._seen.pop(self._normal(key), None)
+
+    def _normal(self, key: Hashable) -> Hashable:
+        """The key as remembered."""
+        return key
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -111,11 +128,13 @@ COMPACT_EVERY = 1000
 
 class PersistentSeenIds(SeenIds):
     """`SeenIds` that survives a restart: a platform retrying a delivery the old process already
-    answered (it restarted before the acknowledgement arrived) gets no second answer.
+    answered (it restarted before the acknowledgement arrived) gets no second answer, and one the
+    old process never finished (killed with the job queued, or before the reply went out) is
+    answered by the new one.
 
-    Decisions are made in memory, on the event loop, as before; each new id is also written to a
-    SQLite file (WAL, one small append per id) by one background thread, so the loop never waits
-    on the disk. Ids are stamped with the wall clock (a monotonic clock restarts with the process).
+    Decisions are made in memory, on the event loop, as before; an id is written to a SQLite file
+    (WAL, one small append per id) only when its job has finished (`finished`), by one background
+    thread, so the loop never waits on the disk. Ids are stamped with the wall clock (a monotonic clock restarts with the process).
     At start the unexpired ids (newest `max_items`) are read back; an unreadable file is put aside
     and the server starts with an empty memory and a warning, and if no file can be written at
     all it keeps the ids in memory only. Use `await PersistentSeenIds.open(...)` and `await close()`.
@@ -137,16 +156,17 @@ class PersistentSeenIds(SeenIds):
         await asyncio.get_running_loop().run_in_executor(seen._writer, seen._load)
         return seen
 
-    def first_time(self, key: Hashable) -> bool:
-        """As `SeenIds.first_time`; a new id is queued for the file."""
-        text = _key_text(key)
-        if not super().first_time(text):
-            return False
+    def finished(self, key: Hashable) -> None:
+        """Queue the id for the file, stamped when it was first seen (the TTL counts from there)."""
+        text = self._normal(key)
+        at = self._seen.get(text)
         try:
-            self._writer.submit(self._record, text, self._seen[text])
+            self._writer.submit(self._record, text, self._clock() if at is None else at)
         except RuntimeError:  # closed (shutting down): the id is still remembered in memory
             pass
-        return True
+
+    def _normal(self, key: Hashable) -> str:
+        return _key_text(key)
 
     async def close(self) -> None:
         """Write what is queued, then close the file."""

@@ -11,23 +11,24 @@ import asyncio
 import hashlib
 import hmac
 import logging
+from types import MappingProxyType
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from bots.answers import WELCOME, Answer, Searcher, unsupported
-from bots.http import PlatformClient, PlatformError, json_object
+from bots.http import RETRY_STATUSES, PlatformClient, PlatformError, json_object
 from bots.server.runtime import Rejected, Runtime, verified_json
 from bots.viber import messages
 
 log = logging.getLogger("visearch.server")
 
-IGNORED_EVENTS = {"delivered", "seen", "subscribed", "unsubscribed", "failed", "client_status", "action"}
-UNSUPPORTED_TYPES = {"sticker": "stickers", "video": "videos", "file": "files", "location": "locations",
-                     "contact": "contacts", "url": "links"}
+IGNORED_EVENTS = frozenset({"delivered", "seen", "subscribed", "unsubscribed", "failed", "client_status", "action"})
+UNSUPPORTED_TYPES = MappingProxyType({"sticker": "stickers", "video": "videos", "file": "files",
+                                      "location": "locations", "contact": "contacts", "url": "links"})
 TOO_MANY_REQUESTS = 12
-RICH_MEDIA_REFUSED = {3, 13, 14}  # badData, apiVersionNotSupported, incompatibleWithVersion
+RICH_MEDIA_REFUSED = frozenset({3, 13, 14})  # badData, apiVersionNotSupported, incompatibleWithVersion
 
 
 def signature(token: str, body: bytes) -> str:
@@ -128,7 +129,8 @@ class ViberBot:
                 await asyncio.sleep(1.0 * (attempt + 1))
                 continue
             raise PlatformError("viber", f"{reply.get('status_message') or response.status_code} (status {status})",
-                                status if isinstance(status, int) else None)
+                                status if isinstance(status, int) else None,
+                                retryable=response.status_code in RETRY_STATUSES or status == TOO_MANY_REQUESTS)
 
     async def set_webhook(self, url: str) -> dict[str, Any]:
         """Register the webhook URL (Viber checks it with a signed 'webhook' event first)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from types import MappingProxyType
 from typing import Any
 
 from starlette.requests import Request
@@ -30,7 +31,7 @@ from bots.answers import (
     price_text,
     unsupported,
 )
-from bots.http import MediaError, PlatformClient, PlatformError, json_object
+from bots.http import RETRY_STATUSES, MediaError, MediaTooLargeError, PlatformClient, PlatformError, json_object
 from bots.server.runtime import Rejected, Runtime, verified_json
 from core.domain import Card
 
@@ -40,8 +41,9 @@ CAPTION_LIMIT = 1024
 BODY_LIMIT = 1024
 BUTTON_TITLE_LIMIT = 20
 TEXT_LIMIT = 4096
-UNSUPPORTED_TYPES = {"sticker": "stickers", "audio": "voice messages", "video": "videos", "document": "documents",
-                     "location": "locations", "contacts": "contacts", "reaction": "reactions"}
+UNSUPPORTED_TYPES = MappingProxyType({
+    "sticker": "stickers", "audio": "voice messages", "video": "videos", "document": "documents",
+    "location": "locations", "contacts": "contacts", "reaction": "reactions"})
 
 
 def signature(app_secret: str, body: bytes) -> str:
@@ -135,7 +137,7 @@ class WhatsAppBot:
             raise MediaError("the photo could not be downloaded from WhatsApp")
         size = info.get("file_size")
         if isinstance(size, int) and size > self.max_media_bytes:
-            raise MediaError("too large")
+            raise MediaTooLargeError()
         mime = str(info.get("mime_type", ""))
         if mime and not mime.startswith("image/"):
             raise MediaError(f"not an image ({mime})")
@@ -184,7 +186,8 @@ class WhatsAppBot:
         if response.status_code != 200:
             error = json_object(response).get("error") or {}
             raise PlatformError("whatsapp", f"{error.get('message', 'HTTP ' + str(response.status_code))} "
-                                            f"(code {error.get('code')})", response.status_code)
+                                            f"(code {error.get('code')})", response.status_code,
+                                retryable=response.status_code in RETRY_STATUSES)
 
 
 def _messages(payload: dict[str, Any]) -> list[dict[str, Any]]:
