@@ -4,7 +4,10 @@ Why not plain `json.loads`: it accepts `NaN` and `Infinity` and turns `1e309` in
 of infinity then breaks the store), a body nested 100,000 levels deep raises RecursionError (a
 500 with tracebacks), and a 20 MB body parsed on the event loop stalls every other request.
 Here numbers must be finite and integers fit in 64 bits, nesting stops at `MAX_DEPTH` levels,
-and bodies above `OFF_LOOP_BYTES` are parsed on a worker thread.
+and bodies above `OFF_LOOP_BYTES` are parsed on a worker thread. That thread does not make a
+big parse free: `json.loads` holds the GIL, so the loop still waits while it runs. What bounds
+the cost is the body limits (bots/api/limits.py): anonymous routes take a few KB of JSON, and
+only keyed writes (key checked before the body is read) may send megabytes.
 """
 
 from __future__ import annotations

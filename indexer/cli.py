@@ -626,7 +626,8 @@ def serve(
     app_ = create_app(settings, server, telegram, listen_url=server.public_url or f"http://{host}:{port}", store=store)
     typer.echo(f"visearch serve on http://{host}:{port} (collection {settings.collection!r}): search page at /, "
                "API at /api/v1 (schema: /api/v1/openapi.json)", err=True)
-    uvicorn.run(app_, host=host, port=port, log_level="warning", proxy_headers=True)
+    uvicorn.run(app_, host=host, port=port, log_level="warning", proxy_headers=True,
+                limit_concurrency=server.max_connections, timeout_keep_alive=5)
 
 
 @bot_app.command("viber")

@@ -5,6 +5,7 @@ body limits cover every route of the app, webhooks included."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,8 @@ async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 #: the `kind` of an answer by its status, for errors raised by FastAPI/Starlette themselves
+#: a JSON search is words, filters and a cursor: a few KB at most
+SEARCH_JSON_MAX_BYTES = 64 * 1024
 KIND_OF_STATUS = {400: "validation", 401: "auth", 403: "auth", 404: "not_found", 405: "validation", 413: "too_large",
                   422: "validation", 429: "busy", 503: "unavailable"}
 UNAVAILABLE = "the catalog store is unavailable right now: try again later (the server log has the details)"
@@ -126,7 +129,25 @@ def openapi_of(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
-def install_api(app: FastAPI, server: ServerSettings) -> None:
+def body_rules(server: ServerSettings, max_image_bytes: int) -> list[Rule]:
+    """What each route may receive. Only the keyed writes take big bodies (their key is checked
+    before the body is read); the public search takes a few KB of JSON, or one photo in a form."""
+    api_max = server.api_max_body_bytes
+    json_search = Rule(PREFIX + "/search", min(api_max, SEARCH_JSON_MAX_BYTES),
+                       "a JSON search is words and filters; a photo goes in a multipart form"
+                       if api_max > SEARCH_JSON_MAX_BYTES else "VISEARCH_API_MAX_BODY_BYTES")
+    photo_bound = max_image_bytes + SEARCH_JSON_MAX_BYTES
+    form_search = Rule(json_search.prefix, min(api_max, photo_bound),
+                       "VISEARCH_MAX_IMAGE_BYTES" if photo_bound < api_max else "VISEARCH_API_MAX_BODY_BYTES")
+    return [
+        replace(json_search, form_max_bytes=form_search.max_bytes, form_setting=form_search.setting),
+        Rule(PREFIX + "/products", server.api_max_body_bytes, "VISEARCH_API_MAX_BODY_BYTES"),
+        Rule(PREFIX + "/", OTHER_MAX_BODY_BYTES),
+        Rule("/webhooks/", server.webhook_max_body_bytes, "VISEARCH_WEBHOOK_MAX_BODY_BYTES"),
+    ]
+
+
+def install_api(app: FastAPI, server: ServerSettings, max_image_bytes: int) -> None:
     """Routes under /api/v1, handlers, middleware; the page at / when VISEARCH_WEB_PAGE is on."""
     app.include_router(router, prefix=PREFIX)
     app.add_exception_handler(ApiError, on_api_error)
@@ -139,9 +160,8 @@ def install_api(app: FastAPI, server: ServerSettings) -> None:
     if server.cors_origin_list:
         app.add_middleware(CORSMiddleware, allow_origins=server.cors_origin_list, allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Authorization", "X-API-Key", "Content-Type"], max_age=600)
-    app.add_middleware(BodyLimit, rules=[Rule(PREFIX + "/", server.api_max_body_bytes, "VISEARCH_API_MAX_BODY_BYTES"),
-                                         Rule("/webhooks/", server.webhook_max_body_bytes, "VISEARCH_WEBHOOK_MAX_BODY_BYTES")],
-                       default=Rule("/", OTHER_MAX_BODY_BYTES))
+    app.add_middleware(BodyLimit, rules=body_rules(server, max_image_bytes), default=Rule("/", OTHER_MAX_BODY_BYTES),
+                       grace_s=server.body_timeout)
     if server.web_page:
         app.mount("/static", StaticFiles(directory=WEB / "static"), name="static")
 

@@ -10,10 +10,16 @@ A refused body is not read on: when the client would send more than the limit ag
 (`Rule.slack`), the 413 says `Connection: close` and the server closes the connection. Up to
 that, the rest is read and dropped, so a client a little over the limit reads its 413 on a
 healthy connection instead of a reset.
+
+A body must also keep coming (nginx's `client_body_timeout`, as a rate): after `grace_s` the
+client must have sent `MIN_RATE` bytes a second on average, else 408 and the connection closes.
+A client dripping one byte a second cannot hold a connection, or the memory of what it sent, for
+more than a few seconds.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +28,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: bodies of routes that take none (GET pages, health, metrics, media)
 OTHER_MAX_BODY_BYTES = 16 * 1024
+#: slowest average upload accepted once the grace period is over, in bytes a second
+MIN_RATE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +39,15 @@ class Rule:
     prefix: str
     max_bytes: int
     setting: str | None = None
+    #: the limit of a multipart form on this path (a photo search), when it differs, and its setting
+    form_max_bytes: int | None = None
+    form_setting: str | None = None
+
+    def for_form(self) -> Rule:
+        """The rule a multipart body on this path follows."""
+        if self.form_max_bytes is None:
+            return self
+        return Rule(self.prefix, self.form_max_bytes, self.form_setting)
 
     @property
     def slack(self) -> int:
@@ -47,29 +64,46 @@ class BodyTooLarge(Exception):
     (Routes read their bodies themselves: FastAPI's own body parsing would turn it into a 400.)"""
 
 
+class BodyTooSlow(Exception):
+    """Raised inside `receive` when a body stops coming at `MIN_RATE`; `BodyLimit` answers 408."""
+
+
 class BodyLimit:
-    """ASGI middleware: a request body above its path's limit gets a JSON 413, whatever the route."""
+    """ASGI middleware: a request body above its path's limit gets a JSON 413, one that trickles
+    in too slowly a 408, whatever the route."""
 
-    def __init__(self, app: ASGIApp, rules: Sequence[Rule], default: Rule) -> None:
-        self.app, self.rules, self.default = app, tuple(rules), default
+    def __init__(self, app: ASGIApp, rules: Sequence[Rule], default: Rule, grace_s: float = 10.0) -> None:
+        self.app, self.rules, self.default, self.grace_s = app, tuple(rules), default, grace_s
 
-    def rule_for(self, path: str) -> Rule:
-        return next((rule for rule in self.rules if path.startswith(rule.prefix)), self.default)
+    def rule_for(self, path: str, headers: dict[bytes, bytes]) -> Rule:
+        rule = next((rule for rule in self.rules if path.startswith(rule.prefix)), self.default)
+        if headers.get(b"content-type", b"").lower().startswith(b"multipart/form-data"):
+            return rule.for_form()
+        return rule
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rule = self.rule_for(scope["path"])
-        declared = dict(scope["headers"]).get(b"content-length")
+        headers = dict(scope["headers"])
+        rule = self.rule_for(scope["path"], headers)
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > rule.max_bytes:
             await refuse(send, rule, close=int(declared) > rule.max_bytes + rule.slack)
             return
         seen, ended, started = 0, False, False
+        loop = asyncio.get_running_loop()
+        opened = loop.time()
 
         async def counting_receive() -> Message:
             nonlocal seen, ended
-            message = await receive()
+            if ended:  # the body is in: what follows is a wait for the client to hang up
+                return await receive()
+            try:
+                async with asyncio.timeout_at(opened + self.grace_s + seen / MIN_RATE):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyTooSlow from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 ended = not message.get("more_body", False)
@@ -89,6 +123,10 @@ class BodyLimit:
             if not started:
                 finished = ended or await drain(receive, rule.slack)
                 await refuse(send, rule, close=not finished)
+        except BodyTooSlow:
+            if not started:
+                await answer(send, 408, f"the request body did not arrive in time (at least {MIN_RATE} bytes a "
+                                        f"second after the first {self.grace_s:g} s)", "timeout", close=True)
 
 
 async def drain(receive: Receive, budget: int) -> bool:
@@ -105,8 +143,13 @@ async def drain(receive: Receive, budget: int) -> bool:
 
 async def refuse(send: Send, rule: Rule, close: bool) -> None:
     """The 413 in the API's error shape; with `close`, the server reads nothing more of the body."""
-    body = json.dumps({"error": rule.message(), "field": None, "kind": "too_large"}).encode()
+    await answer(send, 413, rule.message(), "too_large", close)
+
+
+async def answer(send: Send, status: int, message: str, kind: str, close: bool) -> None:
+    """An error in the API's shape, straight from the middleware."""
+    body = json.dumps({"error": message, "field": None, "kind": kind}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 413,
+    await send({"type": "http.response.start", "status": status,
                 "headers": headers + ([(b"connection", b"close")] if close else [])})
     await send({"type": "http.response.body", "body": body})

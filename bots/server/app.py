@@ -113,7 +113,7 @@ def create_app(settings: Settings, server: ServerSettings, telegram: TelegramSet
         routes.append(Route("/webhooks/whatsapp", whatsapp_webhook, methods=["POST"]))
     app = FastAPI(routes=routes, lifespan=lifespan, title="visearch", openapi_url=f"{PREFIX}/openapi.json",
                   docs_url=f"{PREFIX}/docs", redoc_url=None)
-    install_api(app, server)
+    install_api(app, server, settings.max_image_bytes)
     app.state.visearch = state
     return app
 

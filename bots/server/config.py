@@ -26,6 +26,8 @@ class ServerSettings(BaseSettings):
     rate_window: float = Field(60.0, gt=0)
     cards_per_answer: int = Field(3, ge=1, le=6)
     dedupe_ttl: float = Field(3600.0, gt=0, description="seconds a delivery id is remembered (retries are not searched twice)")
+    body_timeout: float = Field(10.0, gt=0, le=600, description="seconds a client has to start its request body; after that it must average 4 KB/s, else 408 (a dripping client cannot hold a connection)")
+    max_connections: int = Field(1000, ge=1, description="connections served at once; beyond it uvicorn answers 503 (slow or idle clients cannot exhaust the process)")
     webhook_max_body_bytes: int = Field(1024 * 1024, ge=1024, description="largest webhook body accepted (platform updates are small JSON; photos come by URL)")
 
     # HTTP API (/api/v1) and the web page
