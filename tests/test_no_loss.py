@@ -174,6 +174,33 @@ async def test_concurrent_uploads_of_one_id_never_lose_it(api_data: Settings, of
     assert len(files) == 1 and files[0].read_bytes() in photos  # the others were dropped, this one kept
 
 
+async def test_a_slow_image_host_holds_up_only_its_own_product(api_data: Settings, offline_encoder: Any,
+                                                                grocery_dir: Path) -> None:
+    """Writes lock per product: one upsert waiting 3 s on its photo's host does not make an
+    unrelated upsert (or a delete) wait with it; a second write of the same id does wait."""
+    from tests.fakes.http_server import Reply, scripted_server
+
+    photo = val_photo(grocery_dir, "Granny-Smith")
+    with scripted_server() as images:
+        slow = images.route("/slow.jpg", Reply(200, photo, delay_s=3.0))
+        async with run_api(api_data, offline_encoder) as api:
+            started = asyncio.get_running_loop().time()
+            waiting = asyncio.create_task(api.http.post("/api/v1/products", headers=WRITE, json={
+                "id": "SLOW-1", "title": "Slow host", "images": [slow]}))
+            await asyncio.sleep(0.3)
+            other = await api.http.post("/api/v1/products", headers=WRITE, data={
+                "product": '{"id": "FAST-1", "title": "Fast", "images": []}'},
+                files={"images": ("f.jpg", jpeg((90, 200, 90)), "image/jpeg")})
+            assert other.status_code == 200
+            assert asyncio.get_running_loop().time() - started < 2.5  # not behind the slow host
+            assert (await api.http.delete("/api/v1/products/FAST-1", headers=WRITE)).status_code == 200
+            same = await api.http.post("/api/v1/products", headers=WRITE, data={
+                "product": '{"id": "SLOW-1", "title": "Second write", "images": []}'},
+                files={"images": ("s.jpg", jpeg((200, 90, 90)), "image/jpeg")})
+            assert (await waiting).status_code == 200 and same.status_code == 200
+            assert (await api.product("SLOW-1")).json()["title"] == "Second write"  # ran after the first
+
+
 # --- 3. a broken catalog makes sync delete nothing --------------------------------------------------
 
 

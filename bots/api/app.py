@@ -4,6 +4,7 @@ body limits cover every route of the app, webhooks included."""
 
 from __future__ import annotations
 
+from types import MappingProxyType
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -59,8 +60,8 @@ async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
 #: the `kind` of an answer by its status, for errors raised by FastAPI/Starlette themselves
 #: a JSON search is words, filters and a cursor: a few KB at most
 SEARCH_JSON_MAX_BYTES = 64 * 1024
-KIND_OF_STATUS = {400: "validation", 401: "auth", 403: "auth", 404: "not_found", 405: "validation", 413: "too_large",
-                  422: "validation", 429: "busy", 503: "unavailable"}
+KIND_OF_STATUS = MappingProxyType({400: "validation", 401: "auth", 403: "auth", 404: "not_found", 405: "validation", 413: "too_large",
+                  422: "validation", 429: "busy", 503: "unavailable"})
 UNAVAILABLE = "the catalog store is unavailable right now: try again later (the server log has the details)"
 
 

@@ -4,7 +4,8 @@ Why the pipeline: an upsert over HTTP must behave exactly like a catalog row in 
 (same fetch limits, same unchanged/updated/copied rules, same words and OCR), and only touch the
 products it names. Uploaded photos are kept under `<data_dir>/uploads/`, named by their content
 hash, so uploading the same file twice is the same image (idempotent) and `/media` can serve it.
-Writes run one at a time (a lock): two upserts of one product never interleave.
+Writes of one product run one at a time (a lock per product id): two upserts of one product never
+interleave, while a slow image host named by one product does not hold up writes of the others.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from types import MappingProxyType
 from pathlib import Path
 
 from bots.api.models import ImageOut, ProductOut, UpsertResult
@@ -25,7 +29,7 @@ from indexer.netguard import AddressPolicy
 from indexer.pipeline import Problem, index_rows
 
 #: what Pillow calls the formats a browser shows, and the file extension they are stored under
-_EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tiff"}
+_EXTENSIONS = MappingProxyType({"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp"})
 
 
 class UploadError(VisearchError):
@@ -58,6 +62,31 @@ def media_url(image: str | None, point_id: str, base_url: str) -> str | None:
     return f"{base_url}/media/{point_id}"
 
 
+class ProductLocks:
+    """One lock per product id, forgotten once nobody holds or waits for it (bounded by the writes
+    in flight, not by the catalog)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, product_id: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(product_id, (asyncio.Lock(), 0))
+        self._locks[product_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[product_id]
+            if users == 1:
+                del self._locks[product_id]
+            else:
+                self._locks[product_id] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
 class CatalogWriter:
     """Upserts and deletes products for the API; reads products back from their points."""
 
@@ -66,7 +95,7 @@ class CatalogWriter:
         self.service = service
         self.uploads = uploads
         self.address_policy = address_policy
-        self._lock = asyncio.Lock()
+        self._locks = ProductLocks()
 
     async def upsert(self, product: Product, uploads: list[Upload], max_bytes: int) -> UpsertResult:
         """Create or replace one product; its photos are its URLs plus the uploaded files.
@@ -76,7 +105,7 @@ class CatalogWriter:
         its files deleted by another, and a file goes only once no stored point names it.
         """
         named = await asyncio.to_thread(self._check_uploads, product.id, uploads, max_bytes, len(product.images))
-        async with self._lock:
+        async with self._locks.hold(product.id):
             refs = await asyncio.to_thread(self._save_uploads, named)
             product = product.model_copy(update={"images": [*product.images, *refs]})
             catalog = CatalogReadResult(path=Path("api"), rows=[CatalogRow(line=0, product=product)])
@@ -92,7 +121,7 @@ class CatalogWriter:
 
     async def delete(self, product_id: str) -> int:
         """Delete every point of the product and its uploaded photos; returns the points removed."""
-        async with self._lock:
+        async with self._locks.hold(product_id):
             removed = await self.service.store.delete_products([product_id])
             await asyncio.to_thread(shutil.rmtree, self.uploads / product_folder(product_id), True)
         self.service.catalog_changed()

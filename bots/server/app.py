@@ -10,6 +10,7 @@ Webhooks answer at once; their searches run on a bounded queue (see `bots/server
 
 from __future__ import annotations
 
+from types import MappingProxyType
 import asyncio
 import hmac
 import logging
@@ -233,7 +234,7 @@ async def metrics(request: Request) -> Response:
 
 #: photos up to this size are read whole in one step; larger ones stream from the open file
 SMALL_PHOTO_BYTES = 512 * 1024
-MEDIA_CACHE = {"Cache-Control": "public, max-age=86400"}
+MEDIA_CACHE = MappingProxyType({"Cache-Control": "public, max-age=86400"})
 
 
 def media_root(payload: dict[str, Any], settings: Settings) -> Path | None:
@@ -311,7 +312,7 @@ async def media(request: Request) -> Response:
     handle, size = opened
     kind = mimetypes.guess_type(image)[0] or "application/octet-stream"
     if size <= SMALL_PHOTO_BYTES:
-        return Response(await asyncio.to_thread(read_all, handle, size), media_type=kind, headers=MEDIA_CACHE)
+        return Response(await asyncio.to_thread(read_all, handle, size), media_type=kind, headers=dict(MEDIA_CACHE))
     return StreamingResponse(stream_of(handle, size), media_type=kind,
                              headers={**MEDIA_CACHE, "Content-Length": str(size)})
 

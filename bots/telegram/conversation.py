@@ -8,6 +8,7 @@ say*: rate limiting, album collection, bad-input checks, error wording, paginati
 
 from __future__ import annotations
 
+from types import MappingProxyType
 import asyncio
 import logging
 import time
@@ -31,7 +32,7 @@ Download = Callable[[str], Awaitable[bytes]]
 Progress = Callable[[], Awaitable[object]]
 
 #: message content we cannot search by, and how the reply names it (Bot API field names)
-UNSUPPORTED_CONTENT = {
+UNSUPPORTED_CONTENT = MappingProxyType({
     "sticker": "stickers",
     "voice": "voice messages",
     "audio": "audio",
@@ -43,16 +44,16 @@ UNSUPPORTED_CONTENT = {
     "contact": "contacts",
     "poll": "polls",
     "dice": "dice",
-}
+})
 
 #: common document types that are certainly not photos, with how the reply names them
-NOT_IMAGE_TYPES = {
+NOT_IMAGE_TYPES = MappingProxyType({
     "application/pdf": "a PDF document",
     "application/zip": "a ZIP archive",
     "application/msword": "a Word document",
     "text/plain": "a text file",
     "video/mp4": "a video",
-}
+})
 
 
 @dataclass(frozen=True)
