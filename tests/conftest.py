@@ -105,14 +105,21 @@ TRICKY_TITLE = '<Tom & Jerry\'s> *special* _milk_ 🥛 "best" </b>'
 
 
 @pytest.fixture(scope="session")
-def bot_catalog(tmp_path_factory: pytest.TempPathFactory, clothing_dir: Path, offline_encoder):
-    """Settings of a collection holding the bundled sample plus one product with HTML/Markdown specials."""
+def bot_catalog(tmp_path_factory: pytest.TempPathFactory, offline_encoder):
+    """Settings of a collection holding the bundled sample plus one product with HTML/Markdown specials.
+
+    The special product's photo is the clothing dataset's first T-shirt when the datasets are
+    there (the Telegram escaping tests search with it); otherwise a generated picture, so every
+    test that only needs this collection runs on a bare clone too."""
     from core.config import load_settings
 
     root = tmp_path_factory.mktemp("tg-catalog")
     shutil.copytree(_SAMPLE, root, dirs_exist_ok=True)
-    tshirt = sorted((clothing_dir / "images").glob("*.jpg"))[0]
-    shutil.copyfile(tshirt, root / "images" / "tricky.jpg")
+    shirts = sorted((DATASETS / "clothing" / "images").glob("*.jpg"))
+    if shirts:
+        shutil.copyfile(shirts[0], root / "images" / "tricky.jpg")
+    else:
+        generated_photo(root / "images" / "tricky.jpg")
     rows = list(csv.DictReader((root / "catalog.csv").open(encoding="utf-8")))
     tricky = dict.fromkeys(rows[0], "")
     tricky.update(id="tricky", title=TRICKY_TITLE, image="images/tricky.jpg", price="9.5", currency="EUR",
@@ -140,6 +147,17 @@ def sample_collection(tmp_path_factory: pytest.TempPathFactory, offline_encoder)
     settings = load_settings(data_dir=tmp_path_factory.mktemp("sample-data"), encoder="offline", collection="sample")
     index_into(settings, root / "catalog.csv", offline_encoder)
     return settings
+
+
+def generated_photo(path: Path) -> None:
+    """A 256 px striped picture, unlike any grocery photo of the sample."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (256, 256), (30, 30, 120))
+    draw = ImageDraw.Draw(image)
+    for x in range(0, 256, 32):
+        draw.rectangle((x, 0, x + 15, 255), fill=(240, 240, 240))
+    image.save(path, "JPEG", quality=90)
 
 
 def index_into(settings, catalog: Path, encoder) -> None:

@@ -27,7 +27,11 @@ from indexer.catalog import read_catalog
 from indexer.cli import app as cli_app
 from indexer.pipeline import _Existing, index_catalog, plan_sync
 from tests.conftest import copy_collection, free_port
-from tests.test_api import WRITE, run_api, val_photo
+from tests.test_api import WRITE, run_api
+
+#: a customer's photo of a Granny Smith apple from the bundled sample (no dataset needed)
+GRANNY_SMITH = (Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery" / "queries"
+                / "granny-smith.jpg").read_bytes()
 
 # --- helpers ----------------------------------------------------------------------------------------
 
@@ -115,11 +119,10 @@ def api_data(tmp_path: Path, sample_collection: Settings) -> Settings:
     return copied.model_copy(update={"fetch_retries": 0})  # an unreachable photo fails at once
 
 
-async def test_api_update_with_an_unreachable_photo_keeps_the_product(api_data: Settings, offline_encoder: Any,
-                                                                      grocery_dir: Path) -> None:
+async def test_api_update_with_an_unreachable_photo_keeps_the_product(api_data: Settings, offline_encoder: Any) -> None:
     closed = f"http://127.0.0.1:{free_port()}/photo.jpg"  # nothing listens there
     async with run_api(api_data, offline_encoder) as api:
-        photo = val_photo(grocery_dir, "Granny-Smith")
+        photo = GRANNY_SMITH
         made = await api.http.post("/api/v1/products", headers=WRITE, data={
             "product": '{"id": "KEEP-1", "title": "Green apple", "price": 9.5, "images": []}'},
             files={"images": ("a.jpg", photo, "image/jpeg")})
@@ -174,13 +177,12 @@ async def test_concurrent_uploads_of_one_id_never_lose_it(api_data: Settings, of
     assert len(files) == 1 and files[0].read_bytes() in photos  # the others were dropped, this one kept
 
 
-async def test_a_slow_image_host_holds_up_only_its_own_product(api_data: Settings, offline_encoder: Any,
-                                                                grocery_dir: Path) -> None:
+async def test_a_slow_image_host_holds_up_only_its_own_product(api_data: Settings, offline_encoder: Any) -> None:
     """Writes lock per product: one upsert waiting 3 s on its photo's host does not make an
     unrelated upsert (or a delete) wait with it; a second write of the same id does wait."""
     from tests.fakes.http_server import Reply, scripted_server
 
-    photo = val_photo(grocery_dir, "Granny-Smith")
+    photo = GRANNY_SMITH
     with scripted_server() as images:
         slow = images.route("/slow.jpg", Reply(200, photo, delay_s=3.0))
         async with run_api(api_data, offline_encoder) as api:
@@ -362,12 +364,11 @@ def test_sync_end_to_end_keeps_every_well_formed_row(tmp_path_factory: pytest.Te
 # --- 4. orphan uploads of a killed server are cleaned at start ------------------------------------------
 
 
-async def test_orphan_uploads_are_dropped_at_start_and_used_ones_kept(api_data: Settings, offline_encoder: Any,
-                                                                      grocery_dir: Path) -> None:
+async def test_orphan_uploads_are_dropped_at_start_and_used_ones_kept(api_data: Settings, offline_encoder: Any) -> None:
     async with run_api(api_data, offline_encoder) as api:
         made = await api.http.post("/api/v1/products", headers=WRITE, data={
             "product": '{"id": "KEPT-1", "title": "Kept", "images": []}'},
-            files={"images": ("a.jpg", val_photo(grocery_dir, "Granny-Smith"), "image/jpeg")})
+            files={"images": ("a.jpg", GRANNY_SMITH, "image/jpeg")})
         assert made.status_code == 200
     uploads = api_data.data_dir / "uploads"
     [used] = [f for folder in uploads.iterdir() for f in folder.iterdir()]
