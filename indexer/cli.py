@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
 
 import typer
+from pydantic import ValidationError
 
 from core.config import Settings, load_settings
 from core.domain import Filters, Query, SearchResult
 from core.errors import VisearchError
 from core.search import SearchService
+from indexer.catalog import validation_reason
 
 T = TypeVar("T")
 
@@ -60,7 +62,38 @@ def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
 
 
 async def open_service(settings: Settings) -> SearchService:
-    return await SearchService.open(settings)
+    """The service of one CLI command. The encoder is the kind that built the collection unless the
+    command line, the environment or .env names one: after an offline `make demo`, every command
+    works without `--encoder offline` (and without loading CLIP first to find out it is the wrong one)."""
+    from core.encoders.factory import load_encoder
+    from core.store.factory import open_store
+
+    store = open_store(settings)
+    try:
+        settings = await with_collection_encoder(store, settings)
+        encoder = await asyncio.to_thread(load_encoder, settings)
+    except BaseException:
+        await store.close()
+        raise
+    return SearchService(encoder, store, settings)
+
+
+#: encoder kinds a collection's encoder id names (`offline:...`, `clip:...`)
+ENCODER_KINDS = frozenset({"offline", "clip"})
+
+
+async def with_collection_encoder(store: Any, settings: Settings) -> Settings:
+    """`settings` with the encoder kind of the existing collection when none was asked for."""
+    if "encoder" in settings.model_fields_set or settings.model_dir is not None:
+        return settings
+    try:
+        info = await store.info()
+    except VisearchError:  # a broken collection: the configured encoder rebuilds it
+        return settings
+    kind = info.encoder_id.split(":", 1)[0] if info is not None else ""
+    if kind in ENCODER_KINDS and kind != settings.encoder:
+        return settings.model_copy(update={"encoder": kind})
+    return settings
 
 
 def format_price(price: float | None, currency: str | None) -> str:
@@ -163,15 +196,19 @@ def delete(
 
     settings = settings_from(data_dir=data_dir, collection=collection)
 
-    async def job() -> int:
+    async def job() -> tuple[int, list[str]]:
         store = open_store(settings)
         try:
-            return await store.delete_products(product_ids)
+            found = {str(p.payload.get("product_id")) async for p in store.scroll(product_ids=product_ids)}
+            unknown = [pid for pid in dict.fromkeys(product_ids) if pid not in found]
+            return await store.delete_products(product_ids), unknown
         finally:
             await store.close()
 
-    removed = run(job)
+    removed, unknown = run(job)
     typer.echo(f"deleted {removed} point(s) of {len(product_ids)} product id(s)")
+    if unknown:
+        typer.echo(f"not in the collection (nothing deleted for them): {', '.join(unknown)}", err=True)
 
 
 @app.command()
@@ -229,11 +266,18 @@ def search(
         typer.echo("error: give either --image PATH or --text TEXT", err=True)
         raise typer.Exit(2)
     settings = settings_from(model_dir=model, encoder=encoder, data_dir=data_dir, collection=collection)
-
-    async def job() -> SearchResult:
+    try:  # every argument is checked before a model loads: a mistake costs no wait
         filters = Filters(categories=category or [], brands=brand or [], tags=tag or [],
                           price_min=min_price, price_max=max_price, in_stock=in_stock)
         photos = [read_file(p) for p in image or []]
+    except ValidationError as exc:
+        typer.echo(f"error: {validation_reason(exc)}", err=True)
+        raise typer.Exit(2) from None
+    except VisearchError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+    async def job() -> SearchResult:
         service = await open_service(settings)
         try:
             return await service.search(Query(images=photos, text=text, filters=filters, limit=limit))
