@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import shutil
 from pathlib import Path
@@ -9,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from core.config import load_settings
-from core.domain import Filters, Query
+from core.domain import Filters, PointRecord, Query
+from core.encoders.base import words_dim
 from core.errors import CollectionNotFoundError, EncoderMismatchError, ImageError
 from core.search import PointNotFoundError, SearchService
 from core.store.factory import open_store
@@ -38,14 +40,35 @@ def sample_catalog(tmp_path_factory: pytest.TempPathFactory, grocery_dir: Path) 
     return root
 
 
+@pytest.fixture(scope="module")
+def indexed_points(sample_catalog: Path, offline_encoder, tmp_path_factory: pytest.TempPathFactory) -> list[PointRecord]:
+    """The sample indexed once by the real pipeline, read back with its vectors: each test writes
+    these into a fresh store instead of embedding the catalog again."""
+    settings = load_settings(data_dir=tmp_path_factory.mktemp("indexed-once"), encoder="offline")
+
+    async def index_then_read() -> list[PointRecord]:
+        store = open_store(settings)
+        try:
+            summary = await index_catalog(sample_catalog / "catalog.csv", offline_encoder, store, settings,
+                                          progress=False)
+            assert summary.ok, summary.problems
+            return [PointRecord(id=p.point_id, vector=p.vector, text_vector=p.text_vector, payload=p.payload)
+                    async for p in store.scroll(with_vectors=True) if p.vector is not None]
+        finally:
+            await store.close()
+
+    return asyncio.run(index_then_read())
+
+
 @pytest.fixture(params=["edge", "server"])
-async def service(request: pytest.FixtureRequest, sample_catalog: Path, offline_encoder, tmp_path_factory: pytest.TempPathFactory):
-    """A service over a freshly indexed copy of the sample, on the embedded engine (temp dir)
+async def service(request: pytest.FixtureRequest, indexed_points: list[PointRecord], offline_encoder,
+                  tmp_path_factory: pytest.TempPathFactory):
+    """A service over a fresh copy of the indexed sample, on the embedded engine (temp dir)
     and on the server backend (qdrant-client's in-process `:memory:` double)."""
     settings = load_settings(data_dir=tmp_path_factory.mktemp("data"), encoder="offline")
     store = open_store(settings) if request.param == "edge" else ServerStore(settings.collection, location=":memory:")
-    summary = await index_catalog(sample_catalog / "catalog.csv", offline_encoder, store, settings, progress=False)
-    assert summary.ok, summary.problems
+    await store.ensure_collection(offline_encoder.model_id, offline_encoder.dim, text_dim=words_dim(offline_encoder))
+    await store.upsert(indexed_points)
     svc = SearchService(offline_encoder, store, settings)
     yield svc
     await svc.close()
