@@ -164,14 +164,21 @@ def sync(
 
 def _index_command(catalog: Path, *, sync: bool, recreate: bool, quiet: bool, as_json: bool, settings: Settings,
                    allow_mass_delete: bool = False) -> None:
-    from indexer.pipeline import index_catalog
+    from indexer.catalog import read_catalog
+    from indexer.pipeline import index_rows
+
+    try:  # the catalog is read before a model loads: a missing or broken file costs no wait
+        rows = read_catalog(catalog)
+    except VisearchError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
     async def job() -> Any:
         service = await open_service(settings)
         try:
-            return await index_catalog(catalog, service.encoder, service.store, settings, sync=sync,
-                                       recreate=recreate, progress=not (quiet or as_json),
-                                       allow_mass_delete=allow_mass_delete)
+            return await index_rows(rows, catalog.parent, service.encoder, service.store, settings, sync=sync,
+                                    recreate=recreate, progress=not (quiet or as_json),
+                                    allow_mass_delete=allow_mass_delete)
         finally:
             await service.close()
 

@@ -50,3 +50,20 @@ def test_delete_names_the_ids_it_did_not_find(env: dict[str, str]) -> None:
     assert result.exit_code == 0, result.output
     assert "not in the collection (nothing deleted for them): no-such-sku" in result.output
     assert "banana" not in result.output.split("not in the collection")[1]
+
+
+@pytest.mark.parametrize("content, says", [
+    (None, "catalog file not found"),
+    ('id,title,image\nA,"never closed,a.jpg\n', "is never closed"),
+])
+def test_a_bad_catalog_is_reported_before_any_model_loads(env: dict[str, str], tmp_path: Path,
+                                                          content: str | None, says: str) -> None:
+    """An encoder that cannot load is named on purpose: the catalog's error must come first."""
+    catalog = tmp_path / "catalog.csv"
+    if content is not None:
+        catalog.write_text(content, encoding="utf-8")
+    unloadable = {**env, "VISEARCH_ENCODER": "clip", "VISEARCH_CLIP_MODEL": str(tmp_path / "no-such-model")}
+    for command in ("index", "sync"):
+        result = CliRunner().invoke(app, [command, str(catalog), "--quiet"], env=unloadable)
+        assert result.exit_code == 2 and says in result.output, result.output
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
