@@ -21,13 +21,14 @@ def free_port() -> int:
 
 
 _SAMPLE = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery"
-DATASETS = Path(os.environ.get("VISEARCH_DATASETS_DIR", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
+DATASETS = Path(os.environ.get("VISEARCH_DATASETS_DIR", Path(__file__).resolve().parent / "data"))
 
 
 def _dataset(name: str) -> Path:
     path = DATASETS / name
     if not path.is_dir():
-        pytest.skip(f"dataset {path} not found: set VISEARCH_DATASETS_DIR to the folder holding grocery/ and clothing/")
+        pytest.fail(f"dataset {path} not found: tests/data holds the photos the tests use "
+                    "(VISEARCH_DATASETS_DIR may point at a full copy of the datasets instead)")
     return path
 
 
@@ -106,20 +107,14 @@ TRICKY_TITLE = '<Tom & Jerry\'s> *special* _milk_ 🥛 "best" </b>'
 
 @pytest.fixture(scope="session")
 def bot_catalog(tmp_path_factory: pytest.TempPathFactory, offline_encoder):
-    """Settings of a collection holding the bundled sample plus one product with HTML/Markdown specials.
-
-    The special product's photo is the clothing dataset's first T-shirt when the datasets are
-    there (the Telegram escaping tests search with it); otherwise a generated picture, so every
-    test that only needs this collection runs on a bare clone too."""
+    """Settings of a collection holding the bundled sample plus one product with HTML/Markdown specials
+    (its photo is the clothing dataset's first T-shirt: the Telegram escaping tests search with it)."""
     from core.config import load_settings
 
     root = tmp_path_factory.mktemp("tg-catalog")
     shutil.copytree(_SAMPLE, root, dirs_exist_ok=True)
-    shirts = sorted((DATASETS / "clothing" / "images").glob("*.jpg"))
-    if shirts:
-        shutil.copyfile(shirts[0], root / "images" / "tricky.jpg")
-    else:
-        generated_photo(root / "images" / "tricky.jpg")
+    tshirt = sorted((_dataset("clothing") / "images").glob("*.jpg"))[0]
+    shutil.copyfile(tshirt, root / "images" / "tricky.jpg")
     rows = list(csv.DictReader((root / "catalog.csv").open(encoding="utf-8")))
     tricky = dict.fromkeys(rows[0], "")
     tricky.update(id="tricky", title=TRICKY_TITLE, image="images/tricky.jpg", price="9.5", currency="EUR",
@@ -147,17 +142,6 @@ def sample_collection(tmp_path_factory: pytest.TempPathFactory, offline_encoder)
     settings = load_settings(data_dir=tmp_path_factory.mktemp("sample-data"), encoder="offline", collection="sample")
     index_into(settings, root / "catalog.csv", offline_encoder)
     return settings
-
-
-def generated_photo(path: Path) -> None:
-    """A 256 px striped picture, unlike any grocery photo of the sample."""
-    from PIL import Image, ImageDraw
-
-    image = Image.new("RGB", (256, 256), (30, 30, 120))
-    draw = ImageDraw.Draw(image)
-    for x in range(0, 256, 32):
-        draw.rectangle((x, 0, x + 15, 255), fill=(240, 240, 240))
-    image.save(path, "JPEG", quality=90)
 
 
 def index_into(settings, catalog: Path, encoder) -> None:
