@@ -284,11 +284,15 @@ def _named_ids(catalog: CatalogReadResult) -> set[str]:
 
 
 def _guard_rebuild(catalog: CatalogReadResult, before: set[str], allow_mass_delete: bool) -> None:
-    """A rebuild keeps only what the catalog lists: refuse, before anything is written, one that
-    would leave out more than half of the stored products (a truncated catalog)."""
-    gone = before - _named_ids(catalog)
-    if gone and len(gone) * 2 > len(before) and not allow_mass_delete:
-        raise MassDeleteError(len(gone), len(before), "index --recreate")
+    """A rebuild keeps only what the catalog names: the same guard as `sync`, before anything is written."""
+    refuse_mass_delete(before - _named_ids(catalog), before, allow_mass_delete, "index --recreate")
+
+
+def refuse_mass_delete(gone: set[str], stored: set[str], allow_mass_delete: bool, command: str) -> None:
+    """Raise `MassDeleteError` when more than half of the stored products would go and the caller
+    did not allow it: a truncated or half-exported catalog must not empty the shop."""
+    if len(gone) * 2 > len(stored) and not allow_mass_delete:
+        raise MassDeleteError(len(gone), len(stored), command)
 
 
 # --- internals ------------------------------------------------------------------------------
@@ -628,12 +632,11 @@ def plan_sync(catalog: CatalogReadResult, existing: dict[str, _Existing], *, all
     did not allow it: a truncated or half-exported catalog must not empty the shop.
     """
     listed = {row.product.id for row in catalog.rows}
-    protected = {err.product_id for err in catalog.errors if err.product_id} | catalog.mentioned_ids
     anonymous = sorted(err.line for err in catalog.errors if not err.product_id)
     structural = sorted({err.line for err in catalog.errors if err.structural} | set(catalog.suspect_lines))
     stored = {old.product_id for old in existing.values() if old.product_id is not None}
-    kept = sorted((stored - listed) & protected)
-    gone = sorted(stored - listed - protected)
+    kept = sorted((stored - listed) & _named_ids(catalog))
+    gone = sorted(stored - _named_ids(catalog))
     notes = []
     if kept:
         notes.append(f"sync kept {len(kept)} product(s) whose catalog row has an error: {_ids(kept)}")
@@ -648,8 +651,7 @@ def plan_sync(catalog: CatalogReadResult, existing: dict[str, _Existing], *, all
             f"sync deleted nothing: {len(anonymous)} row(s) without a readable id (line {_lines(anonymous)}) might be "
             f"any of the {len(gone)} stored product(s) missing from the catalog; fix those rows and sync again")
         return SyncPlan([], len(stored), notes)
-    if gone and len(gone) * 2 > len(stored) and not allow_mass_delete:
-        raise MassDeleteError(len(gone), len(stored))
+    refuse_mass_delete(set(gone), stored, allow_mass_delete, "sync")
     if gone:
         notes.append(f"sync removed {len(gone)} product(s) no longer in the catalog: {_ids(gone)}")
     return SyncPlan(gone, len(stored), notes)

@@ -68,6 +68,11 @@ class UpsertResult(BaseModel):
     kept: bool = Field(False, description="none of the new photos could be used: the stored product is unchanged")
     problems: list[str] = Field(default_factory=list)
 
+    @property
+    def stored_a_photo(self) -> bool:
+        """At least one of the product's photos is in the collection now (written or unchanged)."""
+        return self.indexed + self.unchanged + self.updated > 0
+
 
 class BatchIn(BaseModel):
     """Products to create or replace; each is checked and written on its own."""

@@ -249,7 +249,7 @@ async def upsert_product(request: Request) -> UpsertResult:
         result = await writer.upsert(product, uploads, service_of(request).settings.max_image_bytes)
     except UploadError as exc:
         raise ApiError(422, str(exc), "validation", exc.field) from None
-    if result.indexed + result.unchanged + result.updated == 0 and result.failed:
+    if not result.stored_a_photo and result.failed:
         raise ApiError(422, unusable_photos(result), "validation", "images")
     return result
 
@@ -287,9 +287,9 @@ async def upsert_batch(request: Request) -> BatchOut:
         except ApiError as exc:
             items.append(BatchItem(index=index, id=item_id, ok=False, error=exc.message))
             continue
-        written = result.indexed + result.unchanged + result.updated > 0
-        problem = None if result.ok else (unusable_photos(result) if not written else "; ".join(result.problems))
-        items.append(BatchItem(index=index, id=product.id, ok=written and result.ok, result=result, error=problem))
+        problem = None if result.ok else ("; ".join(result.problems) if result.stored_a_photo else unusable_photos(result))
+        items.append(BatchItem(index=index, id=product.id, ok=result.stored_a_photo and result.ok, result=result,
+                               error=problem))
     written = sum(1 for item in items if item.ok)
     return BatchOut(written=written, failed=len(items) - written, items=items)
 
