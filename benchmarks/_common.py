@@ -28,8 +28,8 @@ SAMPLE_CATALOG = REPO_ROOT / "indexer" / "demo_data" / "grocery" / "catalog.csv"
 
 async def build_sample_collection(settings: Any, encoder: Any) -> None:
     """Index the bundled 81-product grocery sample into `settings`' collection (stops on a failure)."""
-    from core.store.factory import open_store
-    from indexer.pipeline import index_catalog
+    from visearch.core.store.factory import open_store
+    from visearch.indexer.pipeline import index_catalog
 
     store = open_store(settings)
     try:

@@ -154,8 +154,8 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="write the results as JSON here ('-' = stdout)")
     args = parser.parse_args()
 
-    from core.config import load_settings
-    from core.encoders.offline import OfflineEncoder
+    from visearch.core.config import load_settings
+    from visearch.core.encoders.offline import OfflineEncoder
     from tests.conftest import free_port
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -169,7 +169,7 @@ def main() -> None:
 
         import httpx
 
-        server = subprocess.Popen([sys.executable, "-m", "indexer.cli", "serve", "--port", str(port)], env=env,
+        server = subprocess.Popen([sys.executable, "-m", "visearch.indexer.cli", "serve", "--port", str(port)], env=env,
                                   stderr=subprocess.PIPE)
         try:
             for _ in range(1200):

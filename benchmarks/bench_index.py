@@ -1,6 +1,6 @@
 """Indexing throughput: the bundled sample catalog, offline encoder, temp embedded store.
 
-Runs `indexer.pipeline.index_catalog` (what `visearch index` calls) twice on
+Runs `visearch.indexer.pipeline.index_catalog` (what `visearch index` calls) twice on
 indexer/demo_data/grocery/catalog.csv (81 products, one photo each):
 
 * first run  - empty store: fetch/decode, embed, upsert everything (products/s, images/s, wall s);
@@ -86,18 +86,18 @@ def pick(d: dict[str, Any], *names: str) -> Any:
 def load_offline(settings: Any) -> Any:
     """As the CLI loads it (the factory); the class directly if the factory is not there yet."""
     try:
-        from core.encoders.factory import load_encoder
+        from visearch.core.encoders.factory import load_encoder
     except ImportError:
-        from core.encoders.offline import OfflineEncoder
+        from visearch.core.encoders.offline import OfflineEncoder
 
         return OfflineEncoder(device=settings.device, batch_size=settings.batch_size)
     return load_encoder(settings)
 
 
 async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    from core.config import load_settings
-    from core.store.factory import open_store
-    from indexer.pipeline import index_catalog
+    from visearch.core.config import load_settings
+    from visearch.core.store.factory import open_store
+    from visearch.indexer.pipeline import index_catalog
 
     catalog = args.catalog if not args.quick else subset_catalog(args.catalog, tmp, 10)
     products, images = catalog_counts(catalog)

@@ -32,11 +32,11 @@ from _common import build_sample_collection, dump_json, grocery_val_photos, mach
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from core.config import load_settings
-from core.domain import Query
-from core.encoders.factory import load_encoder
-from core.search import SearchService
-from core.store.factory import open_store
+from visearch.core.config import load_settings
+from visearch.core.domain import Query
+from visearch.core.encoders.factory import load_encoder
+from visearch.core.search import SearchService
+from visearch.core.store.factory import open_store
 
 TEXTS = ["green apple", "oat milk", "red pepper", "banana", "orange juice", "yoghurt", "mushrooms",
          "tomato", "sour cream", "ginger", "lemon", "avocado", "soy milk", "potato", "pear"]

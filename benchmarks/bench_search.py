@@ -58,10 +58,10 @@ import _common  # noqa: F401  (puts the repo root on sys.path)
 import numpy as np
 from _common import dump_json, latency_stats_ms, machine_info, print_machine, table
 
-from core.config import Settings
-from core.domain import Filters, PointRecord, Product, point_id_for
-from core.store.base import IndexSettings, VectorStore
-from core.store.factory import open_store
+from visearch.core.config import Settings
+from visearch.core.domain import Filters, PointRecord, Product, point_id_for
+from visearch.core.store.base import IndexSettings, VectorStore
+from visearch.core.store.factory import open_store
 
 DIM = 512
 LIMIT = 20
@@ -190,7 +190,7 @@ def open_local(path: Path) -> VectorStore:
     """ServerStore's code on qdrant-client's on-disk local mode (ServerStore only takes ':memory:')."""
     from qdrant_client import AsyncQdrantClient
 
-    from core.store.server import ServerStore
+    from visearch.core.store.server import ServerStore
 
     store = ServerStore(COLLECTION, location=":memory:")
     with warnings.catch_warnings():

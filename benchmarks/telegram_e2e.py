@@ -49,14 +49,14 @@ from _common import (
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bots.telegram.config import load_telegram_settings
-from bots.telegram.conversation import TelegramConversation
-from bots.telegram.runner import make_runner
-from core.config import Settings, load_settings
-from core.domain import Query
-from core.encoders.base import Encoder
-from core.search import SearchService
-from core.store.factory import open_store
+from visearch.bots.telegram.config import load_telegram_settings
+from visearch.bots.telegram.conversation import TelegramConversation
+from visearch.bots.telegram.runner import make_runner
+from visearch.core.config import Settings, load_settings
+from visearch.core.domain import Query
+from visearch.core.encoders.base import Encoder
+from visearch.core.search import SearchService
+from visearch.core.store.factory import open_store
 from tests.fakes.telegram import TOKEN, FakeTelegram
 
 SAMPLE = REPO_ROOT / "indexer" / "demo_data" / "grocery"
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     sequential, total = (10, 40) if args.quick else (40, 200)
     logging.basicConfig(level=logging.ERROR)
 
-    from core.encoders.offline import OfflineEncoder
+    from visearch.core.encoders.offline import OfflineEncoder
 
     encoder = OfflineEncoder()
     photos = grocery_val_photos(40)

@@ -34,12 +34,12 @@ from _common import REPO_ROOT, dump_json, machine_info, print_machine, table
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from core.config import load_settings
-from core.domain import Query
-from core.encoders.base import Encoder
-from core.search import SearchService
-from core.store.factory import open_store
-from indexer.pipeline import index_catalog
+from visearch.core.config import load_settings
+from visearch.core.domain import Query
+from visearch.core.encoders.base import Encoder
+from visearch.core.search import SearchService
+from visearch.core.store.factory import open_store
+from visearch.indexer.pipeline import index_catalog
 
 DATASET = REPO_ROOT.parent / "shared" / "datasets" / "clothing"
 QUERIES = {
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="15 photos per label")
     ap.add_argument("--json", nargs="?", const="-", default=None)
     args = ap.parse_args(argv)
-    from core.encoders.offline import OfflineEncoder
+    from visearch.core.encoders.offline import OfflineEncoder
 
     encoder = OfflineEncoder()
     folder = Path(tempfile.mkdtemp(prefix="visearch-text-bench-"))

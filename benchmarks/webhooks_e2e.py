@@ -39,9 +39,9 @@ from _common import (
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from core.config import Settings, load_settings
-from core.domain import Query
-from core.search import SearchService
+from visearch.core.config import Settings, load_settings
+from visearch.core.domain import Query
+from visearch.core.search import SearchService
 from tests.fakes.messengers import viber_message, whatsapp_payload
 from tests.test_server import Served, serve
 
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     sequential, total = (10, 50) if args.quick else (40, 200)
     logging.basicConfig(level=logging.ERROR)
-    from core.encoders.offline import OfflineEncoder
+    from visearch.core.encoders.offline import OfflineEncoder
 
     encoder = OfflineEncoder()
     tmp = Path(tempfile.mkdtemp(prefix="visearch-webhook-bench-"))

@@ -12,12 +12,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-from bots.ratelimit import RateLimiter
-from bots.server.metrics import Metrics
-from core.domain import Card, Filters, Query
-from core.errors import EncoderBusyError, ImageError, VisearchError
-from core.query_syntax import describe_filters, parse_query_text
-from core.search import CursorExpiredError, PointNotFoundError, SearchService
+from visearch.bots.ratelimit import RateLimiter
+from visearch.bots.server.metrics import Metrics
+from visearch.core.domain import Card, Filters, Query
+from visearch.core.errors import EncoderBusyError, ImageError, VisearchError
+from visearch.core.query_syntax import describe_filters, parse_query_text
+from visearch.core.search import CursorExpiredError, PointNotFoundError, SearchService
 
 log = logging.getLogger("visearch.server")
 

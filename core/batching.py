@@ -35,8 +35,8 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
-from core.encoders.base import Encoder, WordsEncoder, l2_normalise
-from core.errors import EncoderBusyError
+from visearch.core.encoders.base import Encoder, WordsEncoder, l2_normalise
+from visearch.core.errors import EncoderBusyError
 
 log = logging.getLogger("visearch.batching")
 

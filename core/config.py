@@ -9,7 +9,7 @@ from typing import Literal, TypeVar
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core.errors import ConfigError
+from visearch.core.errors import ConfigError
 
 EncoderName = Literal["clip", "offline", "auto"]
 

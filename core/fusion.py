@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from core.domain import Hit
+from visearch.core.domain import Hit
 
 FusionMethod = Literal["rrf", "weighted"]
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from core.errors import ImageError
+from visearch.core.errors import ImageError
 
 #: smallest accepted width and height, in pixels
 MIN_SIDE = 8

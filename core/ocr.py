@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from core.errors import EncoderUnavailableError
+from visearch.core.errors import EncoderUnavailableError
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from core.domain import Filters
+from visearch.core.domain import Filters
 
 _NUMBER = r"(\d+(?:[.,]\d+)?)"
 _CURRENCY = r"(?:[$€£¥₽]|kr|sek|usd|eur|gbp|rub|nok|dkk)?"

@@ -24,14 +24,14 @@ from typing import Any
 
 from PIL import Image
 
-from core.batching import MicroBatcher
-from core.config import Settings, decode_workers, encoder_workers
-from core.domain import Card, CollectionInfo, Facets, Filters, Hit, Query, SearchResult
-from core.encoders.base import Encoder, WordsEncoder
-from core.errors import CollectionNotFoundError, EncoderBusyError, EncoderMismatchError, VisearchError
-from core.fusion import Signal, fuse, has_all_terms, query_terms
-from core.images import decode_image
-from core.store.base import VectorName, VectorStore
+from visearch.core.batching import MicroBatcher
+from visearch.core.config import Settings, decode_workers, encoder_workers
+from visearch.core.domain import Card, CollectionInfo, Facets, Filters, Hit, Query, SearchResult
+from visearch.core.encoders.base import Encoder, WordsEncoder
+from visearch.core.errors import CollectionNotFoundError, EncoderBusyError, EncoderMismatchError, VisearchError
+from visearch.core.fusion import Signal, fuse, has_all_terms, query_terms
+from visearch.core.images import decode_image
+from visearch.core.store.base import VectorName, VectorStore
 
 #: how many raw hits to fetch per wanted product before grouping; doubled while too few groups
 OVERSAMPLE = 4
@@ -118,8 +118,8 @@ class SearchService:
     @classmethod
     async def open(cls, settings: Settings) -> SearchService:
         """Load the configured encoder (off the event loop) and open the configured store."""
-        from core.encoders.factory import load_encoder
-        from core.store.factory import open_store
+        from visearch.core.encoders.factory import load_encoder
+        from visearch.core.store.factory import open_store
 
         encoder = await asyncio.to_thread(load_encoder, settings)
         store = open_store(settings)
@@ -293,7 +293,7 @@ class SearchService:
 
     def _query_colours(self, image: Image.Image) -> frozenset[str]:
         """Dominant colours of the (decoded) query photo, for the optional colour boost."""
-        from core.colour import dominant_colours
+        from visearch.core.colour import dominant_colours
 
         return frozenset(dominant_colours(image))
 

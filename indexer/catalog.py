@@ -20,8 +20,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from core.domain import RESERVED_PAYLOAD_KEYS, Product
-from core.errors import CatalogError
+from visearch.core.domain import RESERVED_PAYLOAD_KEYS, Product
+from visearch.core.errors import CatalogError
 
 #: columns that map to Product fields (matched case-insensitively); everything else goes to `extra`
 KNOWN_COLUMNS = frozenset({"id", "title", "image", "images", "description", "price", "currency", "category",

@@ -16,11 +16,11 @@ from typing import Annotated, Any, Optional, TypeVar
 import typer
 from pydantic import ValidationError
 
-from core.config import Settings, load_settings
-from core.domain import Filters, Query, SearchResult
-from core.errors import VisearchError
-from core.search import SearchService
-from indexer.catalog import validation_reason
+from visearch.core.config import Settings, load_settings
+from visearch.core.domain import Filters, Query, SearchResult
+from visearch.core.errors import VisearchError
+from visearch.core.search import SearchService
+from visearch.indexer.catalog import validation_reason
 
 T = TypeVar("T")
 
@@ -65,8 +65,8 @@ async def open_service(settings: Settings) -> SearchService:
     """The service of one CLI command. The encoder is the kind that built the collection unless the
     command line, the environment or .env names one: after an offline `make demo`, every command
     works without `--encoder offline` (and without loading CLIP first to find out it is the wrong one)."""
-    from core.encoders.factory import load_encoder
-    from core.store.factory import open_store
+    from visearch.core.encoders.factory import load_encoder
+    from visearch.core.store.factory import open_store
 
     store = open_store(settings)
     try:
@@ -164,8 +164,8 @@ def sync(
 
 def _index_command(catalog: Path, *, sync: bool, recreate: bool, quiet: bool, as_json: bool, settings: Settings,
                    allow_mass_delete: bool = False) -> None:
-    from indexer.catalog import read_catalog
-    from indexer.pipeline import index_rows
+    from visearch.indexer.catalog import read_catalog
+    from visearch.indexer.pipeline import index_rows
 
     try:  # the catalog is read before a model loads: a missing or broken file costs no wait
         rows = read_catalog(catalog)
@@ -199,7 +199,7 @@ def delete(
     collection: CollectionOpt = None,
 ) -> None:
     """Remove products (all their images) from the collection."""
-    from core.store.factory import open_store
+    from visearch.core.store.factory import open_store
 
     settings = settings_from(data_dir=data_dir, collection=collection)
 
@@ -225,7 +225,7 @@ def stats(
     collection: CollectionOpt = None,
 ) -> None:
     """Collection size (points and products), encoder, backend."""
-    from core.store.factory import open_store
+    from visearch.core.store.factory import open_store
 
     settings = settings_from(data_dir=data_dir, collection=collection)
 
@@ -326,8 +326,8 @@ def eval_command(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Recall@k and MRR: index CATALOG with each method, run every query of QUERIES, one table."""
-    from indexer.evaluate import calibrate, evaluate, read_queries, top_scores
-    from indexer.pipeline import index_catalog
+    from visearch.indexer.evaluate import calibrate, evaluate, read_queries, top_scores
+    from visearch.indexer.pipeline import index_catalog
 
     try:
         ks = tuple(sorted({int(x) for x in k.split(",") if x.strip()}))
@@ -343,8 +343,8 @@ def eval_command(
         raise typer.Exit(2)
 
     async def job(settings: Settings, baseline_settings: Settings) -> list[dict[str, Any]]:
-        from core.encoders.baselines import CnnFeatureEncoder, PHashEncoder
-        from core.store.factory import open_store
+        from visearch.core.encoders.baselines import CnnFeatureEncoder, PHashEncoder
+        from visearch.core.store.factory import open_store
 
         parsed = read_queries(queries)
         results = []
@@ -356,7 +356,7 @@ def eval_command(
                     offline = service.encoder
             else:
                 if name == "cnn" and offline is None:
-                    from core.encoders.offline import OfflineEncoder
+                    from visearch.core.encoders.offline import OfflineEncoder
 
                     offline = await asyncio.to_thread(OfflineEncoder, settings.device, settings.batch_size)
                 base = PHashEncoder() if name == "phash" else CnnFeatureEncoder(offline)
@@ -428,7 +428,7 @@ def train(
     `--encoder offline` (default) trains a head on frozen features; `--encoder clip` trains CLIP's image
     projection (VISEARCH_CLIP_MODEL, or VISEARCH_MODEL_DIR) on CUDA when present, else on the CPU.
     """
-    from indexer.train import TrainConfig, TrainResult, train_offline
+    from visearch.indexer.train import TrainConfig, TrainResult, train_offline
 
     if loss not in ("mnrl", "ms", "triplet"):
         typer.echo("error: --loss must be mnrl, ms or triplet", err=True)
@@ -446,14 +446,14 @@ def train(
         if use_clip:
             from transformers.utils import logging as hf_logging
 
-            from indexer.train_clip import ClipTrainConfig, train_clip
+            from visearch.indexer.train_clip import ClipTrainConfig, train_clip
 
             hf_logging.disable_progress_bar()  # transformers' load/save bars would break the training bar
             source = str(settings.model_dir) if settings.model_dir else settings.clip_model
             device = settings.device if "device" in settings.model_fields_set else None  # unset: CUDA when present
             clip_cfg = ClipTrainConfig(**common, unfreeze_blocks=unfreeze_blocks)
             return train_clip(catalog, output, source, clip_cfg, queries_, progress, on_epoch, device)
-        from core.encoders.offline import OfflineEncoder
+        from visearch.core.encoders.offline import OfflineEncoder
 
         cfg = TrainConfig(**common)
         return train_offline(catalog, output, OfflineEncoder(settings.device, settings.batch_size), cfg, queries_,
@@ -462,11 +462,11 @@ def train(
     async def job() -> Any:
         from tqdm import tqdm
 
-        from core.images import load_image_file
+        from visearch.core.images import load_image_file
 
         queries_ = None
         if eval_queries is not None:
-            from indexer.evaluate import read_queries
+            from visearch.indexer.evaluate import read_queries
 
             queries_ = [(load_image_file(q.image, settings.max_image_pixels), next(iter(q.expected)))
                         for q in read_queries(eval_queries) if q.image is not None]
@@ -510,8 +510,8 @@ def optimize(
 
     Maintenance: run it after a bulk index, with the service stopped (the embedded engine allows one
     process per data directory and holds the GIL while building). Filtered searches stay exact."""
-    from core.store.base import IndexMaintenance
-    from core.store.factory import open_store
+    from visearch.core.store.base import IndexMaintenance
+    from visearch.core.store.factory import open_store
 
     settings = settings_from(data_dir=data_dir, collection=collection)
 
@@ -550,7 +550,7 @@ def demo(
     sample = Path(str(resources.files("indexer") / "demo_data" / "grocery"))
     encoder = None if os.environ.get("VISEARCH_ENCODER") else "auto"
     settings = settings_from(encoder=encoder, data_dir=data_dir, collection="demo")
-    from indexer.pipeline import index_catalog
+    from visearch.indexer.pipeline import index_catalog
 
     async def job() -> str:
         service = await open_service(settings)
@@ -602,9 +602,9 @@ def bot_telegram(
         run(lambda: _register_telegram_webhook(set_webhook))
         return
     settings = settings_from(model_dir=model, encoder=encoder, data_dir=data_dir, collection=collection)
-    from bots.telegram.config import load_telegram_settings
-    from bots.telegram.conversation import TelegramConversation
-    from bots.telegram.runner import make_runner, serve_forever
+    from visearch.bots.telegram.config import load_telegram_settings
+    from visearch.bots.telegram.conversation import TelegramConversation
+    from visearch.bots.telegram.runner import make_runner, serve_forever
 
     async def job() -> None:
         telegram = load_telegram_settings()
@@ -625,8 +625,8 @@ async def _register_telegram_webhook(url: str) -> None:
     """setWebhook with VISEARCH_TELEGRAM_WEBHOOK_SECRET, or a fresh secret the operator then configures."""
     import secrets as secrets_mod
 
-    from bots.telegram.aiogram_router import create_bot
-    from bots.telegram.config import load_telegram_settings
+    from visearch.bots.telegram.aiogram_router import create_bot
+    from visearch.bots.telegram.config import load_telegram_settings
 
     telegram = load_telegram_settings()
     fresh = telegram.webhook_secret is None
@@ -656,16 +656,16 @@ def serve(
     settings = settings_from(model_dir=model, encoder=encoder, data_dir=data_dir, collection=collection)
     import uvicorn
 
-    from bots.server.app import create_app
-    from bots.server.config import load_server_settings
-    from bots.telegram.config import load_telegram_settings
+    from visearch.bots.server.app import create_app
+    from visearch.bots.server.config import load_server_settings
+    from visearch.bots.telegram.config import load_telegram_settings
 
     try:
         server, telegram = load_server_settings(), load_telegram_settings()
     except VisearchError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    from core.store.factory import open_store
+    from visearch.core.store.factory import open_store
 
     try:  # the data directory's lock, before uvicorn: a second server stops here with one line
         store = open_store(settings)
@@ -686,14 +686,14 @@ def bot_viber(
     set_webhook: Annotated[str, typer.Option("--set-webhook", help="public https URL of /webhooks/viber")],
 ) -> None:
     """Register the Viber webhook (VISEARCH_VIBER_TOKEN); `visearch serve` must already answer at that URL."""
-    from bots.http import PlatformError
-    from bots.server.config import load_server_settings
+    from visearch.bots.http import PlatformError
+    from visearch.bots.server.config import load_server_settings
 
     async def job() -> None:
         server = load_server_settings()
         if not server.viber_enabled:
             raise typer.BadParameter("VISEARCH_VIBER_TOKEN is not set (the token is in your Viber bot's settings)")
-        from bots.viber.bot import ViberBot
+        from visearch.bots.viber.bot import ViberBot
 
         # registering needs no search: no searcher, no runtime
         bot = ViberBot(server.viber_token.get_secret_value(), server.viber_api_url, server.viber_sender_name,  # type: ignore[union-attr]

@@ -10,9 +10,9 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.domain import Query
-from core.errors import CatalogError, VisearchError
-from core.search import SearchService
+from visearch.core.domain import Query
+from visearch.core.errors import CatalogError, VisearchError
+from visearch.core.search import SearchService
 
 
 @dataclass(frozen=True)

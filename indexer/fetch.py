@@ -24,9 +24,9 @@ from types import TracebackType
 
 import httpx
 
-from core.config import Settings
-from core.errors import VisearchError
-from indexer.netguard import AddressPolicy, GuardedTransport, RefusedAddressError
+from visearch.core.config import Settings
+from visearch.core.errors import VisearchError
+from visearch.indexer.netguard import AddressPolicy, GuardedTransport, RefusedAddressError
 
 #: statuses worth another attempt (besides every 5xx)
 RETRY_STATUS = frozenset({408, 429})

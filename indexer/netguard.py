@@ -24,7 +24,7 @@ import anyio
 import httpcore
 import httpx
 
-from core.errors import VisearchError
+from visearch.core.errors import VisearchError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -36,17 +36,17 @@ from typing import Any
 
 from tqdm import tqdm
 
-from core.colour import dominant_colours
-from core.config import Settings
-from core.domain import CollectionInfo, PointRecord, Product, point_id_for
-from core.encoders.base import Encoder, WordsEncoder, words_dim
-from core.errors import ImageError, MassDeleteError, RebuildIncompleteError, StoreError
-from core.images import decode_image
-from core.ocr import TextReader
-from core.store.base import VectorStore
-from indexer.catalog import CatalogReadResult, read_catalog
-from indexer.fetch import FetchError, ImageFetcher
-from indexer.netguard import AddressPolicy
+from visearch.core.colour import dominant_colours
+from visearch.core.config import Settings
+from visearch.core.domain import CollectionInfo, PointRecord, Product, point_id_for
+from visearch.core.encoders.base import Encoder, WordsEncoder, words_dim
+from visearch.core.errors import ImageError, MassDeleteError, RebuildIncompleteError, StoreError
+from visearch.core.images import decode_image
+from visearch.core.ocr import TextReader
+from visearch.core.store.base import VectorStore
+from visearch.indexer.catalog import CatalogReadResult, read_catalog
+from visearch.indexer.fetch import FetchError, ImageFetcher
+from visearch.indexer.netguard import AddressPolicy
 
 #: decode at about this size (JPEG DCT scaling): plenty for 224-px encoders, far cheaper than 12 MP.
 #: The same hint as the search path (core.search), so catalog and query photos are treated alike.

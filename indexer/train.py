@@ -30,12 +30,12 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
-from core.encoders.base import l2_normalise
-from core.encoders.finetuned import FORMAT, HEAD_FILE, MODEL_FILE, apply_head
-from core.encoders.offline import OfflineEncoder
-from core.errors import CatalogError, VisearchError
-from core.images import load_image_file
-from indexer.catalog import read_catalog
+from visearch.core.encoders.base import l2_normalise
+from visearch.core.encoders.finetuned import FORMAT, HEAD_FILE, MODEL_FILE, apply_head
+from visearch.core.encoders.offline import OfflineEncoder
+from visearch.core.errors import CatalogError, VisearchError
+from visearch.core.images import load_image_file
+from visearch.indexer.catalog import read_catalog
 
 Loss = Literal["mnrl", "ms", "triplet"]
 

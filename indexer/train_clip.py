@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from core.encoders.clip import ClipEncoder, weights_digest
-from core.encoders.finetuned import FORMAT, MODEL_FILE
-from core.errors import CatalogError, ConfigError
-from indexer.train import (
+from visearch.core.encoders.clip import ClipEncoder, weights_digest
+from visearch.core.encoders.finetuned import FORMAT, MODEL_FILE
+from visearch.core.errors import CatalogError, ConfigError
+from visearch.indexer.train import (
     Scores,
     TrainConfig,
     TrainResult,
@@ -119,7 +119,7 @@ def image_features(clip: Any, pixels: Any) -> Any:
 
 def split_photos(owners: Sequence[int], product_ids: Sequence[str], images: Sequence[Image.Image],
                  eval_queries: list[tuple[Image.Image, str]] | None, seed: int) -> _Split:
-    """The held-out split of `indexer.train`, or every photo trains and `eval_queries` score."""
+    """The held-out split of `visearch.indexer.train`, or every photo trains and `eval_queries` score."""
     if eval_queries:
         index = {pid: i for i, pid in enumerate(product_ids)}
         kept = [(img, index[pid]) for img, pid in eval_queries if pid in index]

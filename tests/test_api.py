@@ -17,12 +17,12 @@ import pytest
 import uvicorn
 from PIL import Image
 
-from bots.server.app import create_app
-from bots.server.config import load_server_settings
-from bots.telegram.config import load_telegram_settings
-from core.config import Settings
-from core.search import SearchService
-from core.store.factory import open_store
+from visearch.bots.server.app import create_app
+from visearch.bots.server.config import load_server_settings
+from visearch.bots.telegram.config import load_telegram_settings
+from visearch.core.config import Settings
+from visearch.core.search import SearchService
+from visearch.core.store.factory import open_store
 from tests.conftest import copy_collection, free_port
 from tests.fakes.http_server import Reply, scripted_server
 

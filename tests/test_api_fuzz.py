@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from core.config import Settings
+from visearch.core.config import Settings
 from tests.conftest import copy_collection
 from tests.fakes.http_server import Reply, scripted_server
 from tests.serving import app_in_thread

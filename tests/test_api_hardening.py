@@ -22,14 +22,14 @@ import httpx
 import pytest
 import uvicorn
 
-from bots.server.app import create_app, open_photo, read_all
-from bots.server.config import load_server_settings
-from bots.telegram.config import load_telegram_settings
-from core.config import Settings
-from core.domain import Query
-from core.search import SearchService
-from core.store.factory import open_store
-from indexer.catalog import RowError, product_from_record
+from visearch.bots.server.app import create_app, open_photo, read_all
+from visearch.bots.server.config import load_server_settings
+from visearch.bots.telegram.config import load_telegram_settings
+from visearch.core.config import Settings
+from visearch.core.domain import Query
+from visearch.core.search import SearchService
+from visearch.core.store.factory import open_store
+from visearch.indexer.catalog import RowError, product_from_record
 from tests.conftest import copy_collection, free_port
 from tests.fakes.messengers import viber_message, whatsapp_payload
 from tests.test_api import KEYS, WRITE, png_bytes
@@ -376,7 +376,7 @@ async def test_a_second_serve_on_the_same_data_directory_says_so_in_one_line(har
         env.update(VISEARCH_DATA_DIR=str(hard_catalog.data_dir), VISEARCH_COLLECTION=hard_catalog.collection,
                    VISEARCH_ENCODER="offline", HF_HUB_OFFLINE="1", PYTHONPATH=str(SAMPLE.parents[2]))
         second = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "indexer.cli", "serve", "--port", str(free_port()), env=env,
+            sys.executable, "-m", "visearch.indexer.cli", "serve", "--port", str(free_port()), env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await asyncio.wait_for(second.communicate(), timeout=120)
         lines = [line for line in (out + err).decode().splitlines() if line.strip()]
@@ -453,7 +453,7 @@ async def test_ids_with_slashes_spaces_unicode_and_percent_work_end_to_end(hard:
 
 def test_catalog_rows_with_unaddressable_ids_are_row_errors(tmp_path: Path) -> None:
     """The catalog reader shares `Product`: such a row is reported with its line and the id rule."""
-    from indexer.catalog import read_catalog
+    from visearch.indexer.catalog import read_catalog
 
     for line, (bad, says) in enumerate(UNADDRESSABLE_IDS, start=2):
         row = product_from_record(line, {"id": bad, "title": "T", "image": "a.jpg"})

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.batching import MicroBatcher
-from core.errors import EncoderBusyError, ImageError, VisearchError
-from core.images import decode_image
+from visearch.core.batching import MicroBatcher
+from visearch.core.errors import EncoderBusyError, ImageError, VisearchError
+from visearch.core.images import decode_image
 
 SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery" / "images"
 
@@ -348,7 +348,7 @@ def test_one_worker_runs_one_batch_at_a_time(offline_encoder, photos) -> None:
 
 
 def test_encoder_workers_follow_the_runtime() -> None:
-    from core.config import encoder_workers, load_settings
+    from visearch.core.config import encoder_workers, load_settings
 
     assert encoder_workers(load_settings(backend="torch")) == 1
     assert encoder_workers(load_settings(backend="torch", encoder_workers=3)) == 3
@@ -359,11 +359,11 @@ def test_encoder_workers_follow_the_runtime() -> None:
 
 def test_search_service_batches_concurrent_searches(offline_encoder, photos, tmp_path) -> None:
     """Through SearchService: concurrent photo and text searches share encoder calls; same cards."""
-    from core.config import load_settings
-    from core.domain import Query
-    from core.search import SearchService
-    from core.store.factory import open_store
-    from indexer.pipeline import index_catalog
+    from visearch.core.config import load_settings
+    from visearch.core.domain import Query
+    from visearch.core.search import SearchService
+    from visearch.core.store.factory import open_store
+    from visearch.indexer.pipeline import index_catalog
 
     catalog = SAMPLE_IMAGES.parent / "catalog.csv"
 

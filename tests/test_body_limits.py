@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from core.config import Settings
+from visearch.core.config import Settings
 from tests.conftest import copy_collection
 from tests.test_api import WRITE, Api, png_bytes, run_api
 

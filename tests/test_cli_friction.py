@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from core.config import Settings
-from indexer.cli import app
+from visearch.core.config import Settings
+from visearch.indexer.cli import app
 from tests.conftest import copy_collection
 
 

@@ -25,10 +25,10 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from core.config import Settings, load_settings
-from core.errors import ConfigError
-from core.store.factory import open_store
-from core.store.server import _INDEX_TYPES, META_KEY, ServerStore
+from visearch.core.config import Settings, load_settings
+from visearch.core.errors import ConfigError
+from visearch.core.store.factory import open_store
+from visearch.core.store.server import _INDEX_TYPES, META_KEY, ServerStore
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
@@ -188,8 +188,8 @@ def test_compose_environment_is_valid_visearch_settings(
 
 
 def test_env_example_lists_known_settings_with_placeholders_only() -> None:
-    from bots.server.config import ServerSettings
-    from bots.telegram.config import TelegramSettings
+    from visearch.bots.server.config import ServerSettings
+    from visearch.bots.telegram.config import TelegramSettings
 
     known = {f"VISEARCH_{f.upper()}" for f in Settings.model_fields}
     known |= {f"VISEARCH_{f.upper()}" for f in ServerSettings.model_fields}
@@ -278,7 +278,7 @@ def test_serve_command_takes_the_flags_the_image_passes() -> None:
     """The image's CMD and the compose health checks rely on `visearch serve --host --port`."""
     import typer.main
 
-    from indexer.cli import app
+    from visearch.indexer.cli import app
 
     command = typer.main.get_command(app)
     serve = command.commands["serve"]  # type: ignore[attr-defined]

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.config import load_settings
-from core.encoders.base import Encoder
-from core.encoders.clip import ClipEncoder
-from core.encoders.factory import load_encoder
-from core.errors import EncoderUnavailableError
-from core.images import load_image_file
+from visearch.core.config import load_settings
+from visearch.core.encoders.base import Encoder
+from visearch.core.encoders.clip import ClipEncoder
+from visearch.core.encoders.factory import load_encoder
+from visearch.core.errors import EncoderUnavailableError
+from visearch.core.images import load_image_file
 
 LIMIT = 40_000_000
 
@@ -70,7 +70,7 @@ def test_clip_loads_a_cached_hub_model_without_network(tiny_clip_dir: Path, tmp_
 def test_hub_probe_tells_a_hub_from_a_gateway(monkeypatch: pytest.MonkeyPatch) -> None:
     import huggingface_hub.constants
 
-    from core.encoders.clip import hub_status
+    from visearch.core.encoders.clip import hub_status
     from tests.fakes.http_server import Reply, scripted_server
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)

@@ -24,11 +24,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.config import Settings
-from core.errors import EncoderBusyError, ImageError
-from core.images import MAX_JPEG_SCANS, decode_image, open_image
-from core.search import SearchService
-from core.store.factory import open_store
+from visearch.core.config import Settings
+from visearch.core.errors import EncoderBusyError, ImageError
+from visearch.core.images import MAX_JPEG_SCANS, decode_image, open_image
+from visearch.core.search import SearchService
+from visearch.core.store.factory import open_store
 from tests.test_api import WRITE, Api, api, api_catalog, run_api  # noqa: F401 - fixtures
 
 LIMIT = 40_000_000

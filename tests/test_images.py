@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.errors import ImageError
-from core.images import decode_image, load_image_file
+from visearch.core.errors import ImageError
+from visearch.core.images import decode_image, load_image_file
 
 LIMIT = 40_000_000
 SAMPLE_JPEG = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery" / "images" / "banana.jpg"

@@ -20,12 +20,12 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from PIL import Image
 from typer.testing import CliRunner
 
-from core.config import Settings, load_settings
-from core.errors import CatalogError, MassDeleteError, RebuildIncompleteError
-from core.store.factory import open_store
-from indexer.catalog import read_catalog
-from indexer.cli import app as cli_app
-from indexer.pipeline import _Existing, index_catalog, plan_sync
+from visearch.core.config import Settings, load_settings
+from visearch.core.errors import CatalogError, MassDeleteError, RebuildIncompleteError
+from visearch.core.store.factory import open_store
+from visearch.indexer.catalog import read_catalog
+from visearch.indexer.cli import app as cli_app
+from visearch.indexer.pipeline import _Existing, index_catalog, plan_sync
 from tests.conftest import copy_collection, free_port
 from tests.test_api import WRITE, run_api
 
@@ -421,9 +421,9 @@ async def test_a_rebuild_that_cannot_store_a_product_leaves_the_collection_as_it
 # a process that begins a rebuild, writes a batch, then dies at a chosen step (kill -9 stand-in)
 DIES_MID_REBUILD = """
 import asyncio, json, os, sys
-from core.config import load_settings
-from core.domain import PointRecord
-from core.store.factory import open_store
+from visearch.core.config import load_settings
+from visearch.core.domain import PointRecord
+from visearch.core.store.factory import open_store
 
 async def main(data_dir, step):
     settings = load_settings(data_dir=data_dir, encoder="offline")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.errors import ConfigError, EncoderUnavailableError
+from visearch.core.errors import ConfigError, EncoderUnavailableError
 
 TEXTS = ["milk", "red bell pepper", "a bunch of yellow bananas", "organic oat milk one litre", "where is my order"]
 
@@ -40,7 +40,7 @@ def clip_copy(tiny_clip_dir: Path, tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("backend, floor", [("onnx", 0.9999), ("onnx-int8", 0.99)])
 def test_offline_onnx_matches_torch(offline_encoder, grocery_photos, onnx_cache: Path, backend: str, floor: float) -> None:
-    from core.encoders.offline import OfflineEncoder
+    from visearch.core.encoders.offline import OfflineEncoder
 
     encoder = OfflineEncoder(backend=backend, onnx_cache=onnx_cache)
     assert mean_cosine(encoder.embed_images(grocery_photos), offline_encoder.embed_images(grocery_photos)) >= floor
@@ -52,7 +52,7 @@ def test_offline_onnx_matches_torch(offline_encoder, grocery_photos, onnx_cache:
 
 
 def test_finetuned_head_runs_on_onnx_features(offline_encoder, grocery_photos, onnx_cache: Path, tmp_path: Path) -> None:
-    from core.encoders.finetuned import HEAD_FILE, MODEL_FILE, FineTunedOfflineEncoder, apply_head
+    from visearch.core.encoders.finetuned import HEAD_FILE, MODEL_FILE, FineTunedOfflineEncoder, apply_head
 
     rng = np.random.default_rng(0)
     head = {"w1": rng.normal(0, 0.05, (64, 1280)), "b1": np.zeros(64), "w2": rng.normal(0, 0.05, (1280, 64)), "b2": np.zeros(1280)}
@@ -68,7 +68,7 @@ def test_finetuned_head_runs_on_onnx_features(offline_encoder, grocery_photos, o
 
 @pytest.mark.parametrize("backend, floor", [("onnx", 0.9999), ("onnx-int8", 0.99)])
 def test_clip_onnx_matches_torch(clip_copy: Path, backend: str, floor: float) -> None:
-    from core.encoders.clip import ClipEncoder
+    from visearch.core.encoders.clip import ClipEncoder
 
     images = [Image.new("RGB", (40 + 7 * i, 30 + 5 * i), (30 * i, 120, 250 - 30 * i)) for i in range(5)]
     texts = [*TEXTS, "milk " * 200]  # beyond 77 tokens: truncated, as with torch
@@ -84,7 +84,7 @@ def test_changed_weights_are_exported_again(clip_copy: Path) -> None:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from core.encoders.clip import ClipEncoder
+    from visearch.core.encoders.clip import ClipEncoder
 
     first = ClipEncoder(str(clip_copy), backend="onnx")
     before = {p.name for p in (clip_copy / "visearch-onnx").glob("*.onnx")}
@@ -103,19 +103,19 @@ def test_changed_weights_are_exported_again(clip_copy: Path) -> None:
 
 
 def test_corrupt_cached_file_is_exported_again(clip_copy: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from core.encoders.clip import ClipEncoder
+    from visearch.core.encoders.clip import ClipEncoder
 
     ClipEncoder(str(clip_copy), backend="onnx")
     for path in (clip_copy / "visearch-onnx").glob("*.onnx"):
         path.write_bytes(b"not an onnx model")
-    with caplog.at_level(logging.WARNING, logger="core.runtime.onnx"):
+    with caplog.at_level(logging.WARNING, logger="visearch.core.runtime.onnx"):
         encoder = ClipEncoder(str(clip_copy), backend="onnx")
     assert "unreadable" in caplog.text and "exporting it again" in caplog.text
     assert encoder.embed_texts(["milk"]).shape == (1, encoder.dim)
 
 
 def test_a_failing_export_says_so_and_names_the_way_out(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from core.runtime.onnx import cached_session
+    from visearch.core.runtime.onnx import cached_session
 
     attempts: list[Path] = []
 
@@ -123,7 +123,7 @@ def test_a_failing_export_says_so_and_names_the_way_out(tmp_path: Path, caplog: 
         attempts.append(path)
         raise RuntimeError("exporter crashed")
 
-    with caplog.at_level(logging.WARNING, logger="core.runtime.onnx"), \
+    with caplog.at_level(logging.WARNING, logger="visearch.core.runtime.onnx"), \
             pytest.raises(EncoderUnavailableError, match="VISEARCH_BACKEND=torch"):
         cached_session(tmp_path, "tower", "abc123", int8=False, threads=1, export=broken_export)
     assert len(attempts) == 2  # tried twice, then gave up with a message naming the fix
@@ -135,7 +135,7 @@ def test_a_failing_export_says_so_and_names_the_way_out(tmp_path: Path, caplog: 
 def test_quantizing_prints_no_preprocessing_advice(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     import torch
 
-    from core.runtime.onnx import cached_session, export_module
+    from visearch.core.runtime.onnx import cached_session, export_module
 
     layer = torch.nn.Linear(8, 4)
     export = lambda path: export_module(layer, (torch.ones(1, 8),), path, ["x"], ["y"], {"x": {0: "b"}})  # noqa: E731
@@ -146,8 +146,8 @@ def test_quantizing_prints_no_preprocessing_advice(tmp_path: Path, caplog: pytes
 
 
 def test_bogus_backend_is_a_clear_config_error() -> None:
-    from core.config import load_settings
-    from core.runtime.onnx import check_backend
+    from visearch.core.config import load_settings
+    from visearch.core.runtime.onnx import check_backend
 
     with pytest.raises(ConfigError, match="VISEARCH_BACKEND"):
         load_settings(backend="bogus", _env_file=None)
@@ -156,8 +156,8 @@ def test_bogus_backend_is_a_clear_config_error() -> None:
 
 
 def test_settings_reach_the_encoder(monkeypatch: pytest.MonkeyPatch, clip_copy: Path, tmp_path: Path) -> None:
-    from core.config import load_settings
-    from core.encoders.factory import load_encoder
+    from visearch.core.config import load_settings
+    from visearch.core.encoders.factory import load_encoder
 
     monkeypatch.setenv("VISEARCH_BACKEND", "onnx-int8")
     settings = load_settings(encoder="clip", clip_model=str(clip_copy), onnx_cache=tmp_path / "cache", _env_file=None)

@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from core.config import load_settings
-from core.domain import Filters, PointRecord
-from core.errors import ConfigError
-from core.store.base import IndexMaintenance, IndexSettings
-from core.store.edge import EdgeStore
-from core.store.factory import index_settings, open_store
-from core.store.server import ServerStore
-from indexer.cli import app
+from visearch.core.config import load_settings
+from visearch.core.domain import Filters, PointRecord
+from visearch.core.errors import ConfigError
+from visearch.core.store.base import IndexMaintenance, IndexSettings
+from visearch.core.store.edge import EdgeStore
+from visearch.core.store.factory import index_settings, open_store
+from visearch.core.store.server import ServerStore
+from visearch.indexer.cli import app
 from tests.test_deploy import FakeQdrant, serving
 
 N, DIM, CLUSTERS, K = 3000, 64, 30, 10

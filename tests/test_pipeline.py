@@ -26,12 +26,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.config import Settings, load_settings
-from core.domain import PointRecord, point_id_for
-from core.errors import CatalogError
-from core.store.base import VectorStore
-from core.store.factory import open_store
-from indexer.pipeline import IndexSummary, index_catalog
+from visearch.core.config import Settings, load_settings
+from visearch.core.domain import PointRecord, point_id_for
+from visearch.core.errors import CatalogError
+from visearch.core.store.base import VectorStore
+from visearch.core.store.factory import open_store
+from visearch.indexer.pipeline import IndexSummary, index_catalog
 from tests.fakes.http_server import Reply, ScriptedServer, http_server  # noqa: F401 - fixture
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,7 +119,7 @@ async def store(request: pytest.FixtureRequest, settings: Settings) -> AsyncIter
     if request.param == "edge":
         inner = open_store(settings)
     else:
-        from core.store.server import ServerStore
+        from visearch.core.store.server import ServerStore
 
         inner = ServerStore(settings.collection, location=":memory:")
     try:
@@ -402,10 +402,10 @@ async def test_interrupted_run_resumes_after_keyboard_interrupt(
 
 KILLER = textwrap.dedent("""
     import asyncio, os, signal, sys
-    from core.config import load_settings
-    from core.encoders.offline import OfflineEncoder
-    from core.store.factory import open_store
-    from indexer.pipeline import index_catalog
+    from visearch.core.config import load_settings
+    from visearch.core.encoders.offline import OfflineEncoder
+    from visearch.core.store.factory import open_store
+    from visearch.indexer.pipeline import index_catalog
 
     class KilledOnSecondBatch:
         def __init__(self, inner):
@@ -501,8 +501,8 @@ async def test_unreadable_catalog_touches_nothing(tmp_path: Path, settings: Sett
 async def test_other_encoder_is_refused_before_any_work(catalog_dir: Path, settings: Settings,
                                                         edge_store: CountingStore, offline_encoder: Any,
                                                         tiny_clip_dir: Path) -> None:
-    from core.encoders.clip import ClipEncoder
-    from core.errors import EncoderMismatchError
+    from visearch.core.encoders.clip import ClipEncoder
+    from visearch.core.errors import EncoderMismatchError
 
     catalog = write_catalog(catalog_dir / "catalog.csv", good_rows())
     await index(catalog, offline_encoder, edge_store, settings)

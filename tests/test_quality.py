@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.config import load_settings
-from core.domain import Query
-from core.encoders.baselines import PHashEncoder, phash_bits
-from core.encoders.factory import load_encoder
-from core.errors import EncoderMismatchError, EncoderUnavailableError
-from core.search import SearchService
-from core.store.factory import open_store
-from indexer.pipeline import index_catalog
-from indexer.train import TrainConfig, train_offline
+from visearch.core.config import load_settings
+from visearch.core.domain import Query
+from visearch.core.encoders.baselines import PHashEncoder, phash_bits
+from visearch.core.encoders.factory import load_encoder
+from visearch.core.errors import EncoderMismatchError, EncoderUnavailableError
+from visearch.core.search import SearchService
+from visearch.core.store.factory import open_store
+from visearch.indexer.pipeline import index_catalog
+from visearch.indexer.train import TrainConfig, train_offline
 
 SAMPLE = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery"
 
@@ -50,7 +50,7 @@ def test_phash_finds_near_duplicates_and_cosine_ranks_like_hamming() -> None:
 def test_eval_compares_methods_in_one_table(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from indexer.cli import app
+    from visearch.indexer.cli import app
 
     env = {"VISEARCH_ENCODER": "offline", "HF_HUB_OFFLINE": "1", "VISEARCH_DATA_DIR": str(tmp_path)}
     result = CliRunner().invoke(app, ["eval", "--catalog", str(SAMPLE / "catalog.csv"), "--queries",
@@ -133,13 +133,13 @@ def test_other_losses_train(groups_catalog: Path, offline_encoder, tmp_path: Pat
 @pytest.mark.parametrize(("rgb", "name"), [((200, 30, 35), "red"), ((25, 35, 90), "navy"), ((245, 215, 40), "yellow"),
                                            ((225, 205, 165), "beige"), ((50, 150, 50), "green"), ((20, 20, 20), "black")])
 def test_colour_of_single_colour_images(rgb: tuple[int, int, int], name: str) -> None:
-    from core.colour import dominant_colours
+    from visearch.core.colour import dominant_colours
 
     assert dominant_colours(Image.new("RGB", (120, 80), rgb)) == [name]
 
 
 def test_plain_background_is_ignored() -> None:
-    from core.colour import dominant_colours
+    from visearch.core.colour import dominant_colours
 
     shot = Image.new("RGB", (200, 200), (255, 255, 255))
     shot.paste((40, 90, 200), (60, 40, 140, 160))  # a blue product on a white studio background
@@ -148,6 +148,6 @@ def test_plain_background_is_ignored() -> None:
 
 @pytest.mark.parametrize(("photo", "name"), [("banana", "yellow"), ("red-bell-pepper", "red"), ("vine-tomato", "red")])
 def test_colour_of_real_photos_with_an_obvious_colour(photo: str, name: str) -> None:
-    from core.colour import dominant_colours
+    from visearch.core.colour import dominant_colours
 
     assert dominant_colours(Image.open(SAMPLE / "images" / f"{photo}.jpg"))[0] == name

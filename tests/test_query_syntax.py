@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.domain import Filters
-from core.query_syntax import describe_filters, parse_query_text
+from visearch.core.domain import Filters
+from visearch.core.query_syntax import describe_filters, parse_query_text
 
 
 @pytest.mark.parametrize(

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from core.config import load_settings
-from core.domain import Filters, PointRecord, Query
-from core.encoders.base import words_dim
-from core.errors import CollectionNotFoundError, EncoderMismatchError, ImageError
-from core.search import PointNotFoundError, SearchService
-from core.store.factory import open_store
-from core.store.server import ServerStore
-from indexer.pipeline import index_catalog
+from visearch.core.config import load_settings
+from visearch.core.domain import Filters, PointRecord, Query
+from visearch.core.encoders.base import words_dim
+from visearch.core.errors import CollectionNotFoundError, EncoderMismatchError, ImageError
+from visearch.core.search import PointNotFoundError, SearchService
+from visearch.core.store.factory import open_store
+from visearch.core.store.server import ServerStore
+from visearch.indexer.pipeline import index_catalog
 
 SAMPLE = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery"
 
@@ -76,7 +76,7 @@ async def service(request: pytest.FixtureRequest, indexed_points: list[PointReco
 
 @pytest.fixture(scope="module")
 def tiny_clip_encoder(tiny_clip_dir: Path):
-    from core.encoders.clip import ClipEncoder
+    from visearch.core.encoders.clip import ClipEncoder
 
     return ClipEncoder(str(tiny_clip_dir), device="cpu", batch_size=8)
 
@@ -136,8 +136,8 @@ async def test_colour_filter_keeps_products_of_that_colour(service: SearchServic
 
 
 async def test_colour_boost_moves_same_colour_products_up(service: SearchService) -> None:
-    from core.colour import dominant_colours
-    from core.images import decode_image
+    from visearch.core.colour import dominant_colours
+    from visearch.core.images import decode_image
 
     pepper = photo(SAMPLE / "queries" / "red-bell-pepper.jpg")
     query_colours = set(dominant_colours(decode_image(pepper, 10**8)))
@@ -197,7 +197,7 @@ async def test_last_page_has_no_cursor(service: SearchService) -> None:
 
 
 async def test_unknown_cursor_says_search_again(service: SearchService) -> None:
-    from core.search import CursorExpiredError
+    from visearch.core.search import CursorExpiredError
 
     with pytest.raises(CursorExpiredError, match="send the photo or the words again"):
         await service.search(Query(cursor="not-a-cursor"))
@@ -212,7 +212,7 @@ async def test_cursors_are_bounded(sample_catalog: Path, offline_encoder, tmp_pa
         cursors = [(await svc.search(Query(text=word, limit=1))).next_cursor
                    for word in ("apple", "milk", "juice", "tomato", "pepper")]
         assert all(cursors)
-        from core.search import CursorExpiredError
+        from visearch.core.search import CursorExpiredError
 
         with pytest.raises(CursorExpiredError):
             await svc.search(Query(cursor=cursors[0], limit=1))

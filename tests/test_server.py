@@ -15,12 +15,12 @@ import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bots.server.app import create_app
-from bots.server.config import load_server_settings
-from bots.telegram.config import load_telegram_settings
-from core.config import Settings
-from core.search import SearchService
-from core.store.factory import open_store
+from visearch.bots.server.app import create_app
+from visearch.bots.server.config import load_server_settings
+from visearch.bots.telegram.config import load_telegram_settings
+from visearch.core.config import Settings
+from visearch.core.search import SearchService
+from visearch.core.store.factory import open_store
 from tests.conftest import free_port
 from tests.fakes.messengers import (
     GRAPH_VERSION,
@@ -388,7 +388,7 @@ async def _cli(env: dict[str, str], *args: str) -> tuple[int, str]:
 
     full = {k: v for k, v in os.environ.items() if not k.startswith("VISEARCH_")}
     full.update(env, PYTHONPATH=str(SAMPLE.parents[2]))
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "indexer.cli", *args, env=full,
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "visearch.indexer.cli", *args, env=full,
                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     out, _ = await asyncio.wait_for(process.communicate(), timeout=120)
     return process.returncode or 0, out.decode()
@@ -418,7 +418,7 @@ async def test_serve_command_starts_reports_ready_and_stops_on_sigterm(bot_catal
     env.update(VISEARCH_DATA_DIR=str(bot_catalog.data_dir), VISEARCH_COLLECTION=bot_catalog.collection,
                VISEARCH_ENCODER="offline", HF_HUB_OFFLINE="1", PYTHONPATH=str(SAMPLE.parents[2]))
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "indexer.cli", "serve", "--port", str(port), env=env,
+        sys.executable, "-m", "visearch.indexer.cli", "serve", "--port", str(port), env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from core.config import Settings
-from core.errors import ConfigError
-from indexer.fetch import FetchError, ImageFetcher
-from indexer.netguard import REFUSED_MESSAGE, AddressPolicy, GuardedTransport, is_public, parse_networks
+from visearch.core.config import Settings
+from visearch.core.errors import ConfigError
+from visearch.indexer.fetch import FetchError, ImageFetcher
+from visearch.indexer.netguard import REFUSED_MESSAGE, AddressPolicy, GuardedTransport, is_public, parse_networks
 from tests.conftest import copy_collection, free_port
 from tests.fakes.http_server import Reply, scripted_server
 from tests.test_api import KEYS, WRITE, run_api
@@ -119,7 +119,7 @@ async def test_allow_list_admits_its_range_but_not_a_redirect_out_of_it(ssrf_cat
 
 
 def test_allow_list_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
-    from bots.server.config import load_server_settings
+    from visearch.bots.server.config import load_server_settings
 
     monkeypatch.setenv("VISEARCH_API_FETCH_ALLOW", "10.0.0.0/8, 192.168.1.7,fd00::/8")
     assert load_server_settings().api_fetch_policy.allow == parse_networks("10.0.0.0/8,192.168.1.7/32,fd00::/8")

@@ -11,18 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.config import load_settings
-from core.domain import Filters, PointRecord, Product, point_id_for
-from core.errors import (
+from visearch.core.config import load_settings
+from visearch.core.domain import Filters, PointRecord, Product, point_id_for
+from visearch.core.errors import (
     CollectionNotFoundError,
     EncoderMismatchError,
     StoreError,
     StoreLockedError,
 )
-from core.store.base import VectorStore
-from core.store.edge import EdgeStore
-from core.store.factory import open_store
-from core.store.server import ServerStore
+from visearch.core.store.base import VectorStore
+from visearch.core.store.edge import EdgeStore
+from visearch.core.store.factory import open_store
+from visearch.core.store.server import ServerStore
 from tests.conftest import free_port
 
 DIM = 8
@@ -356,8 +356,8 @@ async def test_edge_lock_holds_across_processes(tmp_path: Path) -> None:
     owner = EdgeStore(tmp_path, "products")
     try:
         result = run_python(f"""
-            from core.errors import StoreLockedError
-            from core.store.edge import EdgeStore
+            from visearch.core.errors import StoreLockedError
+            from visearch.core.store.edge import EdgeStore
             try:
                 EdgeStore({str(tmp_path)!r}, "products")
             except StoreLockedError as exc:
@@ -373,7 +373,7 @@ async def test_edge_upsert_survives_a_crash(tmp_path: Path) -> None:
     """`upsert` is durable when it returns: the writer dies without close(), the data is there."""
     result = run_python(f"""
         import asyncio, os
-        from core.store.edge import EdgeStore
+        from visearch.core.store.edge import EdgeStore
         from tests.test_store import ENCODER, DIM, make_points
 
         async def main():

@@ -16,12 +16,12 @@ import httpx
 import pytest
 from PIL import Image
 
-from bots.telegram.config import load_telegram_settings
-from bots.telegram.conversation import TelegramConversation
-from bots.telegram.runner import make_runner
-from core.config import Settings
-from core.search import SearchService
-from core.store.factory import open_store
+from visearch.bots.telegram.config import load_telegram_settings
+from visearch.bots.telegram.conversation import TelegramConversation
+from visearch.bots.telegram.runner import make_runner
+from visearch.core.config import Settings
+from visearch.core.search import SearchService
+from visearch.core.store.factory import open_store
 from tests.conftest import TRICKY_TITLE, free_port
 from tests.fakes.telegram import TOKEN, Call, FakeTelegram
 
@@ -412,7 +412,7 @@ async def test_aiogram_router_plugs_into_an_existing_dispatcher(bot_catalog: Set
     from aiogram.filters import CommandStart
     from aiogram.types import Message
 
-    from bots.telegram.aiogram_router import create_router
+    from visearch.bots.telegram.aiogram_router import create_router
 
     fake = FakeTelegram()
     await fake.start()
@@ -445,7 +445,7 @@ async def test_ptb_handlers_plug_into_an_existing_application(bot_catalog: Setti
     from telegram import Update
     from telegram.ext import ApplicationBuilder, CommandHandler, ContextTypes
 
-    from bots.telegram.ptb_handlers import add_visearch_handlers
+    from visearch.bots.telegram.ptb_handlers import add_visearch_handlers
 
     fake = FakeTelegram()
     await fake.start()
@@ -478,7 +478,7 @@ async def test_ptb_handlers_plug_into_an_existing_application(bot_catalog: Setti
 
 
 def test_settings_errors_name_the_variable_and_never_show_the_token() -> None:
-    from core.errors import ConfigError
+    from visearch.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="VISEARCH_TELEGRAM_ADMINS"):
         load_telegram_settings(admins="12,abc")
@@ -497,7 +497,7 @@ def test_bot_command_without_a_token_says_where_to_get_one(tmp_path: Path) -> No
     import sys
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("VISEARCH_")}
-    done = subprocess.run([sys.executable, "-m", "indexer.cli", "bot", "telegram", "--framework", "ptb"],
+    done = subprocess.run([sys.executable, "-m", "visearch.indexer.cli", "bot", "telegram", "--framework", "ptb"],
                           cwd=tmp_path, env={**env, "PYTHONPATH": str(SAMPLE.parents[2])},
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 2
@@ -517,7 +517,7 @@ async def test_cli_bot_answers_a_photo_and_stops_cleanly_on_sigterm(bot_catalog:
                VISEARCH_DATA_DIR=str(bot_catalog.data_dir), VISEARCH_COLLECTION=bot_catalog.collection,
                VISEARCH_ENCODER="offline", HF_HUB_OFFLINE="1", PYTHONPATH=str(SAMPLE.parents[2]))
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "indexer.cli", "bot", "telegram", env=env,
+        sys.executable, "-m", "visearch.indexer.cli", "bot", "telegram", env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         fake.send_photo_from_user(5001, photo("banana.jpg"))

@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from bots.ratelimit import RateLimiter
-from bots.telegram import presentation as ui
-from bots.telegram.conversation import AlbumCollector, IncomingFile, PhotoIdCache
-from core.domain import Card, Facets, Filters
+from visearch.bots.ratelimit import RateLimiter
+from visearch.bots.telegram import presentation as ui
+from visearch.bots.telegram.conversation import AlbumCollector, IncomingFile, PhotoIdCache
+from visearch.core.domain import Card, Facets, Filters
 from tests.fakes.telegram import FakeTelegram
 
 

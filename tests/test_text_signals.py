@@ -10,18 +10,18 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-import core.store.factory as store_factory
-from core.config import load_settings
-from core.domain import Hit, PointRecord, Query
-from core.errors import StoreError
-from core.fusion import Signal, fuse, has_all_terms, query_terms
-from core.ocr import TextReader
-from core.search import SearchService
-from core.store.base import VectorStore
-from core.store.edge import EdgeStore
-from core.store.factory import open_store
-from core.store.server import ServerStore
-from indexer.pipeline import index_catalog
+import visearch.core.store.factory as store_factory
+from visearch.core.config import load_settings
+from visearch.core.domain import Hit, PointRecord, Query
+from visearch.core.errors import StoreError
+from visearch.core.fusion import Signal, fuse, has_all_terms, query_terms
+from visearch.core.ocr import TextReader
+from visearch.core.search import SearchService
+from visearch.core.store.base import VectorStore
+from visearch.core.store.edge import EdgeStore
+from visearch.core.store.factory import open_store
+from visearch.core.store.server import ServerStore
+from visearch.indexer.pipeline import index_catalog
 
 DIM, TEXT_DIM = 6, 4
 
@@ -32,7 +32,7 @@ def unit(values: list[float]) -> list[float]:
 
 
 def record(product: str, image: list[float], text: list[float] | None) -> PointRecord:
-    from core.domain import point_id_for
+    from visearch.core.domain import point_id_for
 
     return PointRecord(id=point_id_for(product, "a.jpg"), vector=unit(image), payload={"product_id": product},
                        text_vector=unit(text) if text else None)

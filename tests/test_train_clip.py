@@ -11,12 +11,12 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from core.config import load_settings
-from core.encoders.clip import ClipEncoder, weights_digest
-from core.encoders.factory import load_encoder
-from indexer.cli import app
-from indexer.train import TrainResult
-from indexer.train_clip import ClipTrainConfig, train_clip
+from visearch.core.config import load_settings
+from visearch.core.encoders.clip import ClipEncoder, weights_digest
+from visearch.core.encoders.factory import load_encoder
+from visearch.indexer.cli import app
+from visearch.indexer.train import TrainResult
+from visearch.indexer.train_clip import ClipTrainConfig, train_clip
 
 CLASSES = ["Banana", "Kiwi", "Lemon", "Lime", "Mango", "Avocado"]
 #: a fixed batch (plain photos, views=1) and a high learning rate: the loss falls every run, on any machine
@@ -126,7 +126,7 @@ def test_cli_unfreeze_blocks_is_for_clip(clip_catalog: Path, tmp_path: Path) -> 
 
 
 def test_too_many_unfrozen_blocks_is_a_clear_error(clip_catalog: Path, tiny_clip_dir: Path, tmp_path: Path) -> None:
-    from core.errors import ConfigError
+    from visearch.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="only 2 blocks"):
         train_clip(clip_catalog, tmp_path / "m", str(tiny_clip_dir), ClipTrainConfig(epochs=1, unfreeze_blocks=5),

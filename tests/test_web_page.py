@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from core.config import Settings
+from visearch.core.config import Settings
 from tests.conftest import copy_collection
 from tests.serving import app_in_thread
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from bots.server.work import DELIVERIES_FILE, PersistentSeenIds
-from core.config import Settings
+from visearch.bots.server.work import DELIVERIES_FILE, PersistentSeenIds
+from visearch.core.config import Settings
 from tests.conftest import copy_collection
 from tests.fakes.messengers import VIBER_TOKEN, viber_message
 from tests.test_server import Served, card_titles, photo, serve, served  # noqa: F401 - `served` is a fixture

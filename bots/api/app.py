@@ -20,11 +20,11 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
-from bots.api.limits import OTHER_MAX_BODY_BYTES, BodyLimit, Rule
-from bots.api.models import ErrorOut, ProductIn, SearchIn
-from bots.api.routes import ApiError, router, validation_message
-from bots.server.config import ServerSettings
-from core.errors import (
+from visearch.bots.api.limits import OTHER_MAX_BODY_BYTES, BodyLimit, Rule
+from visearch.bots.api.models import ErrorOut, ProductIn, SearchIn
+from visearch.bots.api.routes import ApiError, router, validation_message
+from visearch.bots.server.config import ServerSettings
+from visearch.core.errors import (
     CollectionNotFoundError,
     EncoderBusyError,
     EncoderMismatchError,
@@ -32,7 +32,7 @@ from core.errors import (
     StoreError,
     VisearchError,
 )
-from core.search import CursorExpiredError, PointNotFoundError
+from visearch.core.search import CursorExpiredError, PointNotFoundError
 
 log = logging.getLogger("visearch.api")
 

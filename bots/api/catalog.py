@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from pathlib import Path
 
-from bots.api.models import ImageOut, ProductOut, UpsertResult
-from core.domain import Product, StoredPoint
-from core.errors import ImageError, VisearchError
-from core.images import open_image
-from core.search import SearchService
-from indexer.catalog import CatalogReadResult, CatalogRow
-from indexer.netguard import AddressPolicy
-from indexer.pipeline import Problem, index_rows
+from visearch.bots.api.models import ImageOut, ProductOut, UpsertResult
+from visearch.core.domain import Product, StoredPoint
+from visearch.core.errors import ImageError, VisearchError
+from visearch.core.images import open_image
+from visearch.core.search import SearchService
+from visearch.indexer.catalog import CatalogReadResult, CatalogRow
+from visearch.indexer.netguard import AddressPolicy
+from visearch.indexer.pipeline import Problem, index_rows
 
 #: what Pillow calls the formats a browser shows, and the file extension they are stored under
 _EXTENSIONS = MappingProxyType({"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp"})

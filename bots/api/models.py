@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from core.domain import MAX_IMAGES, MAX_NAME, MAX_TAGS, Card, Filters, Product
+from visearch.core.domain import MAX_IMAGES, MAX_NAME, MAX_TAGS, Card, Filters, Product
 
 #: longest search text (JSON or form): words, not documents; the encoder's cost grows with it
 SEARCH_TEXT_MAX = 500

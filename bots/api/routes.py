@@ -16,8 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from bots.api.catalog import CatalogWriter, Upload, UploadError, media_url
-from bots.api.models import (
+from visearch.bots.api.catalog import CatalogWriter, Upload, UploadError, media_url
+from visearch.bots.api.models import (
     BatchIn,
     BatchItem,
     BatchOut,
@@ -33,11 +33,11 @@ from bots.api.models import (
     StatsOut,
     UpsertResult,
 )
-from bots.jsonbody import JsonBodyError, parse_json_async
-from bots.server.config import ServerSettings
-from core.domain import Filters, SearchResult
-from core.domain import Query as CoreQuery
-from core.search import SearchService
+from visearch.bots.jsonbody import JsonBodyError, parse_json_async
+from visearch.bots.server.config import ServerSettings
+from visearch.core.domain import Filters, SearchResult
+from visearch.core.domain import Query as CoreQuery
+from visearch.core.search import SearchService
 
 #: the OpenAPI description of every error response
 ERRORS: dict[int | str, dict[str, Any]] = {

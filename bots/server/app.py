@@ -29,20 +29,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from bots.answers import BUSY, Searcher
-from bots.api import install_api
-from bots.api.app import PREFIX
-from bots.api.catalog import CatalogWriter, product_folder
-from bots.jsonbody import parse_json
-from bots.ratelimit import RateLimiter
-from bots.server.config import ServerSettings
-from bots.server.metrics import Metrics
-from bots.server.runtime import Runtime
-from bots.server.work import DELIVERIES_FILE, PersistentSeenIds, WorkQueue
-from bots.telegram.config import TelegramSettings
-from core.config import Settings
-from core.search import SearchService
-from core.store.base import VectorStore
+from visearch.bots.answers import BUSY, Searcher
+from visearch.bots.api import install_api
+from visearch.bots.api.app import PREFIX
+from visearch.bots.api.catalog import CatalogWriter, product_folder
+from visearch.bots.jsonbody import parse_json
+from visearch.bots.ratelimit import RateLimiter
+from visearch.bots.server.config import ServerSettings
+from visearch.bots.server.metrics import Metrics
+from visearch.bots.server.runtime import Runtime
+from visearch.bots.server.work import DELIVERIES_FILE, PersistentSeenIds, WorkQueue
+from visearch.bots.telegram.config import TelegramSettings
+from visearch.core.config import Settings
+from visearch.core.search import SearchService
+from visearch.core.store.base import VectorStore
 
 log = logging.getLogger("visearch.server")
 
@@ -141,13 +141,13 @@ async def _start(state: ServerState) -> None:
         return Searcher(state.service, platform, metrics, limiter, server.cards_per_answer)
 
     if server.viber_enabled:
-        from bots.viber.bot import ViberBot
+        from visearch.bots.viber.bot import ViberBot
 
         state.viber = ViberBot(server.viber_token.get_secret_value(), server.viber_api_url,  # type: ignore[union-attr]
                                server.viber_sender_name, searcher("viber"), state.runtime, server.public_url,
                                server.viber_max_media_bytes)
     if server.whatsapp_enabled:
-        from bots.whatsapp.bot import WhatsAppBot
+        from visearch.bots.whatsapp.bot import WhatsAppBot
 
         state.whatsapp = WhatsAppBot(
             server.whatsapp_token.get_secret_value(), server.whatsapp_app_secret.get_secret_value(),  # type: ignore[union-attr]
@@ -157,8 +157,8 @@ async def _start(state: ServerState) -> None:
     if state.telegram_enabled:
         from aiogram import Dispatcher
 
-        from bots.telegram.aiogram_router import create_bot, create_router
-        from bots.telegram.conversation import TelegramConversation
+        from visearch.bots.telegram.aiogram_router import create_bot, create_router
+        from visearch.bots.telegram.conversation import TelegramConversation
 
         conversation = TelegramConversation(state.telegram, state.settings, service=state.service)
         state.telegram_bot = create_bot(state.telegram)
@@ -171,7 +171,7 @@ async def _open_service(state: ServerState) -> SearchService:
     """The search service over the store the caller opened, or over the configured store."""
     if state.store is None:
         return await SearchService.open(state.settings)
-    from core.encoders.factory import load_encoder
+    from visearch.core.encoders.factory import load_encoder
 
     encoder = await asyncio.to_thread(load_encoder, state.settings)
     return SearchService(encoder, state.store, state.settings)

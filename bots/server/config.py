@@ -9,8 +9,8 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core.config import load_settings_of
-from indexer.netguard import AddressPolicy, parse_networks
+from visearch.core.config import load_settings_of
+from visearch.indexer.netguard import AddressPolicy, parse_networks
 
 
 class ServerSettings(BaseSettings):

@@ -16,11 +16,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
-from bots.answers import BUSY, Answer, image_problem, too_large
-from bots.http import MediaError, MediaTooLargeError, PlatformError
-from bots.jsonbody import JsonBodyError, parse_json
-from bots.server.metrics import Metrics
-from bots.server.work import SeenIds, WorkQueue
+from visearch.bots.answers import BUSY, Answer, image_problem, too_large
+from visearch.bots.http import MediaError, MediaTooLargeError, PlatformError
+from visearch.bots.jsonbody import JsonBodyError, parse_json
+from visearch.bots.server.metrics import Metrics
+from visearch.bots.server.work import SeenIds, WorkQueue
 
 log = logging.getLogger("visearch.server")
 

@@ -2,7 +2,7 @@
 
 Plug into an existing bot (the router loads the model when the dispatcher starts)::
 
-    from bots.telegram.aiogram_router import create_router
+    from visearch.bots.telegram.aiogram_router import create_router
     dp.include_router(create_router())
 
 The handlers only translate: update facts go to `TelegramConversation`, replies come back as
@@ -38,9 +38,9 @@ from aiogram.types import (
     Message,
 )
 
-from bots.telegram import presentation as ui
-from bots.telegram.config import TelegramSettings
-from bots.telegram.conversation import (
+from visearch.bots.telegram import presentation as ui
+from visearch.bots.telegram.config import TelegramSettings
+from visearch.bots.telegram.conversation import (
     PhotoInput,
     PhotoRejected,
     TelegramConversation,
@@ -127,7 +127,7 @@ def create_router(conversation: TelegramConversation | None = None, *, with_comm
     to your bot (/filters and /stats stay).
     """
     if conversation is None:
-        from bots.telegram.config import load_telegram_settings
+        from visearch.bots.telegram.config import load_telegram_settings
 
         conversation = TelegramConversation(load_telegram_settings())
     router = Router(name=name)

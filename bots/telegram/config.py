@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core.config import load_settings_of
+from visearch.core.config import load_settings_of
 
 #: Telegram's own limits (Bot API): bots cannot download files over 20 MB through getFile
 TELEGRAM_DOWNLOAD_LIMIT = 20 * 1024 * 1024
@@ -52,7 +52,7 @@ class TelegramSettings(BaseSettings):
 
     def require_token(self) -> str:
         """The token, or a ConfigError that says where to get one."""
-        from core.errors import ConfigError
+        from visearch.core.errors import ConfigError
 
         if self.token is None or not self.token.get_secret_value().strip():
             raise ConfigError(

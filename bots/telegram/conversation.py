@@ -17,14 +17,14 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bots.ratelimit import RateLimiter
-from bots.telegram import presentation as ui
-from bots.telegram.config import TelegramSettings
-from core.config import Settings, load_settings
-from core.domain import Filters, Query, SearchResult
-from core.errors import EncoderBusyError, ImageError, StoreError, VisearchError
-from core.query_syntax import parse_query_text
-from core.search import CursorExpiredError, PointNotFoundError, SearchService
+from visearch.bots.ratelimit import RateLimiter
+from visearch.bots.telegram import presentation as ui
+from visearch.bots.telegram.config import TelegramSettings
+from visearch.core.config import Settings, load_settings
+from visearch.core.domain import Filters, Query, SearchResult
+from visearch.core.errors import EncoderBusyError, ImageError, StoreError, VisearchError
+from visearch.core.query_syntax import parse_query_text
+from visearch.core.search import CursorExpiredError, PointNotFoundError, SearchService
 
 log = logging.getLogger("visearch.telegram")
 

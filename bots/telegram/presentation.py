@@ -12,8 +12,8 @@ import html
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.domain import Card, Facets, Filters
-from core.query_syntax import describe_filters
+from visearch.core.domain import Card, Facets, Filters
+from visearch.core.query_syntax import describe_filters
 
 PARSE_MODE = "HTML"
 CAPTION_LIMIT = 1024  # characters after entity parsing (Bot API)

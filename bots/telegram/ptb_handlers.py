@@ -3,7 +3,7 @@
 Plug into an existing bot (the model loads on the first search, or call
 `await conversation.start()` in your `post_init`)::
 
-    from bots.telegram.ptb_handlers import add_visearch_handlers
+    from visearch.bots.telegram.ptb_handlers import add_visearch_handlers
     add_visearch_handlers(application)
 
 Handlers are registered with `block=False`, so a slow search never holds up other chats and the
@@ -20,10 +20,10 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from bots.telegram import presentation as ui
-from bots.telegram.aiogram_router import COMMANDS
-from bots.telegram.config import TelegramSettings
-from bots.telegram.conversation import (
+from visearch.bots.telegram import presentation as ui
+from visearch.bots.telegram.aiogram_router import COMMANDS
+from visearch.bots.telegram.config import TelegramSettings
+from visearch.bots.telegram.conversation import (
     PhotoInput,
     PhotoRejected,
     TelegramConversation,
@@ -153,7 +153,7 @@ def add_visearch_handlers(application: Application, conversation: TelegramConver
     leaves /start and /help to your bot (/filters and /stats stay).
     """
     if conversation is None:
-        from bots.telegram.config import load_telegram_settings
+        from visearch.bots.telegram.config import load_telegram_settings
 
         conversation = TelegramConversation(load_telegram_settings())
     convo = conversation

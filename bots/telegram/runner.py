@@ -13,8 +13,8 @@ import signal
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
-from bots.telegram.config import TelegramSettings
-from bots.telegram.conversation import TelegramConversation
+from visearch.bots.telegram.config import TelegramSettings
+from visearch.bots.telegram.conversation import TelegramConversation
 
 log = logging.getLogger("visearch.telegram")
 
@@ -34,7 +34,7 @@ def webhook_path(url: str) -> str:
     """The local path to listen on: the path of the public webhook URL, or /webhooks/telegram."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        from core.errors import ConfigError
+        from visearch.core.errors import ConfigError
 
         raise ConfigError(f"--webhook must be a public http(s) URL such as https://shop.example{DEFAULT_WEBHOOK_PATH}")
     return parts.path if parts.path not in ("", "/") else DEFAULT_WEBHOOK_PATH
@@ -54,7 +54,7 @@ class AiogramRunner:
                  listen: str = "0.0.0.0", port: int = 8080) -> None:
         from aiogram import Dispatcher
 
-        from bots.telegram.aiogram_router import create_bot, create_router
+        from visearch.bots.telegram.aiogram_router import create_bot, create_router
 
         self.telegram = telegram
         self.conversation = conversation
@@ -110,7 +110,7 @@ class PtbRunner:
 
     def __init__(self, telegram: TelegramSettings, conversation: TelegramConversation, webhook_url: str | None = None,
                  listen: str = "0.0.0.0", port: int = 8080) -> None:
-        from bots.telegram.ptb_handlers import add_visearch_handlers, build_application
+        from visearch.bots.telegram.ptb_handlers import add_visearch_handlers, build_application
 
         self.telegram = telegram
         self.conversation = conversation

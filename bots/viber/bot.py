@@ -17,10 +17,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from bots.answers import WELCOME, Answer, Searcher, unsupported
-from bots.http import RETRY_STATUSES, PlatformClient, PlatformError, json_object
-from bots.server.runtime import Rejected, Runtime, verified_json
-from bots.viber import messages
+from visearch.bots.answers import WELCOME, Answer, Searcher, unsupported
+from visearch.bots.http import RETRY_STATUSES, PlatformClient, PlatformError, json_object
+from visearch.bots.server.runtime import Rejected, Runtime, verified_json
+from visearch.bots.viber import messages
 
 log = logging.getLogger("visearch.server")
 

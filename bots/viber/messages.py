@@ -12,8 +12,8 @@ import html
 import json
 from typing import Any
 
-from bots.answers import MORE_LIKE_THIS, NEXT_PAGE, cut, image_url, price_text
-from core.domain import Card
+from visearch.bots.answers import MORE_LIKE_THIS, NEXT_PAGE, cut, image_url, price_text
+from visearch.core.domain import Card
 
 MAX_MESSAGE_BYTES = 30_000
 MAX_CAROUSEL = 6

@@ -20,7 +20,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from bots.answers import (
+from visearch.bots.answers import (
     MORE_LIKE_THIS,
     NEXT_PAGE,
     WELCOME,
@@ -31,9 +31,9 @@ from bots.answers import (
     price_text,
     unsupported,
 )
-from bots.http import RETRY_STATUSES, MediaError, MediaTooLargeError, PlatformClient, PlatformError, json_object
-from bots.server.runtime import Rejected, Runtime, verified_json
-from core.domain import Card
+from visearch.bots.http import RETRY_STATUSES, MediaError, MediaTooLargeError, PlatformClient, PlatformError, json_object
+from visearch.bots.server.runtime import Rejected, Runtime, verified_json
+from visearch.core.domain import Card
 
 log = logging.getLogger("visearch.server")
 

@@ -12,7 +12,7 @@ from PIL import Image
 @runtime_checkable
 class Encoder(Protocol):
     """The interface every encoder implements. Methods are synchronous and CPU-heavy:
-    the serving path calls them off the event loop (see `core.search`)."""
+    the serving path calls them off the event loop (see `visearch.core.search`)."""
 
     #: stable identifier of model + weights + bridge version, stored with the collection
     model_id: str

@@ -20,8 +20,8 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
-from core.encoders.base import l2_normalise
-from core.errors import EncoderUnavailableError
+from visearch.core.encoders.base import l2_normalise
+from visearch.core.errors import EncoderUnavailableError
 
 HASH_SIDE = 32
 HASH_BITS_SIDE = 8
@@ -75,7 +75,7 @@ class CnnFeatureEncoder:
 
     def __init__(self, offline: object | None = None, device: str = "cpu", batch_size: int = 32) -> None:
         if offline is None:
-            from core.encoders.offline import OfflineEncoder
+            from visearch.core.encoders.offline import OfflineEncoder
 
             offline = OfflineEncoder(device=device, batch_size=batch_size)
         self._offline = offline

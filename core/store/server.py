@@ -34,9 +34,9 @@ import httpx
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from core.domain import CollectionInfo, Filters, Hit, PointRecord, StoredPoint
-from core.errors import StoreError, VisearchError
-from core.store.base import (
+from visearch.core.domain import CollectionInfo, Filters, Hit, PointRecord, StoredPoint
+from visearch.core.errors import StoreError, VisearchError
+from visearch.core.store.base import (
     BOOL_INDEXES,
     FLOAT_INDEXES,
     KEYWORD_INDEXES,
@@ -44,7 +44,7 @@ from core.store.base import (
     IndexSettings,
     VectorName,
 )
-from core.store.factory import (
+from visearch.core.store.factory import (
     TEXT_VECTOR,
     check_dims,
     check_metadata,
