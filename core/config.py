@@ -31,14 +31,14 @@ class Settings(BaseSettings):
     model_dir: Path | None = Field(None, description="a fine-tuned model folder written by `visearch train`")
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:0")
     torch_threads: int = Field(0, ge=0, description="intra-op threads for inference; 0 = torch default (all cores)")
-    batch_size: int = Field(32, ge=1, le=1024)
+    batch_size: int = Field(32, ge=1, le=1024, description="images per embedding batch when indexing")
 
     # store
     data_dir: Path = Field(Path("visearch-data"), description="embedded Qdrant engine data directory")
-    collection: str = Field("products", pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    collection: str = Field("products", pattern=r"^[A-Za-z0-9_\-]{1,64}$", description="collection name (letters, digits, _ and -, at most 64)")
     qdrant_url: str | None = Field(None, description="Qdrant server URL; unset = embedded engine in data_dir")
-    qdrant_api_key: SecretStr | None = None
-    qdrant_timeout: float = Field(10.0, gt=0)
+    qdrant_api_key: SecretStr | None = Field(None, description="API key of the Qdrant server (secret; never printed)")
+    qdrant_timeout: float = Field(10.0, gt=0, description="seconds a request to the Qdrant server may take")
     # sharding: read only when visearch creates a collection on a Qdrant server; unset = the server's default
     qdrant_shard_number: int | None = Field(
         None, ge=1, description="shards of a new collection on a Qdrant server (about 2x the cluster's nodes); unset = server default"
@@ -91,10 +91,10 @@ class Settings(BaseSettings):
     # images and downloads
     max_image_pixels: int = Field(40_000_000, ge=1, description="decompression-bomb guard (width x height)")
     max_concurrent_decodes: int = Field(0, ge=0, le=256, description="query photos decoded at once, on threads of their own (not the encoder's); 0 = one per CPU core")
-    max_image_bytes: int = Field(20 * 1024 * 1024, ge=1)
-    fetch_concurrency: int = Field(8, ge=1, le=256)
-    fetch_timeout: float = Field(15.0, gt=0)
-    fetch_retries: int = Field(3, ge=0, le=10)
+    max_image_bytes: int = Field(20 * 1024 * 1024, ge=1, description="larger image files and downloads are refused")
+    fetch_concurrency: int = Field(8, ge=1, le=256, description="image downloads in flight at once when indexing")
+    fetch_timeout: float = Field(15.0, gt=0, description="seconds per connect or read of an image download")
+    fetch_retries: int = Field(3, ge=0, le=10, description="retries of a failed image download (with back-off)")
 
     @field_validator("qdrant_url")
     @classmethod
