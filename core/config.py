@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     # search
     min_score_image: float | None = Field(None, description="relevance cut-off for photo queries; unset = encoder default")
     min_score_text: float | None = Field(None, description="relevance cut-off for text queries; unset = encoder default")
-    min_score_words: float | None = Field(None, description="relevance cut-off of the words signal (query text vs titles, tags, OCR); unset = encoder default")
+    min_score_words: float | None = Field(None, description="relevance cut-off of the words signal (query text vs titles, tags, OCR); unset = encoder default (0.55 offline)")
     fusion: Literal["rrf", "weighted"] = Field("weighted", description="how a text query's image and words signals combine (see core/fusion.py)")
     fusion_k: float = Field(60.0, gt=0, description="RRF's k: larger flattens the head of each list")
     weight_image: float = Field(1.0, ge=0, description="weight of the image signal in the fusion of a text query")
@@ -61,11 +61,11 @@ class Settings(BaseSettings):
     ocr: bool = Field(False, description="read text off product photos at index time (brand names on packaging) into the words signal")
     default_limit: int = Field(5, ge=1, le=100)
     max_limit: int = Field(50, ge=1, le=1000)
-    cursor_ttl: float = Field(3600.0, gt=0, description="seconds a 'show more' cursor stays valid")
+    cursor_ttl: float = Field(3600.0, gt=0, description="seconds a 'show more' cursor stays valid (a cursor keeps only the query vector, never the photo)")
     max_cursors: int = Field(4096, ge=1, description="cursors kept in memory at most (oldest dropped first)")
     facets_ttl: float = Field(300.0, ge=0, description="seconds the list of filter values (/filters) is cached")
     colour_boost: float = Field(0.0, ge=0, le=1, description="added to the ranking score of products sharing the query photo's dominant colour; 0 = off")
-    image_root: Path | None = Field(None, description="folder local catalog image refs resolve against; unset = the folder the catalog was indexed from")
+    image_root: Path | None = Field(None, description="folder local catalog image refs resolve against when a bot sends product photos; unset = the folder the catalog was indexed from (photos uploaded through the API are always under <data_dir>/uploads/)")
 
     # speed (issue 6): encoder runtime
     backend: Literal["torch", "onnx", "onnx-int8"] = Field(
@@ -89,8 +89,8 @@ class Settings(BaseSettings):
     indexing_threshold_kb: int = Field(1, ge=1, description="segments smaller than this (KB of vectors) stay unindexed (plain scan) after `visearch optimize`")
 
     # images and downloads
-    max_image_pixels: int = Field(40_000_000, ge=1, description="decompression-bomb guard (width x height)")
-    max_concurrent_decodes: int = Field(0, ge=0, le=256, description="query photos decoded at once, on threads of their own (not the encoder's); 0 = one per CPU core")
+    max_image_pixels: int = Field(40_000_000, ge=1, description="decompression-bomb guard (width x height); larger images are refused (WebP: half of it)")
+    max_concurrent_decodes: int = Field(0, ge=0, le=256, description="query photos decoded at once, on threads of their own (not the encoder's); 0 = one per CPU core; the others wait (counted in VISEARCH_MAX_PENDING)")
     max_image_bytes: int = Field(20 * 1024 * 1024, ge=1, description="larger image files and downloads are refused")
     fetch_concurrency: int = Field(8, ge=1, le=256, description="image downloads in flight at once when indexing")
     fetch_timeout: float = Field(15.0, gt=0, description="seconds per connect or read of an image download")
