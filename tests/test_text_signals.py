@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-import visearch.core.store.factory as store_factory
+import visearch.core.store.schema as store_schema
 from visearch.core.config import load_settings
 from visearch.core.domain import Hit, PointRecord, Query
 from visearch.core.errors import StoreError
@@ -83,7 +83,7 @@ async def test_collection_from_before_text_signals_still_opens_and_searches(tmp_
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """A schema-1 collection (one unnamed vector) written by an older visearch keeps working, image side only."""
     with monkeypatch.context() as patch:
-        patch.setattr(store_factory, "SCHEMA_VERSION", 1)
+        patch.setattr(store_schema, "SCHEMA_VERSION", 1)
         old = EdgeStore(tmp_path, "p")
         await old.ensure_collection("enc", DIM)
         await old.upsert([record("x", [1, 0, 0, 0, 0, 0], None)])

@@ -8,11 +8,6 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from visearch.core.domain import CollectionInfo, Filters, Hit, PointRecord, StoredPoint
 
-#: payload fields with an index (the filter fields); both backends create these
-KEYWORD_INDEXES = ("product_id", "f_category", "f_brand", "f_tags", "colours")
-FLOAT_INDEXES = ("price",)
-BOOL_INDEXES = ("in_stock",)
-
 #: which vector a search compares with: the photo's, or the product's words (title, tags, OCR...)
 VectorName = Literal["image", "text"]
 
@@ -101,7 +96,7 @@ class VectorStore(Protocol):
         """Insert or replace points by id; durable when this returns."""
         ...
 
-    async def set_payload(self, point_id: str, payload: dict) -> None:
+    async def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
         """Replace one point's payload without touching its vector."""
         ...
 

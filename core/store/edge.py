@@ -52,7 +52,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 import numpy as np
@@ -84,26 +84,29 @@ from qdrant_edge import (
 
 from visearch.core.domain import CollectionInfo, Filters, Hit, PointRecord, StoredPoint
 from visearch.core.errors import StoreError, StoreLockedError, VisearchError
-from visearch.core.store.base import (
-    BOOL_INDEXES,
-    FLOAT_INDEXES,
-    KEYWORD_INDEXES,
-    IndexReport,
-    IndexSettings,
-    VectorName,
+from visearch.core.store.base import IndexReport, IndexSettings, VectorName
+from visearch.core.store.conditions import (
+    AnyOf,
+    Condition,
+    ConditionTree,
+    Equals,
+    filter_conditions,
+    products_condition,
 )
-from visearch.core.store.factory import (
-    TEXT_VECTOR,
+from visearch.core.store.schema import (
+    PAYLOAD_INDEXES,
+    PayloadKind,
     check_dims,
     check_metadata,
     collection_not_found,
-    image_vector_name,
     new_metadata,
     parse_point_id,
     point_vectors,
     require_point_id,
+    search_vector_name,
     stored_point,
     text_vector_dim,
+    vector_sizes,
     verify_encoder,
 )
 
@@ -121,52 +124,51 @@ REPLACED_SUFFIX = ".replaced"
 #: metadata key of a replacement's state: "building" until every write is in, then "complete"
 REBUILD_STATE = "rebuild_state"
 
-_INDEX_TYPES: dict[str, PayloadSchemaType] = {
-    **{name: PayloadSchemaType.Keyword for name in KEYWORD_INDEXES},
-    **{name: PayloadSchemaType.Float for name in FLOAT_INDEXES},
-    **{name: PayloadSchemaType.Bool for name in BOOL_INDEXES},
+_KIND_TYPES: dict[PayloadKind, PayloadSchemaType] = {
+    "keyword": PayloadSchemaType.Keyword,
+    "float": PayloadSchemaType.Float,
+    "bool": PayloadSchemaType.Bool,
 }
+_INDEX_TYPES: dict[str, PayloadSchemaType] = {name: _KIND_TYPES[kind] for name, kind in PAYLOAD_INDEXES.items()}
+
+
+def engine_bool(value: bool) -> bool:
+    """A bool the 0.9.0 binding keeps a bool: it turns a Python bool into the integer 1/0 (which then
+    matches nothing), while `numpy.bool_` reaches the engine as a real bool. Typed as the bool it stands for."""
+    return cast(bool, np.bool_(value))
+
+
+def edge_condition(condition: Condition) -> FieldCondition:
+    """One neutral condition as an engine condition."""
+    if isinstance(condition, AnyOf):
+        return FieldCondition(condition.field, match=MatchAny(list(condition.values)))
+    if isinstance(condition, Equals):
+        value = engine_bool(condition.value) if isinstance(condition.value, bool) else condition.value
+        return FieldCondition(condition.field, match=MatchValue(value))
+    return FieldCondition(condition.field, range=RangeFloat(gte=condition.gte, lte=condition.lte))
+
+
+def edge_tree(tree: ConditionTree) -> Filter:
+    """A neutral condition tree as an engine filter."""
+    must: list[Any] = [edge_condition(c) for c in tree.must]
+    must_not: list[Any] = [edge_condition(c) for c in tree.must_not]
+    return Filter(must=must or None, must_not=must_not or None)
 
 
 def edge_filter(filters: Filters | None) -> Filter | None:
     """Translate `Filters` into an engine filter; None when there is nothing to filter on."""
-    if filters is None or filters.is_empty():
-        return None
-    must: list[Any] = []
-    if filters.categories:
-        must.append(FieldCondition("f_category", match=MatchAny(list(filters.categories))))
-    if filters.brands:
-        must.append(FieldCondition("f_brand", match=MatchAny(list(filters.brands))))
-    for tag in filters.tags:  # every tag must be present: one condition per tag
-        must.append(FieldCondition("f_tags", match=MatchValue(tag)))
-    if filters.colours:
-        must.append(FieldCondition("colours", match=MatchAny(list(filters.colours))))
-    if filters.price_min is not None or filters.price_max is not None:
-        must.append(FieldCondition("price", range=RangeFloat(gte=filters.price_min, lte=filters.price_max)))
-    if filters.in_stock is not None:
-        # numpy.bool_, not bool: the 0.9.0 binding turns a Python bool into the integer 1/0
-        must.append(FieldCondition("in_stock", match=MatchValue(np.bool_(filters.in_stock))))  # type: ignore[arg-type]
-    must_not: list[Any] = []
-    if filters.exclude_product_ids:
-        must_not.append(FieldCondition("product_id", match=MatchAny(list(filters.exclude_product_ids))))
-    if not must and not must_not:
-        return None
-    return Filter(must=must or None, must_not=must_not or None)
+    tree = filter_conditions(filters)
+    return None if tree is None else edge_tree(tree)
 
 
 def _vector_config(meta: dict[str, Any], on_disk: bool = False) -> EdgeVectorParams | dict[str, EdgeVectorParams]:
     """Schema 1: one unnamed vector. Schema 2: named "image" (+ "text" when the encoder reads words).
 
     `on_disk`: float vectors in memory-mapped files (read through the page cache) instead of RAM."""
-    name = image_vector_name(meta)
-    image = EdgeVectorParams(size=meta["dim"], distance=Distance.Cosine, on_disk=on_disk)
-    if not name:
-        return image
-    config = {name: image}
-    text_dim = text_vector_dim(meta)
-    if text_dim is not None:
-        config[TEXT_VECTOR] = EdgeVectorParams(size=text_dim, distance=Distance.Cosine, on_disk=on_disk)
-    return config
+    sizes = vector_sizes(meta)
+    if "" in sizes:  # schema 1
+        return EdgeVectorParams(size=sizes[""], distance=Distance.Cosine, on_disk=on_disk)
+    return {name: EdgeVectorParams(size=size, distance=Distance.Cosine, on_disk=on_disk) for name, size in sizes.items()}
 
 
 def _edge_config(meta: dict[str, Any], index: IndexSettings) -> EdgeConfig:
@@ -526,9 +528,9 @@ class EdgeStore:
     def _search_sync(self, vector: Sequence[float], filters: Filters | None, limit: int, using: VectorName) -> list[Hit]:
         shard = self._require_sync()
         assert self._meta is not None
-        if using == TEXT_VECTOR and text_vector_dim(self._meta) is None:
+        name = search_vector_name(self._meta, using)
+        if name is None:
             return []  # an image-only collection: the words signal has nothing to match
-        name = image_vector_name(self._meta) if using != TEXT_VECTOR else TEXT_VECTOR
         flt = edge_filter(filters)
         request = SearchRequest(
             query=Query.Nearest([float(x) for x in vector], using=name or None),
@@ -542,7 +544,7 @@ class EdgeStore:
 
     def _delete_products_sync(self, product_ids: Sequence[str]) -> int:
         shard = self._require_sync()
-        flt = Filter(must=[FieldCondition("product_id", match=MatchAny([str(p) for p in product_ids]))])
+        flt = edge_tree(products_condition(product_ids))
         removed = shard.count(CountRequest(exact=True, filter=flt))  # same thread: nothing writes in between
         if removed:
             shard.update(UpdateOperation.delete_points_by_filter(flt))
@@ -562,7 +564,7 @@ class EdgeStore:
     def _scroll_sync(self, offset: Any, limit: int, with_vectors: bool,
                      product_ids: list[str] | None = None) -> tuple[list[StoredPoint], Any]:
         shard = self._require_sync()
-        only = None if product_ids is None else Filter(must=[FieldCondition("product_id", match=MatchAny(product_ids))])
+        only = None if product_ids is None else edge_tree(products_condition(product_ids))
         records, next_offset = shard.scroll(
             ScrollRequest(offset=offset, limit=limit, filter=only, with_payload=True, with_vector=with_vectors)
         )
@@ -617,7 +619,7 @@ class EdgeStore:
         if points:
             await self._run(self._upsert_sync, list(points))
 
-    async def set_payload(self, point_id: str, payload: dict) -> None:
+    async def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
         """Replace one point's payload (vector untouched); `StoreError` if the point does not exist."""
         await self._run(self._set_payload_sync, point_id, dict(payload))
 

@@ -36,64 +36,63 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from visearch.core.domain import CollectionInfo, Filters, Hit, PointRecord, StoredPoint
 from visearch.core.errors import StoreError, VisearchError
-from visearch.core.store.base import (
-    BOOL_INDEXES,
-    FLOAT_INDEXES,
-    KEYWORD_INDEXES,
-    IndexReport,
-    IndexSettings,
-    VectorName,
+from visearch.core.store.base import IndexReport, IndexSettings, VectorName
+from visearch.core.store.conditions import (
+    AnyOf,
+    Condition,
+    ConditionTree,
+    Equals,
+    filter_conditions,
+    products_condition,
 )
-from visearch.core.store.factory import (
-    TEXT_VECTOR,
+from visearch.core.store.schema import (
+    PAYLOAD_INDEXES,
+    PayloadKind,
     check_dims,
     check_metadata,
     collection_not_found,
-    image_vector_name,
     new_metadata,
     parse_point_id,
     point_vectors,
     require_point_id,
+    search_vector_name,
     stored_point,
     text_vector_dim,
+    vector_sizes,
     verify_encoder,
 )
 
 #: key under the collection's metadata that holds what visearch wrote (leaves room for others' keys)
 META_KEY = "visearch"
 
-_INDEX_TYPES: dict[str, models.PayloadSchemaType] = {
-    **{name: models.PayloadSchemaType.KEYWORD for name in KEYWORD_INDEXES},
-    **{name: models.PayloadSchemaType.FLOAT for name in FLOAT_INDEXES},
-    **{name: models.PayloadSchemaType.BOOL for name in BOOL_INDEXES},
+_KIND_TYPES: dict[PayloadKind, models.PayloadSchemaType] = {
+    "keyword": models.PayloadSchemaType.KEYWORD,
+    "float": models.PayloadSchemaType.FLOAT,
+    "bool": models.PayloadSchemaType.BOOL,
 }
+_INDEX_TYPES: dict[str, models.PayloadSchemaType] = {name: _KIND_TYPES[kind] for name, kind in PAYLOAD_INDEXES.items()}
+
+
+def server_condition(condition: Condition) -> models.FieldCondition:
+    """One neutral condition as a qdrant-client condition."""
+    if isinstance(condition, AnyOf):
+        return models.FieldCondition(key=condition.field, match=models.MatchAny(any=list(condition.values)))
+    if isinstance(condition, Equals):
+        return models.FieldCondition(key=condition.field, match=models.MatchValue(value=condition.value))
+    return models.FieldCondition(key=condition.field, range=models.Range(gte=condition.gte, lte=condition.lte))
+
+
+def server_tree(tree: ConditionTree) -> models.Filter:
+    """A neutral condition tree as a qdrant-client filter."""
+    must: list[models.Condition] = [server_condition(c) for c in tree.must]
+    must_not: list[models.Condition] = [server_condition(c) for c in tree.must_not]
+    return models.Filter(must=must or None, must_not=must_not or None)
 
 
 def server_filter(filters: Filters | None) -> models.Filter | None:
     """Translate `Filters` into a qdrant-client filter; None when there is nothing to filter on."""
-    if filters is None or filters.is_empty():
-        return None
-    must: list[models.Condition] = []
-    if filters.categories:
-        must.append(models.FieldCondition(key="f_category", match=models.MatchAny(any=list(filters.categories))))
-    if filters.brands:
-        must.append(models.FieldCondition(key="f_brand", match=models.MatchAny(any=list(filters.brands))))
-    for tag in filters.tags:  # every tag must be present: one condition per tag
-        must.append(models.FieldCondition(key="f_tags", match=models.MatchValue(value=tag)))
-    if filters.colours:
-        must.append(models.FieldCondition(key="colours", match=models.MatchAny(any=list(filters.colours))))
-    if filters.price_min is not None or filters.price_max is not None:
-        must.append(models.FieldCondition(key="price", range=models.Range(gte=filters.price_min, lte=filters.price_max)))
-    if filters.in_stock is not None:
-        must.append(models.FieldCondition(key="in_stock", match=models.MatchValue(value=filters.in_stock)))
-    must_not: list[models.Condition] = []
-    if filters.exclude_product_ids:
-        must_not.append(
-            models.FieldCondition(key="product_id", match=models.MatchAny(any=list(filters.exclude_product_ids)))
-        )
-    if not must and not must_not:
-        return None
-    return models.Filter(must=must or None, must_not=must_not or None)
+    tree = filter_conditions(filters)
+    return None if tree is None else server_tree(tree)
 
 
 def hnsw_config(index: IndexSettings) -> models.HnswConfigDiff:
@@ -243,9 +242,8 @@ class ServerStore:
 
     async def _create(self, encoder_id: str, dim: int, text_dim: int | None) -> None:
         meta = new_metadata(encoder_id, dim, text_dim)
-        vectors = {image_vector_name(meta): models.VectorParams(size=dim, distance=models.Distance.COSINE)}
-        if text_dim is not None:
-            vectors[TEXT_VECTOR] = models.VectorParams(size=text_dim, distance=models.Distance.COSINE)
+        vectors = {name: models.VectorParams(size=size, distance=models.Distance.COSINE)
+                   for name, size in vector_sizes(meta).items()}
         with self._errors():
             try:
                 await self._client.create_collection(
@@ -320,7 +318,7 @@ class ServerStore:
         with self._errors():
             await self._client.upsert(self.collection, points=batch, wait=True)
 
-    async def set_payload(self, point_id: str, payload: dict) -> None:
+    async def set_payload(self, point_id: str, payload: dict[str, Any]) -> None:
         """Replace one point's payload (vector untouched); `StoreError` if the point does not exist."""
         if not await self.retrieve([point_id]):
             raise StoreError(f"point {point_id!r} is not in collection {self.collection!r}")
@@ -345,9 +343,9 @@ class ServerStore:
                      using: VectorName = "image") -> list[Hit]:
         """Cosine nearest points by the image or the text vector, best first; exact search whenever a filter applies."""
         meta = await self._require()
-        if using == TEXT_VECTOR and text_vector_dim(meta) is None:
+        name = search_vector_name(meta, using)
+        if name is None:
             return []  # an image-only collection: the words signal has nothing to match
-        name = image_vector_name(meta) if using != TEXT_VECTOR else TEXT_VECTOR
         flt = server_filter(filters)
         params = None if self._local else server_search_params(flt is not None, self.index)
         with self._errors():
@@ -368,9 +366,7 @@ class ServerStore:
         if not product_ids:
             return 0
         await self._require()
-        flt = models.Filter(
-            must=[models.FieldCondition(key="product_id", match=models.MatchAny(any=[str(p) for p in product_ids]))]
-        )
+        flt = server_tree(products_condition(product_ids))
         with self._errors():
             removed = (await self._client.count(self.collection, count_filter=flt, exact=True)).count
             if removed:
@@ -382,7 +378,7 @@ class ServerStore:
         if not point_ids:
             return
         await self._require()
-        ids = [pid for pid in (parse_point_id(p) for p in point_ids) if pid is not None]
+        ids: list[models.ExtendedPointId] = [pid for pid in (parse_point_id(p) for p in point_ids) if pid is not None]
         if not ids:
             return
         with self._errors():
@@ -401,8 +397,7 @@ class ServerStore:
         meta = await self._require()
         if product_ids is not None and not product_ids:
             return
-        only = None if product_ids is None else models.Filter(
-            must=[models.FieldCondition(key="product_id", match=models.MatchAny(any=[str(p) for p in product_ids]))])
+        only = None if product_ids is None else server_tree(products_condition(product_ids))
         offset: Any = None
         while True:
             with self._errors():
