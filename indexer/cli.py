@@ -547,7 +547,7 @@ def demo(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Index the bundled grocery sample and run a photo search and a text search."""
-    sample = Path(str(resources.files("indexer") / "demo_data" / "grocery"))
+    sample = Path(str(resources.files("visearch.indexer") / "demo_data" / "grocery"))
     encoder = None if os.environ.get("VISEARCH_ENCODER") else "auto"
     settings = settings_from(encoder=encoder, data_dir=data_dir, collection="demo")
     from visearch.indexer.pipeline import index_catalog
