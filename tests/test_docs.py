@@ -60,12 +60,14 @@ def test_every_settings_class_is_in_the_reference(reference: ModuleType) -> None
 
 
 def test_every_setting_has_a_description(reference: ModuleType) -> None:
-    missing = [
-        f"{dotted}.{name}"
-        for dotted, _ in reference.SETTINGS_CLASSES
-        for name, field in reference.settings_class(dotted).model_fields.items()
-        if not (field.description or "").strip()
-    ]
+    missing = []
+    for dotted, _ in reference.SETTINGS_CLASSES:
+        cls = reference.settings_class(dotted)
+        for name, field in cls.model_fields.items():
+            try:
+                reference.description_of(cls, name, field)
+            except reference.MissingDescriptionError:
+                missing.append(f"{dotted}.{name}")
     assert not missing, f"give these settings a Field(description=...): {missing}"
 
 
@@ -77,7 +79,7 @@ def test_generated_reference_lists_every_setting_once(reference: ModuleType) -> 
         for name, field in cls.model_fields.items():
             row = re.findall(rf"^\| `{prefix}{name.upper()}` \|.*\|$", rendered, flags=re.MULTILINE)
             assert len(row) == 1, f"{prefix}{name.upper()}: {len(row)} rows"
-            assert reference.markdown_text(field.description) in row[0]
+            assert reference.markdown_text(reference.description_of(cls, name, field)) in row[0]
 
 
 def test_reference_shows_type_default_and_bounds(reference: ModuleType) -> None:
@@ -103,6 +105,19 @@ def test_a_setting_without_description_stops_the_reference(reference: ModuleType
 
     with pytest.raises(reference.MissingDescriptionError, match="Undocumented.knob"):
         list(reference.rows_of(Undocumented))
+
+
+def test_a_deprecated_setting_says_so(reference: ModuleType) -> None:
+    from pydantic import Field
+    from pydantic_settings import BaseSettings
+
+    class Renamed(BaseSettings):
+        old_knob: int = Field(3, deprecated="use VISEARCH_NEW_KNOB")
+        described: int = Field(3, deprecated="use VISEARCH_OTHER", description="what it did")
+
+    rows = {row.env_name: row.description for row in reference.rows_of(Renamed)}
+    assert rows == {"OLD_KNOB": "**Deprecated**: use `VISEARCH_NEW_KNOB`",
+                    "DESCRIBED": "**Deprecated**: use `VISEARCH_OTHER`. what it did"}
 
 
 def test_site_builds_strictly(tmp_path: Path) -> None:

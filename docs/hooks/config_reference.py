@@ -137,12 +137,15 @@ def markdown_text(text: str) -> str:
 
 
 def description_of(cls: type[BaseSettings], name: str, field: FieldInfo) -> str:
-    """The field's description, with its deprecation (a kept old name) said first."""
-    if not field.description:
-        raise MissingDescriptionError(f"{cls.__name__}.{name} has no Field(description=...)")
+    """The field's description; a deprecated field (an old name kept working) says so first, and its
+    deprecation message may stand in for the description."""
+    description = (field.description or "").strip()
     if field.deprecated:
-        return f"**Deprecated**: {field.deprecation_message or 'kept for old configurations'}. {field.description}"
-    return field.description
+        notice = f"**Deprecated**: {field.deprecation_message or 'kept so old configurations still start'}"
+        return f"{notice}. {description}" if description else notice
+    if not description:
+        raise MissingDescriptionError(f"{cls.__name__}.{name} has no Field(description=...)")
+    return description
 
 
 def rows_of(cls: type[BaseSettings]) -> Iterator[SettingRow]:
