@@ -25,17 +25,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
+from visearch.core.catalog import read_catalog
 from visearch.core.encoders.base import l2_normalise
 from visearch.core.encoders.finetuned import FORMAT, HEAD_FILE, MODEL_FILE, apply_head
 from visearch.core.encoders.offline import OfflineEncoder
 from visearch.core.errors import CatalogError, VisearchError
 from visearch.core.images import load_image_file
-from visearch.indexer.catalog import read_catalog
 
 Loss = Literal["mnrl", "ms", "triplet"]
 
@@ -139,7 +139,7 @@ def cached_features(encoder: OfflineEncoder, images: Sequence[Image.Image], view
     semantic = np.zeros((len(images), 384), dtype=np.float32)
     for i, img in enumerate(images):
         batch = [img] + [augment(img, rng, colour) for _ in range(views - 1)]
-        feats, probs = OfflineEncoder.image_features(encoder, batch)  # the frozen backbone, never a head
+        feats, probs = encoder.backbone_features(batch)  # the frozen backbone, never a head
         visual[i] = feats
         semantic[i] = encoder.semantic_from_probs(probs[:1])[0]
         if progress:
@@ -204,7 +204,8 @@ def score(queries: np.ndarray, query_owner: Sequence[int], gallery: np.ndarray, 
 # --- training --------------------------------------------------------------------------------------
 
 
-def _losses(name: Loss, cfg: TrainConfig) -> Callable[..., Any]:
+def loss_function(name: Loss, cfg: TrainConfig) -> Callable[..., Any]:
+    """The batch loss `cfg.loss` names: (unit embeddings, product labels) -> scalar tensor."""
     import torch
     import torch.nn.functional as F
 
@@ -244,71 +245,151 @@ def _losses(name: Loss, cfg: TrainConfig) -> Callable[..., Any]:
     return {"mnrl": mnrl, "triplet": triplet, "ms": multi_similarity}[name]
 
 
-def train_head(visual: np.ndarray, owners: Sequence[int], train_idx: Sequence[int], cfg: TrainConfig,
-               evaluate: Callable[[dict[str, np.ndarray] | None], Scores],
-               on_epoch: Callable[[int, float, Scores], None] | None = None) -> tuple[dict[str, np.ndarray], TrainResult]:
-    """Train the residual head on cached features with early stopping on the held-out score."""
-    import torch
+SnapshotT = TypeVar("SnapshotT")
+SnapshotT_co = TypeVar("SnapshotT_co", covariant=True)
 
-    torch.manual_seed(cfg.seed)
-    rng = random.Random(cfg.seed)
-    dim = visual.shape[2]
-    w1 = torch.nn.Linear(dim, cfg.hidden)
-    w2 = torch.nn.Linear(cfg.hidden, dim)
-    torch.nn.init.zeros_(w2.weight)
-    torch.nn.init.zeros_(w2.bias)
-    params = [*w1.parameters(), *w2.parameters()]
-    optimiser = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loss_fn = _losses(cfg.loss, cfg)
-    features = torch.from_numpy(visual)
 
-    def head_weights() -> dict[str, np.ndarray]:
-        return {"w1": w1.weight.detach().numpy().copy(), "b1": w1.bias.detach().numpy().copy(),
-                "w2": w2.weight.detach().numpy().copy(), "b2": w2.bias.detach().numpy().copy()}
+class Learner(Protocol[SnapshotT_co]):
+    """The model-specific half of a training run; `run_epochs` is the other half, shared by every model."""
 
+    def parameters(self) -> list[Any]:
+        """The tensors the optimiser updates."""
+        ...
+
+    def embed_batch(self, chosen: Sequence[int], by_product: dict[int, list[int]],
+                    rng: random.Random) -> tuple[Any, list[int]]:
+        """Unit embeddings (a tensor with grad) of two photos (or views) per chosen product, and their labels."""
+        ...
+
+    def evaluate(self) -> Scores:
+        """The held-out score of the current weights."""
+        ...
+
+    def snapshot(self) -> SnapshotT_co:
+        """A copy of the current weights (the best epoch's is kept)."""
+        ...
+
+    def set_training(self, training: bool) -> None:
+        """Switch the model between training and evaluation mode (dropout, norms)."""
+        ...
+
+
+def products_of(owners: Sequence[int], train_idx: Sequence[int]) -> dict[int, list[int]]:
+    """Training photos grouped by product, in first-seen order."""
     by_product: dict[int, list[int]] = {}
     for i in train_idx:
         by_product.setdefault(owners[i], []).append(i)
+    return by_product
+
+
+def run_epochs(learner: Learner[SnapshotT], owners: Sequence[int], train_idx: Sequence[int], cfg: TrainConfig,
+               progress: Callable[[str, int, int], None] | None = None,
+               on_epoch: Callable[[int, float, Scores], None] | None = None) -> tuple[SnapshotT, TrainResult]:
+    """The training loop every model shares: shuffled batches of P products, AdamW, a held-out score after each
+    epoch, early stopping after `cfg.patience` epochs without a better one. Returns the best epoch's weights."""
+    import torch
+
+    params = learner.parameters()
+    optimiser = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loss_fn = loss_function(cfg.loss, cfg)
+    rng = random.Random(cfg.seed)
+    by_product = products_of(owners, train_idx)
     products = list(by_product)
-    before = evaluate(None)
-    best, best_weights, best_epoch, stale = before, head_weights(), 0, 0
+    if len(products) < 2:
+        raise CatalogError("training needs at least 2 products with photos (in-batch negatives)")
+    batches = [products[s : s + cfg.products_per_batch] for s in range(0, len(products), cfg.products_per_batch)]
+    steps_per_epoch = sum(1 for chosen in batches if len(chosen) >= 2)
+    before = learner.evaluate()
+    best, best_state, best_epoch, stale = before, learner.snapshot(), 0, 0
     losses: list[float] = []
-    epochs_run = 0
+    epochs_run = done = 0
     for epoch in range(1, cfg.epochs + 1):
         epochs_run = epoch
         rng.shuffle(products)
+        learner.set_training(True)
         epoch_loss, steps = 0.0, 0
         for start in range(0, len(products), cfg.products_per_batch):
             chosen = products[start : start + cfg.products_per_batch]
             if len(chosen) < 2:
                 continue
-            rows, labels = [], []
-            for p in chosen:  # two different photos (or two views of the only photo) per product
-                photos = by_product[p]
-                first, second = (rng.sample(photos, 2) if len(photos) >= 2 else (photos[0], photos[0]))
-                for img in (first, second):
-                    rows.append(features[img, rng.randrange(visual.shape[1])])
-                    labels.append(p)
-            x = torch.nn.functional.normalize(torch.stack(rows), dim=1)
-            emb = torch.nn.functional.normalize(x + w2(torch.relu(w1(x))), dim=1)
-            loss = loss_fn(emb, torch.tensor(labels))
+            emb, labels = learner.embed_batch(chosen, by_product, rng)
+            loss = loss_fn(emb, torch.tensor(labels, device=emb.device))
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             epoch_loss += loss.item()
             steps += 1
+            done += 1
+            if progress:
+                progress("train", done, steps_per_epoch * cfg.epochs)
         losses.append(epoch_loss / max(1, steps))
-        current = evaluate(head_weights())
+        learner.set_training(False)
+        current = learner.evaluate()
         if on_epoch:
             on_epoch(epoch, losses[-1], current)
         if current.better_than(best):
-            best, best_weights, best_epoch, stale = current, head_weights(), epoch, 0
+            best, best_state, best_epoch, stale = current, learner.snapshot(), epoch, 0
         else:
             stale += 1
             if stale >= cfg.patience:
                 break
-    return best_weights, TrainResult(before=before, after=best, epochs_run=epochs_run, best_epoch=best_epoch,
-                                     losses=losses)
+    return best_state, TrainResult(before=before, after=best, epochs_run=epochs_run, best_epoch=best_epoch,
+                                   losses=losses)
+
+
+class _HeadLearner:
+    """The offline model: a residual head on cached, frozen backbone features (`core/encoders/finetuned.py`)."""
+
+    def __init__(self, visual: np.ndarray, hidden: int, seed: int,
+                 evaluate: Callable[[dict[str, np.ndarray] | None], Scores]) -> None:
+        import torch
+
+        torch.manual_seed(seed)
+        dim = visual.shape[2]
+        self.w1 = torch.nn.Linear(dim, hidden)
+        self.w2 = torch.nn.Linear(hidden, dim)
+        torch.nn.init.zeros_(self.w2.weight)  # an untrained head is the identity: the zero-shot encoder
+        torch.nn.init.zeros_(self.w2.bias)
+        self.views = visual.shape[1]
+        self.features = torch.from_numpy(visual)
+        self._evaluate = evaluate
+        self._trained = False
+
+    def parameters(self) -> list[Any]:
+        return [*self.w1.parameters(), *self.w2.parameters()]
+
+    def embed_batch(self, chosen: Sequence[int], by_product: dict[int, list[int]],
+                    rng: random.Random) -> tuple[Any, list[int]]:
+        import torch
+
+        rows, labels = [], []
+        for p in chosen:  # two different photos (or two views of the only photo) per product
+            photos = by_product[p]
+            first, second = (rng.sample(photos, 2) if len(photos) >= 2 else (photos[0], photos[0]))
+            for img in (first, second):
+                rows.append(self.features[img, rng.randrange(self.views)])
+                labels.append(p)
+        x = torch.nn.functional.normalize(torch.stack(rows), dim=1)
+        self._trained = True
+        return torch.nn.functional.normalize(x + self.w2(torch.relu(self.w1(x))), dim=1), labels
+
+    def evaluate(self) -> Scores:
+        return self._evaluate(self.snapshot() if self._trained else None)
+
+    def snapshot(self) -> dict[str, np.ndarray]:
+        return {"w1": self.w1.weight.detach().numpy().copy(), "b1": self.w1.bias.detach().numpy().copy(),
+                "w2": self.w2.weight.detach().numpy().copy(), "b2": self.w2.bias.detach().numpy().copy()}
+
+    def set_training(self, training: bool) -> None:
+        """The head has no dropout or norms: nothing to switch."""
+
+
+def train_head(visual: np.ndarray, owners: Sequence[int], train_idx: Sequence[int], cfg: TrainConfig,
+               evaluate: Callable[[dict[str, np.ndarray] | None], Scores],
+               on_epoch: Callable[[int, float, Scores], None] | None = None) -> tuple[dict[str, np.ndarray], TrainResult]:
+    """Train the residual head on cached features with early stopping on the held-out score."""
+    learner = _HeadLearner(visual, cfg.hidden, cfg.seed, evaluate)
+    return run_epochs(learner, owners, train_idx, cfg, on_epoch=on_epoch)
 
 
 def save_model(output: Path, weights: dict[str, np.ndarray], info: dict[str, Any]) -> str:
@@ -347,7 +428,7 @@ def train_offline(catalog: Path, output: Path, encoder: OfflineEncoder, cfg: Tra
         visual, semantic = cached_features(encoder, images, cfg.views, cfg.colour, cfg.seed, tick)
         output.mkdir(parents=True, exist_ok=True)
         np.savez(cache, key=np.array(key), visual=visual, semantic=semantic)  # a re-run skips the backbone
-    a, b = encoder._a, encoder._b  # the deployed mix of the two blocks
+    a, b = encoder.visual_weight, encoder.semantic_weight  # the deployed mix of the two blocks
     if eval_queries:
         index = {pid: i for i, pid in enumerate(product_ids)}
         kept = [(img, index[pid]) for img, pid in eval_queries if pid in index]

@@ -38,9 +38,9 @@ from visearch.indexer.train import (
     Scores,
     TrainConfig,
     TrainResult,
-    _losses,
     augment,
     holdout_split,
+    run_epochs,
     score,
     similarity_groups,
 )
@@ -206,62 +206,45 @@ def batch_specs(chosen: Sequence[int], by_product: dict[int, list[int]], images:
     return specs, labels
 
 
+class _ClipLearner:
+    """The CLIP model's half of `run_epochs`: the trainable image-side parameters, augmented views on the fly."""
+
+    def __init__(self, trainer: _ClipTrainer, images: Sequence[Image.Image], cfg: ClipTrainConfig,
+                 evaluate: Callable[[], Scores]) -> None:
+        self.trainer = trainer
+        self.images = images
+        self.cfg = cfg
+        self._evaluate = evaluate
+        self._params = trainable_parameters(trainer.clip, cfg.unfreeze_blocks)
+
+    def parameters(self) -> list[Any]:
+        return self._params
+
+    def embed_batch(self, chosen: Sequence[int], by_product: dict[int, list[int]],
+                    rng: random.Random) -> tuple[Any, list[int]]:
+        specs, labels = batch_specs(chosen, by_product, self.images, self.cfg.views, rng)
+        return image_features(self.trainer.clip, self.trainer.views(specs, self.cfg.colour)), labels
+
+    def evaluate(self) -> Scores:
+        return self._evaluate()
+
+    def snapshot(self) -> list[Any]:
+        return snapshot(self._params)
+
+    def set_training(self, training: bool) -> None:
+        self.trainer.clip.train(training)
+
+
 def fit(trainer: _ClipTrainer, images: Sequence[Image.Image], owners: Sequence[int], train_idx: Sequence[int],
         cfg: ClipTrainConfig, evaluate: Callable[[], Scores],
         progress: Callable[[str, int, int], None] | None = None,
         on_epoch: Callable[[int, float, Scores], None] | None = None) -> TrainResult:
-    """The training loop: early stopping on the held-out score, the best epoch's weights kept."""
-    import torch
-
-    params = trainable_parameters(trainer.clip, cfg.unfreeze_blocks)
-    optimiser = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loss_fn = _losses(cfg.loss, cfg)
-    rng = random.Random(cfg.seed)
-    by_product: dict[int, list[int]] = {}
-    for i in train_idx:
-        by_product.setdefault(owners[i], []).append(i)
-    products = list(by_product)
-    if len(products) < 2:
-        raise CatalogError("training needs at least 2 products with photos (in-batch negatives)")
-    steps_per_epoch = sum(1 for s in range(0, len(products), cfg.products_per_batch)
-                          if len(products[s : s + cfg.products_per_batch]) >= 2)
-    before = evaluate()
-    best, best_state, best_epoch, stale = before, snapshot(params), 0, 0
-    losses: list[float] = []
-    epochs_run = done = 0
-    for epoch in range(1, cfg.epochs + 1):
-        epochs_run = epoch
-        rng.shuffle(products)
-        trainer.clip.train()
-        epoch_loss, steps = 0.0, 0
-        for start in range(0, len(products), cfg.products_per_batch):
-            chosen = products[start : start + cfg.products_per_batch]
-            if len(chosen) < 2:
-                continue
-            specs, labels = batch_specs(chosen, by_product, images, cfg.views, rng)
-            emb = image_features(trainer.clip, trainer.views(specs, cfg.colour))
-            loss = loss_fn(emb, torch.tensor(labels, device=emb.device))
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            epoch_loss += loss.item()
-            steps += 1
-            done += 1
-            if progress:
-                progress("train", done, steps_per_epoch * cfg.epochs)
-        losses.append(epoch_loss / max(1, steps))
-        current = evaluate()
-        if on_epoch:
-            on_epoch(epoch, losses[-1], current)
-        if current.better_than(best):
-            best, best_state, best_epoch, stale = current, snapshot(params), epoch, 0
-        else:
-            stale += 1
-            if stale >= cfg.patience:
-                break
-    restore(params, best_state)
+    """The shared training loop (`run_epochs`) on CLIP; the best epoch's weights are put back in the model."""
+    learner = _ClipLearner(trainer, images, cfg, evaluate)
+    best_state, result = run_epochs(learner, owners, train_idx, cfg, progress, on_epoch)
+    restore(learner.parameters(), best_state)
     trainer.clip.eval()
-    return TrainResult(before=before, after=best, epochs_run=epochs_run, best_epoch=best_epoch, losses=losses)
+    return result
 
 
 def save_clip_model(st_model: Any, output: Path, info: dict[str, Any]) -> str:
@@ -287,7 +270,7 @@ def train_clip(catalog: Path, output: Path, model_source: str, cfg: TrainConfig,
     product_ids, images, owners = similarity_groups(catalog, clip_cfg.max_pixels)
     split = split_photos(owners, product_ids, images, eval_queries, clip_cfg.seed)
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="visearch-views") as pool:
-        trainer = _ClipTrainer(base._model, device, pool, batch_size=2 * clip_cfg.products_per_batch)
+        trainer = _ClipTrainer(base.sentence_transformer, device, pool, batch_size=2 * clip_cfg.products_per_batch)
         side = KEEP_SIDE_FACTOR * input_side(trainer.image_processor)
         photos = [shrink(img, side) for img in images]
         queries = [shrink(img, side) for img in split.query_images]
@@ -299,7 +282,7 @@ def train_clip(catalog: Path, output: Path, model_source: str, cfg: TrainConfig,
 
         result = fit(trainer, photos, owners, split.train, clip_cfg, evaluate, progress, on_epoch)
     result.images, result.products = len(images), len(product_ids)
-    result.version = save_clip_model(base._model, output, {
+    result.version = save_clip_model(base.sentence_transformer, output, {
         "base_model_id": base.model_id, "base_model": model_source, "trained_on": str(catalog),
         "config": asdict(clip_cfg), "device": device, "before": asdict(result.before), "after": asdict(result.after),
         "best_epoch": result.best_epoch, "epochs_run": result.epochs_run, "losses": result.losses,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
@@ -65,6 +66,14 @@ class PHashEncoder:
         raise EncoderUnavailableError("pHash compares pictures only; it cannot search by text")
 
 
+class ImageFeatures(Protocol):
+    """What the CNN baseline needs of the offline encoder: its pooled visual features."""
+
+    def image_features(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
+        """Unit visual features (n, 1280) and class probabilities (n, 1000)."""
+        ...
+
+
 class CnnFeatureEncoder:
     """Raw ImageNet CNN features (EfficientNet-Lite0 pooled, 1280-d), no metric learning, no text."""
 
@@ -73,7 +82,7 @@ class CnnFeatureEncoder:
     min_score_image = 0.5
     min_score_text = 1.0
 
-    def __init__(self, offline: object | None = None, device: str = "cpu", batch_size: int = 32) -> None:
+    def __init__(self, offline: ImageFeatures | None = None, device: str = "cpu", batch_size: int = 32) -> None:
         if offline is None:
             from visearch.core.encoders.offline import OfflineEncoder
 
@@ -83,7 +92,7 @@ class CnnFeatureEncoder:
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
-        visual, _ = self._offline.image_features(images)  # type: ignore[attr-defined]
+        visual, _ = self._offline.image_features(images)
         return l2_normalise(visual)
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:

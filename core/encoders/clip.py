@@ -96,6 +96,11 @@ class ClipEncoder:
             if self.backend == "onnx-int8":
                 self.model_id += "+int8"
 
+    @property
+    def sentence_transformer(self) -> Any:
+        """The loaded `SentenceTransformer`: `visearch train --encoder clip` fine-tunes and saves it."""
+        return self._model
+
     # -- the Encoder interface --------------------------------------------------------------------
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import TypedDict
 
 from visearch.core.config import Settings
 from visearch.core.encoders.base import Encoder
@@ -59,6 +61,14 @@ def load_offline(settings: Settings) -> Encoder:
     return OfflineEncoder(device=settings.device, batch_size=settings.batch_size, **runtime_options(settings))
 
 
-def runtime_options(settings: Settings) -> dict[str, object]:
+class RuntimeOptions(TypedDict):
+    """The encoder constructors' runtime keyword arguments."""
+
+    backend: str
+    threads: int
+    onnx_cache: Path | str | None
+
+
+def runtime_options(settings: Settings) -> RuntimeOptions:
     """The encoder runtime settings (VISEARCH_BACKEND, _ONNX_THREADS, _ONNX_CACHE) as constructor arguments."""
-    return {"backend": settings.backend, "threads": settings.onnx_threads, "onnx_cache": settings.onnx_cache}
+    return RuntimeOptions(backend=settings.backend, threads=settings.onnx_threads, onnx_cache=settings.onnx_cache)

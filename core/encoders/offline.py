@@ -128,8 +128,9 @@ class OfflineEncoder:
         # 0.57); 0.45: 88% / 58; 0.60: 75% / 7. Unrelated chat texts score below 0.40.
         self.words_dim = TEXT_DIM
         self.min_score_words = 0.55
-        self._a = float(np.sqrt(1.0 - SEMANTIC_SHARE))
-        self._b = float(np.sqrt(SEMANTIC_SHARE))
+        #: the deployed mix of the two blocks, a^2 + b^2 = 1 (training scores vectors with the same mix)
+        self.visual_weight = float(np.sqrt(1.0 - SEMANTIC_SHARE))
+        self.semantic_weight = float(np.sqrt(SEMANTIC_SHARE))
 
         try:
             import torch
@@ -180,7 +181,7 @@ class OfflineEncoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         visual, probs = self.image_features(images)
         semantic = self.semantic_from_probs(probs)
-        return l2_normalise(np.concatenate([self._a * visual, self._b * semantic], axis=1))
+        return l2_normalise(np.concatenate([self.visual_weight * visual, self.semantic_weight * semantic], axis=1))
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """(n, 1664) float32 unit rows: [0, MiniLM(text)]; MiniLM truncates long texts (256 word pieces)."""
@@ -198,7 +199,13 @@ class OfflineEncoder:
     # -- building blocks (public for evaluation, training and tests) -------------------------------
 
     def image_features(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
-        """Unit-normalised 1280-d pooled CNN features and the 1000 ImageNet class probabilities."""
+        """Unit-normalised 1280-d visual features and the 1000 ImageNet class probabilities (a fine-tuned
+        encoder passes the visual features through its head)."""
+        return self.backbone_features(images)
+
+    def backbone_features(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
+        """The frozen CNN's unit-normalised 1280-d pooled features and class probabilities, never through a
+        head: what `visearch train` caches and trains a head on."""
         if self._cnn_session is not None:
             return self._image_features_onnx(images)
         torch = self._torch
@@ -209,7 +216,7 @@ class OfflineEncoder:
                 x = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
                 fmap = self._cnn.extract_features(x)
                 pooled = fmap.mean(dim=(2, 3))
-                logits = self._cnn._fc(pooled)  # dropout is the identity in eval mode
+                logits = classifier(self._cnn)(pooled)  # dropout is the identity in eval mode
                 visual.append(pooled.float().cpu().numpy())
                 probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
         return l2_normalise(np.concatenate(visual)), np.concatenate(probs).astype(np.float32)
@@ -294,6 +301,13 @@ def _load_cnn(weights: Path, architecture: type) -> Any:
     return cnn.eval()
 
 
+def classifier(cnn: Any) -> Any:
+    """EfficientNet-Lite0's final linear layer (pooled features -> 1000 logits).
+
+    efficientnet-lite-pytorch only exposes it as `_fc`; this is the one place that reads it."""
+    return cnn._fc
+
+
 def export_cnn(cnn: Any, path: Path) -> None:
     """Export pixels (n, 3, 224, 224) -> pooled (n, 1280), logits (n, 1000); dynamic batch."""
     import torch
@@ -307,7 +321,7 @@ def export_cnn(cnn: Any, path: Path) -> None:
 
         def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             pooled = self.net.extract_features(pixels).mean(dim=(2, 3))
-            return pooled, self.net._fc(pooled)
+            return pooled, classifier(self.net)(pooled)
 
     example = (torch.zeros(2, 3, IMAGE_SIZE, IMAGE_SIZE),)
     export_module(PooledAndLogits(cnn.float().cpu().eval()), example, path, ["pixels"], ["pooled", "logits"],
