@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Literal, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -12,6 +15,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from visearch.core.errors import ConfigError
 
 EncoderName = Literal["clip", "offline", "auto"]
+
+#: settings that once existed and do nothing now, with why: still accepted, with a deprecation warning
+RETIRED_SETTINGS: Mapping[str, str] = MappingProxyType({
+    "default_limit": "nothing read it; the HTTP API's `limit` defaults to 12 (1-100), and a Telegram answer's "
+                     "size is VISEARCH_TELEGRAM_CARDS_PER_PAGE",
+    "max_limit": "nothing read it; the HTTP API caps `limit` at 100",
+})
 
 
 class Settings(BaseSettings):
@@ -59,8 +69,6 @@ class Settings(BaseSettings):
     weight_image: float = Field(1.0, ge=0, description="weight of the image signal in the fusion of a text query")
     weight_words: float = Field(1.0, ge=0, description="weight of the words signal (titles, tags, OCR); 0 = image only")
     ocr: bool = Field(False, description="read text off product photos at index time (brand names on packaging) into the words signal")
-    default_limit: int = Field(5, ge=1, le=100)
-    max_limit: int = Field(50, ge=1, le=1000)
     cursor_ttl: float = Field(3600.0, gt=0, description="seconds a 'show more' cursor stays valid (a cursor keeps only the query vector, never the photo)")
     max_cursors: int = Field(4096, ge=1, description="cursors kept in memory at most (oldest dropped first)")
     facets_ttl: float = Field(300.0, ge=0, description="seconds the list of filter values (/filters) is cached")
@@ -102,6 +110,19 @@ class Settings(BaseSettings):
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https:// (for example http://localhost:6333)")
         return value or None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _warn_retired_settings(cls, data: object) -> object:
+        """Retired settings are still accepted (an old .env keeps starting) but said to do nothing; a
+        FutureWarning, not a DeprecationWarning, because it is meant for operators and Python shows it."""
+        given = set(data) if isinstance(data, dict) else set()
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        for name, why in RETIRED_SETTINGS.items():
+            if name in given or f"{prefix}{name}".upper() in os.environ:
+                warnings.warn(f"{prefix}{name.upper()} is deprecated and ignored: {why}", FutureWarning,
+                              stacklevel=2)
+        return data
 
     @model_validator(mode="after")
     def _write_consistency_fits_replicas(self) -> Settings:
