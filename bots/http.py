@@ -15,6 +15,11 @@ from typing import Any
 
 import httpx
 
+from visearch.bots.conversation.incoming import MediaError, MediaTooLargeError, NotAnImageError
+
+__all__ = ["RETRY_STATUSES", "MediaError", "MediaTooLargeError", "NotAnImageError", "PlatformClient", "PlatformError",
+           "json_object"]
+
 log = logging.getLogger("visearch.server")
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -29,17 +34,6 @@ class PlatformError(Exception):
     def __init__(self, platform: str, description: str, status: int | None = None, retryable: bool = False) -> None:
         super().__init__(f"{platform}: {description}")
         self.platform, self.description, self.status, self.retryable = platform, description, status, retryable
-
-
-class MediaError(Exception):
-    """A user's media cannot be used: not an image, gone; the message says why, for the user."""
-
-
-class MediaTooLargeError(MediaError):
-    """A user's media is over the platform's size limit (declared or counted while downloading)."""
-
-    def __init__(self) -> None:
-        super().__init__("too large")
 
 
 class PlatformClient:

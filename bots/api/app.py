@@ -23,7 +23,7 @@ from starlette.staticfiles import StaticFiles
 from visearch.bots.api.limits import OTHER_MAX_BODY_BYTES, BodyLimit, Rule
 from visearch.bots.api.models import ErrorOut, ProductIn, SearchIn
 from visearch.bots.api.routes import ApiError, router, validation_message
-from visearch.bots.server.config import ServerSettings
+from visearch.bots.api.settings import ApiSettings
 from visearch.core.errors import (
     CollectionNotFoundError,
     EncoderBusyError,
@@ -130,7 +130,7 @@ def openapi_of(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
-def body_rules(server: ServerSettings, max_image_bytes: int) -> list[Rule]:
+def body_rules(server: ApiSettings, max_image_bytes: int) -> list[Rule]:
     """What each route may receive. Only the keyed writes take big bodies (their key is checked
     before the body is read); the public search takes a few KB of JSON, or one photo in a form."""
     api_max = server.api_max_body_bytes
@@ -148,7 +148,7 @@ def body_rules(server: ServerSettings, max_image_bytes: int) -> list[Rule]:
     ]
 
 
-def install_api(app: FastAPI, server: ServerSettings, max_image_bytes: int) -> None:
+def install_api(app: FastAPI, server: ApiSettings, max_image_bytes: int) -> None:
     """Routes under /api/v1, handlers, middleware; the page at / when VISEARCH_WEB_PAGE is on."""
     app.include_router(router, prefix=PREFIX)
     app.add_exception_handler(ApiError, on_api_error)

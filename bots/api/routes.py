@@ -33,8 +33,9 @@ from visearch.bots.api.models import (
     StatsOut,
     UpsertResult,
 )
+from visearch.bots.api.settings import ApiSettings
+from visearch.bots.conversation import Notice, NoticeReason, search_outcome
 from visearch.bots.jsonbody import JsonBodyError, parse_json_async
-from visearch.bots.server.config import ServerSettings
 from visearch.core.domain import Filters, SearchResult
 from visearch.core.domain import Query as CoreQuery
 from visearch.core.search import SearchService
@@ -91,7 +92,7 @@ def key_matches(given: str, keys: list[str]) -> bool:
     return found
 
 
-def check_key(request: Request, server: ServerSettings) -> None:
+def check_key(request: Request, server: ApiSettings) -> None:
     keys = server.api_key_list
     if not keys:
         raise ApiError(401, "this server has no API keys: set VISEARCH_API_KEYS to enable this endpoint", "auth",
@@ -111,7 +112,7 @@ def require_write_key(request: Request) -> None:
 
 def require_search_key(request: Request) -> None:
     """Dependency of the search endpoints: a key only when search is not public."""
-    server: ServerSettings = state_of(request).server
+    server: ApiSettings = state_of(request).server
     if not server.api_public_search:
         check_key(request, server)
 
@@ -373,7 +374,26 @@ async def search(request: Request) -> SearchOut:
             query = parse_model(CoreQuery, {"cursor": body.cursor, "limit": body.limit})
         else:
             query = parse_model(CoreQuery, {"text": body.text, "filters": body.filters.core(), "limit": body.limit})
-    return search_answer(await service.search(query), request)
+    outcome = await search_outcome(service, query)
+    if isinstance(outcome, Notice):
+        raise api_error_of(outcome)
+    return search_answer(outcome, request)
+
+
+def api_error_of(notice: Notice) -> Exception:
+    """The API's answer to a failed search, by the conversation's notice reason (the statuses and
+    error kinds the API always gave). An unavailable store or an unexpected error goes back to the
+    app's handlers as the error itself: they log it for the operator and answer without details."""
+    error = notice.error
+    if notice.reason is NoticeReason.BAD_IMAGE:
+        return ApiError(422, f"image: {notice.detail}", "validation", "image")
+    if notice.reason is NoticeReason.EXPIRED:
+        return ApiError(422, f"cursor: {error}", "validation", "cursor")
+    if notice.reason is NoticeReason.BUSY:
+        return ApiError(503, str(error), "busy", headers={"Retry-After": "1"})
+    if notice.reason is NoticeReason.PRODUCT_GONE:
+        return ApiError(404, "the product's photo is gone (deleted meanwhile)", "not_found")
+    return error if isinstance(error, Exception) else ApiError(500, "internal error: the server log has the details")
 
 
 @router.get("/stats", response_model=StatsOut, dependencies=[Depends(require_search_key)],

@@ -29,16 +29,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from visearch.bots.answers import BUSY, Searcher
 from visearch.bots.api import install_api
 from visearch.bots.api.app import PREFIX
 from visearch.bots.api.catalog import CatalogWriter, product_folder
+from visearch.bots.conversation import Conversation, ConversationSettings, Metrics, NoticeReason
 from visearch.bots.jsonbody import parse_json
-from visearch.bots.ratelimit import RateLimiter
 from visearch.bots.server.config import ServerSettings
-from visearch.bots.server.metrics import Metrics
-from visearch.bots.server.runtime import Runtime
-from visearch.bots.server.work import DELIVERIES_FILE, PersistentSeenIds, WorkQueue
+from visearch.bots.webhooks.runtime import Runtime
+from visearch.bots.webhooks.work import DELIVERIES_FILE, PersistentSeenIds, WorkQueue
 from visearch.bots.telegram.config import TelegramSettings
 from visearch.core.config import Settings
 from visearch.core.search import SearchService
@@ -61,6 +59,8 @@ class ServerState:
     whatsapp: Any = None
     telegram_bot: Any = None
     telegram_dispatcher: Any = None
+    telegram_conversation: Any = None
+    conversation: Conversation | None = None
     writer: CatalogWriter | None = None
     owns_service: bool = False
     store: VectorStore | None = None  # opened by the caller (its lock already taken), for the service we open
@@ -134,36 +134,37 @@ async def _start(state: ServerState) -> None:
     queue.start()
     seen = await PersistentSeenIds.open(state.settings.data_dir / DELIVERIES_FILE, server.dedupe_ttl)
     state.runtime = Runtime(queue, seen, metrics)
-    limiter = RateLimiter(server.rate_limit, server.rate_window)
-
-    def searcher(platform: str) -> Searcher:
-        assert state.service is not None
-        return Searcher(state.service, platform, metrics, limiter, server.cards_per_answer)
+    service = state.service
+    # one conversation, one rate limit (VISEARCH_RATE_LIMIT / VISEARCH_RATE_WINDOW) for every channel
+    state.conversation = conversation = Conversation(service, ConversationSettings(
+        rate_limit=server.rate_limit, rate_window=server.rate_window, album_wait=state.telegram.album_wait,
+        shop_name=server.viber_sender_name), metrics)
 
     if server.viber_enabled:
         from visearch.bots.viber.bot import ViberBot
 
         state.viber = ViberBot(server.viber_token.get_secret_value(), server.viber_api_url,  # type: ignore[union-attr]
-                               server.viber_sender_name, searcher("viber"), state.runtime, server.public_url,
-                               server.viber_max_media_bytes)
+                               server.viber_sender_name, conversation, state.runtime, server.public_url,
+                               server.viber_max_media_bytes, server.cards_per_answer)
     if server.whatsapp_enabled:
         from visearch.bots.whatsapp.bot import WhatsAppBot
 
         state.whatsapp = WhatsAppBot(
             server.whatsapp_token.get_secret_value(), server.whatsapp_app_secret.get_secret_value(),  # type: ignore[union-attr]
             server.whatsapp_verify_token.get_secret_value(), server.whatsapp_phone_number_id or "",  # type: ignore[union-attr]
-            server.whatsapp_api_url, server.whatsapp_api_version, searcher("whatsapp"), state.runtime,
-            server.public_url, server.whatsapp_max_media_bytes)
+            server.whatsapp_api_url, server.whatsapp_api_version, conversation, state.runtime,
+            server.public_url, server.whatsapp_max_media_bytes, server.cards_per_answer)
     if state.telegram_enabled:
         from aiogram import Dispatcher
 
         from visearch.bots.telegram.aiogram_router import create_bot, create_router
         from visearch.bots.telegram.conversation import TelegramConversation
 
-        conversation = TelegramConversation(state.telegram, state.settings, service=state.service)
+        state.telegram_conversation = TelegramConversation(state.telegram, state.settings, service=service,
+                                                           conversation=conversation)
         state.telegram_bot = create_bot(state.telegram)
         state.telegram_dispatcher = Dispatcher()
-        state.telegram_dispatcher.include_router(create_router(conversation))
+        state.telegram_dispatcher.include_router(create_router(state.telegram_conversation))
     log.info("visearch serve: webhooks enabled for %s", ", ".join(state.enabled()) or "no platform")
 
 
@@ -372,12 +373,19 @@ async def telegram_webhook(request: Request) -> Response:
         counter.labels("telegram", "busy").inc()
         chat = update.message.chat.id if update.message else None
         if chat is not None:
-            runtime.spawn(_telegram_busy(bot, chat))
+            runtime.spawn(_telegram_busy(state, chat))
     return JSONResponse({})
 
 
-async def _telegram_busy(bot: Any, chat_id: int) -> None:
+async def _telegram_busy(state: ServerState, chat_id: int) -> None:
+    """The queue is full: the BUSY notice, rendered and sent like every Telegram answer (best effort)."""
+    from visearch.bots.telegram import presentation as ui
+    from visearch.bots.telegram.aiogram_router import AiogramSender
+    from visearch.bots.telegram.conversation import deliver
+
+    telegram = state.telegram_conversation
+    busy = telegram.conversation.refused(telegram.channel, NoticeReason.BUSY)
     try:
-        await bot.send_message(chat_id, BUSY)
+        await deliver(ui.render(busy), AiogramSender(state.telegram_bot, chat_id), telegram.photo_ids)
     except Exception as exc:  # the busy notice is best effort
         log.warning("telegram busy reply failed: %s", type(exc).__name__)

@@ -38,6 +38,7 @@ from aiogram.types import (
     Message,
 )
 
+from visearch.bots.conversation import COMMANDS, OWN_COMMANDS
 from visearch.bots.telegram import presentation as ui
 from visearch.bots.telegram.config import TelegramSettings
 from visearch.bots.telegram.conversation import (
@@ -51,7 +52,6 @@ from visearch.bots.telegram.conversation import (
 
 log = logging.getLogger("visearch.telegram")
 
-COMMANDS = ("start", "help", "filters", "stats")
 
 
 class RetryAfterMiddleware(BaseRequestMiddleware):
@@ -137,7 +137,7 @@ def create_router(conversation: TelegramConversation | None = None, *, with_comm
         try:
             await deliver(replies, AiogramSender(bot, chat_id), convo.photo_ids)
         except Exception:
-            convo.counters["errors"] += 1
+            convo.reply_failed()
             log.exception("could not send the answer to a Telegram chat")
 
     async def download(bot: Bot, file_id: str) -> bytes:
@@ -145,7 +145,7 @@ def create_router(conversation: TelegramConversation | None = None, *, with_comm
         await bot.download(file_id, destination=buffer)
         return buffer.getvalue()
 
-    commands = COMMANDS if with_commands else ("filters", "stats")
+    commands = COMMANDS if with_commands else tuple(c for c in COMMANDS if c not in OWN_COMMANDS)
 
     @router.message(Command(*commands))
     async def on_command(message: Message, bot: Bot) -> None:

@@ -1,120 +1,59 @@
-"""The Telegram bot's behaviour, independent of the framework: update facts in, replies out.
+"""The Telegram adapter of the one conversation (`visearch.bots.conversation`), independent of the framework.
 
-Both adapters (`aiogram_router`, `ptb_handlers`) extract the same facts from an update (user,
-text, photo file ids, document type and size), call one `handle_*` method here, and send the
-returned replies. Search itself is the core `SearchService`; this module only decides *what to
-say*: rate limiting, album collection, bad-input checks, error wording, pagination buttons.
+Both adapters (`aiogram_router`, `ptb_handlers`) read the same facts from an update (user, text,
+photo file ids, document type and size) with `route_message`, call the platform-neutral
+`Conversation` through `TelegramConversation`, and send the replies `presentation` renders from its
+typed answer with `deliver`. Nothing here decides *what to say*: that is the conversation's job.
 """
 
 from __future__ import annotations
 
-from types import MappingProxyType
 import asyncio
 import logging
-import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol
 
-from visearch.bots.ratelimit import RateLimiter
+from visearch.bots.conversation import (
+    AlbumCollector,
+    Channel,
+    ContentKind,
+    Conversation,
+    ConversationSettings,
+    IncomingFile,
+    Metrics,
+)
+from visearch.bots.conversation.metrics import ConversationMetrics
 from visearch.bots.telegram import presentation as ui
 from visearch.bots.telegram.config import TelegramSettings
 from visearch.core.config import Settings, load_settings
-from visearch.core.domain import Filters, Query, SearchResult
-from visearch.core.errors import EncoderBusyError, ImageError, StoreError, VisearchError
-from visearch.core.query_syntax import parse_query_text
-from visearch.core.search import CursorExpiredError, PointNotFoundError, SearchService
+from visearch.core.search import SearchService
 
 log = logging.getLogger("visearch.telegram")
 
+CHANNEL = "telegram"
+#: gets a file's bytes by its Telegram file id
 Download = Callable[[str], Awaitable[bytes]]
 Progress = Callable[[], Awaitable[object]]
 
-#: message content we cannot search by, and how the reply names it (Bot API field names)
+#: message content we cannot search by (Bot API field names)
 UNSUPPORTED_CONTENT = MappingProxyType({
-    "sticker": "stickers",
-    "voice": "voice messages",
-    "audio": "audio",
-    "video": "videos",
-    "video_note": "video messages",
-    "animation": "GIFs",
-    "location": "locations",
-    "venue": "places",
-    "contact": "contacts",
-    "poll": "polls",
-    "dice": "dice",
+    "sticker": ContentKind.STICKER,
+    "voice": ContentKind.VOICE,
+    "audio": ContentKind.AUDIO,
+    "video": ContentKind.VIDEO,
+    "video_note": ContentKind.VIDEO_NOTE,
+    "animation": ContentKind.ANIMATION,
+    "location": ContentKind.LOCATION,
+    "venue": ContentKind.VENUE,
+    "contact": ContentKind.CONTACT,
+    "poll": ContentKind.POLL,
+    "dice": ContentKind.DICE,
 })
 
-#: common document types that are certainly not photos, with how the reply names them
-NOT_IMAGE_TYPES = MappingProxyType({
-    "application/pdf": "a PDF document",
-    "application/zip": "a ZIP archive",
-    "application/msword": "a Word document",
-    "text/plain": "a text file",
-    "video/mp4": "a video",
-})
-
-
-@dataclass(frozen=True)
-class IncomingFile:
-    """A photo size or a document, as Telegram describes it in the update."""
-
-    file_id: str
-    file_size: int | None = None
-    mime_type: str | None = None
-    file_name: str | None = None
-
-
-@dataclass
-class _Album:
-    items: list[IncomingFile] = field(default_factory=list)
-    caption: str | None = None
-    last_added: float = 0.0
-
-
-class AlbumCollector:
-    """Gathers the photos of one album (one `media_group_id`) so it is answered once.
-
-    Telegram delivers an album as separate updates. The first update's handler becomes the leader:
-    it waits until no photo has arrived for `wait` seconds and gets the whole album; the handlers
-    of the other updates get None and send nothing. Needs updates handled concurrently (aiogram's
-    default; python-telegram-bot handlers registered with `block=False`).
-    """
-
-    def __init__(self, wait: float, max_items: int = 10) -> None:
-        self.wait = wait
-        self.max_items = max_items
-        self._albums: dict[Hashable, _Album] = {}
-
-    async def collect(self, group_id: Hashable, item: IncomingFile, caption: str | None) -> _Album | None:
-        """Add a photo; the leader gets the complete album back, the others None."""
-        album = self._albums.get(group_id)
-        now = time.monotonic()
-        if album is not None:
-            if len(album.items) < self.max_items:
-                album.items.append(item)
-            album.caption = album.caption or caption
-            album.last_added = now
-            return None
-        album = _Album([item], caption, now)
-        self._albums[group_id] = album
-        try:
-            while (quiet := time.monotonic() - album.last_added) < self.wait:
-                await asyncio.sleep(self.wait - quiet)
-        finally:
-            del self._albums[group_id]
-        return album
-
-
-async def _notify(progress: Progress | None) -> None:
-    """Show 'sending photo...' in the chat; a failure to do so never stops the search."""
-    if progress is None:
-        return
-    try:
-        await progress()
-    except Exception as exc:
-        log.debug("chat action failed: %s", type(exc).__name__)
+__all__ = ["AlbumCollector", "IncomingFile", "PhotoIdCache", "TelegramConversation", "deliver", "route_message"]
 
 
 class PhotoIdCache:
@@ -143,21 +82,46 @@ class PhotoIdCache:
         self._ids.pop(key, None)
 
 
+def telegram_channel(telegram: TelegramSettings) -> Channel:
+    """Telegram as the conversation sees it: 20 MB downloads, admins by user id, cards per page."""
+    return Channel(CHANNEL, telegram.max_file_bytes, admins=frozenset(str(i) for i in telegram.admin_ids),
+                   cards_per_answer=telegram.cards_per_page)
+
+
+def conversation_settings(telegram: TelegramSettings, shop_name: str) -> ConversationSettings:
+    """The conversation knobs of a Telegram-only bot (`visearch bot telegram`)."""
+    return ConversationSettings(rate_limit=telegram.rate_limit, rate_window=telegram.rate_window,
+                                album_wait=telegram.album_wait, shop_name=shop_name)
+
+
 class TelegramConversation:
-    """What the bot answers. One instance serves every chat; share it between adapters if you like."""
+    """The conversation as Telegram's adapters call it (Telegram ids and replies). One instance
+    serves every chat; share it between adapters if you like. `visearch serve` passes the
+    `conversation` it shares with its other channels; alone, one is built from the Telegram settings."""
 
     def __init__(self, telegram: TelegramSettings, settings: Settings | None = None,
-                 service: SearchService | None = None, shop_name: str = "Shop") -> None:
+                 service: SearchService | None = None, shop_name: str = "Shop", *,
+                 conversation: Conversation | None = None, metrics: ConversationMetrics | None = None) -> None:
         self.telegram = telegram
         self.settings = settings
         self.shop_name = shop_name
         self._service = service
         self._owns_service = service is None
         self._opening = asyncio.Lock()
-        self.limiter = RateLimiter(telegram.rate_limit, telegram.rate_window)
-        self.albums = AlbumCollector(telegram.album_wait)
+        self.metrics: ConversationMetrics = metrics or (conversation.metrics if conversation else Metrics())
+        self.conversation = conversation or Conversation(self.start, conversation_settings(telegram, shop_name),
+                                                         self.metrics)
+        self.channel = telegram_channel(telegram)
         self.photo_ids = PhotoIdCache()
-        self.counters = {"searches": 0, "rate_limited": 0, "errors": 0}
+
+    @property
+    def albums(self) -> AlbumCollector:
+        return self.conversation.albums
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """Searches, rate-limited messages and errors of this channel (what /stats shows)."""
+        return self.metrics.counts(CHANNEL)
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -176,157 +140,51 @@ class TelegramConversation:
             await self._service.close()
             self._service = None
 
-    # --- commands --------------------------------------------------------------------------------
+    # --- what a user sends ------------------------------------------------------------------------
 
     async def handle_command(self, command: str, user_id: int | None) -> list[ui.Reply]:
         """/start, /help, /filters and the admin-only /stats."""
-        command = command.lower()
-        if command in ("start", "help"):
-            return [ui.TextReply(ui.start_text(self.shop_name))]
-        if command == "filters":
-            return await self._guarded(self._filters)
-        if command == "stats":
-            if user_id is None or user_id not in self.telegram.admin_ids:
-                return [ui.TextReply(ui.admin_only_text())]
-            return await self._guarded(self._stats)
-        return []
-
-    async def _filters(self) -> list[ui.Reply]:
-        service = await self.start()
-        return [ui.TextReply(ui.filters_text(await service.facets()))]
-
-    async def _stats(self) -> list[ui.Reply]:
-        service = await self.start()
-        stats = await service.stats()
-        stats.update(self.counters)
-        return [ui.TextReply(ui.stats_text(stats))]
-
-    # --- text ------------------------------------------------------------------------------------
+        user = "" if user_id is None else str(user_id)
+        return ui.render(await self.conversation.command(self.channel, user, command))
 
     async def handle_text(self, user_id: int, text: str, progress: Progress | None = None) -> list[ui.Reply]:
         """Words (and filters) in, cards out."""
-        parsed = parse_query_text(text)
-        if not parsed.has_words:
-            if parsed.filters.is_empty():
-                return [ui.TextReply(ui.start_text(self.shop_name))]
-            return [ui.TextReply(ui.filters_only_text(parsed.filters))]
-        if (refusal := self._throttle(user_id)) is not None:
-            return refusal
-        query = Query(text=parsed.text, filters=parsed.filters, limit=self.telegram.cards_per_page)
-        await _notify(progress)
-        return await self._guarded(self._search, query, parsed.text)
-
-    # --- photos and documents --------------------------------------------------------------------
+        return ui.render(await self.conversation.text(self.channel, str(user_id), text, progress))
 
     async def handle_photo(self, user_id: int, photo: IncomingFile, caption: str | None,
                            media_group_id: str | None, download: Download,
                            progress: Progress | None = None) -> list[ui.Reply]:
         """A photo (the largest size) or an image document, alone or as part of an album."""
-        if problem := self._check_size(photo):
-            return [problem]
-        files, album_caption = [photo], caption
-        if media_group_id:
-            album = await self.albums.collect((user_id, media_group_id), photo, caption)
-            if album is None:
-                return []  # another handler answers the album
-            files, album_caption = [f for f in album.items if not self._check_size(f)], album.caption
-        if (refusal := self._throttle(user_id)) is not None:
-            return refusal
-        parsed = parse_query_text(album_caption or "")
-        await _notify(progress)
-        try:
-            images = await asyncio.gather(*(download(f.file_id) for f in files))
-        except Exception as exc:  # a network or API error while downloading: tell the user, log it
-            log.warning("could not download a photo from Telegram: %s", type(exc).__name__)
-            return [ui.TextReply(ui.image_problem_text("it could not be downloaded from Telegram"))]
-        for data in images:
-            if len(data) > self.telegram.max_file_bytes:
-                return [ui.TextReply(ui.too_large_text(self.telegram.max_file_bytes))]
-        query = Query(images=list(images), filters=parsed.filters, limit=self.telegram.cards_per_page)
-        return await self._guarded(self._search, query, None)
+        answer = await self.conversation.photos(self.channel, str(user_id), photo, caption, _by_file_id(download),
+                                                media_group_id, progress)
+        return ui.render(answer)
 
     async def handle_document(self, user_id: int, document: IncomingFile, caption: str | None,
                               media_group_id: str | None, download: Download,
                               progress: Progress | None = None) -> list[ui.Reply]:
         """A file sent as a document: an image is searched like a photo, anything else is refused."""
-        mime = (document.mime_type or "").lower()
-        if mime in NOT_IMAGE_TYPES or (mime and not mime.startswith("image/") and mime != "application/octet-stream"):
-            return [ui.TextReply(ui.not_an_image_text(NOT_IMAGE_TYPES.get(mime, f"a {mime} file")))]
-        return await self.handle_photo(user_id, document, caption, media_group_id, download, progress)
+        answer = await self.conversation.document(self.channel, str(user_id), document, caption,
+                                                  _by_file_id(download), media_group_id, progress)
+        return ui.render(answer)
 
-    def handle_unsupported(self, what: str) -> list[ui.Reply]:
+    def handle_unsupported(self, content: ContentKind) -> list[ui.Reply]:
         """Stickers, voice, video, contacts...: say what works."""
-        return [ui.TextReply(ui.unsupported_message_text(what))]
-
-    def _check_size(self, file: IncomingFile) -> ui.TextReply | None:
-        if file.file_size is not None and file.file_size > self.telegram.max_file_bytes:
-            return ui.TextReply(ui.too_large_text(self.telegram.max_file_bytes))
-        return None
-
-    # --- buttons ---------------------------------------------------------------------------------
+        return ui.render(self.conversation.unsupported(self.channel, content))
 
     async def handle_callback(self, user_id: int, data: str) -> ui.CallbackAnswer:
         """'More like this' and 'Show more' taps."""
-        if data.startswith(ui.MORE_LIKE_THIS):
-            query = Query(similar_to=data[len(ui.MORE_LIKE_THIS):], limit=self.telegram.cards_per_page)
-            drop = False
-        elif data.startswith(ui.NEXT_PAGE):
-            query = Query(cursor=data[len(ui.NEXT_PAGE):], limit=self.telegram.cards_per_page)
-            drop = True
-        else:
-            return ui.CallbackAnswer()  # a button of the shop's own bot: not ours
-        if wait := self.limiter.hit(("telegram", user_id)):
-            self.counters["rate_limited"] += 1
-            return ui.CallbackAnswer(notice=ui.rate_limited_text(wait))
-        replies = await self._guarded(self._search, query, None)
-        notice = None
-        if len(replies) == 1 and isinstance(replies[0], ui.TextReply) and replies[0].text in (
-                ui.expired_text(), ui.product_gone_text()):
-            notice, replies, drop = replies[0].text, [], False
-        return ui.CallbackAnswer(notice=notice, replies=replies, drop_page_button=drop)
+        return ui.callback_answer(await self.conversation.button(self.channel, str(user_id), data))
 
-    # --- search and errors -----------------------------------------------------------------------
+    def reply_failed(self) -> None:
+        """An answer could not be sent (counted in /stats errors)."""
+        self.metrics.reply_failed(CHANNEL)
 
-    def _throttle(self, user_id: int) -> list[ui.Reply] | None:
-        """None when the user may search; else a polite reply (once per blocked stretch) or silence."""
-        wait = self.limiter.hit(("telegram", user_id))
-        if not wait:
-            return None
-        self.counters["rate_limited"] += 1
-        if self.limiter.should_warn(("telegram", user_id)):
-            return [ui.TextReply(ui.rate_limited_text(wait))]
-        return []  # already told: stay quiet
 
-    async def _search(self, query: Query, words: str | None) -> list[ui.Reply]:
-        service = await self.start()
-        self.counters["searches"] += 1
-        result: SearchResult = await service.search(query)
-        if result.no_match:
-            kind = "image" if query.kind in ("image", "page") else query.kind
-            return [ui.TextReply(ui.no_match_text(kind, words, query.filters if query.kind != "similar" else Filters()))]
-        return ui.card_replies(result.cards, result.next_cursor)
+def _by_file_id(download: Download) -> Callable[[IncomingFile], Awaitable[bytes]]:
+    async def fetch(file: IncomingFile) -> bytes:
+        return await download(file.file_id)
 
-    async def _guarded(self, fn: Callable[..., Awaitable[list[ui.Reply]]], *args: object) -> list[ui.Reply]:
-        """Turn every expected failure into a friendly reply; unexpected ones are logged, never raised."""
-        try:
-            return await fn(*args)
-        except ImageError as exc:
-            return [ui.TextReply(ui.image_problem_text(str(exc)))]
-        except CursorExpiredError:
-            return [ui.TextReply(ui.expired_text())]
-        except PointNotFoundError:
-            return [ui.TextReply(ui.product_gone_text())]
-        except EncoderBusyError as exc:  # too many queries waiting for the encoder (VISEARCH_MAX_PENDING)
-            log.warning("search refused: %s", exc)
-            return [ui.TextReply(ui.busy_text())]
-        except (StoreError, VisearchError) as exc:
-            self.counters["errors"] += 1
-            log.error("search unavailable: %s", exc)
-            return [ui.TextReply(ui.busy_text())]
-        except Exception:
-            self.counters["errors"] += 1
-            log.exception("unexpected error while answering a Telegram update")
-            return [ui.TextReply(ui.failure_text())]
+    return fetch
 
 
 # --- framework-neutral message routing and delivery ------------------------------------------------
@@ -334,11 +192,11 @@ class TelegramConversation:
 # `document`, `caption`, `media_group_id`, `from_user`...), so one function reads either.
 
 
-def unsupported_content(message: Any) -> str | None:
-    """What kind of unsearchable content a message carries (e.g. 'stickers'), or None."""
-    for field_name, what in UNSUPPORTED_CONTENT.items():
+def unsupported_content(message: Any) -> ContentKind | None:
+    """What kind of unsearchable content a message carries, or None."""
+    for field_name, kind in UNSUPPORTED_CONTENT.items():
         if getattr(message, field_name, None):
-            return what
+            return kind
     return None
 
 
@@ -350,7 +208,7 @@ async def route_message(conversation: TelegramConversation, message: Any, downlo
     caption = getattr(message, "caption", None)
     group = getattr(message, "media_group_id", None)
     if getattr(message, "animation", None):  # a GIF also carries a `document`: name it properly
-        return conversation.handle_unsupported(UNSUPPORTED_CONTENT["animation"])
+        return conversation.handle_unsupported(ContentKind.ANIMATION)
     if message.photo:
         largest = max(message.photo, key=lambda p: (p.width * p.height, p.file_size or 0))
         photo = IncomingFile(largest.file_id, largest.file_size, "image/jpeg")

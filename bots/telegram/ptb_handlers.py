@@ -20,8 +20,8 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from visearch.bots.conversation import COMMANDS, OWN_COMMANDS
 from visearch.bots.telegram import presentation as ui
-from visearch.bots.telegram.aiogram_router import COMMANDS
 from visearch.bots.telegram.config import TelegramSettings
 from visearch.bots.telegram.conversation import (
     PhotoInput,
@@ -162,7 +162,7 @@ def add_visearch_handlers(application: Application, conversation: TelegramConver
         try:
             await deliver(replies, PtbSender(bot, chat_id), convo.photo_ids)
         except Exception:
-            convo.counters["errors"] += 1
+            convo.reply_failed()
             log.exception("could not send the answer to a Telegram chat")
 
     async def on_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -204,7 +204,7 @@ def add_visearch_handlers(application: Application, conversation: TelegramConver
             await _drop_page_button(message)
         await send(context.bot, message.chat.id, answer.replies)
 
-    commands = list(COMMANDS if with_commands else ("filters", "stats"))
+    commands = list(COMMANDS if with_commands else tuple(c for c in COMMANDS if c not in OWN_COMMANDS))
     unsupported = (filters.Sticker.ALL | filters.VOICE | filters.AUDIO | filters.VIDEO | filters.VIDEO_NOTE
                    | filters.ANIMATION | filters.LOCATION | filters.CONTACT | filters.VENUE | filters.POLL
                    | filters.Dice.ALL)

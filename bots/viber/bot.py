@@ -17,16 +17,28 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from visearch.bots.answers import WELCOME, Answer, Searcher, unsupported
+from visearch.bots.conversation import (
+    Answer,
+    Cards,
+    Channel,
+    ContentKind,
+    Conversation,
+    IncomingFile,
+    Notice,
+    NoticeReason,
+    Silence,
+)
+from visearch.bots.conversation import wording as say
 from visearch.bots.http import RETRY_STATUSES, PlatformClient, PlatformError, json_object
-from visearch.bots.server.runtime import Rejected, Runtime, verified_json
 from visearch.bots.viber import messages
+from visearch.bots.webhooks.runtime import Rejected, Runtime, verified_json
 
 log = logging.getLogger("visearch.server")
 
 IGNORED_EVENTS = frozenset({"delivered", "seen", "subscribed", "unsubscribed", "failed", "client_status", "action"})
-UNSUPPORTED_TYPES = MappingProxyType({"sticker": "stickers", "video": "videos", "file": "files",
-                                      "location": "locations", "contact": "contacts", "url": "links"})
+UNSUPPORTED_TYPES = MappingProxyType({"sticker": ContentKind.STICKER, "video": ContentKind.VIDEO,
+                                      "file": ContentKind.FILE, "location": ContentKind.LOCATION,
+                                      "contact": ContentKind.CONTACT, "url": ContentKind.LINK})
 TOO_MANY_REQUESTS = 12
 RICH_MEDIA_REFUSED = frozenset({3, 13, 14})  # badData, apiVersionNotSupported, incompatibleWithVersion
 
@@ -41,11 +53,12 @@ class ViberBot:
 
     name = "viber"
 
-    def __init__(self, token: str, api_url: str, sender_name: str, searcher: Searcher, runtime: Runtime,
-                 public_url: str | None, max_media_bytes: int) -> None:
+    def __init__(self, token: str, api_url: str, sender_name: str, conversation: Conversation, runtime: Runtime,
+                 public_url: str | None, max_media_bytes: int, cards_per_answer: int = 3) -> None:
         self._token = token
         self.sender_name = sender_name
-        self.searcher = searcher
+        self.conversation = conversation
+        self.channel = Channel(self.name, max_media_bytes, cards_per_answer=cards_per_answer)
         self.runtime = runtime
         self.public_url = public_url
         self.max_media_bytes = max_media_bytes
@@ -71,8 +84,9 @@ class ViberBot:
         if kind == "webhook":
             return self._done("webhook_check", JSONResponse({}))
         if kind == "conversation_started":  # the response body is shown as the welcome message
+            welcome = Notice(NoticeReason.WELCOME, shop_name=self.conversation.settings.shop_name)
             return self._done("welcome", JSONResponse({"sender": {"name": self.sender_name}, "type": "text",
-                                                       "text": WELCOME}))
+                                                       "text": say.words(welcome)}))
         if kind != "message":
             return self._done("ignored", JSONResponse({}))
         sender = event.get("sender") if isinstance(event.get("sender"), dict) else {}
@@ -87,24 +101,32 @@ class ViberBot:
         return self.runtime.counted(self.name, outcome, response)
 
     async def _search(self, user: str, message: dict[str, Any]) -> Answer:
+        """Translate a Viber message into the conversation's terms."""
         kind = message.get("type")
         if kind == "picture" and isinstance(message.get("media"), str):
-            data, _ = await self.client.download(message["media"], self.max_media_bytes)
             caption = message.get("text") if isinstance(message.get("text"), str) else None
-            return await self.searcher.photo(user, [data], caption)
+            return await self.conversation.photos(self.channel, user, IncomingFile(message["media"]), caption,
+                                                  self._download)
         if kind == "text" and isinstance(message.get("text"), str):
-            return await self.searcher.text(user, message["text"])
-        return Answer(text=unsupported(UNSUPPORTED_TYPES.get(str(kind), "this kind of message")))
+            return await self.conversation.text(self.channel, user, message["text"])
+        return self.conversation.unsupported(self.channel, UNSUPPORTED_TYPES.get(str(kind), ContentKind.OTHER))
+
+    async def _download(self, file: IncomingFile) -> bytes:
+        data, _ = await self.client.download(file.file_id, self.max_media_bytes)
+        return data
 
     # --- replies ----------------------------------------------------------------------------------
 
-    async def send_text(self, user: str, text: str) -> None:
-        await self._send(messages.text_message(user, self.sender_name, text))
+    async def send(self, user: str, answer: Answer) -> None:
+        """Cards as a carousel (pictures when rich media is refused); a notice as a text message."""
+        if isinstance(answer, Cards):
+            await self.send_cards(user, answer)
+        elif isinstance(answer, Notice):
+            await self._send(messages.text_message(user, self.sender_name, say.words(answer)))
+        else:
+            assert isinstance(answer, Silence)
 
-    async def send_answer(self, user: str, answer: Answer) -> None:
-        if not answer.cards:
-            await self.send_text(user, answer.text or WELCOME)
-            return
+    async def send_cards(self, user: str, answer: Cards) -> None:
         rich = messages.carousel(user, self.sender_name, answer.cards, answer.next_cursor, self.public_url)
         if rich is not None:
             try:

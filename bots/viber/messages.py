@@ -12,7 +12,10 @@ import html
 import json
 from typing import Any
 
-from visearch.bots.answers import MORE_LIKE_THIS, NEXT_PAGE, cut, image_url, price_text
+from visearch.bots.conversation import MORE_LIKE_THIS, NEXT_PAGE
+from visearch.bots.conversation import wording as say
+from visearch.bots.conversation.text import card_price, image_url
+from visearch.bots.conversation.text import cut as cut_text
 from visearch.core.domain import Card
 
 MAX_MESSAGE_BYTES = 30_000
@@ -20,6 +23,11 @@ MAX_CAROUSEL = 6
 PICTURE_CAPTION_LIMIT = 512
 TEXT_LIMIT = 7000
 RICH_MEDIA_API_VERSION = 2
+
+
+def cut(text: str, limit: int) -> str:
+    """Plain text cut to `limit` characters (line breaks kept)."""
+    return cut_text(text, limit, keep_lines=True)
 
 
 def text_message(receiver: str, sender_name: str, text: str, keyboard: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -34,7 +42,7 @@ def text_message(receiver: str, sender_name: str, text: str, keyboard: dict[str,
 def _card_blocks(card: Card, public_url: str | None) -> list[dict[str, Any]]:
     """One carousel block (6 columns x 6 rows): photo, title + price, Open / More like this."""
     image = image_url(card, public_url)
-    facts = " · ".join(p for p in (price_text(card), card.category or "") if p)
+    facts = " · ".join(p for p in (card_price(card), card.category or "") if p)
     text = f"<b>{html.escape(cut(card.title, 80))}</b>"
     if facts:
         text += f"<br>{html.escape(cut(facts, 60))}"
@@ -45,9 +53,9 @@ def _card_blocks(card: Card, public_url: str | None) -> list[dict[str, Any]]:
     blocks.append({"Columns": 6, "Rows": 2 if image else 5, "Text": text, "ActionType": "none",
                    "TextSize": "medium", "TextVAlign": "middle", "TextHAlign": "left"})
     more = {"Columns": 3 if card.url else 6, "Rows": 1, "ActionType": "reply", "ActionBody": MORE_LIKE_THIS + card.point_id,
-            "Text": "<b>More like this</b>", "Silent": True}
+            "Text": f"<b>{html.escape(say.MORE_LIKE_THIS_LABEL)}</b>", "Silent": True}
     if card.url:
-        blocks.append({"Columns": 3, "Rows": 1, "ActionType": "open-url", "ActionBody": card.url, "Text": "<b>Open</b>"})
+        blocks.append({"Columns": 3, "Rows": 1, "ActionType": "open-url", "ActionBody": card.url, "Text": f"<b>{html.escape(say.OPEN_LABEL)}</b>"})
     blocks.append(more)
     return blocks
 
@@ -58,7 +66,7 @@ def show_more_keyboard(next_cursor: str | None) -> dict[str, Any] | None:
         return None
     return {"Type": "keyboard", "DefaultHeight": False, "Buttons": [
         {"Columns": 6, "Rows": 1, "ActionType": "reply", "ActionBody": NEXT_PAGE + next_cursor,
-         "Text": "Show more", "Silent": True}]}
+         "Text": say.SHOW_MORE_LABEL, "Silent": True}]}
 
 
 def carousel(receiver: str, sender_name: str, cards: list[Card], next_cursor: str | None,
@@ -68,7 +76,7 @@ def carousel(receiver: str, sender_name: str, cards: list[Card], next_cursor: st
     message: dict[str, Any] = {
         "receiver": receiver, "sender": {"name": sender_name}, "type": "rich_media",
         "min_api_version": RICH_MEDIA_API_VERSION,
-        "alt_text": "; ".join(f"{c.title} {price_text(c)}".strip() for c in cards)[:500],
+        "alt_text": "; ".join(f"{c.title} {card_price(c)}".strip() for c in cards)[:500],
         "rich_media": {"Type": "rich_media", "ButtonsGroupColumns": 6, "ButtonsGroupRows": 6,
                        "BgColor": "#FFFFFF", "Buttons": buttons},
     }
@@ -86,7 +94,7 @@ def fallback(receiver: str, sender_name: str, cards: list[Card], next_cursor: st
     """Picture (or text) messages, one per card, and a keyboard with the card buttons at the end."""
     messages: list[dict[str, Any]] = []
     for card in cards:
-        lines = [cut(card.title, 200), " · ".join(p for p in (price_text(card), card.category or "") if p)]
+        lines = [cut(card.title, 200), " · ".join(p for p in (card_price(card), card.category or "") if p)]
         if card.url:
             lines.append(card.url)
         caption = "\n".join(line for line in lines if line)
@@ -97,10 +105,10 @@ def fallback(receiver: str, sender_name: str, cards: list[Card], next_cursor: st
         else:
             messages.append(text_message(receiver, sender_name, caption))
     buttons = [{"Columns": 6, "Rows": 1, "ActionType": "reply", "ActionBody": MORE_LIKE_THIS + c.point_id,
-                "Text": f"More like {cut(c.title, 30)}", "Silent": True} for c in cards]
+                "Text": say.more_like(cut(c.title, 30)), "Silent": True} for c in cards]
     if next_cursor:
         buttons.append({"Columns": 6, "Rows": 1, "ActionType": "reply", "ActionBody": NEXT_PAGE + next_cursor,
-                        "Text": "Show more", "Silent": True})
-    messages.append(text_message(receiver, sender_name, "More like one of these?",
+                        "Text": say.SHOW_MORE_LABEL, "Silent": True})
+    messages.append(text_message(receiver, sender_name, say.MORE_LIKE_ONE_OF_THESE,
                                  {"Type": "keyboard", "DefaultHeight": False, "Buttons": buttons}))
     return messages

@@ -20,19 +20,26 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from visearch.bots.answers import (
+from visearch.bots.conversation import (
     MORE_LIKE_THIS,
     NEXT_PAGE,
-    WELCOME,
     Answer,
-    Searcher,
-    cut,
-    image_url,
-    price_text,
-    unsupported,
+    Cards,
+    Channel,
+    ContentKind,
+    Conversation,
+    IncomingFile,
+    MediaError,
+    MediaTooLargeError,
+    Notice,
+    NotAnImageError,
+    Silence,
 )
-from visearch.bots.http import RETRY_STATUSES, MediaError, MediaTooLargeError, PlatformClient, PlatformError, json_object
-from visearch.bots.server.runtime import Rejected, Runtime, verified_json
+from visearch.bots.conversation import wording as say
+from visearch.bots.conversation.text import card_price, image_url
+from visearch.bots.conversation.text import cut as cut_text
+from visearch.bots.http import RETRY_STATUSES, PlatformClient, PlatformError, json_object
+from visearch.bots.webhooks.runtime import Rejected, Runtime, verified_json
 from visearch.core.domain import Card
 
 log = logging.getLogger("visearch.server")
@@ -42,8 +49,14 @@ BODY_LIMIT = 1024
 BUTTON_TITLE_LIMIT = 20
 TEXT_LIMIT = 4096
 UNSUPPORTED_TYPES = MappingProxyType({
-    "sticker": "stickers", "audio": "voice messages", "video": "videos", "document": "documents",
-    "location": "locations", "contacts": "contacts", "reaction": "reactions"})
+    "sticker": ContentKind.STICKER, "audio": ContentKind.VOICE, "video": ContentKind.VIDEO,
+    "document": ContentKind.DOCUMENT, "location": ContentKind.LOCATION, "contacts": ContentKind.CONTACT,
+    "reaction": ContentKind.REACTION})
+
+
+def cut(text: str, limit: int) -> str:
+    """Plain text cut to `limit` characters (line breaks kept)."""
+    return cut_text(text, limit, keep_lines=True)
 
 
 def signature(app_secret: str, body: bytes) -> str:
@@ -53,7 +66,7 @@ def signature(app_secret: str, body: bytes) -> str:
 
 def card_caption(card: Card) -> str:
     """Title, price and category, a short description; WhatsApp's *bold* for the title."""
-    lines = [f"*{cut(card.title, 200)}*", " · ".join(p for p in (price_text(card), card.category or "") if p)]
+    lines = [say.WHATSAPP.bold(cut(card.title, 200)), " · ".join(p for p in (card_price(card), card.category or "") if p)]
     if card.description:
         lines.append(cut(card.description, 300))
     return cut("\n".join(line for line in lines if line), CAPTION_LIMIT)
@@ -65,14 +78,15 @@ class WhatsAppBot:
     name = "whatsapp"
 
     def __init__(self, token: str, app_secret: str, verify_token: str, phone_number_id: str, api_url: str,
-                 api_version: str, searcher: Searcher, runtime: Runtime, public_url: str | None,
-                 max_media_bytes: int) -> None:
+                 api_version: str, conversation: Conversation, runtime: Runtime, public_url: str | None,
+                 max_media_bytes: int, cards_per_answer: int = 3) -> None:
         self._token = token
         self._app_secret = app_secret
         self._verify_token = verify_token
         self.phone_number_id = phone_number_id
         self.version = api_version
-        self.searcher = searcher
+        self.conversation = conversation
+        self.channel = Channel(self.name, max_media_bytes, cards_per_answer=cards_per_answer)
         self.runtime = runtime
         self.public_url = public_url
         self.max_media_bytes = max_media_bytes
@@ -115,19 +129,24 @@ class WhatsAppBot:
         return self.runtime.accept(self, user, message_id, lambda: self._search(user, message))
 
     async def _search(self, user: str, message: dict[str, Any]) -> Answer:
+        """Translate a WhatsApp message into the conversation's terms (reply buttons carry our tokens)."""
         kind = message.get("type")
+        talk, channel = self.conversation, self.channel
         if kind == "image" and isinstance(message.get("image"), dict) and message["image"].get("id"):
             image = message["image"]
-            data = await self.download_media(str(image["id"]))
-            return await self.searcher.photo(user, [data], image.get("caption"))
+            caption = image.get("caption") if isinstance(image.get("caption"), str) else None
+            return await talk.photos(channel, user, IncomingFile(str(image["id"])), caption, self._download)
         if kind == "text" and isinstance(message.get("text"), dict):
-            return await self.searcher.text(user, str(message["text"].get("body", "")))
+            return await talk.text(channel, user, str(message["text"].get("body", "")))
         if kind == "interactive" and isinstance(message.get("interactive"), dict):
             reply = message["interactive"].get("button_reply") or {}
-            return await self.searcher.text(user, str(reply.get("id", "")))
+            return await talk.button(channel, user, str(reply.get("id", "")))
         if kind == "button" and isinstance(message.get("button"), dict):
-            return await self.searcher.text(user, str(message["button"].get("payload", "")))
-        return Answer(text=unsupported(UNSUPPORTED_TYPES.get(str(kind), "this kind of message")))
+            return await talk.button(channel, user, str(message["button"].get("payload", "")))
+        return talk.unsupported(channel, UNSUPPORTED_TYPES.get(str(kind), ContentKind.OTHER))
+
+    async def _download(self, file: IncomingFile) -> bytes:
+        return await self.download_media(file.file_id)
 
     async def download_media(self, media_id: str) -> bytes:
         """Two steps: the media's URL from the Graph API, then the bytes, both with the bearer token."""
@@ -140,26 +159,35 @@ class WhatsAppBot:
             raise MediaTooLargeError()
         mime = str(info.get("mime_type", ""))
         if mime and not mime.startswith("image/"):
-            raise MediaError(f"not an image ({mime})")
+            raise NotAnImageError(mime)
         data, _ = await self.client.download(info["url"], self.max_media_bytes)
         return data
 
     # --- replies ----------------------------------------------------------------------------------
 
+    async def send(self, user: str, answer: Answer) -> None:
+        """Cards as one message each plus a reply-button message; a notice as a text message."""
+        if isinstance(answer, Cards):
+            await self.send_cards(user, answer)
+        elif isinstance(answer, Notice):
+            await self.send_text(user, say.words(answer, say.WHATSAPP))
+        else:
+            assert isinstance(answer, Silence)
+
     async def send_text(self, user: str, text: str) -> None:
         await self._send({"to": user, "type": "text", "text": {"body": cut(text, TEXT_LIMIT), "preview_url": False}})
 
-    async def send_answer(self, user: str, answer: Answer) -> None:
+    async def send_cards(self, user: str, answer: Cards) -> None:
         if not answer.cards:
-            await self.send_text(user, answer.text or WELCOME)
             return
         for card in answer.cards:
             await self._send(self.card_message(user, card))
         buttons = [{"type": "reply", "reply": {"id": MORE_LIKE_THIS + answer.cards[0].point_id,
-                                               "title": "More like this"}}]
+                                               "title": say.MORE_LIKE_THIS_LABEL[:BUTTON_TITLE_LIMIT]}}]
         if answer.next_cursor:
-            buttons.append({"type": "reply", "reply": {"id": NEXT_PAGE + answer.next_cursor, "title": "Show more"}})
-        body = cut(f"More like {answer.cards[0].title}?", BODY_LIMIT)
+            buttons.append({"type": "reply", "reply": {"id": NEXT_PAGE + answer.next_cursor,
+                                                       "title": say.SHOW_MORE_LABEL[:BUTTON_TITLE_LIMIT]}})
+        body = cut(say.more_like_prompt(answer.cards[0].title), BODY_LIMIT)
         await self._send({"to": user, "type": "interactive",
                           "interactive": {"type": "button", "body": {"text": body}, "action": {"buttons": buttons}}})
 
@@ -171,7 +199,7 @@ class WhatsAppBot:
             interactive: dict[str, Any] = {
                 "type": "cta_url", "body": {"text": cut(caption, BODY_LIMIT)},
                 "action": {"name": "cta_url",
-                           "parameters": {"display_text": "Open in shop"[:BUTTON_TITLE_LIMIT], "url": card.url}},
+                           "parameters": {"display_text": say.OPEN_IN_SHOP_LABEL[:BUTTON_TITLE_LIMIT], "url": card.url}},
             }
             if image:
                 interactive["header"] = {"type": "image", "image": {"link": image}}
