@@ -82,6 +82,15 @@ def test_generated_reference_lists_every_setting_once(reference: ModuleType) -> 
             assert reference.markdown_text(reference.description_of(cls, name, field)) in row[0]
 
 
+def test_retired_settings_are_listed_as_retired(reference: ModuleType) -> None:
+    from visearch.core.config import RETIRED_SETTINGS
+
+    rendered = reference.render_reference()
+    retired_part = rendered[rendered.index("## Retired settings"):]
+    for name in RETIRED_SETTINGS:
+        assert f"| `VISEARCH_{name.upper()}` |" in retired_part
+
+
 def test_reference_shows_type_default_and_bounds(reference: ModuleType) -> None:
     rendered = reference.render_reference()
     assert "| `VISEARCH_BATCH_SIZE` | int (>= 1, <= 1024) | `32` | images per embedding batch when indexing |" in rendered

@@ -163,14 +163,33 @@ def rows_of(cls: type[BaseSettings]) -> Iterator[SettingRow]:
         )
 
 
+def retired_settings() -> list[tuple[str, str]]:
+    """(variable, why) of settings that were removed but are still accepted with a warning: a module's
+    `RETIRED_SETTINGS` mapping (name -> why), read with the prefix of the settings class beside it."""
+    retired = []
+    for dotted, _ in SETTINGS_CLASSES:
+        module_name = dotted.partition(":")[0]
+        prefix = env_prefix(settings_class(dotted))
+        for name, why in getattr(importlib.import_module(module_name), "RETIRED_SETTINGS", {}).items():
+            retired.append((f"{prefix}{name.upper()}", why))
+    return sorted(set(retired))
+
+
 def render_reference() -> str:
-    """The generated region: one table per settings class."""
+    """The generated region: one table per settings class, then the retired settings."""
     lines = [BEGIN_MARKER, ""]
     for dotted, title in SETTINGS_CLASSES:
         cls = settings_class(dotted)
         lines += [f"## {title}", "", f"Read by `{dotted.replace(':', '.')}`.", ""]
         lines += ["| variable | type | default | description |", "|---|---|---|---|"]
         lines += [f"| `{r.env_name}` | {r.type_name} | {r.default} | {r.description} |" for r in rows_of(cls)]
+        lines.append("")
+    retired = retired_settings()
+    if retired:
+        lines += ["## Retired settings", "", "Still accepted, so an old `.env` keeps starting, but ignored, with a",
+                  "warning at start that says why.", ""]
+        lines += ["| variable | why it does nothing |", "|---|---|"]
+        lines += [f"| `{env_name}` | {markdown_text(why)} |" for env_name, why in retired]
         lines.append("")
     lines.append(END_MARKER)
     return "\n".join(lines)
