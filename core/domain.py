@@ -265,6 +265,7 @@ class Card(BaseModel):
     in_stock: bool = True
     score: float
     signals: dict[str, float] = Field(default_factory=dict, description="cosine per matching signal (image, words) of a text query")
+    rank_score: float | None = Field(None, description="the value the cards are ordered by: `score`, or a text query's fused signals (core.fusion), plus any colour boost")
     image_file: str | None = Field(None, description="absolute path of a local catalog image, for uploading it")
 
     @classmethod
@@ -297,6 +298,7 @@ class Card(BaseModel):
             in_stock=bool(p.get("in_stock", True)),
             score=hit.score,
             signals=dict(hit.signals),
+            rank_score=hit.score if hit.rank_score is None else hit.rank_score,
             image_file=image_file,
         )
 
@@ -308,6 +310,7 @@ class SearchResult(BaseModel):
     cut_off: int = 0
     min_score: float
     next_cursor: str | None = Field(None, description="pass as `Query.cursor` for the next page; None = last page")
+    min_score_words: float | None = Field(None, description="the words signal's cut-off when a text query was also matched against the product words (then `min_score` is the image signal's, and cards are ordered by their fused `rank_score`)")
 
     @property
     def no_match(self) -> bool:
@@ -333,6 +336,7 @@ class Hit(BaseModel):
     score: float
     payload: dict[str, Any]
     signals: dict[str, float] = Field(default_factory=dict)
+    rank_score: float | None = None  # what the ranking ordered by, when not `score` (fusion, colour boost)
 
 
 class StoredPoint(BaseModel):

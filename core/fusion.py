@@ -79,8 +79,8 @@ def fuse(signals: Sequence[Signal], method: FusionMethod = "rrf", k: float = 60.
     """One hit per product, best fused score first.
 
     The hit kept for a product is the one from the first signal that found it (its photo is the
-    card's), with `signals` holding every signal's cosine for it; its `score` stays that cosine, the
-    fused value only orders. Ties keep the order of the first signal, then the next.
+    card's), with `signals` holding every signal's cosine for it; its `score` stays that cosine and
+    `rank_score` is the fused value it is ordered by. Ties keep the order of the first signal, then the next.
     """
     fused: dict[str, float] = {}
     chosen: dict[str, Hit] = {}
@@ -100,4 +100,5 @@ def fuse(signals: Sequence[Signal], method: FusionMethod = "rrf", k: float = 60.
                 chosen[product] = hit
                 first_seen[product] = (s_index, rank)
     order = sorted(fused, key=lambda p: (-fused[p], first_seen[p]))
-    return [chosen[p].model_copy(update={"signals": {**chosen[p].signals, **cosines[p]}}) for p in order]
+    return [chosen[p].model_copy(update={"signals": {**chosen[p].signals, **cosines[p]}, "rank_score": fused[p]})
+            for p in order]

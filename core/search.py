@@ -289,6 +289,7 @@ class SearchService:
             cut_off=cut_off,
             min_score=plan.min_score,
             next_cursor=next_cursor,
+            min_score_words=plan.min_score_words if plan.words_vector is not None else None,
         )
 
     def _query_colours(self, image: Image.Image) -> frozenset[str]:
@@ -301,10 +302,12 @@ class SearchService:
         """Reorder: products sharing a dominant colour with the query photo move up by `colour_boost`."""
         boost = self.settings.colour_boost
 
-        def key(hit: Hit) -> float:
-            return hit.score + (boost if colours & set(hit.payload.get("colours") or []) else 0.0)
+        def boosted(hit: Hit) -> Hit:
+            base = hit.score if hit.rank_score is None else hit.rank_score
+            shares = bool(colours & set(hit.payload.get("colours") or []))
+            return hit.model_copy(update={"rank_score": base + (boost if shares else 0.0)})
 
-        return sorted(hits, key=key, reverse=True)
+        return sorted(map(boosted, hits), key=lambda hit: hit.rank_score or 0.0, reverse=True)
 
     def _remember_cursor(self, plan: SearchPlan, offset: int, limit: int) -> str:
         """Keep the state of a next page under a short random token (fits Telegram's 64-byte callback data)."""
