@@ -17,7 +17,7 @@ import typer
 from pydantic import ValidationError
 
 from visearch.core.config import Settings, load_settings
-from visearch.core.domain import Filters, Query, SearchResult
+from visearch.core.domain import Card, Filters, Query, SearchResult
 from visearch.core.errors import VisearchError
 from visearch.core.search import SearchService
 from visearch.indexer.catalog import validation_reason
@@ -103,19 +103,54 @@ def format_price(price: float | None, currency: str | None) -> str:
 
 
 def print_result(result: SearchResult, heading: str) -> None:
-    """A small readable table of cards."""
-    typer.echo(heading)
+    """A small readable table of cards in rank order. The score printed is the one they were ranked by
+    and the cut-offs are printed as precisely as the scores, so the table never contradicts itself."""
+    fused = result.min_score_words is not None
+    note = " (score: the photo and words matches fused, VISEARCH_FUSION)" if fused else ""
+    typer.echo(f"{heading.removesuffix(':')}{note}:" if heading.endswith(":") else heading + note)
     if result.no_match:
-        typer.echo(f"  no match above the relevance cut-off ({result.min_score:.2f}): try another photo or more words")
+        typer.echo(f"  no match above the relevance {describe_cut_offs(result)}: try another photo or more words")
         return
     for rank, card in enumerate(result.cards, start=1):
         stock = "" if card.in_stock else "  (out of stock)"
         typer.echo(
             f"  {rank}. {card.title:<36} {format_price(card.price, card.currency):>12}  "
-            f"{card.category or '':<12} score {card.score:.3f}  [{card.product_id}]{stock}"
+            f"{card.category or '':<12} score {ranking_score(card):.3f}{similarities(card, result)}  "
+            f"[{card.product_id}]{stock}"
         )
     if result.cut_off:
-        typer.echo(f"  ({result.cut_off} more below the cut-off {result.min_score:.2f} not shown)")
+        typer.echo(f"  ({result.cut_off} more below the {describe_cut_offs(result)} not shown)")
+
+
+def ranking_score(card: Card) -> float:
+    """The value the card was ranked by (a card built without one ranks by its similarity)."""
+    return card.score if card.rank_score is None else card.rank_score
+
+
+def cut_offs(result: SearchResult) -> dict[str, float]:
+    """Each signal's relevance cut-off: the similarity a product needs on it to be shown."""
+    return {"image": result.min_score} | ({} if result.min_score_words is None else {"words": result.min_score_words})
+
+
+def describe_cut_offs(result: SearchResult) -> str:
+    """'cut-off 0.095', or 'cut-offs image 0.095, words 0.550' for a fused text query."""
+    limits = cut_offs(result)
+    if len(limits) == 1:
+        return f"cut-off {result.min_score:.3f}"
+    return "cut-offs " + ", ".join(f"{name} {value:.3f}" for name, value in limits.items())
+
+
+def similarities(card: Card, result: SearchResult) -> str:
+    """'  (image 0.236, words 0.661)' when the ranking score is not the similarity itself (fused
+    signals, colour boost); a product under every cut-off was kept because it names every query word."""
+    if ranking_score(card) == card.score and result.min_score_words is None:
+        return ""
+    found = card.signals or {"image": card.score}
+    text = ", ".join(f"{name} {value:.3f}" for name, value in found.items())
+    limits = cut_offs(result)
+    if not any(value >= limits.get(name, float("inf")) for name, value in found.items()):
+        text += ": names every query word"
+    return f"  ({text})"
 
 
 @app.command()

@@ -4,7 +4,9 @@ not find. The real CLI through typer's runner, on a copy of the bundled sample's
 
 from __future__ import annotations
 
+import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -67,3 +69,65 @@ def test_a_bad_catalog_is_reported_before_any_model_loads(env: dict[str, str], t
         result = CliRunner().invoke(app, [command, str(catalog), "--quiet"], env=unloadable)
         assert result.exit_code == 2 and says in result.output, result.output
         assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+SAMPLE = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery"
+ROW = re.compile(r"^\s+\d+\. .* score (?P<score>\d+\.\d{3})(?:  \((?P<signals>[^)]*)\))?  \[(?P<id>[^\]]+)\]")
+CUT_OFF_LINE = re.compile(r"below the cut-offs? (?P<limits>.+) not shown")
+
+
+def printed_limits(text: str) -> dict[str, float]:
+    """'0.095' or 'image 0.095, words 0.550' from the cut-off line, as {signal: cut-off}."""
+    match = CUT_OFF_LINE.search(text)
+    assert match, text
+    parts = [part.split() for part in match["limits"].split(", ")]
+    return {"image": float(parts[0][0])} if len(parts[0]) == 1 else {name: float(value) for name, value in parts}
+
+
+def catalog_words(product_id: str) -> str:
+    """Every word the sample catalog holds for a product (what a literal match is checked against)."""
+    with (SAMPLE / "catalog.csv").open(encoding="utf-8") as fh:
+        return next(" ".join(row.values()) for row in csv.DictReader(fh) if row["id"] == product_id).casefold()
+
+
+@pytest.mark.parametrize("query, settings", [
+    (["--text", "milk"], {}),  # fused: photo and words matches, literal matches under the words cut-off
+    (["--text", "arla"], {}),  # a brand: kept by naming every query word
+    (["--text", "banana"], {}),
+    (["--image", str(SAMPLE / "queries" / "banana.jpg")], {"VISEARCH_MIN_SCORE_IMAGE": "0.2"}),  # the similarity
+    (["--image", str(SAMPLE / "queries" / "banana.jpg")],  # ranked by similarity + colour boost, cut by similarity
+     {"VISEARCH_MIN_SCORE_IMAGE": "0.2", "VISEARCH_COLOUR_BOOST": "0.1"}),
+])
+def test_printed_scores_are_the_ranked_ones_and_pass_the_printed_cut_off(
+        env: dict[str, str], query: list[str], settings: dict[str, str]) -> None:
+    """Rows are in the order of the score printed, and no row is below the cut-off printed with it."""
+    result = CliRunner().invoke(app, ["search", *query, "--limit", "30"], env={**env, **settings})
+    assert result.exit_code == 0, result.output
+    rows = [match for line in result.output.splitlines() if (match := ROW.match(line))]
+    assert len(rows) >= 5, result.output
+    scores = [float(row["score"]) for row in rows]
+    assert scores == sorted(scores, reverse=True), result.output
+    limits = printed_limits(result.output)
+    for row in rows:
+        if row["signals"] is None:  # the score is the similarity: it is the one cut
+            assert len(limits) == 1 and float(row["score"]) >= limits["image"], row.group(0)
+            continue
+        similarity, _, literal = row["signals"].partition(": ")
+        found = {name: float(value) for name, value in (pair.split() for pair in similarity.split(", "))}
+        if literal:  # under every cut-off: kept because the product names every query word
+            assert literal == "names every query word" and all(found[n] < limits[n] for n in found), row.group(0)
+            assert all(word in catalog_words(row["id"]) for word in query[1].casefold().split()), row.group(0)
+        else:
+            assert any(value >= limits[name] for name, value in found.items()), row.group(0)
+
+
+def test_json_keeps_its_fields_and_adds_the_ranking_score(env: dict[str, str]) -> None:
+    result = CliRunner().invoke(app, ["search", "--text", "milk", "--limit", "30", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert {"cards", "cut_off", "min_score", "next_cursor"} <= set(data) and data["min_score_words"] is not None
+    cards = data["cards"]
+    assert {"product_id", "title", "score", "signals", "rank_score"} <= set(cards[0])
+    ranks = [card["rank_score"] for card in cards]
+    assert ranks == sorted(ranks, reverse=True)
+    assert [card["score"] for card in cards] != sorted((card["score"] for card in cards), reverse=True)  # why: fused
