@@ -29,11 +29,11 @@ SAMPLE_CATALOG = REPO_ROOT / "indexer" / "demo_data" / "grocery" / "catalog.csv"
 async def build_sample_collection(settings: Any, encoder: Any) -> None:
     """Index the bundled 81-product grocery sample into `settings`' collection (stops on a failure)."""
     from visearch.core.store.factory import open_store
-    from visearch.indexer.pipeline import index_catalog
+    from visearch.core.ingest import index_catalog
 
     store = open_store(settings)
     try:
-        summary = await index_catalog(SAMPLE_CATALOG, encoder, store, settings, progress=False)
+        summary = await index_catalog(SAMPLE_CATALOG, encoder, store, settings)
         if not summary.ok:
             raise SystemExit(f"indexing the sample failed: {summary.problems}")
     finally:

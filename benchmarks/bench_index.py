@@ -1,6 +1,6 @@
 """Indexing throughput: the bundled sample catalog, offline encoder, temp embedded store.
 
-Runs `visearch.indexer.pipeline.index_catalog` (what `visearch index` calls) twice on
+Runs `visearch.core.ingest.index_catalog` (what `visearch index` calls) twice on
 indexer/demo_data/grocery/catalog.csv (81 products, one photo each):
 
 * first run  - empty store: fetch/decode, embed, upsert everything (products/s, images/s, wall s);
@@ -97,7 +97,7 @@ def load_offline(settings: Any) -> Any:
 async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     from visearch.core.config import load_settings
     from visearch.core.store.factory import open_store
-    from visearch.indexer.pipeline import index_catalog
+    from visearch.core.ingest import index_catalog
 
     catalog = args.catalog if not args.quick else subset_catalog(args.catalog, tmp, 10)
     products, images = catalog_counts(catalog)
@@ -116,7 +116,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     for label in ("first", "second"):
         store = open_store(settings)
         t0 = time.perf_counter()
-        summary = await index_catalog(catalog, encoder, store, settings, progress=False)
+        summary = await index_catalog(catalog, encoder, store, settings)
         wall = time.perf_counter() - t0
         tc = time.perf_counter()
         await store.close()

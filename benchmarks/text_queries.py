@@ -37,9 +37,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from visearch.core.config import load_settings
 from visearch.core.domain import Query
 from visearch.core.encoders.base import Encoder
+from visearch.core.ingest import index_catalog
 from visearch.core.search import SearchService
 from visearch.core.store.factory import open_store
-from visearch.indexer.pipeline import index_catalog
+from visearch.indexer.progress import TqdmProgress
 
 DATASET = REPO_ROOT.parent / "shared" / "datasets" / "clothing"
 QUERIES = {
@@ -98,7 +99,8 @@ async def measure(folder: Path, labels: dict[str, str], encoder: Encoder) -> dic
     store = open_store(base)
     out: dict[str, dict[str, float]] = {}
     try:
-        summary = await index_catalog(folder / "catalog.csv", encoder, store, base, progress=True)
+        with TqdmProgress() as progress:
+            summary = await index_catalog(folder / "catalog.csv", encoder, store, base, progress=progress)
         if summary.failed:
             print(f"{summary.failed} photos failed to index", file=sys.stderr)
         for mode, overrides in MODES.items():

@@ -20,7 +20,7 @@ from visearch.core.config import Settings, load_settings
 from visearch.core.domain import Card, Filters, Query, SearchResult
 from visearch.core.errors import VisearchError
 from visearch.core.search import SearchService
-from visearch.indexer.catalog import validation_reason
+from visearch.core.catalog import validation_reason
 
 T = TypeVar("T")
 
@@ -199,8 +199,9 @@ def sync(
 
 def _index_command(catalog: Path, *, sync: bool, recreate: bool, quiet: bool, as_json: bool, settings: Settings,
                    allow_mass_delete: bool = False) -> None:
-    from visearch.indexer.catalog import read_catalog
-    from visearch.indexer.pipeline import index_rows
+    from visearch.core.catalog import read_catalog
+    from visearch.core.ingest import IngestService
+    from visearch.indexer.progress import TqdmProgress
 
     try:  # the catalog is read before a model loads: a missing or broken file costs no wait
         rows = read_catalog(catalog)
@@ -211,9 +212,10 @@ def _index_command(catalog: Path, *, sync: bool, recreate: bool, quiet: bool, as
     async def job() -> Any:
         service = await open_service(settings)
         try:
-            return await index_rows(rows, catalog.parent, service.encoder, service.store, settings, sync=sync,
-                                    recreate=recreate, progress=not (quiet or as_json),
-                                    allow_mass_delete=allow_mass_delete)
+            with TqdmProgress(enabled=not (quiet or as_json)) as progress:
+                return await IngestService(service.encoder, service.store, settings).write(
+                    rows, catalog.parent, sync=sync, recreate=recreate, allow_mass_delete=allow_mass_delete,
+                    progress=progress)
         finally:
             await service.close()
 
@@ -361,8 +363,9 @@ def eval_command(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Recall@k and MRR: index CATALOG with each method, run every query of QUERIES, one table."""
+    from visearch.core.ingest import index_catalog
     from visearch.indexer.evaluate import calibrate, evaluate, read_queries, top_scores
-    from visearch.indexer.pipeline import index_catalog
+    from visearch.indexer.progress import TqdmProgress
 
     try:
         ks = tuple(sorted({int(x) for x in k.split(",") if x.strip()}))
@@ -398,8 +401,9 @@ def eval_command(
                 target = baseline_settings.model_copy(update={"collection": f"eval-{name}"})
                 service = SearchService(base, open_store(target), target)
             try:
-                summary = await index_catalog(catalog, service.encoder, service.store, service.settings,
-                                              sync=False, recreate=False, progress=not as_json)
+                with TqdmProgress(enabled=not as_json) as progress:
+                    summary = await index_catalog(catalog, service.encoder, service.store, service.settings,
+                                                  sync=False, recreate=False, progress=progress)
                 report = await evaluate(service, parsed, ks)
                 junk = None
                 if calibrate_cutoff and unrelated is not None:
@@ -585,14 +589,16 @@ def demo(
     sample = Path(str(resources.files("visearch.indexer") / "demo_data" / "grocery"))
     encoder = None if os.environ.get("VISEARCH_ENCODER") else "auto"
     settings = settings_from(encoder=encoder, data_dir=data_dir, collection="demo")
-    from visearch.indexer.pipeline import index_catalog
+    from visearch.core.ingest import index_catalog
+    from visearch.indexer.progress import TqdmProgress
 
     async def job() -> str:
         service = await open_service(settings)
         try:
             typer.echo(f"encoder: {service.encoder.model_id}; store: {service.store.backend} in {settings.data_dir}")
-            summary = await index_catalog(sample / "catalog.csv", service.encoder, service.store, settings,
-                                          sync=True, recreate=False, progress=True)
+            with TqdmProgress() as progress:
+                summary = await index_catalog(sample / "catalog.csv", service.encoder, service.store, settings,
+                                              sync=True, recreate=False, progress=progress)
             typer.echo(summary.describe())
             photo = sample / "queries" / "arla-standard-milk.jpg"
             result = await service.search(Query(images=[photo.read_bytes()], limit=3))

@@ -147,12 +147,12 @@ def sample_collection(tmp_path_factory: pytest.TempPathFactory, offline_encoder)
 def index_into(settings, catalog: Path, encoder) -> None:
     """Index `catalog` into the settings' collection and close the store; every row must index."""
     from visearch.core.store.factory import open_store
-    from visearch.indexer.pipeline import index_catalog
+    from visearch.core.ingest import index_catalog
 
     async def build() -> None:
         store = open_store(settings)
         try:
-            summary = await index_catalog(catalog, encoder, store, settings, progress=False)
+            summary = await index_catalog(catalog, encoder, store, settings)
             assert summary.ok, summary.problems
         finally:
             await store.close()

@@ -25,11 +25,11 @@ import uvicorn
 from visearch.bots.server.app import create_app, open_photo, read_all
 from visearch.bots.server.config import load_server_settings
 from visearch.bots.telegram.config import load_telegram_settings
+from visearch.core.catalog import RowError, product_from_record
 from visearch.core.config import Settings
 from visearch.core.domain import Query
 from visearch.core.search import SearchService
 from visearch.core.store.factory import open_store
-from visearch.indexer.catalog import RowError, product_from_record
 from tests.conftest import copy_collection, free_port
 from tests.fakes.messengers import viber_message, whatsapp_payload
 from tests.test_api import KEYS, WRITE, png_bytes
@@ -453,7 +453,7 @@ async def test_ids_with_slashes_spaces_unicode_and_percent_work_end_to_end(hard:
 
 def test_catalog_rows_with_unaddressable_ids_are_row_errors(tmp_path: Path) -> None:
     """The catalog reader shares `Product`: such a row is reported with its line and the id rule."""
-    from visearch.indexer.catalog import read_catalog
+    from visearch.core.catalog import read_catalog
 
     for line, (bad, says) in enumerate(UNADDRESSABLE_IDS, start=2):
         row = product_from_record(line, {"id": bad, "title": "T", "image": "a.jpg"})

@@ -363,7 +363,7 @@ def test_search_service_batches_concurrent_searches(offline_encoder, photos, tmp
     from visearch.core.domain import Query
     from visearch.core.search import SearchService
     from visearch.core.store.factory import open_store
-    from visearch.indexer.pipeline import index_catalog
+    from visearch.core.ingest import index_catalog
 
     catalog = SAMPLE_IMAGES.parent / "catalog.csv"
 
@@ -373,7 +373,7 @@ def test_search_service_batches_concurrent_searches(offline_encoder, photos, tmp
             settings = load_settings(data_dir=tmp_path / f"data-{wait}", encoder="offline", collection="b",
                                      batch_wait_ms=wait, max_batch=8)
             store = open_store(settings)
-            summary = await index_catalog(catalog, offline_encoder, store, settings, progress=False)
+            summary = await index_catalog(catalog, offline_encoder, store, settings)
             assert summary.ok
             encoder = CountingEncoder(offline_encoder)
             service = SearchService(encoder, store, settings)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from visearch.core.catalog import read_catalog
 from visearch.core.errors import CatalogError
-from visearch.indexer.catalog import read_catalog
 
 
 def write(path: Path, text: str) -> Path:

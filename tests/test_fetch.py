@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from visearch.core.config import Settings, load_settings
-from visearch.indexer.fetch import FetchError, ImageFetcher, human_size, retry_after_s
+from visearch.core.fetch import FetchError, ImageFetcher, human_size, retry_after_s
 from tests.fakes.http_server import Reply, ScriptedServer, http_server  # noqa: F401 - fixture
 
 JPEG = b"\xff\xd8\xff\xe0" + b"x" * 100

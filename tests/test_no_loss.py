@@ -20,12 +20,12 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from PIL import Image
 from typer.testing import CliRunner
 
+from visearch.core.catalog import read_catalog
 from visearch.core.config import Settings, load_settings
 from visearch.core.errors import CatalogError, MassDeleteError, RebuildIncompleteError
+from visearch.core.ingest import ExistingPoint, index_catalog, plan_sync
 from visearch.core.store.factory import open_store
-from visearch.indexer.catalog import read_catalog
 from visearch.indexer.cli import app as cli_app
-from visearch.indexer.pipeline import _Existing, index_catalog, plan_sync
 from tests.conftest import copy_collection, free_port
 from tests.test_api import WRITE, run_api
 
@@ -77,7 +77,7 @@ async def six(catalog_dir: Path, pipeline_settings: Settings, offline_encoder: A
     catalog = write_rows(catalog_dir / "c.csv", rows(6))
     store = open_store(pipeline_settings)
     try:
-        await index_catalog(catalog, offline_encoder, store, pipeline_settings, progress=False)
+        await index_catalog(catalog, offline_encoder, store, pipeline_settings)
         yield catalog, store
     finally:
         await store.close()
@@ -95,13 +95,12 @@ async def test_index_keeps_a_product_whose_new_photo_is_missing(catalog_dir: Pat
     catalog = write_rows(catalog_dir / "c.csv", rows(3))
     store = open_store(pipeline_settings)
     try:
-        first = await index_catalog(catalog, offline_encoder, store, pipeline_settings, progress=False)
+        first = await index_catalog(catalog, offline_encoder, store, pipeline_settings)
         assert first.ok and await store.count() == 3
         changed = rows(3)
         changed[1]["image"] = "moved-away.jpg"  # the new path does not exist
         changed[2]["image"] = "q.jpg"  # a real new photo: the old one may go once this is written
-        second = await index_catalog(write_rows(catalog, changed), offline_encoder, store, pipeline_settings,
-                                     progress=False)
+        second = await index_catalog(write_rows(catalog, changed), offline_encoder, store, pipeline_settings)
         assert second.failed == 1 and second.deleted == 1  # only SKU-2's replaced photo
         assert second.kept == ["SKU-1"]
         assert any("kept the stored photos of 1 product(s)" in note and "SKU-1" in note for note in second.notes)
@@ -212,7 +211,7 @@ async def test_unclosed_quote_stops_sync_before_anything_is_touched(six: Any, pi
     text = catalog.read_text().replace('SKU-3,Product 3,', 'SKU-3,"Never closed quote,', 1)
     catalog.write_text(text)
     with pytest.raises(CatalogError, match=r":5: a quoted field in the row starting on line 5 is never closed"):
-        await index_catalog(catalog, offline_encoder, store, pipeline_settings, sync=True, progress=False)
+        await index_catalog(catalog, offline_encoder, store, pipeline_settings, sync=True)
     assert await product_ids(store) == {f"SKU-{i}" for i in range(6)}
 
 
@@ -224,7 +223,7 @@ async def test_rows_swallowed_by_a_quote_are_not_deleted(six: Any, pipeline_sett
     lines[2] = 'SKU-1,"Opened here,p.jpg,1.50'
     lines[5] = 'SKU-4,Closed here",p.jpg,4.50'
     catalog.write_text("\n".join(lines) + "\n")
-    summary = await index_catalog(catalog, offline_encoder, store, pipeline_settings, sync=True, progress=False)
+    summary = await index_catalog(catalog, offline_encoder, store, pipeline_settings, sync=True)
     assert summary.deleted == 0
     assert await product_ids(store) == {f"SKU-{i}" for i in range(6)}
     assert any(p.line == 3 and "quote" in p.reason for p in summary.problems)
@@ -236,11 +235,11 @@ async def test_sync_that_would_delete_most_products_stops_and_asks(six: Any, pip
     truncated = rows(6)[:2] + [{"id": "NEW-1", "title": "New", "image": "q.jpg", "price": "1"}]
     write_rows(catalog, truncated)
     with pytest.raises(MassDeleteError, match="would delete 4 of the 6 products.*--allow-mass-delete"):
-        await index_catalog(catalog, offline_encoder, store, pipeline_settings, sync=True, progress=False)
+        await index_catalog(catalog, offline_encoder, store, pipeline_settings, sync=True)
     assert await product_ids(store) == {f"SKU-{i}" for i in range(6)}  # NEW-1 not written either
     half = rows(6)[:3]
     summary = await index_catalog(write_rows(catalog, half), offline_encoder, store, pipeline_settings,
-                                  sync=True, progress=False)
+                                  sync=True)
     assert summary.deleted == 3  # exactly half is not "more than half"
 
 
@@ -252,7 +251,7 @@ def test_cli_sync_asks_for_allow_mass_delete(catalog_dir: Path, pipeline_setting
         store = open_store(pipeline_settings)
         try:
             if expected is None:
-                await index_catalog(catalog, offline_encoder, store, pipeline_settings, progress=False)
+                await index_catalog(catalog, offline_encoder, store, pipeline_settings)
             return len(await product_ids(store))
         finally:
             await store.close()
@@ -304,7 +303,7 @@ def catalog_texts(draw: st.DrawFn) -> tuple[str, set[str], bool]:
 
 
 def stored_state(ids: set[str]) -> dict[str, _Existing]:
-    return {f"pt-{pid}": _Existing(pid, "sha", "hash") for pid in ids}
+    return {f"pt-{pid}": ExistingPoint(pid, "sha", "hash") for pid in ids}
 
 
 @hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -342,11 +341,10 @@ def test_sync_end_to_end_keeps_every_well_formed_row(tmp_path_factory: pytest.Te
     async def scenario() -> None:
         store = open_store(settings)
         try:
-            await index_catalog(write_rows(root / "all.csv", everything), offline_encoder, store, settings,
-                                progress=False)
+            await index_catalog(write_rows(root / "all.csv", everything), offline_encoder, store, settings)
             (root / "c.csv").write_text(text, encoding="utf-8")
             try:
-                await index_catalog(root / "c.csv", offline_encoder, store, settings, sync=True, progress=False,
+                await index_catalog(root / "c.csv", offline_encoder, store, settings, sync=True,
                                     allow_mass_delete=True)
             except CatalogError:
                 assert await store.count() == 12  # refused whole: nothing changed
@@ -396,7 +394,7 @@ async def test_a_rebuild_that_cannot_store_a_product_leaves_the_collection_as_it
     broken[4]["image"] = "gone.jpg"
     write_rows(catalog, broken)
     with pytest.raises(RebuildIncompleteError, match=r"could not store 1 product\(s\).*SKU-4.*collection is unchanged"):
-        await index_catalog(catalog, offline_encoder, store, pipeline_settings, recreate=True, progress=False)
+        await index_catalog(catalog, offline_encoder, store, pipeline_settings, recreate=True)
     assert {p.point_id: p.payload async for p in store.scroll()} == before
     leftovers = [p.name for p in pipeline_settings.data_dir.iterdir() if ".rebuild" in p.name or ".replaced" in p.name]
     assert leftovers == []
@@ -404,13 +402,13 @@ async def test_a_rebuild_that_cannot_store_a_product_leaves_the_collection_as_it
     truncated = rows(6)[:2]
     with pytest.raises(MassDeleteError, match="index --recreate would delete 4 of the 6 products"):
         await index_catalog(write_rows(catalog, truncated), offline_encoder, store, pipeline_settings,
-                            recreate=True, progress=False)
+                            recreate=True)
     assert await product_ids(store) == {f"SKU-{i}" for i in range(6)}
 
     renamed = rows(6)
     renamed[0]["title"] = "Rebuilt"
     summary = await index_catalog(write_rows(catalog, renamed), offline_encoder, store, pipeline_settings,
-                                  recreate=True, progress=False)
+                                  recreate=True)
     assert summary.ok and summary.indexed == 6
     points = {p.payload["product_id"]: p.payload async for p in store.scroll()}
     assert set(points) == {f"SKU-{i}" for i in range(6)} and points["SKU-0"]["title"] == "Rebuilt"
@@ -464,7 +462,7 @@ async def test_a_rebuild_killed_midway_is_rolled_back_or_forward(catalog_dir: Pa
     catalog = write_rows(catalog_dir / "c.csv", rows(3))
     store = open_store(pipeline_settings)
     try:
-        await index_catalog(catalog, offline_encoder, store, pipeline_settings, progress=False)
+        await index_catalog(catalog, offline_encoder, store, pipeline_settings)
     finally:
         await store.close()
     repo = Path(__file__).resolve().parents[1]
@@ -502,13 +500,13 @@ async def test_rows_swallowed_by_paired_quotes_in_short_rows_are_reported(six: A
                                                                           offline_encoder: Any) -> None:
     catalog, store = six
     catalog.write_text(PAIRED_QUOTES)
-    summary = await index_catalog(catalog, offline_encoder, store, pipeline_settings, progress=False)
+    summary = await index_catalog(catalog, offline_encoder, store, pipeline_settings)
     assert not summary.ok and summary.skipped == 3  # the CLI exits 1
     reasons = {(p.line, p.product_id): p.reason for p in summary.problems}
     assert "a quoted field spans 3 lines and holds what looks like other rows" in reasons[(3, "SKU-1")]
     for line, product_id in ((4, "SKU-2"), (5, "SKU-3")):
         assert reasons[(line, product_id)] == "this row was swallowed by the quote opened on line 3: close that quote"
-    synced = await index_catalog(catalog, offline_encoder, store, pipeline_settings, sync=True, progress=False)
+    synced = await index_catalog(catalog, offline_encoder, store, pipeline_settings, sync=True)
     assert synced.deleted == 0 and not synced.ok
     assert await product_ids(store) == {f"SKU-{i}" for i in range(6)}  # SKU-5, not in the file, is kept too
 

@@ -29,9 +29,10 @@ from PIL import Image
 from visearch.core.config import Settings, load_settings
 from visearch.core.domain import PointRecord, point_id_for
 from visearch.core.errors import CatalogError
+from visearch.core.ingest import IndexSummary, index_catalog
 from visearch.core.store.base import VectorStore
 from visearch.core.store.factory import open_store
-from visearch.indexer.pipeline import IndexSummary, index_catalog
+from visearch.indexer.progress import TqdmProgress
 from tests.fakes.http_server import Reply, ScriptedServer, http_server  # noqa: F401 - fixture
 
 REPO = Path(__file__).resolve().parents[1]
@@ -152,7 +153,7 @@ def write_catalog(path: Path, rows: list[dict[str, str]]) -> Path:
 
 
 async def index(catalog: Path, encoder: Any, store: Any, settings: Settings, **kwargs: Any) -> IndexSummary:
-    return await index_catalog(catalog, encoder, store, settings, progress=False, **kwargs)
+    return await index_catalog(catalog, encoder, store, settings, **kwargs)
 
 
 async def stored(store: Any, with_vectors: bool = False) -> dict[str, Any]:
@@ -405,7 +406,7 @@ KILLER = textwrap.dedent("""
     from visearch.core.config import load_settings
     from visearch.core.encoders.offline import OfflineEncoder
     from visearch.core.store.factory import open_store
-    from visearch.indexer.pipeline import index_catalog
+    from visearch.core.ingest import index_catalog
 
     class KilledOnSecondBatch:
         def __init__(self, inner):
@@ -421,8 +422,7 @@ KILLER = textwrap.dedent("""
             return self.inner.embed_texts(texts)
 
     settings = load_settings(data_dir=sys.argv[2], encoder="offline", batch_size=2)
-    asyncio.run(index_catalog(sys.argv[1], KilledOnSecondBatch(OfflineEncoder()), open_store(settings), settings,
-                              progress=False))
+    asyncio.run(index_catalog(sys.argv[1], KilledOnSecondBatch(OfflineEncoder()), open_store(settings), settings))
 """)
 
 
@@ -482,11 +482,15 @@ async def test_jsonl_catalog_and_recreate(catalog_dir: Path, settings: Settings,
 async def test_progress_bar_goes_to_stderr(catalog_dir: Path, settings: Settings, edge_store: CountingStore,
                                            offline_encoder: Any, capsys: pytest.CaptureFixture[str]) -> None:
     catalog = write_catalog(catalog_dir / "catalog.csv", good_rows())
-    await index_catalog(catalog, offline_encoder, edge_store, settings, progress=True)
+    with TqdmProgress() as progress:
+        await index_catalog(catalog, offline_encoder, edge_store, settings, progress=progress)
     out, err = capsys.readouterr()
     assert out == ""
     assert "indexing" in err and f"{N}/{N}" in err and ("img/s" in err or "s/img" in err)
-    await index_catalog(catalog, offline_encoder, edge_store, settings, progress=False)
+    with TqdmProgress(enabled=False) as progress:
+        await index_catalog(catalog, offline_encoder, edge_store, settings, progress=progress)
+    assert capsys.readouterr() == ("", "")
+    await index_catalog(catalog, offline_encoder, edge_store, settings)
     assert capsys.readouterr() == ("", "")
 
 

@@ -17,9 +17,9 @@ from visearch.core.domain import Query
 from visearch.core.encoders.baselines import PHashEncoder, phash_bits
 from visearch.core.encoders.factory import load_encoder
 from visearch.core.errors import EncoderMismatchError, EncoderUnavailableError
+from visearch.core.ingest import index_catalog
 from visearch.core.search import SearchService
 from visearch.core.store.factory import open_store
-from visearch.indexer.pipeline import index_catalog
 from visearch.indexer.train import TrainConfig, train_offline
 
 SAMPLE = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery"
@@ -104,10 +104,10 @@ def test_training_lowers_the_loss_and_writes_a_model_that_loads_and_searches(
 
     async def index_and_search() -> None:
         store = open_store(settings)
-        await index_catalog(groups_catalog, offline_encoder, store, settings, progress=False)
+        await index_catalog(groups_catalog, offline_encoder, store, settings)
         with pytest.raises(EncoderMismatchError, match="--reembed"):
             await SearchService(tuned, store, settings).check_collection()
-        await index_catalog(groups_catalog, tuned, store, settings, recreate=True, progress=False)
+        await index_catalog(groups_catalog, tuned, store, settings, recreate=True)
         service = SearchService(tuned, store, settings)
         try:
             photo = (groups_catalog.parent / next(groups_catalog.parent.glob("Kiwi-*.jpg")).name).read_bytes()

@@ -13,10 +13,10 @@ from visearch.core.config import load_settings
 from visearch.core.domain import Filters, PointRecord, Query
 from visearch.core.encoders.base import words_dim
 from visearch.core.errors import CollectionNotFoundError, EncoderMismatchError, ImageError
+from visearch.core.ingest import index_catalog
 from visearch.core.search import PointNotFoundError, SearchService
 from visearch.core.store.factory import open_store
 from visearch.core.store.server import ServerStore
-from visearch.indexer.pipeline import index_catalog
 
 SAMPLE = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery"
 
@@ -49,8 +49,7 @@ def indexed_points(sample_catalog: Path, offline_encoder, tmp_path_factory: pyte
     async def index_then_read() -> list[PointRecord]:
         store = open_store(settings)
         try:
-            summary = await index_catalog(sample_catalog / "catalog.csv", offline_encoder, store, settings,
-                                          progress=False)
+            summary = await index_catalog(sample_catalog / "catalog.csv", offline_encoder, store, settings)
             assert summary.ok, summary.problems
             return [PointRecord(id=p.point_id, vector=p.vector, text_vector=p.text_vector, payload=p.payload)
                     async for p in store.scroll(with_vectors=True) if p.vector is not None]
@@ -206,7 +205,7 @@ async def test_unknown_cursor_says_search_again(service: SearchService) -> None:
 async def test_cursors_are_bounded(sample_catalog: Path, offline_encoder, tmp_path: Path) -> None:
     settings = load_settings(data_dir=tmp_path, encoder="offline", max_cursors=3)
     store = open_store(settings)
-    await index_catalog(sample_catalog / "catalog.csv", offline_encoder, store, settings, progress=False)
+    await index_catalog(sample_catalog / "catalog.csv", offline_encoder, store, settings)
     svc = SearchService(offline_encoder, store, settings)
     try:
         cursors = [(await svc.search(Query(text=word, limit=1))).next_cursor

@@ -20,8 +20,8 @@ from aiohttp import web
 
 from visearch.core.config import Settings
 from visearch.core.errors import ConfigError
-from visearch.indexer.fetch import FetchError, ImageFetcher
-from visearch.indexer.netguard import REFUSED_MESSAGE, AddressPolicy, GuardedTransport, is_public, parse_networks
+from visearch.core.fetch import FetchError, ImageFetcher
+from visearch.core.netguard import REFUSED_MESSAGE, AddressPolicy, GuardedTransport, is_public, parse_networks
 from tests.conftest import copy_collection, free_port
 from tests.fakes.http_server import Reply, scripted_server
 from tests.test_api import KEYS, WRITE, run_api

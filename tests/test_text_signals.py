@@ -15,13 +15,13 @@ from visearch.core.config import load_settings
 from visearch.core.domain import Hit, PointRecord, Query
 from visearch.core.errors import StoreError
 from visearch.core.fusion import Signal, fuse, has_all_terms, query_terms
+from visearch.core.ingest import index_catalog
 from visearch.core.ocr import TextReader
 from visearch.core.search import SearchService
 from visearch.core.store.base import VectorStore
 from visearch.core.store.edge import EdgeStore
 from visearch.core.store.factory import open_store
 from visearch.core.store.server import ServerStore
-from visearch.indexer.pipeline import index_catalog
 
 DIM, TEXT_DIM = 6, 4
 
@@ -200,7 +200,7 @@ async def test_title_match_ranks_above_the_product_the_photos_prefer(tmp_path: P
     catalog = write_catalog(tmp_path, rows)
     image_only = await open_service(tmp_path, offline_encoder, weight_words=0.0, min_score_text=0.0)
     try:
-        assert (await index_catalog(catalog, offline_encoder, image_only.store, image_only.settings, progress=False)).ok
+        assert (await index_catalog(catalog, offline_encoder, image_only.store, image_only.settings)).ok
         by_looks = [c.product_id for c in (await image_only.search(Query(text="white sneakers", limit=4))).cards]
     finally:
         await image_only.close()
@@ -210,7 +210,7 @@ async def test_title_match_ranks_above_the_product_the_photos_prefer(tmp_path: P
     write_catalog(tmp_path, rows)
     fused = await open_service(tmp_path, offline_encoder, min_score_text=0.0)
     try:
-        summary = await index_catalog(catalog, offline_encoder, fused.store, fused.settings, progress=False)
+        summary = await index_catalog(catalog, offline_encoder, fused.store, fused.settings)
         assert summary.updated == 1 and summary.embedded == 0  # new words, same photo: no image re-embedding
         result = await fused.search(Query(text="white sneakers", limit=4))
         assert result.cards[0].product_id == underdog
@@ -231,7 +231,7 @@ async def test_words_read_off_a_photo_find_the_product(tmp_path: Path, offline_e
     ])
     service = await open_service(tmp_path, offline_encoder, ocr=True)
     try:
-        assert (await index_catalog(catalog, offline_encoder, service.store, service.settings, progress=False)).ok
+        assert (await index_catalog(catalog, offline_encoder, service.store, service.settings)).ok
         (point,) = [p async for p in service.store.scroll() if p.payload["product_id"] == "box"]
         assert "TROPICANA" in point.payload["ocr_text"].upper()
         result = await service.search(Query(text="tropicana", limit=5))
@@ -246,10 +246,10 @@ async def test_turning_ocr_on_reads_photos_already_indexed(tmp_path: Path, offli
     catalog = write_catalog(tmp_path, [{"id": "box", "title": "Item 1", "description": "", "image": str(tmp_path / "box.jpg")}])
     service = await open_service(tmp_path, offline_encoder)
     try:
-        assert (await index_catalog(catalog, offline_encoder, service.store, service.settings, progress=False)).ok
+        assert (await index_catalog(catalog, offline_encoder, service.store, service.settings)).ok
         assert (await service.search(Query(text="tropicana", limit=5))).no_match
         service.settings = service.settings.model_copy(update={"ocr": True})
-        summary = await index_catalog(catalog, offline_encoder, service.store, service.settings, progress=False)
+        summary = await index_catalog(catalog, offline_encoder, service.store, service.settings)
         assert summary.embedded == 1 and summary.unchanged == 0
         assert [c.product_id for c in (await service.search(Query(text="tropicana", limit=5))).cards] == ["box"]
     finally:
@@ -261,8 +261,7 @@ async def test_unrelated_words_still_get_no_match(tmp_path: Path, offline_encode
              "image": str(shoe_photos[0])}]
     service = await open_service(tmp_path, offline_encoder)
     try:
-        assert (await index_catalog(write_catalog(tmp_path, rows), offline_encoder, service.store, service.settings,
-                                    progress=False)).ok
+        assert (await index_catalog(write_catalog(tmp_path, rows), offline_encoder, service.store, service.settings)).ok
         assert (await service.search(Query(text="where is my order", limit=5))).no_match
         assert not (await service.search(Query(text="shoes", limit=5))).no_match
     finally:
@@ -274,8 +273,7 @@ async def test_show_more_pages_a_fused_text_query(tmp_path: Path, offline_encode
             for i, p in enumerate(shoe_photos)]
     service = await open_service(tmp_path, offline_encoder)
     try:
-        assert (await index_catalog(write_catalog(tmp_path, rows), offline_encoder, service.store, service.settings,
-                                    progress=False)).ok
+        assert (await index_catalog(write_catalog(tmp_path, rows), offline_encoder, service.store, service.settings)).ok
         first = await service.search(Query(text="sneakers", limit=2))
         assert first.next_cursor is not None
         second = await service.search(Query(cursor=first.next_cursor, limit=2))

@@ -1,6 +1,6 @@
-"""Catalog writes for the HTTP API: products in, points out, through the indexer's own pipeline.
+"""Catalog writes for the HTTP API: products in, points out, through the ingest service `visearch index` uses.
 
-Why the pipeline: an upsert over HTTP must behave exactly like a catalog row in `visearch index`
+Why the same service: an upsert over HTTP must behave exactly like a catalog row in `visearch index`
 (same fetch limits, same unchanged/updated/copied rules, same words and OCR), and only touch the
 products it names. Uploaded photos are kept under `<data_dir>/uploads/`, named by their content
 hash, so uploading the same file twice is the same image (idempotent) and `/media` can serve it.
@@ -20,13 +20,13 @@ from types import MappingProxyType
 from pathlib import Path
 
 from visearch.bots.api.models import ImageOut, ProductOut, UpsertResult
+from visearch.core.catalog import Catalog, CatalogRow
 from visearch.core.domain import Product, StoredPoint
 from visearch.core.errors import ImageError, VisearchError
 from visearch.core.images import open_image
+from visearch.core.ingest import IngestService, Problem
+from visearch.core.netguard import AddressPolicy
 from visearch.core.search import SearchService
-from visearch.indexer.catalog import CatalogReadResult, CatalogRow
-from visearch.indexer.netguard import AddressPolicy
-from visearch.indexer.pipeline import Problem, index_rows
 
 #: what Pillow calls the formats a browser shows, and the file extension they are stored under
 _EXTENSIONS = MappingProxyType({"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp"})
@@ -108,9 +108,8 @@ class CatalogWriter:
         async with self._locks.hold(product.id):
             refs = await asyncio.to_thread(self._save_uploads, named)
             product = product.model_copy(update={"images": [*product.images, *refs]})
-            catalog = CatalogReadResult(path=Path("api"), rows=[CatalogRow(line=0, product=product)])
-            summary = await index_rows(catalog, self.uploads, self.service.encoder, self.service.store,
-                                       self.service.settings, only_listed=True, address_policy=self.address_policy)
+            catalog = Catalog(source="API request", rows=[CatalogRow(line=None, product=product)])
+            summary = await self._ingest().write(catalog, self.uploads, only_listed=True)
             await self._drop_unreferenced_uploads(product.id)
         self.service.catalog_changed()
         labels = {ref: f"images[{len(product.images) - len(refs) + i}]" for i, ref in enumerate(refs)}
@@ -118,6 +117,11 @@ class CatalogWriter:
                             updated=summary.updated, failed=summary.failed, deleted=summary.deleted,
                             kept=product.id in summary.kept,
                             problems=[self._problem_text(p, labels) for p in summary.problems])
+
+    def _ingest(self) -> IngestService:
+        """The ingest service over the search service's current encoder and store, fetching as the policy allows."""
+        service = self.service
+        return IngestService(service.encoder, service.store, service.settings, address_policy=self.address_policy)
 
     async def delete(self, product_id: str) -> int:
         """Delete every point of the product and its uploaded photos; returns the points removed."""
@@ -213,7 +217,7 @@ class CatalogWriter:
         return dropped
 
     def _problem_text(self, problem: Problem, labels: dict[str, str]) -> str:
-        """A pipeline problem as an API caller can read it: the photo as they sent it (its URL, or
+        """An ingest problem as an API caller can read it: the photo as they sent it (its URL, or
         images[i] for an upload), never a path on this server."""
         reason = problem.reason.replace(str(self.uploads.resolve()), "uploads").replace(str(self.uploads), "uploads")
         if problem.image is None:

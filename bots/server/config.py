@@ -10,7 +10,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from visearch.core.config import load_settings_of
-from visearch.indexer.netguard import AddressPolicy, parse_networks
+from visearch.core.netguard import AddressPolicy, parse_networks
 
 
 class ServerSettings(BaseSettings):

@@ -26,7 +26,7 @@ import httpx
 
 from visearch.core.config import Settings
 from visearch.core.errors import VisearchError
-from visearch.indexer.netguard import AddressPolicy, GuardedTransport, RefusedAddressError
+from visearch.core.netguard import AddressPolicy, GuardedTransport, RefusedAddressError
 
 #: statuses worth another attempt (besides every 5xx)
 RETRY_STATUS = frozenset({408, 429})

@@ -1,0 +1,364 @@
+"""Fetch, hash, sort and write one run's images in batches: the part of ingest that touches the encoder.
+
+Fetch workers (`fetch_concurrency` of them) download/read images and hash them, feeding a
+bounded queue, so fetching goes on while a batch is decoded and embedded in a worker thread.
+Each fetched image is *unchanged* (same image hash and product hash: no work), *updated* (same
+image, new metadata: the stored vector is written back with the new payload, never re-embedded),
+*copied* (an identical image is already stored under another point: its vector is reused), or
+*to embed*. Each batch is durable when written, so an interrupted run keeps its work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from visearch.core.colour import dominant_colours
+from visearch.core.config import Settings
+from visearch.core.domain import PointRecord, Product
+from visearch.core.encoders.base import Encoder, WordsEncoder
+from visearch.core.errors import ImageError
+from visearch.core.fetch import FetchError, ImageFetcher
+from visearch.core.images import decode_image
+from visearch.core.ingest.planning import ExistingPoint
+from visearch.core.ingest.progress import Progress
+from visearch.core.ingest.summary import IndexSummary, Problem
+from visearch.core.ocr import TextReader
+from visearch.core.store.base import VectorStore
+
+#: decode at about this size (JPEG DCT scaling): plenty for 224-px encoders, far cheaper than 12 MP.
+#: The same hint as the search path (core.search), so catalog and query photos are treated alike.
+DECODE_SIZE_HINT = 448
+#: hash big downloads off the event loop (hashlib releases the GIL)
+HASH_IN_THREAD_BYTES = 256 * 1024
+
+
+def product_hash(product: Product, image_root: str = "") -> str:
+    """Hash of the product's metadata (everything but per-image fields): a change means rewriting payloads.
+
+    The catalog's folder is part of it: a moved catalog rewrites the recorded image root."""
+    data = product.model_dump(mode="json")
+    data["__image_root"] = image_root
+    blob = json.dumps(data, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+@dataclass(slots=True)
+class ImageJob:
+    """One image of one product, from fetch to write."""
+
+    line: int | None
+    product: Product
+    ref: str
+    index: int
+    point_id: str
+    product_hash: str
+    image_root: str
+    data: bytes | None = None
+    sha256: str = ""
+
+    def payload(self) -> dict[str, Any]:
+        payload = self.product.payload(self.ref, self.sha256, self.index)
+        payload["product_hash"] = self.product_hash
+        payload["image_root"] = self.image_root  # local refs resolve against it when a bot uploads them
+        return payload
+
+
+
+@dataclass(frozen=True, slots=True)
+class _Copy:
+    """Write `job` with the vector stored under `source` (itself for a metadata update)."""
+
+    job: ImageJob
+    source: str
+
+
+class _Done:
+    """End of the fetch stream."""
+
+
+@dataclass(frozen=True)
+class _ProducerFailed:
+    error: BaseException
+
+
+_Fetched = tuple[ImageJob, str | None]  # the job (bytes and hash filled in) or a failure reason
+
+
+
+class ImageWriter:
+    """The state of one run's writes: what the store holds, what waits to be written, the counts."""
+
+    def __init__(self, encoder: Encoder, store: VectorStore, settings: Settings, summary: IndexSummary,
+                 existing: dict[str, ExistingPoint], progress: Progress, words: bool = False) -> None:
+        self.encoder, self.store, self.settings, self.summary, self.existing, self.progress = (
+            encoder, store, settings, summary, existing, progress)
+        #: the collection holds text vectors: every written point gets the product's words embedded
+        self.words = words
+        self.reader = TextReader() if settings.ocr else None
+        self.batch_size = settings.batch_size
+        # a stored point for each image hash: identical bytes under a new id reuse its vector
+        self.by_sha: dict[str, str] = {}
+        for pid, old in existing.items():
+            if old.sha256:
+                self.by_sha.setdefault(old.sha256, pid)
+        self.to_embed: list[ImageJob] = []
+        self.to_copy: list[_Copy] = []
+
+    async def process(self, fetcher: ImageFetcher, jobs: Sequence[ImageJob], base_dir: Path) -> None:
+        """Fetch concurrently (producer) while sorting, embedding and writing batches (here)."""
+        if not jobs:
+            return
+        queue: asyncio.Queue[_Fetched | _Done | _ProducerFailed] = asyncio.Queue(maxsize=2 * self.batch_size)
+        producer = asyncio.create_task(self._produce(fetcher, jobs, base_dir, queue), name="visearch-fetch")
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, _Done):
+                    break
+                if isinstance(item, _ProducerFailed):
+                    raise item.error
+                job, error = item
+                if error is not None:
+                    self._fail(job, error)
+                    continue
+                self._sort(job)
+                if len(self.to_copy) >= self.batch_size:
+                    await self._flush_copies()
+                if len(self.to_embed) >= self.batch_size:
+                    await self._flush_embed()
+            await self._flush_copies()  # may hand images back to embed
+            while self.to_embed:
+                await self._flush_embed()
+        finally:
+            if not producer.done():
+                producer.cancel()
+            await asyncio.gather(producer, return_exceptions=True)
+
+    async def _produce(self, fetcher: ImageFetcher, jobs: Sequence[ImageJob], base_dir: Path,
+                       queue: asyncio.Queue[_Fetched | _Done | _ProducerFailed]) -> None:
+        pending = iter(jobs)
+
+        async def worker() -> None:
+            for job in pending:  # shared iterator: each job goes to exactly one worker
+                await queue.put(await fetch_and_hash(fetcher, job, base_dir))
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(min(self.settings.fetch_concurrency, len(jobs))):
+                    group.create_task(worker())
+        except Exception as exc:  # a bug, not a bad image: stop the run with it
+            await queue.put(_ProducerFailed(exc))
+            return
+        await queue.put(_Done())
+
+    def _sort(self, job: ImageJob) -> None:
+        """Unchanged, metadata update, copy of an identical image, or embed."""
+        old = self.existing.get(job.point_id)
+        if old is not None and old.sha256 == job.sha256:
+            if self.reader is not None and not old.has_ocr:
+                self.to_embed.append(job)  # OCR was turned on since: read this photo once
+            elif old.product_hash == job.product_hash:
+                job.data = None
+                self.summary.unchanged += 1
+                self.summary.stored_products.add(job.product.id)
+                self._advance(1)
+            else:
+                self.to_copy.append(_Copy(job, job.point_id))
+            return
+        donor = self.by_sha.get(job.sha256)
+        if donor is not None and donor != job.point_id:
+            self.to_copy.append(_Copy(job, donor))
+        else:
+            self.to_embed.append(job)
+
+    async def _flush_copies(self) -> None:
+        """Write stored vectors with new payloads: one retrieve and one upsert per batch.
+
+        (A batch upsert instead of `set_payload` per point: same result - the vector is the stored
+        one - at one durable write per batch instead of one per point.) Anything whose source is
+        gone or holds other bytes by now goes to the embed queue instead.
+        """
+        copies, self.to_copy = self.to_copy, []
+        if not copies:
+            return
+        sources = list(dict.fromkeys(c.source for c in copies))
+        stored = {p.point_id: p for p in await self.store.retrieve(sources, with_vectors=True)}
+        records: list[PointRecord] = []
+        updated = copied = 0
+        for copy in copies:
+            job, source = copy.job, stored.get(copy.source)
+            if (source is None or source.vector is None or source.payload.get("image_sha256") != job.sha256
+                    or (self.reader is not None and "ocr_text" not in source.payload)):
+                self.to_embed.append(job)
+                continue
+            payload = {**job.payload(), "colours": source.payload.get("colours") or []}  # same bytes, same colours
+            if "ocr_text" in source.payload:
+                payload["ocr_text"] = source.payload["ocr_text"]
+            records.append(PointRecord(id=job.point_id, vector=source.vector, payload=payload))
+            job.data = None
+            if copy.source == job.point_id:
+                updated += 1
+            else:
+                copied += 1
+        if records:
+            await self.store.upsert(await self._with_words(records))
+        self.summary.stored_products.update(r.payload["product_id"] for r in records)
+        self.summary.updated += updated
+        self.summary.indexed += copied
+        self._advance(len(records))
+
+    async def _flush_embed(self) -> None:
+        """Decode and embed one batch in a worker thread, then write it (durable before returning)."""
+        jobs, self.to_embed = self.to_embed[: self.batch_size], self.to_embed[self.batch_size :]
+        if not jobs:
+            return
+        vectors, errors, embedded, colours, texts = await asyncio.to_thread(
+            decode_and_embed, jobs, self.encoder, self.settings.max_image_pixels, self.reader)
+        records: list[PointRecord] = []
+        for job, vector, error, names, text in zip(jobs, vectors, errors, colours, texts, strict=True):
+            if error is not None:
+                self._fail(job, error, advance=False)
+            else:
+                assert vector is not None
+                payload = {**job.payload(), "colours": names}
+                if text is not None:
+                    payload["ocr_text"] = text
+                records.append(PointRecord(id=job.point_id, vector=vector, payload=payload))
+            job.data = None
+        if records:
+            await self.store.upsert(await self._with_words(records))
+        for record in records:  # now durable: later identical images may copy these vectors
+            self.by_sha.setdefault(record.payload["image_sha256"], record.id)
+            self.summary.stored_products.add(record.payload["product_id"])
+        self.summary.indexed += len(records)
+        self.summary.embedded += embedded
+        self._advance(len(jobs))
+
+    async def _with_words(self, records: list[PointRecord]) -> list[PointRecord]:
+        """Attach each point's text vector: its product's words plus the OCR text of its photo."""
+        if not self.words:
+            return records
+        assert isinstance(self.encoder, WordsEncoder)
+        texts = [Product.from_payload(r.payload).words(str(r.payload.get("ocr_text") or "")) for r in records]
+        vectors = await asyncio.to_thread(self.encoder.embed_words, texts)
+        return [r.model_copy(update={"text_vector": [float(x) for x in v]}) for r, v in zip(records, vectors, strict=True)]
+
+    def _fail(self, job: ImageJob, reason: str, *, advance: bool = True) -> None:
+        job.data = None
+        self.summary.failed += 1
+        self.summary.problems.append(Problem(job.line, job.product.id, job.ref, reason))
+        if advance:
+            self._advance(1)
+
+    def _advance(self, n: int) -> None:
+        if n:
+            self.progress.advance(n, self.summary.counts())
+
+
+async def _fetch_and_hash(fetcher: ImageFetcher, job: ImageJob, base_dir: Path) -> _Fetched:
+    """Bytes and sha256 of one image, or a reason; never raises (but for cancellation)."""
+    try:
+        data = await fetcher.fetch(job.ref, base_dir)
+        if len(data) > HASH_IN_THREAD_BYTES:
+            digest = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+        else:
+            digest = hashlib.sha256(data).hexdigest()
+    except FetchError as exc:
+        return job, str(exc)
+    except Exception as exc:  # one odd image must not stop a catalog of thousands
+        return job, f"unexpected error while fetching: {type(exc).__name__}: {exc}"
+    job.data, job.sha256 = data, digest
+    return job, None
+
+
+def _decode_and_embed(
+    jobs: Sequence[ImageJob], encoder: Encoder, max_pixels: int, reader: TextReader | None = None
+) -> tuple[list[list[float] | None], list[str | None], int, list[list[str]], list[str | None]]:
+    """Decode each distinct image once (a bad one is reported, the rest go on), embed the good ones
+    in one call. Returns per-job vectors and errors, how many images the encoder saw, the dominant
+    colour names per job (for the colour filter) and, with a `reader`, the text read off each photo."""
+    images = []
+    slot_of: dict[str, int] = {}  # image hash -> position in `images`
+    errors_by_sha: dict[str, str] = {}
+    for job in jobs:
+        if job.sha256 in slot_of or job.sha256 in errors_by_sha:
+            continue
+        try:
+            assert job.data is not None
+            images.append(decode_image(job.data, max_pixels, target_size=DECODE_SIZE_HINT))
+            slot_of[job.sha256] = len(images) - 1
+        except ImageError as exc:
+            errors_by_sha[job.sha256] = str(exc)
+        except Exception as exc:  # Pillow raises odd things on odd files; report, do not stop
+            errors_by_sha[job.sha256] = f"cannot decode image: {type(exc).__name__}: {exc}"
+    rows: list[list[float]] = []
+    if images:
+        embedded = encoder.embed_images(images)
+        if len(embedded) != len(images):
+            raise RuntimeError(f"encoder returned {len(embedded)} vectors for {len(images)} images")
+        rows = [[float(x) for x in vector] for vector in embedded]
+    names = [dominant_colours(img) for img in images]
+    read = [reader.read(img) for img in images] if reader is not None else [None] * len(images)
+    vectors = [rows[slot_of[j.sha256]] if j.sha256 in slot_of else None for j in jobs]
+    errors = [errors_by_sha.get(j.sha256) for j in jobs]
+    colours = [names[slot_of[j.sha256]] if j.sha256 in slot_of else [] for j in jobs]
+    texts = [read[slot_of[j.sha256]] if j.sha256 in slot_of else None for j in jobs]
+    return vectors, errors, len(images), colours, texts
+
+
+
+async def fetch_and_hash(fetcher: ImageFetcher, job: ImageJob, base_dir: Path) -> _Fetched:
+    """Bytes and sha256 of one image, or a reason; never raises (but for cancellation)."""
+    try:
+        data = await fetcher.fetch(job.ref, base_dir)
+        if len(data) > HASH_IN_THREAD_BYTES:
+            digest = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+        else:
+            digest = hashlib.sha256(data).hexdigest()
+    except FetchError as exc:
+        return job, str(exc)
+    except Exception as exc:  # one odd image must not stop a catalog of thousands
+        return job, f"unexpected error while fetching: {type(exc).__name__}: {exc}"
+    job.data, job.sha256 = data, digest
+    return job, None
+
+
+def decode_and_embed(
+    jobs: Sequence[ImageJob], encoder: Encoder, max_pixels: int, reader: TextReader | None = None
+) -> tuple[list[list[float] | None], list[str | None], int, list[list[str]], list[str | None]]:
+    """Decode each distinct image once (a bad one is reported, the rest go on), embed the good ones
+    in one call. Returns per-job vectors and errors, how many images the encoder saw, the dominant
+    colour names per job (for the colour filter) and, with a `reader`, the text read off each photo."""
+    images = []
+    slot_of: dict[str, int] = {}  # image hash -> position in `images`
+    errors_by_sha: dict[str, str] = {}
+    for job in jobs:
+        if job.sha256 in slot_of or job.sha256 in errors_by_sha:
+            continue
+        try:
+            assert job.data is not None
+            images.append(decode_image(job.data, max_pixels, target_size=DECODE_SIZE_HINT))
+            slot_of[job.sha256] = len(images) - 1
+        except ImageError as exc:
+            errors_by_sha[job.sha256] = str(exc)
+        except Exception as exc:  # Pillow raises odd things on odd files; report, do not stop
+            errors_by_sha[job.sha256] = f"cannot decode image: {type(exc).__name__}: {exc}"
+    rows: list[list[float]] = []
+    if images:
+        embedded = encoder.embed_images(images)
+        if len(embedded) != len(images):
+            raise RuntimeError(f"encoder returned {len(embedded)} vectors for {len(images)} images")
+        rows = [[float(x) for x in vector] for vector in embedded]
+    names = [dominant_colours(img) for img in images]
+    read = [reader.read(img) for img in images] if reader is not None else [None] * len(images)
+    vectors = [rows[slot_of[j.sha256]] if j.sha256 in slot_of else None for j in jobs]
+    errors = [errors_by_sha.get(j.sha256) for j in jobs]
+    colours = [names[slot_of[j.sha256]] if j.sha256 in slot_of else [] for j in jobs]
+    texts = [read[slot_of[j.sha256]] if j.sha256 in slot_of else None for j in jobs]
+    return vectors, errors, len(images), colours, texts
