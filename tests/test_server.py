@@ -169,8 +169,11 @@ async def test_viber_bad_or_missing_signature_is_refused_and_nothing_is_sent(ser
     assert (await served.viber_post(body, signature="0" * 64)).status_code == 403
     assert (await served.viber_post(body, signature="")).status_code == 403
     assert (await served.viber_post(body, signature=viber_signature(body, "other-token"))).status_code == 403
+    probe = viber_message("viber-user-3", {"type": "text", "text": "banana"}, 1011)  # signed: answered
+    assert (await served.viber_post(probe)).status_code == 200
+    await served.viber.wait_for_messages("viber-user-3")  # posted last: a refused body would have been answered too
     await served.viber.settle()
-    assert not served.viber.to("viber-user-3")
+    assert len(served.viber.to("viber-user-3")) == 1, "only the signed probe is answered"
 
 
 async def test_viber_replayed_delivery_is_answered_once(served: Served) -> None:
@@ -192,8 +195,11 @@ async def test_viber_events_other_than_messages(served: Served) -> None:
     for event in ("delivered", "seen", "subscribed", "unsubscribed", "webhook", "something_new"):
         body = json.dumps({"event": event, "timestamp": 1, "message_token": 10, "user_id": "viber-user-5"}).encode()
         assert (await served.viber_post(body)).status_code == 200
+    probe = viber_message("viber-user-5", {"type": "text", "text": "banana"}, 1012)
+    assert (await served.viber_post(probe)).status_code == 200
+    await served.viber.wait_for_messages("viber-user-5")  # posted last: an answer to an event would be here by now
     await served.viber.settle()
-    assert not served.viber.to("viber-user-5")
+    assert len(served.viber.to("viber-user-5")) == 1, "only the probe message is answered"
 
 
 async def test_viber_sticker_and_broken_picture_get_friendly_replies(served: Served) -> None:
