@@ -14,8 +14,11 @@ import random
 from typing import Any
 
 import httpx
-
-from visearch.bots.conversation.incoming import MediaError, MediaTooLargeError, NotAnImageError
+from visearch.bots.conversation.incoming import (
+    MediaError,
+    MediaTooLargeError,
+    NotAnImageError,
+)
 
 __all__ = ["RETRY_STATUSES", "MediaError", "MediaTooLargeError", "NotAnImageError", "PlatformClient", "PlatformError",
            "json_object"]

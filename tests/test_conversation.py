@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
 from visearch.bots.conversation import (
     Cards,
     Channel,
@@ -21,15 +20,21 @@ from visearch.bots.conversation import (
     IncomingFile,
     MediaTooLargeError,
     Metrics,
+    NotAnImageError,
     Notice,
     NoticeReason,
-    NotAnImageError,
     Silence,
     search_outcome_of,
+    wording,
 )
-from visearch.bots.conversation import wording
 from visearch.core.config import Settings
-from visearch.core.errors import CollectionNotFoundError, EncoderBusyError, ImageError, StoreError, VisearchError
+from visearch.core.errors import (
+    CollectionNotFoundError,
+    EncoderBusyError,
+    ImageError,
+    StoreError,
+    VisearchError,
+)
 from visearch.core.search import CursorExpiredError, PointNotFoundError, SearchService
 from visearch.core.store.factory import open_store
 

@@ -9,8 +9,14 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
-
-from visearch.bots.conversation import Answer, Cards, Metrics, Notice, NoticeReason, Silence
+from visearch.bots.conversation import (
+    Answer,
+    Cards,
+    Metrics,
+    Notice,
+    NoticeReason,
+    Silence,
+)
 from visearch.bots.http import PlatformError
 from visearch.bots.webhooks.runtime import Runtime
 from visearch.bots.webhooks.work import SeenIds, WorkQueue

@@ -15,9 +15,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
-
 from visearch.bots.api.catalog import CatalogWriter, Upload, UploadError, media_url
 from visearch.bots.api.models import (
+    SEARCH_TEXT_MAX,
     BatchIn,
     BatchItem,
     BatchOut,
@@ -27,7 +27,6 @@ from visearch.bots.api.models import (
     FiltersIn,
     ProductIn,
     ProductOut,
-    SEARCH_TEXT_MAX,
     SearchIn,
     SearchOut,
     StatsOut,

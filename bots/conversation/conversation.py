@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from visearch.bots.conversation.answers import (
     COMMANDS,
@@ -87,7 +87,7 @@ async def search_outcome(service: SearchService, query: Query) -> SearchResult |
     """Run a search; a failure becomes its notice (never raised). Nothing is logged here."""
     try:
         return await service.search(query)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - every failure is a notice; FAILURE keeps the error for the log
         return search_outcome_of(exc)
 
 
@@ -109,7 +109,7 @@ async def _notify(progress: Progress | None) -> None:
         return
     try:
         await progress()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the chat action is cosmetic
         log.debug("progress notice failed: %s", type(exc).__name__)
 
 
@@ -251,7 +251,7 @@ class Conversation:
             return Notice(NoticeReason.TOO_LARGE, limit_bytes=channel.max_media_bytes)
         except NotAnImageError as exc:
             return Notice(NoticeReason.NOT_AN_IMAGE, document=exc.mime_type.lower(), error=exc)
-        except Exception as exc:  # the channel's API or the network failed us: tell the user, log it
+        except Exception as exc:  # noqa: BLE001 - the channel's API or the network failed us: tell the user, log it
             log.warning("could not download a photo from %s: %s", channel.name, type(exc).__name__)
             return Notice(NoticeReason.DOWNLOAD_FAILED, error=exc)
         if any(self._over_limit(channel, len(data)) for data in images):
@@ -289,7 +289,7 @@ class Conversation:
         """Every answer goes out through here: counted, failures logged, nothing raised."""
         try:
             answer = await step
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - an unexpected error is a FAILURE notice (logged), never silence
             answer = search_outcome_of(exc)
         if isinstance(answer, Notice) and answer.reason is NoticeReason.RATE_LIMITED:
             return answer  # counted when throttled

@@ -13,7 +13,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from visearch.bots.conversation.answers import ContentKind, Notice, NoticeReason, SearchKind
+from visearch.bots.conversation.answers import (
+    ContentKind,
+    Notice,
+    NoticeReason,
+    SearchKind,
+)
 from visearch.bots.conversation.text import cut, price_text
 from visearch.core.domain import Facets
 from visearch.core.query_syntax import describe_filters

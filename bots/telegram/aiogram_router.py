@@ -37,7 +37,6 @@ from aiogram.types import (
     LinkPreviewOptions,
     Message,
 )
-
 from visearch.bots.conversation import COMMANDS, OWN_COMMANDS
 from visearch.bots.telegram import presentation as ui
 from visearch.bots.telegram.config import TelegramSettings

@@ -20,17 +20,6 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from visearch.bots.conversation import COMMANDS, OWN_COMMANDS
-from visearch.bots.telegram import presentation as ui
-from visearch.bots.telegram.config import TelegramSettings
-from visearch.bots.telegram.conversation import (
-    PhotoInput,
-    PhotoRejected,
-    TelegramConversation,
-    deliver,
-    is_photo_problem,
-    route_message,
-)
 from telegram import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
@@ -49,6 +38,17 @@ from telegram.ext import (
     ContextTypes,
     MessageHandler,
     filters,
+)
+from visearch.bots.conversation import COMMANDS, OWN_COMMANDS
+from visearch.bots.telegram import presentation as ui
+from visearch.bots.telegram.config import TelegramSettings
+from visearch.bots.telegram.conversation import (
+    PhotoInput,
+    PhotoRejected,
+    TelegramConversation,
+    deliver,
+    is_photo_problem,
+    route_message,
 )
 
 log = logging.getLogger("visearch.telegram")

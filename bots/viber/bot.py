@@ -16,7 +16,6 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-
 from visearch.bots.conversation import (
     Answer,
     Cards,
@@ -29,7 +28,12 @@ from visearch.bots.conversation import (
     Silence,
 )
 from visearch.bots.conversation import wording as say
-from visearch.bots.http import RETRY_STATUSES, PlatformClient, PlatformError, json_object
+from visearch.bots.http import (
+    RETRY_STATUSES,
+    PlatformClient,
+    PlatformError,
+    json_object,
+)
 from visearch.bots.viber import messages
 from visearch.bots.webhooks.runtime import Rejected, Runtime, verified_json
 

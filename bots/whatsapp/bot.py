@@ -19,7 +19,6 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-
 from visearch.bots.conversation import (
     MORE_LIKE_THIS,
     NEXT_PAGE,
@@ -31,14 +30,19 @@ from visearch.bots.conversation import (
     IncomingFile,
     MediaError,
     MediaTooLargeError,
-    Notice,
     NotAnImageError,
+    Notice,
     Silence,
 )
 from visearch.bots.conversation import wording as say
 from visearch.bots.conversation.text import card_price, image_url
 from visearch.bots.conversation.text import cut as cut_text
-from visearch.bots.http import RETRY_STATUSES, PlatformClient, PlatformError, json_object
+from visearch.bots.http import (
+    RETRY_STATUSES,
+    PlatformClient,
+    PlatformError,
+    json_object,
+)
 from visearch.bots.webhooks.runtime import Rejected, Runtime, verified_json
 from visearch.core.domain import Card
 
