@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from pathlib import Path
@@ -31,6 +32,49 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def global_options(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="also show debug logs and the libraries' warnings (before the command: visearch -v search ...)")] = False,
+) -> None:
+    """Options of every command."""
+    route_library_chatter(verbose)
+
+
+def route_library_chatter(verbose: bool) -> None:
+    """What torch (the ONNX exporter), transformers and other libraries warn about is for developers:
+    it goes to the log at DEBUG, which --verbose shows; our own warnings (a retired setting) stay one line."""
+    warnings.showwarning = log_warning
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "warning" if verbose else "error")  # its own stderr handler
+    for name in ("visearch", "py.warnings"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.NOTSET)
+
+
+def log_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                file: Any = None, line: str | None = None) -> None:
+    """`warnings.showwarning` of the CLI: a warning of ours is one line on stderr, a library's is a DEBUG log."""
+    if warned_by_visearch():
+        logging.getLogger("visearch").warning("warning: %s", message)
+    else:
+        logging.getLogger("py.warnings").debug("%s: %s (%s:%s)", category.__name__, message, filename, lineno)
+
+
+def show_info_logs() -> None:
+    """A long-running command (serve, bot) logs what it serves at INFO, or at DEBUG with --verbose."""
+    ours = logging.getLogger("visearch")
+    ours.setLevel(min(ours.getEffectiveLevel(), logging.INFO))
+
+
+def warned_by_visearch() -> bool:
+    """True when the code that called warnings.warn is ours (the first frame outside this module and `warnings`)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        module = str(frame.f_globals.get("__name__", ""))
+        if module not in (__name__, "warnings"):
+            return module.startswith("visearch.")
+        frame = frame.f_back
+    return False
 
 EncoderOpt = Annotated[Optional[str], typer.Option("--encoder", help="clip | offline | auto (default: VISEARCH_ENCODER or clip)")]
 DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="embedded store directory (VISEARCH_DATA_DIR)")]
@@ -657,7 +701,7 @@ def bot_telegram(
         await serve_forever(runner)
         typer.echo(f"stopped ({framework}, {mode})", err=True)
 
-    logging.getLogger("visearch").setLevel(logging.INFO)
+    show_info_logs()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines carry URLs, and Bot API URLs carry the token
     run(job)
 
@@ -713,7 +757,7 @@ def serve(
     except VisearchError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    logging.getLogger("visearch").setLevel(logging.INFO)
+    show_info_logs()
     logging.getLogger("httpx").setLevel(logging.WARNING)
     app_ = create_app(settings, server, telegram, listen_url=server.public_url or f"http://{host}:{port}", store=store)
     typer.echo(f"visearch serve on http://{host}:{port} (collection {settings.collection!r}): search page at /, "
@@ -754,7 +798,22 @@ def bot_viber(
 def main() -> None:
     """Console-script entry point."""
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(ModelLibraryChatter())
     app()
+
+
+#: loggers of the model libraries: their warnings (weights not used, processors, deprecations) are for developers
+MODEL_LIBRARIES = ("transformers", "sentence_transformers", "huggingface_hub", "torch", "onnxruntime", "rapidocr")
+
+
+class ModelLibraryChatter(logging.Filter):
+    """Shows the model libraries' log lines below ERROR only with --verbose (our loggers at DEBUG)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR or not record.name.startswith(MODEL_LIBRARIES):
+            return True
+        return logging.getLogger("visearch").isEnabledFor(logging.DEBUG)
 
 
 if __name__ == "__main__":

@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from visearch.core.config import Settings
+from visearch.core.config import RETIRED_SETTINGS, Settings
 from visearch.indexer.cli import app
 from tests.conftest import copy_collection
 
@@ -131,3 +135,36 @@ def test_json_keeps_its_fields_and_adds_the_ranking_score(env: dict[str, str]) -
     ranks = [card["rank_score"] for card in cards]
     assert ranks == sorted(ranks, reverse=True)
     assert [card["score"] for card in cards] != sorted((card["score"] for card in cards), reverse=True)  # why: fused
+
+
+def run_visearch(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The installed console script in a fresh process: what a shop owner's terminal shows."""
+    script = Path(sys.executable).with_name("visearch")
+    return subprocess.run([str(script), *args], env={**os.environ, **env}, cwd=cwd, capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+def test_library_warnings_stay_out_of_the_output_and_verbose_shows_them(tmp_path: Path, tiny_clip_dir: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first ONNX export makes torch warn (legacy exporter, traced shape checks, index ops): none of it is
+    printed, --verbose shows it as log lines, and a retired setting of ours is still said, in one line."""
+    monkeypatch.chdir(tmp_path)
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text("id,title,image\n" + "".join(f"{p},{p},{SAMPLE / 'images' / p}.jpg\n"
+                                                    for p in ("banana", "kiwi", "lime")), encoding="utf-8")
+    env = {"VISEARCH_DATA_DIR": str(tmp_path / "data"), "VISEARCH_ENCODER": "clip", "VISEARCH_COLLECTION": "warn"}
+    quiet, verbose = (shutil.copytree(tiny_clip_dir, tmp_path / name / "clip") for name in ("quiet", "verbose"))
+    built = CliRunner().invoke(app, ["index", str(catalog), "--quiet"], env={**env, "VISEARCH_CLIP_MODEL": str(quiet)})
+    assert built.exit_code == 0, built.output
+    retired = f"VISEARCH_{next(iter(RETIRED_SETTINGS)).upper()}"
+    plain = run_visearch("search", "--text", "banana", cwd=tmp_path, env={
+        **env, "VISEARCH_CLIP_MODEL": str(quiet), "VISEARCH_BACKEND": "onnx", retired: "7"})
+    assert plain.returncode == 0, plain.stderr
+    assert list((quiet / "visearch-onnx").glob("*.onnx")), "no export happened: nothing could have warned"
+    assert "Warning" not in plain.stderr and "warn(" not in plain.stderr, plain.stderr
+    assert [line for line in plain.stderr.splitlines() if retired in line] == [plain.stderr.strip()]
+    assert plain.stderr.startswith(f"warning: {retired} is deprecated")
+    shown = run_visearch("-v", "search", "--text", "banana", cwd=tmp_path,
+                         env={**env, "VISEARCH_CLIP_MODEL": str(verbose), "VISEARCH_BACKEND": "onnx"})
+    assert shown.returncode == 0, shown.stderr
+    assert "torch.onnx.export: TracerWarning" in shown.stderr and "warn(" not in shown.stderr, shown.stderr

@@ -112,11 +112,14 @@ def export_module(module: Any, example: tuple[Any, ...], target: Path, input_nam
 
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
-            # shape checks traced as constants ("seq_length > max_positions"): inputs are truncated anyway
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings(record=True) as notes:
+            warnings.simplefilter("always")
             torch.onnx.export(module, example, str(tmp), input_names=input_names, output_names=output_names,
                               dynamic_axes=dynamic_axes, opset_version=OPSET, do_constant_folding=True, dynamo=False)
+        # the exporter's notes on how it traced (shape checks traced as constants, though inputs are truncated
+        # anyway; Slice ops not folded; index ops split up) are for developers: a log line at DEBUG each
+        for category, message in dict.fromkeys((note.category.__name__, str(note.message)) for note in notes):
+            logger.debug("torch.onnx.export: %s: %s", category, message)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
