@@ -302,7 +302,7 @@ def catalog_texts(draw: st.DrawFn) -> tuple[str, set[str], bool]:
     return "\n".join(lines) + draw(st.sampled_from(["\n", "", "\r\n"])), good, structural
 
 
-def stored_state(ids: set[str]) -> dict[str, _Existing]:
+def stored_state(ids: set[str]) -> dict[str, ExistingPoint]:
     return {f"pt-{pid}": ExistingPoint(pid, "sha", "hash") for pid in ids}
 
 

@@ -78,7 +78,8 @@ class IngestService:
         """
         if sync and only_listed:
             raise ValueError("sync deletes unlisted products: it cannot be combined with only_listed")
-        progress = progress or SilentProgress()
+        if progress is None:
+            progress = SilentProgress()
         summary = IndexSummary(products=len(catalog.rows))
         summary.notes.extend(catalog.warnings)
         for err in catalog.errors:

@@ -247,7 +247,8 @@ class ImageWriter:
         assert isinstance(self.encoder, WordsEncoder)
         texts = [Product.from_payload(r.payload).words(str(r.payload.get("ocr_text") or "")) for r in records]
         vectors = await asyncio.to_thread(self.encoder.embed_words, texts)
-        return [r.model_copy(update={"text_vector": [float(x) for x in v]}) for r, v in zip(records, vectors, strict=True)]
+        return [r.model_copy(update={"text_vector": [float(x) for x in v]})
+                for r, v in zip(records, vectors, strict=True)]
 
     def _fail(self, job: ImageJob, reason: str, *, advance: bool = True) -> None:
         job.data = None
