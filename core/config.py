@@ -186,5 +186,5 @@ def load_settings_of(settings_cls: type[SettingsT], **overrides: object) -> Sett
         for err in exc.errors():
             field = ".".join(str(part) for part in err["loc"])
             # a model-level check (several fields at once) has no field: its message names them itself
-            lines.append(f"  {prefix}{field.upper()}: {err['msg']}" if field else f"  {err['msg']}")
-        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
+            lines.append(f"{prefix}{field.upper()}: {err['msg']}" if field else str(err["msg"]))
+        raise ConfigError("invalid configuration: " + "; ".join(lines)) from None  # one line, like every CLI error

@@ -16,14 +16,42 @@ from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 from pydantic import ValidationError
+from typer.core import TyperGroup
 
 from visearch.core.config import Settings, load_settings
 from visearch.core.domain import Card, Filters, Query, SearchResult
-from visearch.core.errors import VisearchError
+from visearch.core.errors import CollectionNotFoundError, VisearchError
 from visearch.core.search import SearchService
 from visearch.core.catalog import validation_reason
 
 T = TypeVar("T")
+
+#: click's base class of command-line mistakes (typer vendors click, so it is found through a public subclass)
+CLICK_ERRORS: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+class OneLineErrors(TyperGroup):
+    """A mistake click catches (unknown option, value out of range, missing argument) is one line and exit 2,
+    like every mistake our commands catch, instead of a usage box."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, windows_expand_args: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except CLICK_ERRORS as exc:
+            # NoArgsIsHelpError carries the help, already printed (typer tells it by name too)
+            if type(exc).__name__ != "NoArgsIsHelpError":
+                context = getattr(exc, "ctx", None)
+                hint = f" (see {context.command_path} --help)" if context is not None else ""
+                typer.echo(f"error: {exc.format_message()}{hint}", err=True)
+            sys.exit(getattr(exc, "exit_code", 2))
+        except typer.Abort:
+            typer.echo("aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
 
 app = typer.Typer(
     name="visearch",
@@ -31,6 +59,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=OneLineErrors,
 )
 
 
@@ -105,15 +134,19 @@ def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
         raise typer.Exit(130) from None
 
 
-async def open_service(settings: Settings) -> SearchService:
+async def open_service(settings: Settings, *, existing: bool = False) -> SearchService:
     """The service of one CLI command. The encoder is the kind that built the collection unless the
     command line, the environment or .env names one: after an offline `make demo`, every command
-    works without `--encoder offline` (and without loading CLIP first to find out it is the wrong one)."""
+    works without `--encoder offline` (and without loading CLIP first to find out it is the wrong one).
+    `existing`: the command reads the collection, so a missing one is said before any model loads."""
     from visearch.core.encoders.factory import load_encoder
     from visearch.core.store.factory import open_store
 
     store = open_store(settings)
     try:
+        if existing and await store.info() is None:
+            raise CollectionNotFoundError(f"collection {settings.collection!r} does not exist yet: "
+                                          "index a catalog first with `visearch index CATALOG`")
         settings = await with_collection_encoder(store, settings)
         encoder = await asyncio.to_thread(load_encoder, settings)
     except BaseException:
@@ -366,7 +399,7 @@ def search(
         raise typer.Exit(2) from None
 
     async def job() -> SearchResult:
-        service = await open_service(settings)
+        service = await open_service(settings, existing=True)
         try:
             return await service.search(Query(images=photos, text=text, filters=filters, limit=limit))
         finally:
@@ -377,6 +410,17 @@ def search(
         typer.echo(result.model_dump_json(indent=2))
     else:
         print_result(result, f"results for {'photo ' + ', '.join(map(str, image)) if image else repr(text)}:")
+
+
+def check_catalog_file(catalog: Path) -> None:
+    """Read the catalog once before any model loads: a missing or broken file is one line at once."""
+    from visearch.core.catalog import read_catalog
+
+    try:
+        read_catalog(catalog)
+    except VisearchError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def read_file(path: Path) -> bytes:
@@ -422,6 +466,10 @@ def eval_command(
     unknown = [m for m in methods if m not in EVAL_METHODS]
     if unknown or not methods:
         typer.echo(f"error: --method takes {', '.join(EVAL_METHODS)} (comma-separated), got {method!r}", err=True)
+        raise typer.Exit(2)
+    check_catalog_file(catalog)
+    if unrelated is not None and not unrelated.is_dir():
+        typer.echo(f"error: --unrelated {unrelated} is not a folder of photos", err=True)
         raise typer.Exit(2)
 
     async def job(settings: Settings, baseline_settings: Settings) -> list[dict[str, Any]]:
@@ -517,6 +565,7 @@ def train(
         typer.echo("error: --loss must be mnrl, ms or triplet", err=True)
         raise typer.Exit(2)
     settings = settings_from(encoder=encoder or "offline")
+    check_catalog_file(catalog)
     use_clip = settings.encoder == "clip"
     if unfreeze_blocks and not use_clip:
         typer.echo("error: --unfreeze-blocks is for --encoder clip (the offline encoder's backbone stays frozen)", err=True)
@@ -672,7 +721,7 @@ def bot_telegram(
     webhook: Annotated[Optional[str], typer.Option("--webhook", help="public https URL for a webhook; default: long polling")] = None,
     set_webhook: Annotated[Optional[str], typer.Option("--set-webhook", help="only register this URL (for `visearch serve`) and exit")] = None,
     listen: Annotated[str, typer.Option("--listen", help="webhook mode: address to listen on")] = "0.0.0.0",
-    port: Annotated[int, typer.Option("--port", help="webhook mode: port to listen on")] = 8080,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="webhook mode: port to listen on")] = 8080,
     shop_name: Annotated[str, typer.Option("--shop-name", help="name shown in /start")] = "Shop",
     encoder: EncoderOpt = None,
     model: ModelOpt = None,
@@ -730,7 +779,7 @@ async def _register_telegram_webhook(url: str) -> None:
 @app.command()
 def serve(
     host: Annotated[str, typer.Option("--host", help="address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="port to listen on")] = 8080,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="port to listen on")] = 8080,
     encoder: EncoderOpt = None,
     model: ModelOpt = None,
     data_dir: DataDirOpt = None,
@@ -777,7 +826,7 @@ def bot_viber(
     async def job() -> None:
         server = load_server_settings()
         if not server.viber_enabled:
-            raise typer.BadParameter("VISEARCH_VIBER_TOKEN is not set (the token is in your Viber bot's settings)")
+            raise VisearchError("VISEARCH_VIBER_TOKEN is not set (the token is in your Viber bot's settings)")
         from visearch.bots.viber.bot import ViberBot
 
         # registering needs no search: no searcher, no runtime

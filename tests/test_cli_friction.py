@@ -76,6 +76,35 @@ def test_a_bad_catalog_is_reported_before_any_model_loads(env: dict[str, str], t
 
 
 SAMPLE = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery"
+
+
+@pytest.mark.parametrize("args, says", [
+    (["search", "--text", "milk", "--limit", "0"], "Invalid value for '--limit'"),
+    (["search", "--text", "milk", "--min-price", "abc"], "Invalid value for '--min-price'"),
+    (["search", "--txt", "milk"], "No such option: --txt"),
+    (["serch", "--text", "milk"], "No such command 'serch'"),
+    (["search", "--text", "milk", "--collection", "no-such-collection"], "'no-such-collection' does not exist yet"),
+    (["delete", "banana", "--collection", "no-such-collection"], "'no-such-collection' does not exist yet"),
+    (["optimize", "--collection", "no-such-collection"], "'no-such-collection' does not exist yet"),
+    (["eval", "--catalog", "no-such.csv", "--queries", str(SAMPLE / "queries.csv")], "catalog file not found"),
+    (["eval", "--catalog", str(SAMPLE / "catalog.csv"), "--queries", str(SAMPLE / "queries.csv"), "--calibrate",
+      "--unrelated", "no-such-folder"], "no-such-folder is not a folder"),
+    (["train", "--catalog", "no-such.csv", "--output", "model"], "catalog file not found"),
+    (["serve", "--port", "99999"], "Invalid value for '--port'"),
+    (["bot", "telegram", "--framework", "telethon"], "--framework must be aiogram or ptb"),
+    (["bot", "viber", "--set-webhook", "https://shop.example/webhooks/viber"], "VISEARCH_VIBER_TOKEN is not set"),
+    (["stats"], "VISEARCH_MIN_SCORE_TEXT: Input should be a valid number"),
+])
+def test_every_user_error_is_one_line_and_exit_2(env: dict[str, str], tmp_path: Path, args: list[str],
+                                                 says: str) -> None:
+    """Each mistake is named before any model loads: the encoder named here cannot load, so a command that
+    reached a model would say so instead."""
+    unloadable = {**env, "VISEARCH_ENCODER": "clip", "VISEARCH_CLIP_MODEL": str(tmp_path / "no-such-model"),
+                  "VISEARCH_VIBER_TOKEN": "", "VISEARCH_MIN_SCORE_TEXT": "abc" if args == ["stats"] else "0.2"}
+    result = CliRunner().invoke(app, args, env=unloadable)
+    assert result.exit_code == 2, result.output
+    assert says in result.output and "Traceback" not in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
 ROW = re.compile(r"^\s+\d+\. .* score (?P<score>\d+\.\d{3})(?:  \((?P<signals>[^)]*)\))?  \[(?P<id>[^\]]+)\]")
 CUT_OFF_LINE = re.compile(r"below the cut-offs? (?P<limits>.+) not shown")
 
