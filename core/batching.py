@@ -30,21 +30,27 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 from PIL import Image
 
 from visearch.core.encoders.base import Encoder, WordsEncoder, l2_normalise
-from visearch.core.errors import EncoderBusyError
+from visearch.core.errors import EncoderBusyError, VisearchError
 
 log = logging.getLogger("visearch.batching")
 
 Kind = Literal["image", "text", "words"]
 #: one photo of a query: its raw bytes (decoded on the encoder thread) or an already decoded image
 Photo = bytes | Image.Image
-#: runs a blocking function on the encoder thread and awaits its result
-RunOnEncoder = Callable[..., Awaitable[Any]]
+T = TypeVar("T")
+
+
+class RunOnEncoder(Protocol):
+    """Runs a blocking function on the encoder thread and awaits its result."""
+
+    def __call__(self, fn: Callable[..., T], /, *args: Any) -> Awaitable[T]: ...
+
 #: bytes -> RGB image; raises core.errors.ImageError for a photo that cannot be used
 Decode = Callable[[bytes], Image.Image]
 #: what a batch reports to an observer (tests, metrics): its kind and the size of each request
@@ -143,7 +149,8 @@ class MicroBatcher:
         self._pending += 1
         try:
             if not self.enabled:
-                return (await self._run(self._embed_batch, kind, [payload]))[0].unwrap()
+                alone = await self._run(self._embed_batch, kind, [payload])
+                return alone[0].unwrap()
             request = _Request(kind, payload, asyncio.get_running_loop().create_future(), size)
             self._lanes[kind].append(request)
             self._ensure_collector().set()
@@ -175,7 +182,16 @@ class MicroBatcher:
                 raise
             task = asyncio.get_running_loop().create_task(self._dispatch(kind, batch))
             self._in_flight.add(task)
-            task.add_done_callback(lambda done: (self._in_flight.discard(done), slots.release()))
+            task.add_done_callback(self._batch_finished(slots))
+
+    def _batch_finished(self, slots: asyncio.Semaphore) -> Callable[[asyncio.Task[None]], None]:
+        """The done-callback of a batch's task: forget the task and free its encoder worker."""
+
+        def finished(done: asyncio.Task[None]) -> None:
+            self._in_flight.discard(done)
+            slots.release()
+
+        return finished
 
     async def _next_batch(self, wakeup: asyncio.Event) -> tuple[Kind, list[_Request]]:
         """The next batch: the lane with the oldest request, once its window is over or it is full."""
@@ -219,8 +235,10 @@ class MicroBatcher:
             if not request.future.done():  # cancelled while on the encoder: nobody to answer
                 if outcome.error is not None:
                     request.future.set_exception(outcome.error)
-                else:
+                elif outcome.vector is not None:
                     request.future.set_result(outcome.vector)
+                else:  # not expected: _embed_batch gives every decoded request its vector
+                    request.future.set_exception(VisearchError("the encoder returned no vector for this query"))
 
     def _oldest_lane(self) -> Kind | None:
         for lane in self._lanes.values():

@@ -7,7 +7,7 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -176,8 +176,10 @@ def load_settings(**overrides: object) -> Settings:
     return load_settings_of(Settings, **overrides)
 
 
-def load_settings_of(settings_cls: type[SettingsT], **overrides: object) -> SettingsT:
-    """Read and validate any settings class (adapters have their own); errors name the variables."""
+def load_settings_of(settings_cls: type[SettingsT], **overrides: Any) -> SettingsT:
+    """Read and validate any settings class (adapters have their own); errors name the variables.
+
+    `overrides` are field values of any type: pydantic validates them (Any, as in BaseSettings' own signature)."""
     try:
         return settings_cls(**overrides)
     except ValidationError as exc:

@@ -23,6 +23,7 @@ else is kept as the words to search for. The parser never fails: what it cannot 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from visearch.core.domain import Filters
@@ -76,7 +77,7 @@ def parse_query_text(message: str) -> ParsedQuery:
     price_max: float | None = None
     in_stock: bool | None = None
 
-    def take(pattern: re.Pattern[str], handler) -> None:
+    def take(pattern: re.Pattern[str], handler: Callable[[re.Match[str]], object]) -> None:
         nonlocal text
         while match := pattern.search(text):
             handler(match)
@@ -101,6 +102,10 @@ def parse_query_text(message: str) -> ParsedQuery:
         nonlocal price_min
         price_min = _amount(m.group(1))
 
+    def on_price(m: re.Match[str]) -> None:  # a bare price: exactly that amount
+        on_min(m)
+        on_max(m)
+
     def on_stock(_: re.Match[str]) -> None:
         nonlocal in_stock
         in_stock = True
@@ -111,7 +116,7 @@ def parse_query_text(message: str) -> ParsedQuery:
     take(_RANGE, on_range)
     take(_MAX, on_max)
     take(_MIN, on_min)
-    take(_PRICE_ONLY, lambda m: (on_min(m), on_max(m)))
+    take(_PRICE_ONLY, on_price)
     take(_IN_STOCK, on_stock)
 
     if price_min is not None and price_max is not None and price_min > price_max:

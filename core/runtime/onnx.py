@@ -24,9 +24,11 @@ import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import numpy as np
 
 from visearch.core.errors import EncoderUnavailableError
 
@@ -39,6 +41,14 @@ BACKENDS = ("torch", "onnx", "onnx-int8")
 #: operator types quantized by `onnx-int8` (see the module docstring for why not Conv)
 QUANTIZED_OP_TYPES = ("MatMul", "Gemm")
 DEFAULT_CACHE = Path("~/.cache/visearch/onnx")
+
+
+class InferenceSession(Protocol):
+    """The part of `onnxruntime.InferenceSession` the encoders call (onnxruntime ships no type information)."""
+
+    def run(self, output_names: Sequence[str] | None, input_feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """The named outputs (all of them for None), in the graph's order."""
+        ...
 
 
 def is_onnx(backend: str) -> bool:
@@ -165,15 +175,17 @@ def session_options(threads: int) -> Any:
     return options
 
 
-def open_session(path: Path, threads: int) -> Any:
+def open_session(path: Path, threads: int) -> InferenceSession:
     """An ONNX Runtime CPU session for `path`."""
     import onnxruntime as ort
 
-    return ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+    session: InferenceSession = ort.InferenceSession(str(path), session_options(threads),
+                                                     providers=["CPUExecutionProvider"])
+    return session
 
 
 def cached_session(folder: Path, name: str, digest: str, int8: bool, threads: int,
-                   export: Callable[[Path], None]) -> Any:
+                   export: Callable[[Path], None]) -> InferenceSession:
     """A session for the cached export of `name`, exporting (and quantizing) it first when missing.
 
     `export(path)` writes the fp32 graph to `path`. A cached file that does not load is deleted
