@@ -164,7 +164,7 @@ def test_errors_are_sentences_not_stack_traces(page: Any, tmp_path: Path) -> Non
     page.fill("#text", "qwxz zzvy")
     page.click("#go")
     page.wait_for_selector("#error:not([hidden])")
-    assert page.locator("#results .card").count() == 0 or "No matching" in page.inner_text("#error")
+    assert page.locator("#results .card").count() == 0 and "No matching" in page.inner_text("#error")
 
 
 def test_works_on_a_phone_sized_screen(browser: Any, site: str, grocery_dir: Path, tmp_path: Path) -> None:
