@@ -11,6 +11,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
+from visearch.core.fetch import is_url
+from visearch.core.media import PhotoLocation, locate_photo
+
 # Fixed namespace so the same (product, image) pair always maps to the same point id.
 POINT_NAMESPACE = uuid.UUID("5b0f7a8e-3c1d-4d2b-9a57-7f1e0c6d2a11")
 
@@ -249,6 +252,19 @@ class Query(BaseModel):
         return "image" if self.images else "text"
 
 
+#: a narrow no-break space: thousands in a price never wrap onto two lines
+PRICE_THOUSANDS = "\u202f"
+
+
+def price_text(price: float | None, currency: str | None = None) -> str:
+    """`27.78 SEK`, `12 EUR`, `1 234.50`; empty without a price. The one price format of every
+    channel and of the CLI."""
+    if price is None:
+        return ""
+    amount = f"{price:,.2f}".replace(",", PRICE_THOUSANDS).removesuffix(".00")
+    return f"{amount} {currency}".strip() if currency else amount
+
+
 class Card(BaseModel):
     """What a messenger shows for one product: photo, title, price, link, score, ids for buttons."""
 
@@ -272,18 +288,11 @@ class Card(BaseModel):
     def from_hit(cls, hit: Hit, image_root: str | None = None, uploads_root: str | None = None) -> Card:
         """Build a card from the best-scoring point of a product.
 
-        A local image ref is resolved against `image_root` (configured) or the catalog folder the
-        indexer recorded, so adapters can upload the file; URLs are left for the messenger to fetch.
-        A photo uploaded through the API (recorded under `uploads_root`) stays there whatever
-        `image_root` says: that setting moves the catalog's folder, not the data directory.
+        A local image ref is resolved by `visearch.core.media.locate_photo` (the same answer the
+        /media route serves), so adapters can upload the file; URLs are left for the messenger to fetch.
         """
         p = hit.payload
-        image = p.get("image")
-        stored = p.get("image_root")
-        root = stored if uploads_root and stored == uploads_root else (image_root or stored)
-        image_file = None
-        if image and root and not str(image).startswith(("http://", "https://")):
-            image_file = str(Path(root) / str(image))
+        local = locate_photo(p, Path(image_root) if image_root else None, Path(uploads_root) if uploads_root else None)
         return cls(
             product_id=str(p.get("product_id", "")),
             point_id=hit.point_id,
@@ -299,8 +308,15 @@ class Card(BaseModel):
             score=hit.score,
             signals=dict(hit.signals),
             rank_score=hit.score if hit.rank_score is None else hit.rank_score,
-            image_file=image_file,
+            image_file=str(local.file) if local.file else None,
         )
+
+    @property
+    def photo(self) -> PhotoLocation:
+        """Where the card's photo is: the catalog's URL or the local file (see `visearch.core.media`)."""
+        if self.image and is_url(self.image):
+            return PhotoLocation(url=self.image)
+        return PhotoLocation(file=Path(self.image_file) if self.image_file else None)
 
 
 class SearchResult(BaseModel):

@@ -4,9 +4,10 @@ body limits cover every route of the app, webhooks included."""
 
 from __future__ import annotations
 
-from types import MappingProxyType
 import logging
+from collections.abc import Mapping
 from dataclasses import replace
+from types import MappingProxyType
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
 from visearch.bots.api.limits import OTHER_MAX_BODY_BYTES, BodyLimit, Rule
-from visearch.bots.api.models import ErrorOut, ProductIn, SearchIn
+from visearch.bots.api.models import ErrorKind, ErrorOut, ProductIn, SearchIn
 from visearch.bots.api.routes import ApiError, router, validation_message
 from visearch.bots.api.settings import ApiSettings
 from visearch.core.errors import (
@@ -40,10 +41,9 @@ PREFIX = "/api/v1"
 WEB = Path(__file__).resolve().parents[1] / "web"
 
 
-def error(status: int, message: str, kind: str, field: str | None = None,
-          headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(ErrorOut(error=message, field=field, kind=kind).model_dump(),  # type: ignore[arg-type]
-                        status_code=status, headers=headers)
+def error(status: int, message: str, kind: ErrorKind, field: str | None = None,
+          headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(ErrorOut(error=message, field=field, kind=kind).model_dump(), status_code=status, headers=headers)
 
 
 async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
@@ -57,10 +57,10 @@ async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error(422, message, "validation", field)
 
 
-#: the `kind` of an answer by its status, for errors raised by FastAPI/Starlette themselves
 #: a JSON search is words, filters and a cursor: a few KB at most
 SEARCH_JSON_MAX_BYTES = 64 * 1024
-KIND_OF_STATUS = MappingProxyType({400: "validation", 401: "auth", 403: "auth", 404: "not_found", 405: "validation", 413: "too_large",
+#: the `kind` of an answer by its status, for errors raised by FastAPI/Starlette themselves
+KIND_OF_STATUS: Mapping[int, ErrorKind] = MappingProxyType({400: "validation", 401: "auth", 403: "auth", 404: "not_found", 405: "validation", 413: "too_large",
                   422: "validation", 429: "busy", 503: "unavailable"})
 UNAVAILABLE = "the catalog store is unavailable right now: try again later (the server log has the details)"
 
@@ -110,6 +110,14 @@ async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     return error(500, "internal error: the server log has the details", "error")
 
 
+class ApiApp(FastAPI):
+    """The server's FastAPI app: its OpenAPI schema also documents the bodies described by hand
+    (multipart forms carry ProductIn and SearchIn as JSON text)."""
+
+    def openapi(self) -> dict[str, Any]:
+        return openapi_of(self)
+
+
 def openapi_of(app: FastAPI) -> dict[str, Any]:
     """The generated schema plus the models that hand-documented bodies refer to."""
     if app.openapi_schema:
@@ -148,7 +156,7 @@ def body_rules(server: ApiSettings, max_image_bytes: int) -> list[Rule]:
     ]
 
 
-def install_api(app: FastAPI, server: ApiSettings, max_image_bytes: int) -> None:
+def install_api(app: ApiApp, server: ApiSettings, max_image_bytes: int) -> None:
     """Routes under /api/v1, handlers, middleware; the page at / when VISEARCH_WEB_PAGE is on."""
     app.include_router(router, prefix=PREFIX)
     app.add_exception_handler(ApiError, on_api_error)
@@ -157,7 +165,6 @@ def install_api(app: FastAPI, server: ApiSettings, max_image_bytes: int) -> None
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(ClientDisconnect, on_client_gone)
     app.add_exception_handler(Exception, on_unexpected)
-    app.openapi = lambda: openapi_of(app)  # type: ignore[method-assign]
     if server.cors_origin_list:
         app.add_middleware(CORSMiddleware, allow_origins=server.cors_origin_list, allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Authorization", "X-API-Key", "Content-Type"], max_age=600)

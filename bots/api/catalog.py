@@ -20,11 +20,13 @@ from types import MappingProxyType
 from pathlib import Path
 
 from visearch.bots.api.models import ImageOut, ProductOut, UpsertResult
+from visearch.bots.media import public_photo_url
 from visearch.core.catalog import Catalog, CatalogRow
 from visearch.core.domain import Product, StoredPoint
 from visearch.core.errors import ImageError, VisearchError
 from visearch.core.images import open_image
 from visearch.core.ingest import IngestService, Problem
+from visearch.core.media import locate_photo, product_folder
 from visearch.core.netguard import AddressPolicy
 from visearch.core.search import SearchService
 
@@ -46,20 +48,6 @@ class Upload:
 
     filename: str
     data: bytes
-
-
-def product_folder(product_id: str) -> str:
-    """A folder name for a product's uploads that is safe whatever the id holds (slashes, dots)."""
-    return hashlib.sha256(product_id.encode("utf-8")).hexdigest()[:24]
-
-
-def media_url(image: str | None, point_id: str, base_url: str) -> str | None:
-    """Where a browser gets a photo: its own http(s) URL, or this server's /media route."""
-    if not image:
-        return None
-    if image[:8].lower().startswith(("http://", "https://")):
-        return image
-    return f"{base_url}/media/{point_id}"
 
 
 class ProductLocks:
@@ -142,9 +130,15 @@ class CatalogWriter:
         if not points:
             return None
         product = Product.from_payload(points[0].payload)
-        images = [ImageOut(point_id=p.point_id, image_url=media_url(str(p.payload.get("image") or ""), p.point_id, base_url))
-                  for p in points]
+        images = await asyncio.to_thread(self._images_out, points, base_url)
         return ProductOut(**product.model_dump(exclude={"images"}), images=images)
+
+    def _images_out(self, points: list[StoredPoint], base_url: str) -> list[ImageOut]:
+        """Each photo's public URL (a worker thread: a local photo's path is resolved on disk)."""
+        image_root = self.service.settings.image_root
+        return [ImageOut(point_id=p.point_id,
+                         image_url=public_photo_url(p.point_id, locate_photo(p.payload, image_root, self.uploads), base_url))
+                for p in points]
 
     # -- uploads (worker thread) ---------------------------------------------------------------
 

@@ -182,9 +182,13 @@ class StatsOut(BaseModel):
     uptime_s: float
 
 
+#: what sort of error an answer is, for clients that branch on it
+ErrorKind = Literal["auth", "validation", "not_found", "too_large", "busy", "unavailable", "error"]
+
+
 class ErrorOut(BaseModel):
     """Every error: a sentence that says what to fix, and the field it is about when there is one."""
 
     error: str
     field: str | None = None
-    kind: Literal["auth", "validation", "not_found", "too_large", "busy", "unavailable", "error"] = "error"
+    kind: ErrorKind = "error"

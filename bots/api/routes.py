@@ -9,13 +9,13 @@ VISEARCH_API_PUBLIC_SEARCH=false. Every error is JSON with a sentence and the fi
 from __future__ import annotations
 
 import hmac
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
-from visearch.bots.api.catalog import CatalogWriter, Upload, UploadError, media_url
+from visearch.bots.api.catalog import CatalogWriter, Upload, UploadError
 from visearch.bots.api.models import (
     SEARCH_TEXT_MAX,
     BatchIn,
@@ -23,6 +23,7 @@ from visearch.bots.api.models import (
     BatchOut,
     CardOut,
     DeleteOut,
+    ErrorKind,
     ErrorOut,
     FiltersIn,
     ProductIn,
@@ -35,6 +36,7 @@ from visearch.bots.api.models import (
 from visearch.bots.api.settings import ApiSettings
 from visearch.bots.conversation import Notice, NoticeReason, search_outcome
 from visearch.bots.jsonbody import JsonBodyError, parse_json_async
+from visearch.bots.media import public_photo_url
 from visearch.core.domain import Filters, SearchResult
 from visearch.core.domain import Query as CoreQuery
 from visearch.core.search import SearchService
@@ -50,14 +52,29 @@ NO_MATCH = "No matching products: try another photo, other words, or fewer filte
 class ApiError(Exception):
     """An answer other than 2xx, as ErrorOut JSON."""
 
-    def __init__(self, status: int, message: str, kind: str = "error", field: str | None = None,
+    def __init__(self, status: int, message: str, kind: ErrorKind = "error", field: str | None = None,
                  headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.kind, self.field, self.headers = status, message, kind, field, headers
 
 
-def state_of(request: Request) -> Any:
-    return request.app.state.visearch
+class ApiState(Protocol):
+    """What the API reads of the server's state (the API does not import the server that mounts it;
+    `visearch.bots.server.app.ServerState` satisfies it): the service and writer once started, the settings."""
+
+    @property
+    def service(self) -> SearchService | None: ...
+
+    @property
+    def writer(self) -> CatalogWriter | None: ...
+
+    @property
+    def server(self) -> ApiSettings: ...
+
+
+def state_of(request: Request) -> ApiState:
+    state: ApiState = request.app.state.visearch  # set by the server's create_app
+    return state
 
 
 def service_of(request: Request) -> SearchService:
@@ -126,7 +143,7 @@ def search_answer(result: SearchResult, request: Request) -> SearchOut:
     base = base_url(request)
     cards = []
     for card in result.cards:
-        cards.append(CardOut.of(card, media_url(card.image, card.point_id, base)))
+        cards.append(CardOut.of(card, public_photo_url(card.point_id, card.photo, base)))
     return SearchOut(cards=cards, cut_off=result.cut_off, next_cursor=result.next_cursor,
                      message=None if cards else NO_MATCH)
 

@@ -1,23 +1,13 @@
-"""Text helpers every channel shares: prices, cutting to a channel's limit, a product photo's URL."""
+"""Text helpers every channel shares: prices (the core's one format, `price_text`), cutting to a channel's limit."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from visearch.core.domain import Card
+from visearch.core.domain import PRICE_THOUSANDS, Card, price_text
 
-#: a narrow no-break space: thousands in a price never wrap onto two lines
-THOUSANDS = "\u202f"
+THOUSANDS = PRICE_THOUSANDS  # a narrow no-break space: thousands in a price never wrap
 ELLIPSIS = "…"
-
-
-def price_text(price: float | None, currency: str | None = None) -> str:
-    """`27.78 SEK`, `12 EUR`, `1 234.50`; empty without a price. The one price format of every
-    channel (and of the CLI, which may import it)."""
-    if price is None:
-        return ""
-    amount = f"{price:,.2f}".replace(",", THOUSANDS).removesuffix(".00")
-    return f"{amount} {currency}".strip() if currency else amount
 
 
 def card_price(card: Card) -> str:
@@ -60,10 +50,4 @@ def is_web_url(url: str | None) -> bool:
     return bool(url) and str(url).startswith(("http://", "https://")) and len(str(url)) <= 2048
 
 
-def image_url(card: Card, public_url: str | None) -> str | None:
-    """A URL a platform can fetch the product photo from: the catalog's own URL, or our /media route."""
-    if card.image and str(card.image).startswith(("http://", "https://")):
-        return str(card.image)
-    if card.image_file and public_url:
-        return f"{public_url.rstrip('/')}/media/{card.point_id}"
-    return None
+__all__ = ["ELLIPSIS", "THOUSANDS", "card_price", "cut", "is_web_url", "price_text", "utf16_len"]

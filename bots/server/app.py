@@ -10,7 +10,6 @@ Webhooks answer at once; their searches run on a bounded queue (see `bots/server
 
 from __future__ import annotations
 
-from types import MappingProxyType
 import asyncio
 import hmac
 import logging
@@ -18,20 +17,20 @@ import mimetypes
 import os
 import stat
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, BinaryIO
+from types import MappingProxyType
+from typing import TYPE_CHECKING, BinaryIO
 
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from visearch.bots.api import install_api
-from visearch.bots.api.app import PREFIX
-from visearch.bots.api.catalog import CatalogWriter, product_folder
+from visearch.bots.api.app import PREFIX, ApiApp
+from visearch.bots.api.catalog import CatalogWriter
 from visearch.bots.conversation import Conversation, ConversationSettings, Metrics, NoticeReason
 from visearch.bots.jsonbody import parse_json
 from visearch.bots.server.config import ServerSettings
@@ -39,8 +38,16 @@ from visearch.bots.webhooks.runtime import Runtime
 from visearch.bots.webhooks.work import DELIVERIES_FILE, PersistentSeenIds, WorkQueue
 from visearch.bots.telegram.config import TelegramSettings
 from visearch.core.config import Settings
+from visearch.core.media import locate_photo
 from visearch.core.search import SearchService
 from visearch.core.store.base import VectorStore
+
+if TYPE_CHECKING:  # each platform's module is imported at start only when that platform is configured
+    from aiogram import Bot, Dispatcher
+
+    from visearch.bots.telegram.conversation import TelegramConversation
+    from visearch.bots.viber.bot import ViberBot
+    from visearch.bots.whatsapp.bot import WhatsAppBot
 
 log = logging.getLogger("visearch.server")
 
@@ -55,11 +62,11 @@ class ServerState:
     metrics: Metrics = field(default_factory=Metrics)
     service: SearchService | None = None
     runtime: Runtime | None = None
-    viber: Any = None
-    whatsapp: Any = None
-    telegram_bot: Any = None
-    telegram_dispatcher: Any = None
-    telegram_conversation: Any = None
+    viber: ViberBot | None = None
+    whatsapp: WhatsAppBot | None = None
+    telegram_bot: Bot | None = None
+    telegram_dispatcher: Dispatcher | None = None
+    telegram_conversation: TelegramConversation | None = None
     conversation: Conversation | None = None
     writer: CatalogWriter | None = None
     owns_service: bool = False
@@ -67,7 +74,7 @@ class ServerState:
     listen_url: str | None = None  # where this server answers (for the data directory's owner note)
 
     def enabled(self) -> list[str]:
-        names = []
+        names: list[str] = []
         if self.telegram_enabled:
             names.append("telegram")
         if self.server.viber_enabled:
@@ -79,12 +86,12 @@ class ServerState:
     @property
     def telegram_enabled(self) -> bool:
         return bool(self.telegram.token and self.telegram.token.get_secret_value()
-                    and self.telegram.webhook_secret and self.telegram.webhook_secret.get_secret_value())
+                    and self.telegram.webhook_secret_value)
 
 
 def create_app(settings: Settings, server: ServerSettings, telegram: TelegramSettings,
                service: SearchService | None = None, listen_url: str | None = None,
-               store: VectorStore | None = None) -> FastAPI:
+               store: VectorStore | None = None) -> ApiApp:
     """The app. Without a service, one is opened from `settings` at startup (model load; the store
     given, else the configured one). `visearch serve` opens the store itself before the server
     starts, so a data directory another process owns stops it with one line, not a traceback."""
@@ -99,7 +106,7 @@ def create_app(settings: Settings, server: ServerSettings, telegram: TelegramSet
         finally:
             await _stop(state)
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
@@ -112,7 +119,7 @@ def create_app(settings: Settings, server: ServerSettings, telegram: TelegramSet
     if server.whatsapp_enabled:
         routes.append(Route("/webhooks/whatsapp", whatsapp_verify, methods=["GET"]))
         routes.append(Route("/webhooks/whatsapp", whatsapp_webhook, methods=["POST"]))
-    app = FastAPI(routes=routes, lifespan=lifespan, title="visearch", openapi_url=f"{PREFIX}/openapi.json",
+    app = ApiApp(routes=routes, lifespan=lifespan, title="visearch", openapi_url=f"{PREFIX}/openapi.json",
                   docs_url=f"{PREFIX}/docs", redoc_url=None)
     install_api(app, server, settings.max_image_bytes)
     app.state.visearch = state
@@ -140,18 +147,17 @@ async def _start(state: ServerState) -> None:
         rate_limit=server.rate_limit, rate_window=server.rate_window, album_wait=state.telegram.album_wait,
         shop_name=server.viber_sender_name), metrics)
 
-    if server.viber_enabled:
+    viber_token, whatsapp = server.viber_credential, server.whatsapp_credentials
+    if viber_token is not None:
         from visearch.bots.viber.bot import ViberBot
 
-        state.viber = ViberBot(server.viber_token.get_secret_value(), server.viber_api_url,  # type: ignore[union-attr]
-                               server.viber_sender_name, conversation, state.runtime, server.public_url,
-                               server.viber_max_media_bytes, server.cards_per_answer)
-    if server.whatsapp_enabled:
+        state.viber = ViberBot(viber_token, server.viber_api_url, server.viber_sender_name, conversation,
+                               state.runtime, server.public_url, server.viber_max_media_bytes, server.cards_per_answer)
+    if whatsapp is not None:
         from visearch.bots.whatsapp.bot import WhatsAppBot
 
         state.whatsapp = WhatsAppBot(
-            server.whatsapp_token.get_secret_value(), server.whatsapp_app_secret.get_secret_value(),  # type: ignore[union-attr]
-            server.whatsapp_verify_token.get_secret_value(), server.whatsapp_phone_number_id or "",  # type: ignore[union-attr]
+            whatsapp.token, whatsapp.app_secret, whatsapp.verify_token, whatsapp.phone_number_id,
             server.whatsapp_api_url, server.whatsapp_api_version, conversation, state.runtime,
             server.public_url, server.whatsapp_max_media_bytes, server.cards_per_answer)
     if state.telegram_enabled:
@@ -163,8 +169,8 @@ async def _start(state: ServerState) -> None:
         state.telegram_conversation = TelegramConversation(state.telegram, state.settings, service=service,
                                                            conversation=conversation)
         state.telegram_bot = create_bot(state.telegram)
-        state.telegram_dispatcher = Dispatcher()
-        state.telegram_dispatcher.include_router(create_router(state.telegram_conversation))
+        state.telegram_dispatcher = dispatcher = Dispatcher()
+        dispatcher.include_router(create_router(state.telegram_conversation))
     log.info("visearch serve: webhooks enabled for %s", ", ".join(state.enabled()) or "no platform")
 
 
@@ -183,9 +189,9 @@ async def _stop(state: ServerState) -> None:
         await state.runtime.queue.stop()
         if isinstance(state.runtime.seen, PersistentSeenIds):
             await state.runtime.seen.close()
-    for bot in (state.viber, state.whatsapp):
-        if bot is not None:
-            await bot.close()
+    for platform in (state.viber, state.whatsapp):
+        if platform is not None:
+            await platform.close()
     if state.telegram_bot is not None:
         await state.telegram_bot.session.close()
     if state.service is not None and state.owns_service:
@@ -195,7 +201,8 @@ async def _stop(state: ServerState) -> None:
 
 
 def _state(request: Request) -> ServerState:
-    return request.app.state.visearch
+    state: ServerState = request.app.state.visearch  # set by create_app
+    return state
 
 
 # --- health, metrics, media ------------------------------------------------------------------------
@@ -238,29 +245,12 @@ SMALL_PHOTO_BYTES = 512 * 1024
 MEDIA_CACHE = MappingProxyType({"Cache-Control": "public, max-age=86400"})
 
 
-def media_root(payload: dict[str, Any], settings: Settings) -> Path | None:
-    """The folder a point's local photo lives in. API uploads are always in the data directory's
-    `uploads/` (VISEARCH_IMAGE_ROOT is the catalog's folder, not theirs); catalog photos are under
-    VISEARCH_IMAGE_ROOT when set, else the folder the catalog was indexed from."""
-    image, stored = str(payload.get("image") or ""), str(payload.get("image_root") or "")
-    uploads = settings.uploads_dir
-    is_upload = (image.split("/", 1)[0] == product_folder(str(payload.get("product_id") or ""))
-                 or (stored and Path(stored).resolve() == uploads.resolve()))
-    if is_upload:
-        return uploads
-    root = settings.image_root or stored
-    return Path(root) if root else None
-
-
-def open_photo(payload: dict[str, Any], settings: Settings) -> tuple[BinaryIO, int] | None:
-    """Open a point's local photo (nothing outside its folder) and its size; None when it is not
-    there. Opened before any header is sent: a delete racing the request cannot cut the body short."""
-    root = media_root(payload, settings)
-    if root is None:
-        return None
-    base = root.resolve()
-    path = (base / str(payload.get("image") or "")).resolve()
-    if base not in path.parents:
+def open_photo(payload: Mapping[str, object], settings: Settings) -> tuple[BinaryIO, int] | None:
+    """Open a point's local photo (found by `visearch.core.media.locate_photo`: nothing outside its folder)
+    and its size; None when it has none or it is not there. Opened before any header is sent: a delete
+    racing the request cannot cut the body short."""
+    path = locate_photo(payload, settings.image_root, settings.uploads_dir).file
+    if path is None:
         return None
     try:
         handle = open(path, "rb")  # noqa: SIM115 - closed by the caller or the stream
@@ -305,9 +295,7 @@ async def media(request: Request) -> Response:
         return _no_photo()
     payload = points[0].payload
     image = str(payload.get("image") or "")
-    if not image or image.lower().startswith(("http://", "https://")):
-        return _no_photo()
-    opened = await asyncio.to_thread(open_photo, payload, state.settings)
+    opened = await asyncio.to_thread(open_photo, payload, state.settings)  # None for a catalog URL too
     if opened is None:
         return _no_photo()
     handle, size = opened
@@ -326,15 +314,23 @@ def _no_photo() -> Response:
 
 
 async def viber_webhook(request: Request) -> Response:
-    return await _state(request).viber.webhook(request)
+    viber = _state(request).viber
+    return _starting() if viber is None else await viber.webhook(request)
 
 
 async def whatsapp_verify(request: Request) -> Response:
-    return await _state(request).whatsapp.verify(request)
+    whatsapp = _state(request).whatsapp
+    return _starting() if whatsapp is None else await whatsapp.verify(request)
 
 
 async def whatsapp_webhook(request: Request) -> Response:
-    return await _state(request).whatsapp.webhook(request)
+    whatsapp = _state(request).whatsapp
+    return _starting() if whatsapp is None else await whatsapp.webhook(request)
+
+
+def _starting() -> Response:
+    """A webhook that arrives before its platform's adapter is built (the server is starting): retry later."""
+    return Response(status_code=503)
 
 
 async def telegram_webhook(request: Request) -> Response:
@@ -344,25 +340,24 @@ async def telegram_webhook(request: Request) -> Response:
 
     state = _state(request)
     counter = state.metrics.requests
-    secret = state.telegram.webhook_secret.get_secret_value()  # type: ignore[union-attr]
+    secret = state.telegram.webhook_secret_value or ""  # the route exists only when it is set
     given = request.headers.get("x-telegram-bot-api-secret-token", "")
-    if not given or not hmac.compare_digest(given, secret):
+    if not given or not secret or not hmac.compare_digest(given, secret):
         counter.labels("telegram", "bad_signature").inc()
         return Response("invalid secret token", status_code=401)
+    bot, dispatcher, runtime = state.telegram_bot, state.telegram_dispatcher, state.runtime
+    if bot is None or dispatcher is None or runtime is None:
+        return _starting()
     try:
         data = parse_json(await request.body())  # the body limit keeps it small: parsed on the loop
-        update = Update.model_validate(data, context={"bot": state.telegram_bot})
+        update = Update.model_validate(data, context={"bot": bot})
     except (ValueError, ValidationError):  # JsonBodyError is a ValueError
         counter.labels("telegram", "malformed").inc()
         return Response("not a Telegram update", status_code=400)
-    runtime = state.runtime
-    assert runtime is not None
     key = ("telegram", update.update_id)
     if not runtime.seen.first_time(key):
         counter.labels("telegram", "duplicate").inc()
         return JSONResponse({})
-    bot, dispatcher = state.telegram_bot, state.telegram_dispatcher
-
     async def job() -> None:
         await dispatcher.feed_update(bot, update)
         runtime.seen.finished(key)  # kept across a restart only once answered
@@ -373,19 +368,21 @@ async def telegram_webhook(request: Request) -> Response:
         counter.labels("telegram", "busy").inc()
         chat = update.message.chat.id if update.message else None
         if chat is not None:
-            runtime.spawn(_telegram_busy(state, chat))
+            runtime.spawn(_telegram_busy(state, bot, chat))
     return JSONResponse({})
 
 
-async def _telegram_busy(state: ServerState, chat_id: int) -> None:
+async def _telegram_busy(state: ServerState, bot: Bot, chat_id: int) -> None:
     """The queue is full: the BUSY notice, rendered and sent like every Telegram answer (best effort)."""
     from visearch.bots.telegram import presentation as ui
     from visearch.bots.telegram.aiogram_router import AiogramSender
     from visearch.bots.telegram.conversation import deliver
 
     telegram = state.telegram_conversation
+    if telegram is None:
+        return
     busy = telegram.conversation.refused(telegram.channel, NoticeReason.BUSY)
     try:
-        await deliver(ui.render(busy), AiogramSender(state.telegram_bot, chat_id), telegram.photo_ids)
+        await deliver(ui.render(busy), AiogramSender(bot, chat_id), telegram.photo_ids)
     except Exception as exc:  # the busy notice is best effort
         log.warning("telegram busy reply failed: %s", type(exc).__name__)

@@ -6,11 +6,22 @@ printed, never in errors.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from visearch.core.config import load_settings_of
 from visearch.core.netguard import AddressPolicy, parse_networks
+
+
+class WhatsAppCredentials(NamedTuple):
+    """What the WhatsApp adapter needs to verify webhooks and send answers (secrets as plain text: pass, never print)."""
+
+    token: str
+    app_secret: str
+    verify_token: str
+    phone_number_id: str
 
 
 class ServerSettings(BaseSettings):
@@ -84,12 +95,26 @@ class ServerSettings(BaseSettings):
 
     @property
     def viber_enabled(self) -> bool:
-        return bool(self.viber_token and self.viber_token.get_secret_value())
+        return self.viber_credential is not None
+
+    @property
+    def viber_credential(self) -> str | None:
+        """The Viber token when Viber is served (set and not empty), else None."""
+        token = self.viber_token.get_secret_value() if self.viber_token is not None else ""
+        return token or None
 
     @property
     def whatsapp_enabled(self) -> bool:
-        secrets = (self.whatsapp_token, self.whatsapp_app_secret, self.whatsapp_verify_token)
-        return all(s is not None and s.get_secret_value() for s in secrets) and bool(self.whatsapp_phone_number_id)
+        return self.whatsapp_credentials is not None
+
+    @property
+    def whatsapp_credentials(self) -> WhatsAppCredentials | None:
+        """The WhatsApp secrets and phone number id when all four are set (WhatsApp is served), else None."""
+        token, app_secret, verify_token = (s.get_secret_value() if s is not None else "" for s in
+                                           (self.whatsapp_token, self.whatsapp_app_secret, self.whatsapp_verify_token))
+        if not (token and app_secret and verify_token and self.whatsapp_phone_number_id):
+            return None
+        return WhatsAppCredentials(token, app_secret, verify_token, self.whatsapp_phone_number_id)
 
 
 def load_server_settings(**overrides: object) -> ServerSettings:

@@ -37,7 +37,7 @@ from aiogram.types import (
     LinkPreviewOptions,
     Message,
 )
-from visearch.bots.conversation import COMMANDS, OWN_COMMANDS
+from visearch.bots.conversation import COMMANDS, MORE_LIKE_THIS, NEXT_PAGE, OWN_COMMANDS
 from visearch.bots.telegram import presentation as ui
 from visearch.bots.telegram.config import TelegramSettings
 from visearch.bots.telegram.conversation import (
@@ -117,8 +117,16 @@ class AiogramSender:
         return sent.photo[-1].file_id if sent.photo else ""
 
 
+class ConversationRouter(Router):
+    """An aiogram Router that keeps the conversation it answers with (for tests and /stats)."""
+
+    def __init__(self, conversation: TelegramConversation, *, name: str) -> None:
+        super().__init__(name=name)
+        self.visearch_conversation = conversation
+
+
 def create_router(conversation: TelegramConversation | None = None, *, with_commands: bool = True,
-                  name: str = "visearch") -> Router:
+                  name: str = "visearch") -> ConversationRouter:
     """A router answering photos, image documents, texts and our buttons with product cards.
 
     Without a conversation, one is built from the `VISEARCH_*` settings; its model is loaded when
@@ -129,7 +137,7 @@ def create_router(conversation: TelegramConversation | None = None, *, with_comm
         from visearch.bots.telegram.config import load_telegram_settings
 
         conversation = TelegramConversation(load_telegram_settings())
-    router = Router(name=name)
+    router = ConversationRouter(conversation, name=name)
     convo = conversation
 
     async def send(bot: Bot, chat_id: int, replies: list[ui.Reply]) -> None:
@@ -167,7 +175,7 @@ def create_router(conversation: TelegramConversation | None = None, *, with_comm
     async def on_unsupported(message: Message, bot: Bot) -> None:
         await send(bot, message.chat.id, await route_message(convo, message, _no_download))
 
-    @router.callback_query(F.data.startswith(ui.MORE_LIKE_THIS) | F.data.startswith(ui.NEXT_PAGE))
+    @router.callback_query(F.data.startswith(MORE_LIKE_THIS) | F.data.startswith(NEXT_PAGE))
     async def on_button(callback: CallbackQuery, bot: Bot) -> None:
         answer = await convo.handle_callback(callback.from_user.id, callback.data or "")
         try:
@@ -189,7 +197,6 @@ def create_router(conversation: TelegramConversation | None = None, *, with_comm
     async def on_shutdown() -> None:
         await convo.close()
 
-    router.visearch_conversation = convo  # type: ignore[attr-defined]  # for tests and /stats
     return router
 
 
@@ -209,4 +216,4 @@ async def _no_download(file_id: str) -> bytes:
     raise AssertionError(f"unsupported content is never downloaded ({file_id})")
 
 
-__all__ = ["AiogramSender", "RetryAfterMiddleware", "create_bot", "create_router", "keyboard"]
+__all__ = ["AiogramSender", "ConversationRouter", "RetryAfterMiddleware", "create_bot", "create_router", "keyboard"]

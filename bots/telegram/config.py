@@ -51,6 +51,12 @@ class TelegramSettings(BaseSettings):
         """The admins as numbers."""
         return frozenset(int(p) for p in self.admins.replace(" ", "").split(",") if p)
 
+    @property
+    def webhook_secret_value(self) -> str | None:
+        """The webhook secret when one is set (not empty), else None."""
+        secret = self.webhook_secret.get_secret_value() if self.webhook_secret is not None else ""
+        return secret or None
+
     def require_token(self) -> str:
         """The token, or a ConfigError that says where to get one."""
         from visearch.core.errors import ConfigError

@@ -155,9 +155,10 @@ def card_replies(cards: list[Card], next_cursor: str | None) -> list[Reply]:
         buttons = card_buttons(card, next_cursor if i == len(cards) - 1 else None)
         caption = card_caption(card)
         fallback = TextReply(caption, buttons)
-        if card.image_file or _is_web_url(card.image):
-            replies.append(PhotoReply(caption, buttons, photo_file=card.image_file,
-                                      photo_url=None if card.image_file else card.image, fallback=fallback))
+        photo = card.photo  # the local file is uploaded; Telegram fetches a catalog URL itself
+        if photo.file is not None or _is_web_url(photo.url):
+            replies.append(PhotoReply(caption, buttons, photo_file=str(photo.file) if photo.file else None,
+                                      photo_url=None if photo.file else photo.url, fallback=fallback))
         else:
             replies.append(fallback)
     return replies

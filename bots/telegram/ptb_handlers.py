@@ -18,7 +18,7 @@ import logging
 import warnings
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from telegram import (
     InlineKeyboardButton,
@@ -39,7 +39,7 @@ from telegram.ext import (
     MessageHandler,
     filters,
 )
-from visearch.bots.conversation import COMMANDS, OWN_COMMANDS
+from visearch.bots.conversation import COMMANDS, MORE_LIKE_THIS, NEXT_PAGE, OWN_COMMANDS
 from visearch.bots.telegram import presentation as ui
 from visearch.bots.telegram.config import TelegramSettings
 from visearch.bots.telegram.conversation import (
@@ -52,6 +52,9 @@ from visearch.bots.telegram.conversation import (
 )
 
 log = logging.getLogger("visearch.telegram")
+
+#: an Application of any bot, context and data types: a shop's own application may customise them
+AnyApplication: TypeAlias = Application[Any, Any, Any, Any, Any, Any]
 
 
 def _seconds(exc: RetryAfter) -> float:
@@ -96,7 +99,7 @@ class RetryAfterLimiter(BaseRateLimiter[None]):
         raise AssertionError("unreachable")
 
 
-def build_application(telegram: TelegramSettings) -> Application:
+def build_application(telegram: TelegramSettings) -> AnyApplication:
     """An Application on the configured Bot API server, with 429 retries and concurrent updates."""
     root = telegram.api_url
     return (
@@ -145,7 +148,7 @@ class PtbSender:
         return sent.photo[-1].file_id if sent.photo else ""
 
 
-def add_visearch_handlers(application: Application, conversation: TelegramConversation | None = None, *,
+def add_visearch_handlers(application: AnyApplication, conversation: TelegramConversation | None = None, *,
                           group: int = 0, with_commands: bool = True) -> TelegramConversation:
     """Register visearch's handlers on `application`; returns the conversation (for `start()`/`close()`).
 
@@ -212,7 +215,7 @@ def add_visearch_handlers(application: Application, conversation: TelegramConver
         CommandHandler(commands, on_command, block=False),
         MessageHandler(filters.PHOTO | filters.Document.ALL | (filters.TEXT & ~filters.COMMAND), on_message, block=False),
         MessageHandler(unsupported, on_message, block=False),
-        CallbackQueryHandler(on_button, pattern=rf"^({ui.MORE_LIKE_THIS}|{ui.NEXT_PAGE})", block=False),
+        CallbackQueryHandler(on_button, pattern=rf"^({MORE_LIKE_THIS}|{NEXT_PAGE})", block=False),
     ], group=group)
     return convo
 

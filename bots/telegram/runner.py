@@ -10,11 +10,14 @@ import asyncio
 import logging
 import secrets
 import signal
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 from urllib.parse import urlsplit
 
 from visearch.bots.telegram.config import TelegramSettings
 from visearch.bots.telegram.conversation import TelegramConversation
+
+if TYPE_CHECKING:  # aiohttp serves the aiogram webhook only: imported when one starts
+    from aiohttp import web
 
 log = logging.getLogger("visearch.telegram")
 
@@ -63,7 +66,7 @@ class AiogramRunner:
         self.dispatcher = Dispatcher()
         self.dispatcher.include_router(create_router(conversation))
         self._task: asyncio.Task[None] | None = None
-        self._site_runner = None
+        self._site_runner: web.AppRunner | None = None
 
     async def start(self) -> None:
         await self.conversation.start()  # a missing collection or model fails here, not in a task
@@ -84,9 +87,10 @@ class AiogramRunner:
         SimpleRequestHandler(dispatcher=self.dispatcher, bot=self.bot, secret_token=secret).register(
             app, path=webhook_path(self.webhook_url))
         setup_application(app, self.dispatcher, bot=self.bot)
-        self._site_runner = web.AppRunner(app)
-        await self._site_runner.setup()
-        await web.TCPSite(self._site_runner, self.listen, self.port).start()
+        site_runner = web.AppRunner(app)
+        await site_runner.setup()
+        self._site_runner = site_runner
+        await web.TCPSite(site_runner, self.listen, self.port).start()
         await self.bot.set_webhook(self.webhook_url, secret_token=secret,
                                    allowed_updates=self.dispatcher.resolve_used_update_types())
 

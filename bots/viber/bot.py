@@ -93,9 +93,8 @@ class ViberBot:
                                                        "text": say.words(welcome)}))
         if kind != "message":
             return self._done("ignored", JSONResponse({}))
-        sender = event.get("sender") if isinstance(event.get("sender"), dict) else {}
-        message = event.get("message")
-        user, token = sender.get("id"), event.get("message_token")
+        sender, message, token = event.get("sender"), event.get("message"), event.get("message_token")
+        user = sender.get("id") if isinstance(sender, dict) else None
         if not isinstance(user, str) or not isinstance(message, dict) or token is None:
             return self._done("ignored", JSONResponse({}))
         outcome = self.runtime.accept(self, user, str(token), lambda: self._search(user, message))

@@ -14,8 +14,9 @@ from typing import Any
 
 from visearch.bots.conversation import MORE_LIKE_THIS, NEXT_PAGE
 from visearch.bots.conversation import wording as say
-from visearch.bots.conversation.text import card_price, image_url
+from visearch.bots.conversation.text import card_price
 from visearch.bots.conversation.text import cut as cut_text
+from visearch.bots.media import public_photo_url
 from visearch.core.domain import Card
 
 MAX_MESSAGE_BYTES = 30_000
@@ -41,7 +42,7 @@ def text_message(receiver: str, sender_name: str, text: str, keyboard: dict[str,
 
 def _card_blocks(card: Card, public_url: str | None) -> list[dict[str, Any]]:
     """One carousel block (6 columns x 6 rows): photo, title + price, Open / More like this."""
-    image = image_url(card, public_url)
+    image = public_photo_url(card.point_id, card.photo, public_url)
     facts = " · ".join(p for p in (card_price(card), card.category or "") if p)
     text = f"<b>{html.escape(cut(card.title, 80))}</b>"
     if facts:
@@ -98,7 +99,7 @@ def fallback(receiver: str, sender_name: str, cards: list[Card], next_cursor: st
         if card.url:
             lines.append(card.url)
         caption = "\n".join(line for line in lines if line)
-        image = image_url(card, public_url)
+        image = public_photo_url(card.point_id, card.photo, public_url)
         if image:
             messages.append({"receiver": receiver, "sender": {"name": sender_name}, "type": "picture",
                              "text": cut(caption, PICTURE_CAPTION_LIMIT), "media": image})

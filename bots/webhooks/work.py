@@ -153,8 +153,12 @@ class PersistentSeenIds(SeenIds):
                    clock: Callable[[], float] = time.time) -> PersistentSeenIds:
         """The memory with the file's unexpired ids loaded (in the writer thread)."""
         seen = cls(path, ttl, max_items, clock)
-        await asyncio.get_running_loop().run_in_executor(seen._writer, seen._load)
+        await seen.load()
         return seen
+
+    async def load(self) -> None:
+        """Read the file's unexpired ids into the memory (in the writer thread, so the loop never waits on the disk)."""
+        await asyncio.get_running_loop().run_in_executor(self._writer, self._load)
 
     def finished(self, key: Hashable) -> None:
         """Queue the id for the file, stamped when it was first seen (the TTL counts from there)."""

@@ -35,7 +35,7 @@ from visearch.bots.conversation import (
     Silence,
 )
 from visearch.bots.conversation import wording as say
-from visearch.bots.conversation.text import card_price, image_url
+from visearch.bots.conversation.text import card_price
 from visearch.bots.conversation.text import cut as cut_text
 from visearch.bots.http import (
     RETRY_STATUSES,
@@ -43,6 +43,7 @@ from visearch.bots.http import (
     PlatformError,
     json_object,
 )
+from visearch.bots.media import public_photo_url
 from visearch.bots.webhooks.runtime import Rejected, Runtime, verified_json
 from visearch.core.domain import Card
 
@@ -197,7 +198,7 @@ class WhatsAppBot:
 
     def card_message(self, user: str, card: Card) -> dict[str, Any]:
         """cta_url with a photo header when the product has a link; else an image (or text) message."""
-        image = image_url(card, self.public_url)
+        image = public_photo_url(card.point_id, card.photo, self.public_url)
         caption = card_caption(card)
         if card.url and card.url.startswith(("http://", "https://")):
             interactive: dict[str, Any] = {
@@ -224,7 +225,7 @@ class WhatsAppBot:
 
 def _messages(payload: dict[str, Any]) -> list[dict[str, Any]]:
     """The user messages of a webhook payload (statuses and other changes are ignored)."""
-    found = []
+    found: list[dict[str, Any]] = []
     for entry in payload.get("entry") or []:
         if not isinstance(entry, dict):
             continue
