@@ -337,21 +337,26 @@ async def run_size(n_points: int, args: argparse.Namespace, tmp: Path) -> dict[s
 
 
 async def index_rows(store: VectorStore, queries: np.ndarray, args: argparse.Namespace, res: dict[str, Any]) -> None:
-    """Build HNSW + int8 (`visearch optimize`), then time HNSW, HNSW+int8 and the filtered rows again."""
+    """Build HNSW + int8 (`visearch optimize`), then time HNSW, HNSW+int8 and the filtered rows again.
+    The embedded store only: the rows swap its index settings between searches."""
+    from visearch.core.store.edge import EdgeStore
+
+    if not isinstance(store, EdgeStore):
+        raise TypeError(f"index rows are measured on the embedded store, not {type(store).__name__}")
     k = min(args.recall_queries, len(queries))
     exact = await top_ids(store, queries, "none", k)  # still unindexed: a plain exact scan
     exact_filtered = {kind: await top_ids(store, queries, kind, k) for kind in ("selective", "broad")}
     built = replace(BENCH_INDEX, vectors_on_disk=args.vectors_on_disk)
-    store.index = built  # type: ignore[attr-defined]
+    store.index = built
     t1 = time.perf_counter()
-    report = await store.build_index()  # type: ignore[attr-defined]
+    report = await store.build_index()
     res["optimize_s"] = time.perf_counter() - t1
     res["index"] = {"segments": report.segments, "indexed_vectors": report.indexed_vectors}
     res["rss_mb"]["indexed"] = rss_mb()
     log(f"edge build_index {res['optimize_s']:.1f}s: {report.indexed_vectors:,} indexed, {report.segments} segments")
     res["recall_at_10"] = {}
     for row, index in (("none_hnsw", replace(built, quantization="none")), ("none_int8", built)):
-        store.index = index  # type: ignore[attr-defined]
+        store.index = index
         lat = await time_queries(store, queries, "none", args.queries, args.warmup)
         res["rows"][row] = {**latency_stats_ms(lat), "note": ""}
         approx = await top_ids(store, queries, "none", k)
@@ -360,7 +365,7 @@ async def index_rows(store: VectorStore, queries: np.ndarray, args: argparse.Nam
     for kind in ("selective", "broad"):
         lat = await time_queries(store, queries, kind, args.queries, args.warmup)
         res["rows"][f"{kind}_int8"] = {**latency_stats_ms(lat), "note": ""}
-    store.index = replace(built, filtered="index")  # type: ignore[attr-defined]  # VISEARCH_FILTERED_SEARCH=index
+    store.index = replace(built, filtered="index")  # VISEARCH_FILTERED_SEARCH=index
     for kind in ("selective", "broad"):
         row = f"{kind}_index"
         lat = await time_queries(store, queries, kind, args.queries, args.warmup)
@@ -369,7 +374,7 @@ async def index_rows(store: VectorStore, queries: np.ndarray, args: argparse.Nam
         res["recall_at_10"][row] = float(np.mean([len(set(a[:10]) & set(e[:10])) / max(1, len(e[:10]))
                                                   for a, e in zip(planned, exact_filtered[kind])]))
         log(f"edge {row}: p50 {res['rows'][row]['p50_ms']:.2f} ms, recall@10 {res['recall_at_10'][row]:.3f}")
-    store.index = built  # type: ignore[attr-defined]
+    store.index = built
     res["rss_mb"]["indexed_searched"] = rss_mb()
 
 
@@ -395,7 +400,7 @@ def serving_probe(where: Path, qfile: Path, on_disk: bool, filtered: str) -> Non
                         hnsw_m=BENCH_INDEX.hnsw_m, hnsw_ef_construct=BENCH_INDEX.hnsw_ef_construct,
                         hnsw_ef=BENCH_INDEX.hnsw_ef, quantization=BENCH_INDEX.quantization,
                         quantization_oversampling=BENCH_INDEX.quantization_oversampling,
-                        vectors_on_disk=on_disk, filtered_search=filtered)
+                        vectors_on_disk=on_disk, filtered_search="index" if filtered == "index" else "exact")
     queries = np.load(qfile)
     started = rss_mb()
 
