@@ -20,7 +20,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-_SAMPLE = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery"
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery"
 DATASETS = Path(os.environ.get("VISEARCH_DATASETS_DIR", Path(__file__).resolve().parent / "data"))
 
 
@@ -112,7 +112,7 @@ def bot_catalog(tmp_path_factory: pytest.TempPathFactory, offline_encoder):
     from visearch.core.config import load_settings
 
     root = tmp_path_factory.mktemp("tg-catalog")
-    shutil.copytree(_SAMPLE, root, dirs_exist_ok=True)
+    shutil.copytree(SAMPLE_DIR, root, dirs_exist_ok=True)
     tshirt = sorted((_dataset("clothing") / "images").glob("*.jpg"))[0]
     shutil.copyfile(tshirt, root / "images" / "tricky.jpg")
     rows = list(csv.DictReader((root / "catalog.csv").open(encoding="utf-8")))
@@ -138,7 +138,7 @@ def sample_collection(tmp_path_factory: pytest.TempPathFactory, offline_encoder)
     from visearch.core.config import load_settings
 
     root = tmp_path_factory.mktemp("sample-catalog")
-    shutil.copytree(_SAMPLE, root, dirs_exist_ok=True)
+    shutil.copytree(SAMPLE_DIR, root, dirs_exist_ok=True)
     settings = load_settings(data_dir=tmp_path_factory.mktemp("sample-data"), encoder="offline", collection="sample")
     index_into(settings, root / "catalog.csv", offline_encoder)
     return settings
