@@ -9,9 +9,10 @@ import os
 import sys
 import tempfile
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from importlib import resources
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any, Optional, TypeVar
 
 import typer
@@ -19,15 +20,15 @@ from pydantic import ValidationError
 from typer.core import TyperGroup
 
 from visearch.core.config import Settings, load_settings
-from visearch.core.domain import Card, Filters, Query, SearchResult
+from visearch.core.domain import Card, Filters, Query, SearchResult, price_text
 from visearch.core.errors import CollectionNotFoundError, VisearchError
 from visearch.core.search import SearchService
 from visearch.core.catalog import validation_reason
 
 T = TypeVar("T")
 
-#: click's base class of command-line mistakes (typer vendors click, so it is found through a public subclass)
-CLICK_ERRORS: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+#: the base class of click's command-line mistakes (typer vendors click; its ClickException derives from this one)
+CLICK_ERRORS = typer.TyperException
 
 
 class OneLineErrors(TyperGroup):
@@ -97,7 +98,7 @@ def show_info_logs() -> None:
 
 def warned_by_visearch() -> bool:
     """True when the code that called warnings.warn is ours (the first frame outside this module and `warnings`)."""
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         module = str(frame.f_globals.get("__name__", ""))
         if module not in (__name__, "warnings"):
@@ -122,7 +123,7 @@ def settings_from(**overrides: Any) -> Settings:
         raise typer.Exit(2) from None
 
 
-def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
+def run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run one async command; turn our errors into one readable line and exit code 2."""
     try:
         return asyncio.run(coro_fn())
@@ -173,12 +174,6 @@ async def with_collection_encoder(store: Any, settings: Settings) -> Settings:
     return settings
 
 
-def format_price(price: float | None, currency: str | None) -> str:
-    if price is None:
-        return ""
-    return f"{price:,.2f} {currency or ''}".strip()
-
-
 def print_result(result: SearchResult, heading: str) -> None:
     """A small readable table of cards in rank order. The score printed is the one they were ranked by
     and the cut-offs are printed as precisely as the scores, so the table never contradicts itself."""
@@ -191,7 +186,7 @@ def print_result(result: SearchResult, heading: str) -> None:
     for rank, card in enumerate(result.cards, start=1):
         stock = "" if card.in_stock else "  (out of stock)"
         typer.echo(
-            f"  {rank}. {card.title:<36} {format_price(card.price, card.currency):>12}  "
+            f"  {rank}. {card.title:<36} {price_text(card.price, card.currency):>12}  "
             f"{card.category or '':<12} score {ranking_score(card):.3f}{similarities(card, result)}  "
             f"[{card.product_id}]{stock}"
         )
@@ -473,21 +468,20 @@ def eval_command(
         raise typer.Exit(2)
 
     async def job(settings: Settings, baseline_settings: Settings) -> list[dict[str, Any]]:
-        from visearch.core.encoders.baselines import CnnFeatureEncoder, PHashEncoder
+        from visearch.core.encoders.baselines import CnnFeatureEncoder, ImageFeatures, PHashEncoder
+        from visearch.core.encoders.offline import OfflineEncoder
         from visearch.core.store.factory import open_store
 
         parsed = read_queries(queries)
         results = []
-        offline = None
+        offline: ImageFeatures | None = None
         for name in methods:
             if name == "encoder":
                 service = await open_service(settings)
-                if service.encoder.model_id.startswith("offline:"):
+                if type(service.encoder) is OfflineEncoder:  # not a fine-tuned one: the baseline is the raw features
                     offline = service.encoder
             else:
                 if name == "cnn" and offline is None:
-                    from visearch.core.encoders.offline import OfflineEncoder
-
                     offline = await asyncio.to_thread(OfflineEncoder, settings.device, settings.batch_size)
                 base = PHashEncoder() if name == "phash" else CnnFeatureEncoder(offline)
                 target = baseline_settings.model_copy(update={"collection": f"eval-{name}"})
@@ -738,13 +732,15 @@ def bot_telegram(
     settings = settings_from(model_dir=model, encoder=encoder, data_dir=data_dir, collection=collection)
     from visearch.bots.telegram.config import load_telegram_settings
     from visearch.bots.telegram.conversation import TelegramConversation
-    from visearch.bots.telegram.runner import make_runner, serve_forever
+    from visearch.bots.telegram.runner import Framework, make_runner, serve_forever
+
+    chosen: Framework = "ptb" if framework == "ptb" else "aiogram"
 
     async def job() -> None:
         telegram = load_telegram_settings()
         telegram.require_token()
         conversation = TelegramConversation(telegram, settings, shop_name=shop_name)
-        runner = make_runner(framework, telegram, conversation, webhook, listen, port)  # type: ignore[arg-type]
+        runner = make_runner(chosen, telegram, conversation, webhook, listen, port)
         mode = f"webhook {webhook} (listening on {listen}:{port})" if webhook else "long polling"
         typer.echo(f"loading the model and the collection {settings.collection!r}...", err=True)
         await serve_forever(runner)
@@ -763,8 +759,9 @@ async def _register_telegram_webhook(url: str) -> None:
     from visearch.bots.telegram.config import load_telegram_settings
 
     telegram = load_telegram_settings()
-    fresh = telegram.webhook_secret is None
-    secret = secrets_mod.token_urlsafe(32) if fresh else telegram.webhook_secret.get_secret_value()  # type: ignore[union-attr]
+    configured = telegram.webhook_secret_value
+    fresh = configured is None
+    secret = configured or secrets_mod.token_urlsafe(32)
     bot = create_bot(telegram)
     try:
         await bot.set_webhook(url, secret_token=secret, drop_pending_updates=False)
@@ -825,20 +822,16 @@ def bot_viber(
 
     async def job() -> None:
         server = load_server_settings()
-        if not server.viber_enabled:
+        token = server.viber_credential
+        if token is None:
             raise VisearchError("VISEARCH_VIBER_TOKEN is not set (the token is in your Viber bot's settings)")
-        from visearch.bots.viber.bot import ViberBot
+        from visearch.bots.viber.bot import set_webhook as register_viber_webhook
 
-        # registering needs no search: no searcher, no runtime
-        bot = ViberBot(server.viber_token.get_secret_value(), server.viber_api_url, server.viber_sender_name,  # type: ignore[union-attr]
-                       None, None, None, server.viber_max_media_bytes)  # type: ignore[arg-type]
-        try:
-            await bot.set_webhook(set_webhook)
+        try:  # registering needs no search: no bot, no queue
+            await register_viber_webhook(token, server.viber_api_url, set_webhook)
         except PlatformError as exc:
             typer.echo(f"error: Viber refused the webhook: {exc.description}", err=True)
             raise typer.Exit(1) from None
-        finally:
-            await bot.close()
         typer.echo(f"Viber webhook set to {set_webhook}")
 
     run(job)

@@ -395,7 +395,7 @@ def train_head(visual: np.ndarray, owners: Sequence[int], train_idx: Sequence[in
 def save_model(output: Path, weights: dict[str, np.ndarray], info: dict[str, Any]) -> str:
     """Write head.npz and visearch-model.json; the version is a hash of the weights."""
     output.mkdir(parents=True, exist_ok=True)
-    np.savez(output / HEAD_FILE, **weights)
+    np.savez(output / HEAD_FILE, allow_pickle=False, **weights)  # numeric arrays only
     version = hashlib.sha256((output / HEAD_FILE).read_bytes()).hexdigest()[:12]
     info = {"format": FORMAT, "base": "offline", "version": version, **info}
     (output / MODEL_FILE).write_text(json.dumps(info, indent=2, default=str), encoding="utf-8")

@@ -15,7 +15,6 @@ import asyncio
 import io
 import logging
 from pathlib import Path
-from typing import Any
 
 from aiogram import Bot, F, Router
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -102,7 +101,7 @@ class AiogramSender:
                                     link_preview_options=LinkPreviewOptions(is_disabled=True))
 
     async def send_photo(self, reply: ui.PhotoReply, photo: PhotoInput) -> str:
-        source: Any = photo.file_id or photo.url
+        source: str | FSInputFile = photo.file_id or photo.url or ""
         if photo.path:
             if not Path(photo.path).is_file():
                 raise FileNotFoundError(photo.path)

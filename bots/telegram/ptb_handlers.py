@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from telegram import (
+    Bot,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     LinkPreviewOptions,
@@ -125,7 +126,7 @@ def keyboard(rows: ui.Keyboard) -> InlineKeyboardMarkup | None:
 class PtbSender:
     """Sends neutral replies to one chat through a python-telegram-bot Bot."""
 
-    def __init__(self, bot: Any, chat_id: int) -> None:
+    def __init__(self, bot: Bot, chat_id: int) -> None:
         self.bot = bot
         self.chat_id = chat_id
 
@@ -135,7 +136,7 @@ class PtbSender:
                                     link_preview_options=LinkPreviewOptions(is_disabled=True))
 
     async def send_photo(self, reply: ui.PhotoReply, photo: PhotoInput) -> str:
-        source: Any = photo.file_id or photo.url
+        source: str | bytes = photo.file_id or photo.url or ""
         if photo.path:
             source = Path(photo.path).read_bytes()  # FileNotFoundError -> the card goes as text
         try:

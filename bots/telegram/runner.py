@@ -45,9 +45,7 @@ def webhook_path(url: str) -> str:
 
 def webhook_secret(telegram: TelegramSettings) -> str:
     """VISEARCH_TELEGRAM_WEBHOOK_SECRET, or a fresh random one (registered anew at every start)."""
-    if telegram.webhook_secret is not None:
-        return telegram.webhook_secret.get_secret_value()
-    return secrets.token_urlsafe(32)
+    return telegram.webhook_secret_value or secrets.token_urlsafe(32)
 
 
 class AiogramRunner:

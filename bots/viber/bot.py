@@ -66,8 +66,7 @@ class ViberBot:
         self.runtime = runtime
         self.public_url = public_url
         self.max_media_bytes = max_media_bytes
-        # the token goes to the bot API only; media URLs (Viber's CDN) are fetched without it
-        self.client = PlatformClient("viber", api_url, {"X-Viber-Auth-Token": token}, media_credentials=False)
+        self.client = viber_client(token, api_url)
 
     async def close(self) -> None:
         await self.client.close()
@@ -159,12 +158,31 @@ class ViberBot:
 
     async def set_webhook(self, url: str) -> dict[str, Any]:
         """Register the webhook URL (Viber checks it with a signed 'webhook' event first)."""
-        response = await self.client.request("POST", "set_webhook", json={
-            "url": url, "send_name": True, "send_photo": False,
-            "event_types": ["delivered", "seen", "failed", "subscribed", "unsubscribed", "conversation_started"]})
-        reply = json_object(response)
-        if reply.get("status") != 0:
-            raise PlatformError("viber", f"{reply.get('status_message')} (status {reply.get('status')})")
-        return reply
+        return await register_webhook(self.client, url)
+
+
+def viber_client(token: str, api_url: str) -> PlatformClient:
+    """The Viber REST API client: the token goes to the bot API only; media URLs (Viber's CDN) are fetched without it."""
+    return PlatformClient("viber", api_url, {"X-Viber-Auth-Token": token}, media_credentials=False)
+
+
+async def register_webhook(client: PlatformClient, url: str) -> dict[str, Any]:
+    """set_webhook: Viber checks the URL with a signed 'webhook' event before it answers."""
+    response = await client.request("POST", "set_webhook", json={
+        "url": url, "send_name": True, "send_photo": False,
+        "event_types": ["delivered", "seen", "failed", "subscribed", "unsubscribed", "conversation_started"]})
+    reply = json_object(response)
+    if reply.get("status") != 0:
+        raise PlatformError("viber", f"{reply.get('status_message')} (status {reply.get('status')})")
+    return reply
+
+
+async def set_webhook(token: str, api_url: str, url: str) -> dict[str, Any]:
+    """Register the webhook without a bot (`visearch bot viber --set-webhook`: no search, no queue)."""
+    client = viber_client(token, api_url)
+    try:
+        return await register_webhook(client, url)
+    finally:
+        await client.close()
 
 
