@@ -94,6 +94,25 @@ def group_by_product(hits: Sequence[Hit]) -> list[Hit]:
     return sorted(best.values(), key=lambda h: h.score, reverse=True)
 
 
+#: encoder kinds a collection's encoder id names (`offline:...`, `clip:...`)
+ENCODER_KINDS = frozenset({"offline", "clip"})
+
+
+async def settings_for_collection(store: VectorStore, settings: Settings) -> Settings:
+    """`settings` with the encoder kind of the existing collection when none was asked for
+    (`encoder` set on the command line, in the environment or .env, or a model folder, wins)."""
+    if "encoder" in settings.model_fields_set or settings.model_dir is not None:
+        return settings
+    try:
+        info = await store.info()
+    except VisearchError:  # a broken collection: the configured encoder rebuilds it
+        return settings
+    kind = info.encoder_id.split(":", 1)[0] if info is not None else ""
+    if kind in ENCODER_KINDS and kind != settings.encoder:
+        return settings.model_copy(update={"encoder": kind})
+    return settings
+
+
 class SearchService:
     """Encoder + store + cut-off rules. Create with `SearchService.open(settings)` or directly."""
 
@@ -119,13 +138,24 @@ class SearchService:
         self._facets: tuple[float, Facets] | None = None
 
     @classmethod
-    async def open(cls, settings: Settings) -> SearchService:
-        """Load the configured encoder (off the event loop) and open the configured store."""
+    async def open(cls, settings: Settings, store: VectorStore | None = None) -> SearchService:
+        """Open the configured store (or use `store`), then load the encoder off the event loop.
+
+        The encoder is the kind that built the collection unless the settings name one: after an
+        offline `make demo`, `visearch serve`, the bots and every command work without
+        `--encoder offline` and without loading CLIP first to find out it is the wrong one."""
         from visearch.core.encoders.factory import load_encoder
         from visearch.core.store.factory import open_store
 
-        encoder = await asyncio.to_thread(load_encoder, settings)
-        store = open_store(settings)
+        given = store
+        store = store or open_store(settings)
+        try:
+            settings = await settings_for_collection(store, settings)
+            encoder = await asyncio.to_thread(load_encoder, settings)
+        except BaseException:
+            if given is None:
+                await store.close()
+            raise
         return cls(encoder, store, settings)
 
     async def close(self) -> None:

@@ -136,11 +136,8 @@ def run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 async def open_service(settings: Settings, *, existing: bool = False) -> SearchService:
-    """The service of one CLI command. The encoder is the kind that built the collection unless the
-    command line, the environment or .env names one: after an offline `make demo`, every command
-    works without `--encoder offline` (and without loading CLIP first to find out it is the wrong one).
+    """The service of one CLI command, with the encoder of the collection (see `SearchService.open`).
     `existing`: the command reads the collection, so a missing one is said before any model loads."""
-    from visearch.core.encoders.factory import load_encoder
     from visearch.core.store.factory import open_store
 
     store = open_store(settings)
@@ -148,30 +145,10 @@ async def open_service(settings: Settings, *, existing: bool = False) -> SearchS
         if existing and await store.info() is None:
             raise CollectionNotFoundError(f"collection {settings.collection!r} does not exist yet: "
                                           "index a catalog first with `visearch index CATALOG`")
-        settings = await with_collection_encoder(store, settings)
-        encoder = await asyncio.to_thread(load_encoder, settings)
+        return await SearchService.open(settings, store)
     except BaseException:
         await store.close()
         raise
-    return SearchService(encoder, store, settings)
-
-
-#: encoder kinds a collection's encoder id names (`offline:...`, `clip:...`)
-ENCODER_KINDS = frozenset({"offline", "clip"})
-
-
-async def with_collection_encoder(store: Any, settings: Settings) -> Settings:
-    """`settings` with the encoder kind of the existing collection when none was asked for."""
-    if "encoder" in settings.model_fields_set or settings.model_dir is not None:
-        return settings
-    try:
-        info = await store.info()
-    except VisearchError:  # a broken collection: the configured encoder rebuilds it
-        return settings
-    kind = info.encoder_id.split(":", 1)[0] if info is not None else ""
-    if kind in ENCODER_KINDS and kind != settings.encoder:
-        return settings.model_copy(update={"encoder": kind})
-    return settings
 
 
 def print_result(result: SearchResult, heading: str) -> None:

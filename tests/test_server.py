@@ -414,7 +414,8 @@ async def test_set_webhook_commands(served: Served) -> None:
 
 
 async def test_serve_command_starts_reports_ready_and_stops_on_sigterm(bot_catalog: Settings) -> None:
-    """`visearch serve` as the README runs it (embedded store, no platform configured)."""
+    """`visearch serve` as the README runs it after `make demo` (embedded store, no platform configured,
+    no encoder named: the offline encoder that built the collection is used, CLIP is never tried)."""
     import os
     import signal
     import sys
@@ -422,7 +423,7 @@ async def test_serve_command_starts_reports_ready_and_stops_on_sigterm(bot_catal
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VISEARCH_")}
     env.update(VISEARCH_DATA_DIR=str(bot_catalog.data_dir), VISEARCH_COLLECTION=bot_catalog.collection,
-               VISEARCH_ENCODER="offline", HF_HUB_OFFLINE="1", PYTHONPATH=str(SAMPLE.parents[2]))
+               HF_HUB_OFFLINE="1", PYTHONPATH=str(SAMPLE.parents[2]))
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "visearch.indexer.cli", "serve", "--port", str(port), env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)

@@ -519,7 +519,7 @@ async def test_cli_bot_answers_a_photo_and_stops_cleanly_on_sigterm(bot_catalog:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VISEARCH_")}
     env.update(VISEARCH_TELEGRAM_TOKEN=TOKEN, VISEARCH_TELEGRAM_API_URL=fake.api_url, VISEARCH_TELEGRAM_POLL_TIMEOUT="1",
                VISEARCH_DATA_DIR=str(bot_catalog.data_dir), VISEARCH_COLLECTION=bot_catalog.collection,
-               VISEARCH_ENCODER="offline", HF_HUB_OFFLINE="1", PYTHONPATH=str(SAMPLE.parents[2]))
+               HF_HUB_OFFLINE="1", PYTHONPATH=str(SAMPLE.parents[2]))
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "visearch.indexer.cli", "bot", "telegram", env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)

@@ -176,12 +176,7 @@ async def _start(state: ServerState) -> None:
 
 async def _open_service(state: ServerState) -> SearchService:
     """The search service over the store the caller opened, or over the configured store."""
-    if state.store is None:
-        return await SearchService.open(state.settings)
-    from visearch.core.encoders.factory import load_encoder
-
-    encoder = await asyncio.to_thread(load_encoder, state.settings)
-    return SearchService(encoder, state.store, state.settings)
+    return await SearchService.open(state.settings, state.store)
 
 
 async def _stop(state: ServerState) -> None:
