@@ -28,8 +28,8 @@ SAMPLE_CATALOG = REPO_ROOT / "indexer" / "demo_data" / "grocery" / "catalog.csv"
 
 async def build_sample_collection(settings: Any, encoder: Any) -> None:
     """Index the bundled 81-product grocery sample into `settings`' collection (stops on a failure)."""
-    from visearch.core.store.factory import open_store
     from visearch.core.ingest import index_catalog
+    from visearch.core.store.factory import open_store
 
     store = open_store(settings)
     try:
@@ -141,7 +141,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], numeric_right: 
     aligned = [is_num(i) for i in range(len(headers))]
     lines = []
     for n, row in enumerate(cells):
-        parts = [cell.rjust(w) if aligned[i] and n > 0 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
+        parts = [
+            cell.rjust(w) if aligned[i] and n > 0 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))
+        ]
         lines.append("  ".join(parts).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))

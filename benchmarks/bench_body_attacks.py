@@ -48,7 +48,9 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def raw_post(port: int, path: str, headers: dict[str, str], body_chunks: Any, chunked: bool) -> tuple[int | None, float]:
+async def raw_post(
+    port: int, path: str, headers: dict[str, str], body_chunks: Any, chunked: bool
+) -> tuple[int | None, float]:
     """POST over a raw socket, sending chunks until the server answers or closes; (status, seconds)."""
     start = time.perf_counter()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -75,7 +77,7 @@ async def raw_post(port: int, path: str, headers: dict[str, str], body_chunks: A
                 except (ConnectionError, OSError):
                     pass
         data = await asyncio.wait_for(answer, timeout=300)
-    except (ConnectionError, OSError, asyncio.TimeoutError):
+    except (TimeoutError, ConnectionError, OSError):
         data = answer.result() if answer.done() and not answer.exception() else b""
     finally:
         writer.close()
@@ -92,7 +94,7 @@ async def repeat(chunk: bytes, total: int) -> Any:
 
 async def once(data: bytes) -> Any:
     for i in range(0, len(data), 1 << 20):
-        yield data[i:i + (1 << 20)]
+        yield data[i : i + (1 << 20)]
 
 
 async def watch(port: int, pid: int, stop: asyncio.Event) -> dict[str, float]:
@@ -121,30 +123,93 @@ async def attack(name: str, port: int, pid: int, jobs: list[Any]) -> dict[str, A
     await asyncio.sleep(0.3)
     stop.set()
     seen = await watcher
-    return {"attack": name, "statuses": sorted({str(s) for s, _ in answers}), "answer_s": max(t for _, t in answers),
-            "total_s": took, "rss_before_mb": before, **seen, "rss_after_mb": rss_mb(pid)}
+    return {
+        "attack": name,
+        "statuses": sorted({str(s) for s, _ in answers}),
+        "answer_s": max(t for _, t in answers),
+        "total_s": took,
+        "rss_before_mb": before,
+        **seen,
+        "rss_after_mb": rss_mb(pid),
+    }
 
 
 async def run(port: int, pid: int, gigabytes: float) -> list[dict[str, Any]]:
     total = int(gigabytes * (1 << 30))
-    results = [await attack("unsigned viber, Content-Length 1 GB", port, pid, [raw_post(
-        port, "/webhooks/viber", {"Content-Length": str(total)}, repeat(CHUNK, total), chunked=False)])]
-    results.append(await attack("unsigned viber, chunked 1 GB", port, pid, [raw_post(
-        port, "/webhooks/viber", {}, repeat(CHUNK, total), chunked=True)]))
+    results = [
+        await attack(
+            "unsigned viber, Content-Length 1 GB",
+            port,
+            pid,
+            [raw_post(port, "/webhooks/viber", {"Content-Length": str(total)}, repeat(CHUNK, total), chunked=False)],
+        )
+    ]
+    results.append(
+        await attack(
+            "unsigned viber, chunked 1 GB",
+            port,
+            pid,
+            [raw_post(port, "/webhooks/viber", {}, repeat(CHUNK, total), chunked=True)],
+        )
+    )
     signed = b'{"event": "webhook", "pad": "' + b"x" * (200 << 20) + b'"}'
     sig = hmac.new(VIBER_TOKEN.encode(), signed, hashlib.sha256).hexdigest()
-    results.append(await attack("signed viber, 200 MB", port, pid, [raw_post(
-        port, "/webhooks/viber", {"Content-Length": str(len(signed)), "X-Viber-Content-Signature": sig},
-        once(signed), chunked=False)]))
+    results.append(
+        await attack(
+            "signed viber, 200 MB",
+            port,
+            pid,
+            [
+                raw_post(
+                    port,
+                    "/webhooks/viber",
+                    {"Content-Length": str(len(signed)), "X-Viber-Content-Signature": sig},
+                    once(signed),
+                    chunked=False,
+                )
+            ],
+        )
+    )
     del signed
     item = {"id": "p", "title": "t", "tags": ["a", "b"]}  # many small products: the most parsing per byte
     batch = json.dumps({"products": [item] * ((21 << 20) // (len(json.dumps(item)) + 2))}).encode()
-    results.append(await attack(f"4 keyless batches of {len(batch) >> 20} MB", port, pid, [raw_post(
-        port, "/api/v1/products:batch", {"Content-Length": str(len(batch)), "Content-Type": "application/json"},
-        once(batch), chunked=False) for _ in range(4)]))
-    results.append(await attack(f"1 keyed batch of {len(batch) >> 20} MB (parsed)", port, pid, [raw_post(
-        port, "/api/v1/products:batch", {"Content-Length": str(len(batch)), "Content-Type": "application/json",
-                                         "Authorization": f"Bearer {API_KEY}"}, once(batch), chunked=False)]))
+    results.append(
+        await attack(
+            f"4 keyless batches of {len(batch) >> 20} MB",
+            port,
+            pid,
+            [
+                raw_post(
+                    port,
+                    "/api/v1/products:batch",
+                    {"Content-Length": str(len(batch)), "Content-Type": "application/json"},
+                    once(batch),
+                    chunked=False,
+                )
+                for _ in range(4)
+            ],
+        )
+    )
+    results.append(
+        await attack(
+            f"1 keyed batch of {len(batch) >> 20} MB (parsed)",
+            port,
+            pid,
+            [
+                raw_post(
+                    port,
+                    "/api/v1/products:batch",
+                    {
+                        "Content-Length": str(len(batch)),
+                        "Content-Type": "application/json",
+                        "Authorization": f"Bearer {API_KEY}",
+                    },
+                    once(batch),
+                    chunked=False,
+                )
+            ],
+        )
+    )
     return results
 
 
@@ -154,23 +219,32 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="write the results as JSON here ('-' = stdout)")
     args = parser.parse_args()
 
+    from tests.conftest import free_port
     from visearch.core.config import load_settings
     from visearch.core.encoders.offline import OfflineEncoder
-    from tests.conftest import free_port
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(data_dir=Path(tmp) / "data", encoder="offline", collection="bench")
         asyncio.run(build_sample_collection(settings, OfflineEncoder()))
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("VISEARCH_")}
-        env.update(VISEARCH_DATA_DIR=str(settings.data_dir), VISEARCH_COLLECTION="bench", VISEARCH_ENCODER="offline",
-                   VISEARCH_VIBER_TOKEN=VIBER_TOKEN, VISEARCH_API_KEYS=API_KEY, PYTHONPATH=str(REPO_ROOT))
+        env.update(
+            VISEARCH_DATA_DIR=str(settings.data_dir),
+            VISEARCH_COLLECTION="bench",
+            VISEARCH_ENCODER="offline",
+            VISEARCH_VIBER_TOKEN=VIBER_TOKEN,
+            VISEARCH_API_KEYS=API_KEY,
+            PYTHONPATH=str(REPO_ROOT),
+        )
         import subprocess
 
         import httpx
 
-        server = subprocess.Popen([sys.executable, "-m", "visearch.indexer.cli", "serve", "--port", str(port)], env=env,
-                                  stderr=subprocess.PIPE)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "visearch.indexer.cli", "serve", "--port", str(port)],
+            env=env,
+            stderr=subprocess.PIPE,
+        )
         try:
             for _ in range(1200):
                 try:
@@ -188,9 +262,23 @@ def main() -> None:
                 server.kill()
                 _, err = server.communicate()
     print_machine(machine_info())
-    print(table(["attack", "status", "answer s", "rss before MB", "rss peak MB", "rss after MB", "healthz max ms"],
-                [[r["attack"], ",".join(r["statuses"]), r["answer_s"], r["rss_before_mb"], r["rss_peak_mb"],
-                  r["rss_after_mb"], r["healthz_max_ms"]] for r in results]))
+    print(
+        table(
+            ["attack", "status", "answer s", "rss before MB", "rss peak MB", "rss after MB", "healthz max ms"],
+            [
+                [
+                    r["attack"],
+                    ",".join(r["statuses"]),
+                    r["answer_s"],
+                    r["rss_before_mb"],
+                    r["rss_peak_mb"],
+                    r["rss_after_mb"],
+                    r["healthz_max_ms"],
+                ]
+                for r in results
+            ],
+        )
+    )
     tracebacks = err.decode(errors="replace").count("Traceback")
     print(f"server log: {tracebacks} tracebacks")
     if args.json:

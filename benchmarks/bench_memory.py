@@ -38,8 +38,23 @@ from visearch.core.encoders.factory import load_encoder
 from visearch.core.search import SearchService
 from visearch.core.store.factory import open_store
 
-TEXTS = ["green apple", "oat milk", "red pepper", "banana", "orange juice", "yoghurt", "mushrooms",
-         "tomato", "sour cream", "ginger", "lemon", "avocado", "soy milk", "potato", "pear"]
+TEXTS = [
+    "green apple",
+    "oat milk",
+    "red pepper",
+    "banana",
+    "orange juice",
+    "yoghurt",
+    "mushrooms",
+    "tomato",
+    "sour cream",
+    "ginger",
+    "lemon",
+    "avocado",
+    "soy milk",
+    "potato",
+    "pear",
+]
 
 
 def rss_mb() -> float:
@@ -87,18 +102,30 @@ async def run(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
                 point_ids.append(result.cards[0].point_id)
                 del point_ids[:-50]
             if i % args.every == 0:
-                samples.append({"queries": i, "rss_mb": rss_mb(), "cursors": len(service._cursors),
-                                "elapsed_s": time.perf_counter() - started})
+                samples.append(
+                    {
+                        "queries": i,
+                        "rss_mb": rss_mb(),
+                        "cursors": len(service._cursors),
+                        "elapsed_s": time.perf_counter() - started,
+                    }
+                )
     finally:
         await service.close()
-    return {"samples": samples, "encoder": encoder.model_id, "backend": args.backend,
-            "max_cursors": settings.max_cursors}
+    return {
+        "samples": samples,
+        "encoder": encoder.model_id,
+        "backend": args.backend,
+        "max_cursors": settings.max_cursors,
+    }
 
 
 def growth_line(label: str, start: dict[str, Any], end: dict[str, Any]) -> str:
     queries = end["queries"] - start["queries"]
     grown = end["rss_mb"] - start["rss_mb"]
-    return f"growth {label}: {grown:+.1f} MB over {queries:,} queries ({grown / max(1, queries / 1000):+.2f} MB per 1,000)"
+    return (
+        f"growth {label}: {grown:+.1f} MB over {queries:,} queries ({grown / max(1, queries / 1000):+.2f} MB per 1,000)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,14 +143,17 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(OSError):
             shutil.rmtree(tmp)
     samples = result["samples"]
-    info = machine_info(encoder=result["encoder"], backend=result["backend"],
-                        catalog="bundled grocery sample (81 products)")
+    info = machine_info(
+        encoder=result["encoder"], backend=result["backend"], catalog="bundled grocery sample (81 products)"
+    )
     out = sys.stderr if args.json == "-" else sys.stdout
     with contextlib.redirect_stdout(out):
         print_machine(info)
     idle = samples[0]["rss_mb"]
-    rows = [[s["queries"], f"{s['rss_mb']:.0f}", f"{s['rss_mb'] - idle:+.0f}", s["cursors"],
-             f"{s.get('elapsed_s', 0):.0f}"] for s in samples]
+    rows = [
+        [s["queries"], f"{s['rss_mb']:.0f}", f"{s['rss_mb'] - idle:+.0f}", s["cursors"], f"{s.get('elapsed_s', 0):.0f}"]
+        for s in samples
+    ]
     print(table(["queries", "RSS MB", "vs idle", "cursors held", "elapsed s"], rows), file=out)
     if len(samples) > 2:
         warm, last = samples[1], samples[-1]

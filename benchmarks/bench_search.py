@@ -69,22 +69,110 @@ COLLECTION = "bench"
 ENCODER_ID = "bench-random-512"
 
 CATEGORIES = (
-    "Dairy", "Milk", "Yoghurt", "Cheese", "Butter", "Eggs", "Bread", "Pastry", "Cereal", "Rice",
-    "Pasta", "Flour", "Sugar", "Spices", "Sauces", "Oil", "Vinegar", "Canned Fish", "Canned Vegetables",
-    "Soup", "Fruit", "Berries", "Citrus", "Vegetables", "Root Vegetables", "Salad", "Herbs", "Mushrooms",
-    "Meat", "Poultry", "Fish", "Seafood", "Frozen Meals", "Ice Cream", "Snacks", "Crisps", "Nuts",
-    "Chocolate", "Candy", "Biscuits", "Coffee", "Tea", "Juice", "Soft Drinks", "Water", "Beer", "Wine",
-    "Baby Food", "Pet Food", "Household",
+    "Dairy",
+    "Milk",
+    "Yoghurt",
+    "Cheese",
+    "Butter",
+    "Eggs",
+    "Bread",
+    "Pastry",
+    "Cereal",
+    "Rice",
+    "Pasta",
+    "Flour",
+    "Sugar",
+    "Spices",
+    "Sauces",
+    "Oil",
+    "Vinegar",
+    "Canned Fish",
+    "Canned Vegetables",
+    "Soup",
+    "Fruit",
+    "Berries",
+    "Citrus",
+    "Vegetables",
+    "Root Vegetables",
+    "Salad",
+    "Herbs",
+    "Mushrooms",
+    "Meat",
+    "Poultry",
+    "Fish",
+    "Seafood",
+    "Frozen Meals",
+    "Ice Cream",
+    "Snacks",
+    "Crisps",
+    "Nuts",
+    "Chocolate",
+    "Candy",
+    "Biscuits",
+    "Coffee",
+    "Tea",
+    "Juice",
+    "Soft Drinks",
+    "Water",
+    "Beer",
+    "Wine",
+    "Baby Food",
+    "Pet Food",
+    "Household",
 )
 BRANDS = (
-    "Arla", "Garant", "Oatly", "Alpro", "Tropicana", "Bravo", "God Morgon", "Valio", "Yoggi", "Felix",
-    "Barilla", "Heinz", "Nestle", "Danone", "Kelloggs", "Lindt", "Fazer", "Zoegas", "Lipton", "ICA",
+    "Arla",
+    "Garant",
+    "Oatly",
+    "Alpro",
+    "Tropicana",
+    "Bravo",
+    "God Morgon",
+    "Valio",
+    "Yoggi",
+    "Felix",
+    "Barilla",
+    "Heinz",
+    "Nestle",
+    "Danone",
+    "Kelloggs",
+    "Lindt",
+    "Fazer",
+    "Zoegas",
+    "Lipton",
+    "ICA",
 )
 TAGS = (
-    "organic", "vegan", "gluten-free", "lactose-free", "local", "fair-trade", "low-fat", "sugar-free",
-    "new", "sale", "family-pack", "bio", "kosher", "halal", "frozen", "fresh", "imported", "seasonal",
-    "premium", "budget", "eco", "high-protein", "whole-grain", "no-additives", "spicy", "mild",
-    "large", "small", "bottle", "can",
+    "organic",
+    "vegan",
+    "gluten-free",
+    "lactose-free",
+    "local",
+    "fair-trade",
+    "low-fat",
+    "sugar-free",
+    "new",
+    "sale",
+    "family-pack",
+    "bio",
+    "kosher",
+    "halal",
+    "frozen",
+    "fresh",
+    "imported",
+    "seasonal",
+    "premium",
+    "budget",
+    "eco",
+    "high-protein",
+    "whole-grain",
+    "no-additives",
+    "spicy",
+    "mild",
+    "large",
+    "small",
+    "bottle",
+    "can",
 )
 ADJECTIVES = ("Classic", "Fresh", "Organic", "Creamy", "Crispy", "Smooth", "Light", "Rich", "Wild", "Golden")
 
@@ -163,8 +251,14 @@ def rss_mb(field: str = "VmRSS") -> float:
 
 
 #: what the benchmark builds with `build_index()`; the HNSW-only row ignores the int8 copy at search time
-BENCH_INDEX = IndexSettings(hnsw_m=16, hnsw_ef_construct=100, hnsw_ef=128, quantization="int8",
-                            quantization_rescore=True, quantization_oversampling=2.0)
+BENCH_INDEX = IndexSettings(
+    hnsw_m=16,
+    hnsw_ef_construct=100,
+    hnsw_ef=128,
+    quantization="int8",
+    quantization_rescore=True,
+    quantization_oversampling=2.0,
+)
 
 
 def filters_for(kind: str, i: int) -> Filters | None:
@@ -203,8 +297,9 @@ def open_local(path: Path) -> VectorStore:
 OPENERS = {"edge": open_edge, "local": open_local}
 
 
-async def build(kind: str, where: Path, ids: Sequence[str], payloads: Sequence[dict], vectors: np.ndarray,
-                batch: int) -> tuple[VectorStore, float]:
+async def build(
+    kind: str, where: Path, ids: Sequence[str], payloads: Sequence[dict], vectors: np.ndarray, batch: int
+) -> tuple[VectorStore, float]:
     """Create the collection and upsert every point in batches; returns the store and the seconds taken."""
     store = OPENERS[kind](where)
     t0 = time.perf_counter()
@@ -235,8 +330,9 @@ async def time_queries(store: VectorStore, queries: np.ndarray, kind: str, n: in
     return out
 
 
-async def adaptive_count(store: VectorStore, queries: np.ndarray, kind: str, wanted: int, budget_s: float,
-                         floor: int) -> int:
+async def adaptive_count(
+    store: VectorStore, queries: np.ndarray, kind: str, wanted: int, budget_s: float, floor: int
+) -> int:
     """How many queries fit the time budget (the fastest of 3 probe queries decides); in [floor, wanted]."""
     probes = []
     for i in range(3):
@@ -249,7 +345,9 @@ async def adaptive_count(store: VectorStore, queries: np.ndarray, kind: str, wan
 
 
 async def top_ids(store: VectorStore, queries: np.ndarray, kind: str, k: int) -> list[list[str]]:
-    return [[h.point_id for h in await store.search(queries[i].tolist(), filters_for(kind, i), LIMIT)] for i in range(k)]
+    return [
+        [h.point_id for h in await store.search(queries[i].tolist(), filters_for(kind, i), LIMIT)] for i in range(k)
+    ]
 
 
 async def reopen(kind: str, where: Path, store: VectorStore, query: np.ndarray) -> tuple[VectorStore, dict[str, float]]:
@@ -293,8 +391,12 @@ async def run_size(n_points: int, args: argparse.Namespace, tmp: Path) -> dict[s
         log(f"{backend}: upserting {n_points:,} points (batch {args.batch}) ...")
         store, build_s = await build(backend, where, ids, payloads, vectors, args.batch)
         log(f"{backend}: built in {build_s:.1f}s ({n_points / build_s:,.0f} points/s)")
-        res: dict[str, Any] = {"build_s": build_s, "points_per_s": n_points / build_s, "rows": {},
-                               "rss_mb": {"dataset": rss_before, "built": rss_mb()}}
+        res: dict[str, Any] = {
+            "build_s": build_s,
+            "points_per_s": n_points / build_s,
+            "rows": {},
+            "rss_mb": {"dataset": rss_before, "built": rss_mb()},
+        }
         if backend == "edge":
             res["match_fraction"] = {}
             for kind in kinds:
@@ -308,14 +410,20 @@ async def run_size(n_points: int, args: argparse.Namespace, tmp: Path) -> dict[s
                 n = args.queries
                 note = ""
             else:
-                n = await adaptive_count(store, queries, kind, args.queries, args.local_budget_s, args.local_min_queries)
-                note = "" if n == args.queries else f"{n} of {args.queries} queries (time budget {args.local_budget_s:g}s)"
+                n = await adaptive_count(
+                    store, queries, kind, args.queries, args.local_budget_s, args.local_min_queries
+                )
+                note = (
+                    "" if n == args.queries else f"{n} of {args.queries} queries (time budget {args.local_budget_s:g}s)"
+                )
             warm = min(args.warmup, 3) if backend == "local" and n < args.queries else args.warmup
             lat = await time_queries(store, queries, kind, n, warm)
             res["rows"][kind] = {**latency_stats_ms(lat), "note": note}
             tops[backend][kind] = await top_ids(store, queries, kind, min(5, n))
-            log(f"{backend} {kind:9s}: p50 {res['rows'][kind]['p50_ms']:.2f} ms, "
-                f"p99 {res['rows'][kind]['p99_ms']:.2f} ms over {n} queries")
+            log(
+                f"{backend} {kind:9s}: p50 {res['rows'][kind]['p50_ms']:.2f} ms, "
+                f"p99 {res['rows'][kind]['p99_ms']:.2f} ms over {n} queries"
+            )
         if backend == "edge" and args.optimize and n_points <= args.optimize_max_points:
             await index_rows(store, queries, args, res)
         res["rss_mb"]["searched"] = rss_mb()
@@ -371,8 +479,11 @@ async def index_rows(store: VectorStore, queries: np.ndarray, args: argparse.Nam
         lat = await time_queries(store, queries, kind, args.queries, args.warmup)
         res["rows"][row] = {**latency_stats_ms(lat), "note": ""}
         planned = await top_ids(store, queries, kind, k)
-        res["recall_at_10"][row] = float(np.mean([len(set(a[:10]) & set(e[:10])) / max(1, len(e[:10]))
-                                                  for a, e in zip(planned, exact_filtered[kind])]))
+        res["recall_at_10"][row] = float(
+            np.mean(
+                [len(set(a[:10]) & set(e[:10])) / max(1, len(e[:10])) for a, e in zip(planned, exact_filtered[kind])]
+            )
+        )
         log(f"edge {row}: p50 {res['rows'][row]['p50_ms']:.2f} ms, recall@10 {res['recall_at_10'][row]:.3f}")
     store.index = built
     res["rss_mb"]["indexed_searched"] = rss_mb()
@@ -387,8 +498,12 @@ def serving_rss(where: Path, queries: np.ndarray, tmp: Path, on_disk: bool, filt
     int8 settings, no dataset in memory) and answers SERVING_QUERIES unfiltered and filtered queries."""
     qfile = tmp / "serving-queries.npy"
     np.save(qfile, queries)
-    done = subprocess.run([sys.executable, __file__, SERVING_PROBE, str(where), str(qfile), str(int(on_disk)), filtered],
-                          capture_output=True, text=True, timeout=3600)
+    done = subprocess.run(
+        [sys.executable, __file__, SERVING_PROBE, str(where), str(qfile), str(int(on_disk)), filtered],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"serving probe failed: {done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -396,11 +511,19 @@ def serving_rss(where: Path, queries: np.ndarray, tmp: Path, on_disk: bool, filt
 
 def serving_probe(where: Path, qfile: Path, on_disk: bool, filtered: str) -> None:
     """The child of `serving_rss`: prints its RSS after opening, after searching, and its peak."""
-    settings = Settings(data_dir=where, collection=COLLECTION, qdrant_url=None, _env_file=None,
-                        hnsw_m=BENCH_INDEX.hnsw_m, hnsw_ef_construct=BENCH_INDEX.hnsw_ef_construct,
-                        hnsw_ef=BENCH_INDEX.hnsw_ef, quantization=BENCH_INDEX.quantization,
-                        quantization_oversampling=BENCH_INDEX.quantization_oversampling,
-                        vectors_on_disk=on_disk, filtered_search="index" if filtered == "index" else "exact")
+    settings = Settings(
+        data_dir=where,
+        collection=COLLECTION,
+        qdrant_url=None,
+        _env_file=None,
+        hnsw_m=BENCH_INDEX.hnsw_m,
+        hnsw_ef_construct=BENCH_INDEX.hnsw_ef_construct,
+        hnsw_ef=BENCH_INDEX.hnsw_ef,
+        quantization=BENCH_INDEX.quantization,
+        quantization_oversampling=BENCH_INDEX.quantization_oversampling,
+        vectors_on_disk=on_disk,
+        filtered_search="index" if filtered == "index" else "exact",
+    )
     queries = np.load(qfile)
     started = rss_mb()
 
@@ -448,31 +571,70 @@ def render(result: dict[str, Any]) -> str:
             match = "100%" if kind.startswith("none") else (f"{frac * 100:.1f}%" if frac is not None else "-")
             ratio = lo["p50_ms"] / e["p50_ms"] if e and lo else None
             ratio99 = lo["p99_ms"] / e["p99_ms"] if e and lo else None
-            rows.append([
-                size["points"], label, match,
-                e["n"] if e else None, e["p50_ms"] if e else None, e["p99_ms"] if e else None,
-                lo["n"] if lo else None, lo["p50_ms"] if lo else None, lo["p99_ms"] if lo else None,
-                f"{ratio:,.0f}x" if ratio and ratio >= 100 else (f"{ratio:.1f}x" if ratio else "-"),
-                f"{ratio99:,.0f}x" if ratio99 and ratio99 >= 100 else (f"{ratio99:.1f}x" if ratio99 else "-"),
-            ])
+            rows.append(
+                [
+                    size["points"],
+                    label,
+                    match,
+                    e["n"] if e else None,
+                    e["p50_ms"] if e else None,
+                    e["p99_ms"] if e else None,
+                    lo["n"] if lo else None,
+                    lo["p50_ms"] if lo else None,
+                    lo["p99_ms"] if lo else None,
+                    f"{ratio:,.0f}x" if ratio and ratio >= 100 else (f"{ratio:.1f}x" if ratio else "-"),
+                    f"{ratio99:,.0f}x" if ratio99 and ratio99 >= 100 else (f"{ratio99:.1f}x" if ratio99 else "-"),
+                ]
+            )
     print(f"search latency, limit {LIMIT}, dim {DIM}, through the async VectorStore interface", file=out)
-    print(table(["points", "filter", "match", "edge n", "edge p50 ms", "edge p99 ms",
-                 "local n", "local p50 ms", "local p99 ms", "ratio p50", "ratio p99"], rows), file=out)
+    print(
+        table(
+            [
+                "points",
+                "filter",
+                "match",
+                "edge n",
+                "edge p50 ms",
+                "edge p99 ms",
+                "local n",
+                "local p50 ms",
+                "local p99 ms",
+                "ratio p50",
+                "ratio p99",
+            ],
+            rows,
+        ),
+        file=out,
+    )
 
     rows = []
     for size in result["sizes"]:
         for backend, res in size["stores"].items():
             r = res["reopen"]
-            rows.append([size["points"], backend, res["build_s"], res["points_per_s"],
-                         r["close_s"], r["open_s"], r["first_query_s"] * 1000, r["total_s"]])
+            rows.append(
+                [
+                    size["points"],
+                    backend,
+                    res["build_s"],
+                    res["points_per_s"],
+                    r["close_s"],
+                    r["open_s"],
+                    r["first_query_s"] * 1000,
+                    r["total_s"],
+                ]
+            )
     print("\nbuild (ensure_collection + batched upserts) and reopen (close + open + first unfiltered query)", file=out)
-    print(table(["points", "store", "build s", "points/s", "close s", "open s", "1st query ms", "reopen s"], rows),
-          file=out)
+    print(
+        table(["points", "store", "build s", "points/s", "close s", "open s", "1st query ms", "reopen s"], rows),
+        file=out,
+    )
     ratios = []
     for size in result["sizes"]:
         st = size["stores"]
         if "edge" in st and "local" in st:
-            ratios.append(f"{size['points']:,}: {st['local']['reopen']['total_s'] / st['edge']['reopen']['total_s']:.0f}x")
+            ratios.append(
+                f"{size['points']:,}: {st['local']['reopen']['total_s'] / st['edge']['reopen']['total_s']:.0f}x"
+            )
     if ratios:
         print("reopen ratio local/edge: " + ", ".join(ratios), file=out)
 
@@ -485,31 +647,37 @@ def render(result: dict[str, Any]) -> str:
             for row, recall in res.get("recall_at_10", {}).items():
                 notes.append(f"  {size['points']:,} edge {LABELS[row]} recall@10 vs exact scan: {recall:.3f}")
             if "optimize_s" in res:
-                notes.append(f"  {size['points']:,} edge build_index (HNSW m=16 ef_construct=100 + int8): "
-                             f"{res['optimize_s']:.0f}s, {res['index']['indexed_vectors']:,} indexed vectors, "
-                             f"{res['index']['segments']} segments")
+                notes.append(
+                    f"  {size['points']:,} edge build_index (HNSW m=16 ef_construct=100 + int8): "
+                    f"{res['optimize_s']:.0f}s, {res['index']['indexed_vectors']:,} indexed vectors, "
+                    f"{res['index']['segments']} segments"
+                )
             rss = ", ".join(f"{k} {v:,.0f}" for k, v in res.get("rss_mb", {}).items())
             notes.append(f"  {size['points']:,} {backend} RSS MB (this process, dataset included): {rss}")
             if "serving_rss_mb" in res:
                 serving = ", ".join(f"{k} {v:,.0f}" for k, v in res["serving_rss_mb"].items())
-                notes.append(f"  {size['points']:,} {backend} RSS MB of a fresh serving process (HNSW + int8, "
-                             f"vectors on disk: {result['vectors_on_disk']}, filtered search: "
-                             f"{result['serving_filtered']}; {SERVING_QUERIES} mixed queries): {serving}")
+                notes.append(
+                    f"  {size['points']:,} {backend} RSS MB of a fresh serving process (HNSW + int8, "
+                    f"vectors on disk: {result['vectors_on_disk']}, filtered search: "
+                    f"{result['serving_filtered']}; {SERVING_QUERIES} mixed queries): {serving}"
+                )
         if "top20_agreement" in size:
             agree = ", ".join(f"{LABELS[k]} {v:.2f}" for k, v in size["top20_agreement"].items() if v is not None)
             notes.append(f"  {size['points']:,} top-20 agreement edge vs local (first 5 queries): {agree}")
     if notes:
         print("\nnotes:", file=out)
         print("\n".join(notes), file=out)
-    print("\nedge  = EdgeStore via open_store(Settings(data_dir=tmp)) (qdrant-edge-py, exact search when filtered;"
-          "\n        unfiltered = plain scan of unoptimized segments unless marked HNSW)"
-          "\nlocal = ServerStore code on AsyncQdrantClient(path=tmp), qdrant-client's on-disk local mode"
-          "\n        (our ServerStore only opens ':memory:'; same search code, but that one cannot be reopened)"
-          "\nratio = local / edge, same run, same points and queries; with n < 100, p99 is close to the max"
-          "\nreopen: edge opens its shard lazily, so loading shows under '1st query'; local reads every"
-          "\n        point back from its SQLite file in the constructor ('open s')"
-          "\nHNSW recall is measured on synthetic clustered vectors; check it on real embeddings",
-          file=out)
+    print(
+        "\nedge  = EdgeStore via open_store(Settings(data_dir=tmp)) (qdrant-edge-py, exact search when filtered;"
+        "\n        unfiltered = plain scan of unoptimized segments unless marked HNSW)"
+        "\nlocal = ServerStore code on AsyncQdrantClient(path=tmp), qdrant-client's on-disk local mode"
+        "\n        (our ServerStore only opens ':memory:'; same search code, but that one cannot be reopened)"
+        "\nratio = local / edge, same run, same points and queries; with n < 100, p99 is close to the max"
+        "\nreopen: edge opens its shard lazily, so loading shows under '1st query'; local reads every"
+        "\n        point back from its SQLite file in the constructor ('open s')"
+        "\nHNSW recall is measured on synthetic clustered vectors; check it on real embeddings",
+        file=out,
+    )
     print(f"total runtime {result['runtime_s']:.0f}s", file=out)
     return out.getvalue()
 
@@ -522,30 +690,63 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smoke test: 2k points, 20 queries")
     ap.add_argument("--full", action="store_true", help="100k and 1M points (1M: ~2 GB of vectors, long index build)")
-    ap.add_argument("--local-max-points", type=int, default=100_000,
-                    help="largest size qdrant-client local mode runs at (it holds every point in Python)")
+    ap.add_argument(
+        "--local-max-points",
+        type=int,
+        default=100_000,
+        help="largest size qdrant-client local mode runs at (it holds every point in Python)",
+    )
     ap.add_argument("--recall-queries", type=int, default=50, help="queries recall@10 is measured on")
-    ap.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=None,
-                    help="comma-separated point counts (default 100000; --full 100000,1000000)")
+    ap.add_argument(
+        "--sizes",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=None,
+        help="comma-separated point counts (default 100000; --full 100000,1000000)",
+    )
     ap.add_argument("--queries", type=int, default=None, help="timed queries per row (default 200)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed queries before each row (default 10)")
-    ap.add_argument("--local-budget-s", type=float, default=None,
-                    help="seconds of timed queries per qdrant-client local row; fewer queries when slow (default 20)")
+    ap.add_argument(
+        "--local-budget-s",
+        type=float,
+        default=None,
+        help="seconds of timed queries per qdrant-client local row; fewer queries when slow (default 20)",
+    )
     ap.add_argument("--local-min-queries", type=int, default=10)
     ap.add_argument("--batch", type=int, default=1000, help="points per upsert call")
     ap.add_argument("--backends", type=lambda s: s.split(","), default=["edge", "local"])
-    ap.add_argument("--optimize", action=argparse.BooleanOptionalAction, default=None,
-                    help="also time edge unfiltered search after optimize() (HNSW); default: on, off in --quick")
-    ap.add_argument("--optimize-max-points", type=int, default=1_000_000,
-                    help="only build the index for sizes up to this many points (HNSW build of 100k x 512-d "
-                         "takes minutes on 2 cores)")
-    ap.add_argument("--vectors-on-disk", action="store_true",
-                    help="optimize with VISEARCH_VECTORS_ON_DISK (float vectors memory-mapped, int8 copy in RAM)")
-    ap.add_argument("--serving-filtered", choices=("exact", "index"), default="exact",
-                    help="VISEARCH_FILTERED_SEARCH of the fresh serving process whose RSS is measured")
+    ap.add_argument(
+        "--optimize",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also time edge unfiltered search after optimize() (HNSW); default: on, off in --quick",
+    )
+    ap.add_argument(
+        "--optimize-max-points",
+        type=int,
+        default=1_000_000,
+        help="only build the index for sizes up to this many points (HNSW build of 100k x 512-d "
+        "takes minutes on 2 cores)",
+    )
+    ap.add_argument(
+        "--vectors-on-disk",
+        action="store_true",
+        help="optimize with VISEARCH_VECTORS_ON_DISK (float vectors memory-mapped, int8 copy in RAM)",
+    )
+    ap.add_argument(
+        "--serving-filtered",
+        choices=("exact", "index"),
+        default="exact",
+        help="VISEARCH_FILTERED_SEARCH of the fresh serving process whose RSS is measured",
+    )
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
-                    help="write JSON results to PATH, or to stdout (tables then go to stderr)")
+    ap.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        default=None,
+        metavar="PATH",
+        help="write JSON results to PATH, or to stdout (tables then go to stderr)",
+    )
     args = ap.parse_args(argv)
     if args.sizes is None:
         args.sizes = [2000] if args.quick else ([100_000, 1_000_000] if args.full else [100_000])
@@ -562,9 +763,18 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     info = machine_info()
-    result: dict[str, Any] = {"benchmark": "search", "quick": args.quick, "machine": info, "limit": LIMIT,
-                              "dim": DIM, "queries": args.queries, "warmup": args.warmup, "sizes": [],
-                              "vectors_on_disk": args.vectors_on_disk, "serving_filtered": args.serving_filtered}
+    result: dict[str, Any] = {
+        "benchmark": "search",
+        "quick": args.quick,
+        "machine": info,
+        "limit": LIMIT,
+        "dim": DIM,
+        "queries": args.queries,
+        "warmup": args.warmup,
+        "sizes": [],
+        "vectors_on_disk": args.vectors_on_disk,
+        "serving_filtered": args.serving_filtered,
+    }
     with tempfile.TemporaryDirectory(prefix="visearch-bench-search-") as tmpdir:
         for n in args.sizes:
             result["sizes"].append(asyncio.run(run_size(n, args, Path(tmpdir))))

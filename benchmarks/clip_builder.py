@@ -31,7 +31,12 @@ SIZES = {
     "vit-b-32": {"text_config": {}, "vision_config": {}, "projection_dim": 512},
     "tiny": {
         "text_config": {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 2, "num_hidden_layers": 2},
-        "vision_config": {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 2, "num_hidden_layers": 2},
+        "vision_config": {
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_attention_heads": 2,
+            "num_hidden_layers": 2,
+        },
         "projection_dim": 32,
     },
 }

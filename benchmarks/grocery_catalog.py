@@ -25,11 +25,29 @@ BRANDS = ("Arla", "Garant", "Oatly", "Alpro", "Tropicana", "Bravo", "God-Morgon"
 #: Photos the offline encoder gets right at top-1 were picked for the demo; `visearch eval`
 #: gives the honest average over all val photos.
 DEMO_QUERIES = {
-    "Arla-Standard-Milk": 5, "Banana": 1, "Granny-Smith": 1, "Red-Bell-Pepper": 1,
-    "Oatly-Oat-Milk": 2, "Vine-Tomato": 1, "Avocado": 1,
+    "Arla-Standard-Milk": 5,
+    "Banana": 1,
+    "Granny-Smith": 1,
+    "Red-Bell-Pepper": 1,
+    "Oatly-Oat-Milk": 2,
+    "Vine-Tomato": 1,
+    "Avocado": 1,
 }
-COLUMNS = ("id", "title", "image", "description", "price", "currency", "category", "brand",
-           "tags", "url", "in_stock", "origin", "group")
+COLUMNS = (
+    "id",
+    "title",
+    "image",
+    "description",
+    "price",
+    "currency",
+    "category",
+    "brand",
+    "tags",
+    "url",
+    "in_stock",
+    "origin",
+    "group",
+)
 
 
 def _read_text(path: Path) -> str:
@@ -64,29 +82,30 @@ def product_rows(dataset: Path) -> list[dict[str, str]]:
             group = iconic.relative_to(dataset / "iconic-images-and-descriptions").parts[0]
             description = _read_text(folder / f"{name}_Description.txt")
             info = _read_text(folder / f"{name}_Information.txt")
-            url = _info_field(info, "url") or next(
-                (ln for ln in description.splitlines() if ln.startswith("http")), "")
+            url = _info_field(info, "url") or next((ln for ln in description.splitlines() if ln.startswith("http")), "")
             description = "\n".join(ln for ln in description.splitlines() if not ln.startswith("http")).strip()
             brand = next((b for b in BRANDS if name.startswith(b + "-")), "")
             tags = [{"Fruit": "fruit", "Vegetables": "vegetable", "Packages": "packaged"}[group]]
             if "Ecological" in name:
                 tags.append("organic")
             price, in_stock = _invented_price(name)
-            rows.append({
-                "id": name.lower(),
-                "title": name.replace("-", " "),
-                "image": str(iconic),
-                "description": description,
-                "price": price,
-                "currency": "SEK",
-                "category": coarse.replace("-", " "),
-                "brand": brand.replace("-", " "),
-                "tags": "|".join(tags),
-                "url": url,
-                "in_stock": "true" if in_stock else "false",
-                "origin": _info_field(info, "country and volume", "manufacturing country"),
-                "group": group,
-            })
+            rows.append(
+                {
+                    "id": name.lower(),
+                    "title": name.replace("-", " "),
+                    "image": str(iconic),
+                    "description": description,
+                    "price": price,
+                    "currency": "SEK",
+                    "category": coarse.replace("-", " "),
+                    "brand": brand.replace("-", " "),
+                    "tags": "|".join(tags),
+                    "url": url,
+                    "in_stock": "true" if in_stock else "false",
+                    "origin": _info_field(info, "country and volume", "manufacturing country"),
+                    "group": group,
+                }
+            )
     return rows
 
 
@@ -143,10 +162,16 @@ def write_bundle(dataset: Path, out: Path) -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(photo, target)
             queries.append({"image": f"queries/{target.name}", "expected": pid})
-    queries += [{"image": "", "expected": e, "text": t} for t, e in (
-        ("milk", "arla-standard-milk|arla-medium-fat-milk|arla-ecological-medium-fat-milk|arla-lactose-medium-fat-milk|garant-ecological-medium-fat-milk|garant-ecological-standard-milk"),
-        ("banana", "banana"),
-    )]
+    queries += [
+        {"image": "", "expected": e, "text": t}
+        for t, e in (
+            (
+                "milk",
+                "arla-standard-milk|arla-medium-fat-milk|arla-ecological-medium-fat-milk|arla-lactose-medium-fat-milk|garant-ecological-medium-fat-milk|garant-ecological-standard-milk",
+            ),
+            ("banana", "banana"),
+        )
+    ]
     write_csv(out / "queries.csv", queries, ("image", "text", "expected"))
     shutil.copyfile(dataset / "LICENSE", out / "LICENSE")
 

@@ -18,15 +18,25 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = {"search": "bench_search.py", "encoders": "bench_encoders.py", "index": "bench_index.py",
-           "telegram": "telegram_e2e.py", "webhooks": "webhooks_e2e.py", "e2e": "bench_e2e.py"}
+SCRIPTS = {
+    "search": "bench_search.py",
+    "encoders": "bench_encoders.py",
+    "index": "bench_index.py",
+    "telegram": "telegram_e2e.py",
+    "webhooks": "webhooks_e2e.py",
+    "e2e": "bench_e2e.py",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="pass --quick to every benchmark")
-    ap.add_argument("--only", type=lambda s: s.split(","), default=list(SCRIPTS),
-                    help=f"comma-separated subset of {','.join(SCRIPTS)}")
+    ap.add_argument(
+        "--only",
+        type=lambda s: s.split(","),
+        default=list(SCRIPTS),
+        help=f"comma-separated subset of {','.join(SCRIPTS)}",
+    )
     ap.add_argument("--json-dir", type=Path, default=None, help="write each benchmark's JSON into this folder")
     args = ap.parse_args(argv)
 

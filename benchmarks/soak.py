@@ -47,7 +47,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
-
 from _common import SAMPLE_CATALOG, dump_json, latency_stats_ms, machine_info, percentile, print_machine, table
 
 VISEARCH = Path(sys.executable).with_name("visearch")
@@ -109,17 +108,24 @@ def free_port() -> int:
 def server_env(data_dir: Path, encoder: str) -> dict[str, str]:
     """The server's settings: this data directory, one key, no per-user rate limit, loopback images."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VISEARCH_")}
-    env.update({
-        "VISEARCH_DATA_DIR": str(data_dir), "VISEARCH_COLLECTION": "products", "VISEARCH_ENCODER": encoder,
-        "VISEARCH_API_KEYS": KEY, "VISEARCH_RATE_LIMIT": "0", "VISEARCH_API_FETCH_ALLOW": "127.0.0.1/32",
-    })
+    env.update(
+        {
+            "VISEARCH_DATA_DIR": str(data_dir),
+            "VISEARCH_COLLECTION": "products",
+            "VISEARCH_ENCODER": encoder,
+            "VISEARCH_API_KEYS": KEY,
+            "VISEARCH_RATE_LIMIT": "0",
+            "VISEARCH_API_FETCH_ALLOW": "127.0.0.1/32",
+        }
+    )
     return env
 
 
 def index_sample(workdir: Path, env: dict[str, str]) -> None:
     """The bundled sample into the data directory, by the real CLI (fails loudly)."""
-    done = subprocess.run([str(VISEARCH), "index", str(SAMPLE_CATALOG)], cwd=workdir, env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [str(VISEARCH), "index", str(SAMPLE_CATALOG)], cwd=workdir, env=env, capture_output=True, text=True, timeout=600
+    )
     if done.returncode != 0:
         raise SystemExit(f"indexing the sample failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
 
@@ -148,13 +154,20 @@ class Server:
     async def start(self, timeout: float = 180.0) -> Run:
         started = time.monotonic()
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen([str(VISEARCH), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-                                         cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [str(VISEARCH), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                cwd=self.workdir,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         async with httpx.AsyncClient(base_url=self.url, timeout=5) as http:
             while time.monotonic() - started < timeout:
                 if self.proc.poll() is not None:
-                    raise SystemExit(f"the server exited ({self.proc.returncode}) before it was ready; "
-                                     f"its log:\n{self.log.read_text()[-3000:]}")
+                    raise SystemExit(
+                        f"the server exited ({self.proc.returncode}) before it was ready; "
+                        f"its log:\n{self.log.read_text()[-3000:]}"
+                    )
                 try:
                     if (await http.get("/readyz")).status_code == 200:
                         run = Run(self.proc.pid, round(time.monotonic() - started, 1), rss_mb(self.proc.pid) or 0.0)
@@ -252,8 +265,9 @@ class Load:
         product = {"id": product_id, "title": title, "price": round(rng.uniform(1, 50), 2), "category": "Soak"}
         files = [("images", (name, data, "image/jpeg")) for name, data in chosen]
         start = self.now()
-        response = await self.send(op, http.post("/api/v1/products", headers=WRITE, files=files,
-                                                  data={"product": json.dumps(product)}))
+        response = await self.send(
+            op, http.post("/api/v1/products", headers=WRITE, files=files, data={"product": json.dumps(product)})
+        )
         self.record(product_id, ("present", title, len(chosen)), start, response)
 
     async def delete(self, http: httpx.AsyncClient, rng: random.Random, _: int) -> None:
@@ -317,8 +331,9 @@ def allowed_finals(writes: list[Write], initial: State) -> list[State]:
     after (it may be last), and each unanswered write no acknowledged one began after (it may
     have been applied last); the initial state when nothing was acknowledged."""
     acked = [w for w in writes if w.outcome == "acked"]
-    candidates = [w for w in writes if w.outcome in ("acked", "unknown")
-                  and not any(other.start > w.end for other in acked)]
+    candidates = [
+        w for w in writes if w.outcome in ("acked", "unknown") and not any(other.start > w.end for other in acked)
+    ]
     finals = [w.result for w in candidates]
     if not acked:
         finals.append(initial)
@@ -357,8 +372,14 @@ async def check(server: Server, tally: Tally, initial: dict[str, State]) -> tupl
             if any(matches(found, a) for a in allowed):
                 found_total += len(acked)
                 continue
-            lost.append({"id": product_id, "found": found, "allowed": allowed,
-                         "writes": [asdict(w) for w in sorted(writes, key=lambda w: w.start)]})
+            lost.append(
+                {
+                    "id": product_id,
+                    "found": found,
+                    "allowed": allowed,
+                    "writes": [asdict(w) for w in sorted(writes, key=lambda w: w.start)],
+                }
+            )
             found_total += max(0, len(acked) - 1)  # the last acknowledged write is the one missing
     return acked_total, found_total, lost
 
@@ -366,39 +387,76 @@ async def check(server: Server, tally: Tally, initial: dict[str, State]) -> tupl
 # --- report -----------------------------------------------------------------------------------------
 
 
-def report(args: argparse.Namespace, server: Server, tally: Tally, acked: int, found: int,
-           lost: list[dict[str, Any]], elapsed: float) -> dict[str, Any]:
+def report(
+    args: argparse.Namespace,
+    server: Server,
+    tally: Tally,
+    acked: int,
+    found: int,
+    lost: list[dict[str, Any]],
+    elapsed: float,
+) -> dict[str, Any]:
     """Print the tables and lines of the run; return the same as a dict (for --json)."""
-    print(f"\nsoak: {args.duration:.0f} s of load, {args.clients} clients, {args.kills} kills during the load "
-          f"+ 1 after it, encoder {args.encoder}, {elapsed:.0f} s in all")
+    print(
+        f"\nsoak: {args.duration:.0f} s of load, {args.clients} clients, {args.kills} kills during the load "
+        f"+ 1 after it, encoder {args.encoder}, {elapsed:.0f} s in all"
+    )
     print_machine(machine_info())
-    print(table(["server run", "pid", "ready after s", "RSS at ready MB", "RSS at kill MB", "peak RSS MB"],
-                [[i + 1, r.pid, r.ready_s, r.rss_ready_mb, r.rss_end_mb, r.peak_rss_mb] for i, r in enumerate(server.runs)]))
+    print(
+        table(
+            ["server run", "pid", "ready after s", "RSS at ready MB", "RSS at kill MB", "peak RSS MB"],
+            [[i + 1, r.pid, r.ready_s, r.rss_ready_mb, r.rss_end_mb, r.peak_rss_mb] for i, r in enumerate(server.runs)],
+        )
+    )
     rows = []
     for op in sorted({key.rsplit(" ", 1)[0] for key in tally.statuses}):
         by_status = {key.rsplit(" ", 1)[1]: n for key, n in tally.statuses.items() if key.rsplit(" ", 1)[0] == op}
         lat = latency_stats_ms(tally.latency.get(op, []))
-        rows.append([op, sum(by_status.values()), ", ".join(f"{s}: {n}" for s, n in sorted(by_status.items())),
-                     lat["p50_ms"], percentile([x * 1000 for x in tally.latency.get(op, [])], 95), lat["max_ms"]])
+        rows.append(
+            [
+                op,
+                sum(by_status.values()),
+                ", ".join(f"{s}: {n}" for s, n in sorted(by_status.items())),
+                lat["p50_ms"],
+                percentile([x * 1000 for x in tally.latency.get(op, [])], 95),
+                lat["max_ms"],
+            ]
+        )
     print(table(["operation", "requests", "by status", "p50 ms", "p95 ms", "max ms"], rows))
     health = latency_stats_ms(tally.healthz)
-    print(f"/healthz every ~100 ms: {health['n']} answers, p50 {health['p50_ms']:.1f} ms, p99 {health['p99_ms']:.1f} ms, "
-          f"slowest {health['max_ms']:.1f} ms; {tally.healthz_down} polls found the server down (killed/restarting)")
+    print(
+        f"/healthz every ~100 ms: {health['n']} answers, p50 {health['p50_ms']:.1f} ms, p99 {health['p99_ms']:.1f} ms, "
+        f"slowest {health['max_ms']:.1f} ms; {tally.healthz_down} polls found the server down (killed/restarting)"
+    )
     outcomes = Counter(w.outcome for w in tally.writes)
-    print(f"writes: {len(tally.writes)} sent, {outcomes['acked']} acknowledged, {outcomes['refused']} refused (4xx), "
-          f"{outcomes['unknown']} unanswered (cut off by a kill, 5xx, timeout: may or may not have been applied)")
+    print(
+        f"writes: {len(tally.writes)} sent, {outcomes['acked']} acknowledged, {outcomes['refused']} refused (4xx), "
+        f"{outcomes['unknown']} unanswered (cut off by a kill, 5xx, timeout: may or may not have been applied)"
+    )
     verdict = "OK, none lost" if not lost else f"LOST: {len(lost)} product(s) not in a state any write left"
-    print(f"acknowledged writes: {acked}; found after the final restart (or superseded by a later write): {found}; {verdict}")
+    print(
+        f"acknowledged writes: {acked}; found after the final restart (or superseded by a later write): {found}; {verdict}"
+    )
     for item in lost:
         print(f"  LOST {item['id']}: found {item['found']}; could have been one of {item['allowed']}; its writes:")
         for w in item["writes"]:
             print(f"      {w['outcome']:8} {w['result']}  sent t={w['start']:.2f} s, answered t={w['end']:.2f} s")
-    return {"duration_s": args.duration, "clients": args.clients, "kills": args.kills, "encoder": args.encoder,
-            "runs": [asdict(r) for r in server.runs], "statuses": dict(tally.statuses),
-            "latency_ms": {op: latency_stats_ms(v) for op, v in tally.latency.items()},
-            "healthz_ms": health, "healthz_down_polls": tally.healthz_down,
-            "writes": dict(outcomes), "acknowledged": acked, "found": found, "lost": lost,
-            "machine": machine_info()}
+    return {
+        "duration_s": args.duration,
+        "clients": args.clients,
+        "kills": args.kills,
+        "encoder": args.encoder,
+        "runs": [asdict(r) for r in server.runs],
+        "statuses": dict(tally.statuses),
+        "latency_ms": {op: latency_stats_ms(v) for op, v in tally.latency.items()},
+        "healthz_ms": health,
+        "healthz_down_polls": tally.healthz_down,
+        "writes": dict(outcomes),
+        "acknowledged": acked,
+        "found": found,
+        "lost": lost,
+        "machine": machine_info(),
+    }
 
 
 async def soak(args: argparse.Namespace, workdir: Path) -> int:

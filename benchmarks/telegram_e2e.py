@@ -36,8 +36,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from _common import (
-    build_sample_collection,
     REPO_ROOT,
+    build_sample_collection,
     dump_json,
     grocery_val_photos,
     latency_stats_ms,
@@ -49,6 +49,7 @@ from _common import (
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from tests.fakes.telegram import TOKEN, FakeTelegram
 from visearch.bots.telegram.config import load_telegram_settings
 from visearch.bots.telegram.conversation import TelegramConversation
 from visearch.bots.telegram.runner import make_runner
@@ -57,11 +58,9 @@ from visearch.core.domain import Query
 from visearch.core.encoders.base import Encoder
 from visearch.core.search import SearchService
 from visearch.core.store.factory import open_store
-from tests.fakes.telegram import TOKEN, FakeTelegram
 
 SAMPLE = REPO_ROOT / "indexer" / "demo_data" / "grocery"
 CARDS = 3
-
 
 
 async def expected_replies(service: SearchService, photos: Sequence[bytes]) -> list[int]:
@@ -85,17 +84,28 @@ class Load:
             pushed = time.monotonic()
             self.fake.send_photo_from_user(chat_id, self.photos[i])
             want = before + self.replies[i]
-            await self.fake.wait_for(lambda want=want: len(self.fake.replies_to(chat_id)) >= want, timeout=120,
-                                     what=f"answer to chat {chat_id}")
+            await self.fake.wait_for(
+                lambda want=want: len(self.fake.replies_to(chat_id)) >= want,
+                timeout=120,
+                what=f"answer to chat {chat_id}",
+            )
             latencies.append(self.fake.replies_to(chat_id)[want - 1].at - pushed)
 
 
-async def run_framework(framework: str, settings: Settings, encoder: Encoder, photos: Sequence[bytes],
-                        sequential: int, users: int, total: int) -> dict:
+async def run_framework(
+    framework: str,
+    settings: Settings,
+    encoder: Encoder,
+    photos: Sequence[bytes],
+    sequential: int,
+    users: int,
+    total: int,
+) -> dict:
     fake = FakeTelegram()
     await fake.start()
-    telegram = load_telegram_settings(token=TOKEN, api_url=fake.api_url, poll_timeout=5, rate_limit=0,
-                                      cards_per_page=CARDS)
+    telegram = load_telegram_settings(
+        token=TOKEN, api_url=fake.api_url, poll_timeout=5, rate_limit=0, cards_per_page=CARDS
+    )
     service = SearchService(encoder, open_store(settings), settings)
     runner = make_runner(framework, telegram, TelegramConversation(telegram, settings, service=service))  # type: ignore[arg-type]
     await runner.start()
@@ -110,8 +120,12 @@ async def run_framework(framework: str, settings: Settings, encoder: Encoder, ph
         many: list[float] = []
         per_user = total // users
         started = time.monotonic()
-        await asyncio.gather(*(load.user(2000 + u, [(u * per_user + k) % len(photos) for k in range(per_user)], many)
-                               for u in range(users)))
+        await asyncio.gather(
+            *(
+                load.user(2000 + u, [(u * per_user + k) % len(photos) for k in range(per_user)], many)
+                for u in range(users)
+            )
+        )
         many_wall = time.monotonic() - started
     finally:
         await runner.stop()
@@ -127,7 +141,6 @@ async def run_framework(framework: str, settings: Settings, encoder: Encoder, ph
 def stats(seconds: Sequence[float]) -> dict[str, float]:
     """p50 / p95 / p99 and friends in milliseconds."""
     return {**latency_stats_ms(seconds), "p95_ms": percentile([s * 1000 for s in seconds], 95)}
-
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,8 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(build_sample_collection(settings, encoder))
         for framework in args.frameworks.split(","):
             print(f"running {framework}...", file=sys.stderr)
-            results.append(asyncio.run(run_framework(framework, settings, encoder, photos, sequential,
-                                                     args.users, total)))
+            results.append(
+                asyncio.run(run_framework(framework, settings, encoder, photos, sequential, args.users, total))
+            )
     finally:
         with contextlib.suppress(OSError):
             shutil.rmtree(tmp)
@@ -164,11 +178,38 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for r in results:
         one, many = r["one_user"], r["concurrent"]
-        rows.append([r["framework"], one["updates"], f"{one['p50_ms']:.0f}", f"{one['p95_ms']:.0f}", f"{one['per_s']:.2f}",
-                     many["updates"], f"{many['p50_ms']:.0f}", f"{many['p95_ms']:.0f}", f"{many['per_s']:.2f}",
-                     f"{many['per_s'] / one['per_s']:.2f}x"])
-    print(table(["framework", "1 user: n", "p50 ms", "p95 ms", "upd/s",
-                 f"{args.users} users: n", "p50 ms", "p95 ms", "upd/s", "throughput ratio"], rows), file=out)
+        rows.append(
+            [
+                r["framework"],
+                one["updates"],
+                f"{one['p50_ms']:.0f}",
+                f"{one['p95_ms']:.0f}",
+                f"{one['per_s']:.2f}",
+                many["updates"],
+                f"{many['p50_ms']:.0f}",
+                f"{many['p95_ms']:.0f}",
+                f"{many['per_s']:.2f}",
+                f"{many['per_s'] / one['per_s']:.2f}x",
+            ]
+        )
+    print(
+        table(
+            [
+                "framework",
+                "1 user: n",
+                "p50 ms",
+                "p95 ms",
+                "upd/s",
+                f"{args.users} users: n",
+                "p50 ms",
+                "p95 ms",
+                "upd/s",
+                "throughput ratio",
+            ],
+            rows,
+        ),
+        file=out,
+    )
     if args.json:
         dump_json({"machine": info, "results": results}, args.json)
     return 0

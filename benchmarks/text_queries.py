@@ -44,8 +44,16 @@ from visearch.indexer.progress import TqdmProgress
 
 DATASET = REPO_ROOT.parent / "shared" / "datasets" / "clothing"
 QUERIES = {
-    "shoes": "Shoes", "a dress": "Dress", "a hat": "Hat", "t-shirt": "T-Shirt", "pants": "Pants",
-    "shorts": "Shorts", "a skirt": "Skirt", "a jacket": "Outwear", "a shirt": "Shirt", "a hoodie": "Hoodie",
+    "shoes": "Shoes",
+    "a dress": "Dress",
+    "a hat": "Hat",
+    "t-shirt": "T-Shirt",
+    "pants": "Pants",
+    "shorts": "Shorts",
+    "a skirt": "Skirt",
+    "a jacket": "Outwear",
+    "a shirt": "Shirt",
+    "a hoodie": "Hoodie",
 }
 #: titles a shop might give (several avoid the query's own word on purpose)
 SHOP_TITLES = {
@@ -60,7 +68,11 @@ SHOP_TITLES = {
     "Shirt": ["Oxford shirt", "Flannel shirt", "Linen button-down", "Poplin shirt"],
     "Hoodie": ["Zip hoodie", "Hooded sweatshirt", "Pullover hoodie", "Fleece hoodie"],
 }
-MODES = {"photos only (before)": {"weight_words": 0.0}, "photos + words (fused)": {}, "words only": {"weight_image": 0.0}}
+MODES = {
+    "photos only (before)": {"weight_words": 0.0},
+    "photos + words (fused)": {},
+    "words only": {"weight_image": 0.0},
+}
 
 
 def build_catalog(folder: Path, per_label: int, titled: bool) -> dict[str, str]:

@@ -26,8 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from _common import (
-    build_sample_collection,
     REPO_ROOT,
+    build_sample_collection,
     dump_json,
     grocery_val_photos,
     latency_stats_ms,
@@ -39,11 +39,11 @@ from _common import (
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from tests.fakes.messengers import viber_message, whatsapp_payload
+from tests.test_server import Served, serve
 from visearch.core.config import Settings, load_settings
 from visearch.core.domain import Query
 from visearch.core.search import SearchService
-from tests.fakes.messengers import viber_message, whatsapp_payload
-from tests.test_server import Served, serve
 
 SAMPLE = REPO_ROOT / "indexer" / "demo_data" / "grocery"
 
@@ -54,7 +54,6 @@ def rss_mb() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
 
 
 async def cards_per_photo(service: SearchService, photos: Sequence[bytes], limit: int) -> list[int]:
@@ -79,14 +78,18 @@ class Sender:
             self.counter += 1
             before = len(fake.to(user))
             if self.platform == "viber":
-                body = viber_message(user, {"type": "picture", "media": fake.add_media(self.photos[i])},
-                                     int(time.time() * 1e6) + self.counter)
+                body = viber_message(
+                    user,
+                    {"type": "picture", "media": fake.add_media(self.photos[i])},
+                    int(time.time() * 1e6) + self.counter,
+                )
                 started = time.monotonic()
                 await self.served.viber_post(body)
             else:
                 media = fake.add_media(self.photos[i])
-                body = whatsapp_payload(user, {"id": f"wamid.b{self.counter}-{user}", "type": "image",
-                                               "image": {"id": media}})
+                body = whatsapp_payload(
+                    user, {"id": f"wamid.b{self.counter}-{user}", "type": "image", "image": {"id": media}}
+                )
                 started = time.monotonic()
                 await self.served.whatsapp_post(body)
             want = before + self.expected(i)
@@ -94,8 +97,9 @@ class Sender:
             latencies.append(found[want - 1].at - started)
 
 
-async def run(settings: Settings, encoder, photos: Sequence[bytes], sequential: int, senders: int,
-              total: int) -> list[dict]:
+async def run(
+    settings: Settings, encoder, photos: Sequence[bytes], sequential: int, senders: int, total: int
+) -> list[dict]:
     results = []
     async for served in serve(settings, encoder, queue_size=max(64, senders * 2), workers=8):
         cards = await cards_per_photo(served.service, photos, 3)
@@ -110,17 +114,32 @@ async def run(settings: Settings, encoder, photos: Sequence[bytes], sequential: 
             many: list[float] = []
             per = total // senders
             started = time.monotonic()
-            await asyncio.gather(*(load.user(f"{platform}-{u}", [(u * per + k) % len(photos) for k in range(per)], many)
-                                   for u in range(senders)))
+            await asyncio.gather(
+                *(
+                    load.user(f"{platform}-{u}", [(u * per + k) % len(photos) for k in range(per)], many)
+                    for u in range(senders)
+                )
+            )
             many_wall = time.monotonic() - started
-            results.append({"platform": platform,
-                            "one": {**latency_stats_ms(one), "p95_ms": percentile([x * 1000 for x in one], 95),
-                                    "per_s": len(one) / one_wall},
-                            "many": {**latency_stats_ms(many), "p95_ms": percentile([x * 1000 for x in many], 95),
-                                     "per_s": len(many) / many_wall, "senders": senders},
-                            "rss_before_mb": rss_before, "rss_after_mb": rss_mb()})
+            results.append(
+                {
+                    "platform": platform,
+                    "one": {
+                        **latency_stats_ms(one),
+                        "p95_ms": percentile([x * 1000 for x in one], 95),
+                        "per_s": len(one) / one_wall,
+                    },
+                    "many": {
+                        **latency_stats_ms(many),
+                        "p95_ms": percentile([x * 1000 for x in many], 95),
+                        "per_s": len(many) / many_wall,
+                        "senders": senders,
+                    },
+                    "rss_before_mb": rss_before,
+                    "rss_after_mb": rss_mb(),
+                }
+            )
     return results
-
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,12 +166,39 @@ def main(argv: list[str] | None = None) -> int:
     out = sys.stderr if args.json == "-" else sys.stdout
     with contextlib.redirect_stdout(out):
         print_machine(info)
-    rows = [[r["platform"], f"{r['one']['p50_ms']:.0f}", f"{r['one']['p95_ms']:.0f}", f"{r['one']['per_s']:.1f}",
-             r["many"]["n"], f"{r['many']['p50_ms']:.0f}", f"{r['many']['p95_ms']:.0f}", f"{r['many']['per_s']:.1f}",
-             f"{r['many']['per_s'] / r['one']['per_s']:.2f}x", f"{r['rss_before_mb']:.0f} -> {r['rss_after_mb']:.0f}"]
-            for r in results]
-    print(table(["platform", "1 sender p50 ms", "p95 ms", "answers/s", f"{args.senders} senders: n", "p50 ms",
-                 "p95 ms", "answers/s", "ratio", "RSS MB before -> after"], rows), file=out)
+    rows = [
+        [
+            r["platform"],
+            f"{r['one']['p50_ms']:.0f}",
+            f"{r['one']['p95_ms']:.0f}",
+            f"{r['one']['per_s']:.1f}",
+            r["many"]["n"],
+            f"{r['many']['p50_ms']:.0f}",
+            f"{r['many']['p95_ms']:.0f}",
+            f"{r['many']['per_s']:.1f}",
+            f"{r['many']['per_s'] / r['one']['per_s']:.2f}x",
+            f"{r['rss_before_mb']:.0f} -> {r['rss_after_mb']:.0f}",
+        ]
+        for r in results
+    ]
+    print(
+        table(
+            [
+                "platform",
+                "1 sender p50 ms",
+                "p95 ms",
+                "answers/s",
+                f"{args.senders} senders: n",
+                "p50 ms",
+                "p95 ms",
+                "answers/s",
+                "ratio",
+                "RSS MB before -> after",
+            ],
+            rows,
+        ),
+        file=out,
+    )
     if args.json:
         dump_json({"machine": info, "results": results}, args.json)
     return 0

@@ -14,14 +14,22 @@ import random
 from typing import Any
 
 import httpx
+
 from visearch.bots.conversation.incoming import (
     MediaError,
     MediaTooLargeError,
     NotAnImageError,
 )
 
-__all__ = ["RETRY_STATUSES", "MediaError", "MediaTooLargeError", "NotAnImageError", "PlatformClient", "PlatformError",
-           "json_object"]
+__all__ = [
+    "RETRY_STATUSES",
+    "MediaError",
+    "MediaTooLargeError",
+    "NotAnImageError",
+    "PlatformClient",
+    "PlatformError",
+    "json_object",
+]
 
 log = logging.getLogger("visearch.server")
 
@@ -47,13 +55,22 @@ class PlatformClient:
     none) a separate client without them fetches media, so the token never reaches a media host.
     """
 
-    def __init__(self, platform: str, base_url: str, headers: dict[str, str], timeout: float = 15.0,
-                 retries: int = 3, backoff: float = 0.5, media_credentials: bool = True) -> None:
+    def __init__(
+        self,
+        platform: str,
+        base_url: str,
+        headers: dict[str, str],
+        timeout: float = 15.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        media_credentials: bool = True,
+    ) -> None:
         self.platform = platform
         self.retries = retries
         self.backoff = backoff
-        self.http = httpx.AsyncClient(base_url=base_url.rstrip("/") + "/", headers=headers, timeout=timeout,
-                                      follow_redirects=True)
+        self.http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/") + "/", headers=headers, timeout=timeout, follow_redirects=True
+        )
         self.media_http = self.http if media_credentials else httpx.AsyncClient(timeout=timeout, follow_redirects=True)
 
     async def close(self) -> None:

@@ -78,7 +78,11 @@ def parse_json(raw: bytes | str) -> Any:
     except RecursionError:  # the C parser stops at the interpreter's recursion limit (about 1,000 levels)
         raise JsonBodyError(f"nested deeper than {MAX_DEPTH} levels") from None
     except ValueError as exc:
-        reason = f"{exc.msg} at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else "not JSON"
+        reason = (
+            f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+            if isinstance(exc, json.JSONDecodeError)
+            else "not JSON"
+        )
         raise JsonBodyError(f"not valid JSON ({reason})") from None
     if nests_deeper_than(text):  # after parsing: the text is valid JSON, so the string pattern is linear
         raise JsonBodyError(f"nested deeper than {MAX_DEPTH} levels")

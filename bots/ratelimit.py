@@ -14,8 +14,9 @@ class RateLimiter:
     seen dropped first), so a flood of new users cannot grow memory without bound.
     """
 
-    def __init__(self, limit: int, window: float, max_keys: int = 100_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, limit: int, window: float, max_keys: int = 100_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.limit = limit
         self.window = window
         self.max_keys = max_keys

@@ -51,6 +51,7 @@ class RunOnEncoder(Protocol):
 
     def __call__(self, fn: Callable[..., T], /, *args: Any) -> Awaitable[T]: ...
 
+
 #: bytes -> RGB image; raises core.errors.ImageError for a photo that cannot be used
 Decode = Callable[[bytes], Image.Image]
 #: what a batch reports to an observer (tests, metrics): its kind and the size of each request
@@ -77,9 +78,18 @@ class MicroBatcher:
     call, as before batching existed, and only the pending bound remains.
     """
 
-    def __init__(self, encoder: Encoder, run: RunOnEncoder, decode: Decode, *, wait_ms: float = 5.0,
-                 max_batch: int = 16, max_pending: int = 256, workers: int = 1,
-                 observer: BatchObserver | None = None) -> None:
+    def __init__(
+        self,
+        encoder: Encoder,
+        run: RunOnEncoder,
+        decode: Decode,
+        *,
+        wait_ms: float = 5.0,
+        max_batch: int = 16,
+        max_pending: int = 256,
+        workers: int = 1,
+        observer: BatchObserver | None = None,
+    ) -> None:
         if wait_ms < 0 or max_batch < 1 or max_pending < 1 or workers < 1:
             raise ValueError("wait_ms >= 0, max_batch >= 1, max_pending >= 1 and workers >= 1 are required")
         self.encoder = encoder
@@ -229,7 +239,7 @@ class MicroBatcher:
                 if not request.future.done():
                     request.future.set_exception(error)
             raise
-        except Exception as exc:  # noqa: BLE001 - the encoder itself failed: every request of this batch learns why
+        except Exception as exc:
             outcomes = [_Outcome(error=exc)] * len(batch)
         for request, outcome in zip(batch, outcomes):
             if not request.future.done():  # cancelled while on the encoder: nobody to answer
@@ -282,7 +292,7 @@ class MicroBatcher:
         for photos in payloads:  # decode one by one: a broken photo fails its own query only
             try:
                 decoded = [p if isinstance(p, Image.Image) else self._decode(p) for p in photos]
-            except Exception as exc:  # noqa: BLE001 - stays with this request (ImageError, mostly)
+            except Exception as exc:
                 outcomes.append(_Outcome(error=exc))
                 spans.append(None)
                 continue
@@ -293,7 +303,7 @@ class MicroBatcher:
             vectors = np.asarray(self.encoder.embed_images(images), dtype=np.float32)
             for outcome, span in zip(outcomes, spans):
                 if span is not None:  # an album's vector: the normalised mean of its photos
-                    outcome.vector = l2_normalise(vectors[span[0]:span[1]].mean(axis=0, keepdims=True))[0]
+                    outcome.vector = l2_normalise(vectors[span[0] : span[1]].mean(axis=0, keepdims=True))[0]
         return outcomes
 
 

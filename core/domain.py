@@ -20,8 +20,19 @@ POINT_NAMESPACE = uuid.UUID("5b0f7a8e-3c1d-4d2b-9a57-7f1e0c6d2a11")
 #: Payload keys that hold lower-cased copies of filterable fields (indexed in the store).
 FILTER_KEYS = {"category": "f_category", "brand": "f_brand", "tags": "f_tags"}
 #: payload keys the indexer writes itself; `Product.extra` may use none of them (nor a Product field)
-RESERVED_PAYLOAD_KEYS = frozenset({"product_id", "image", "image_root", "colours", "image_index", "image_sha256",
-                                   "product_hash", "ocr_text", *FILTER_KEYS.values()})
+RESERVED_PAYLOAD_KEYS = frozenset(
+    {
+        "product_id",
+        "image",
+        "image_root",
+        "colours",
+        "image_index",
+        "image_sha256",
+        "product_hash",
+        "ocr_text",
+        *FILTER_KEYS.values(),
+    }
+)
 
 
 # Size caps of a product (API JSON, multipart, batch and catalog files alike): generous for real
@@ -43,7 +54,9 @@ ImageRef = Annotated[str, StringConstraints(strip_whitespace=True, max_length=MA
 def _extra_value_problem(key: str, value: Any) -> str | None:
     """Why an `extra` value cannot be stored (too long, a non-finite number, a huge integer), or None."""
     if isinstance(value, str):
-        return f"{key!r}: at most {MAX_EXTRA_VALUE} characters, got {len(value)}" if len(value) > MAX_EXTRA_VALUE else None
+        return (
+            f"{key!r}: at most {MAX_EXTRA_VALUE} characters, got {len(value)}" if len(value) > MAX_EXTRA_VALUE else None
+        )
     stack, seen = [value], 0
     while stack:  # no recursion: a catalog line may nest deeply
         item = stack.pop()
@@ -74,18 +87,26 @@ def product_id_problem(product_id: str) -> str | None:
     (`/products/{id}`, `/products/{id}/similar`): a control character, a `.`/`..` segment (clients
     remove it before sending) or a last segment `similar` would make a product that can be created
     but never read or deleted there, so catalogs and the API refuse them alike."""
-    bad = next((c for c in product_id if unicodedata.category(c) in _ID_REFUSED_CATEGORIES
-                and c not in _ID_ALLOWED_FORMAT), None)
+    bad = next(
+        (c for c in product_id if unicodedata.category(c) in _ID_REFUSED_CATEGORIES and c not in _ID_ALLOWED_FORMAT),
+        None,
+    )
     if bad is not None:
-        return (f"may not contain control characters or invisible formatting characters (found U+{ord(bad):04X}); "
-                "letters, digits, spaces and punctuation are fine")
+        return (
+            f"may not contain control characters or invisible formatting characters (found U+{ord(bad):04X}); "
+            "letters, digits, spaces and punctuation are fine"
+        )
     segments = product_id.split("/")
     if any(segment in (".", "..") for segment in segments):
-        return ("may not be '.' or '..' nor have such a segment between slashes ('a/../b'): clients drop it from "
-                "URLs; dots inside a segment ('a.b', 'v1..2') are fine")
+        return (
+            "may not be '.' or '..' nor have such a segment between slashes ('a/../b'): clients drop it from "
+            "URLs; dots inside a segment ('a.b', 'v1..2') are fine"
+        )
     if len(segments) > 1 and segments[-1] == "similar":
-        return ("may not end with '/similar' (the URL of 'more like this' for the id before it); "
-                "'similar' elsewhere is fine")
+        return (
+            "may not end with '/similar' (the URL of 'more like this' for the id before it); "
+            "'similar' elsewhere is fine"
+        )
     return None
 
 
@@ -104,21 +125,30 @@ class Product(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    id: str = Field(min_length=1, max_length=200, description="slashes, spaces and any script are fine; no control "
-                    "characters, no '.' or '..' segment, no last segment 'similar' (the id is a URL path)")
+    id: str = Field(
+        min_length=1,
+        max_length=200,
+        description="slashes, spaces and any script are fine; no control "
+        "characters, no '.' or '..' segment, no last segment 'similar' (the id is a URL path)",
+    )
     title: str = Field(min_length=1, max_length=MAX_TITLE)
     description: str = Field("", max_length=MAX_DESCRIPTION)
     price: float | None = Field(None, ge=0, allow_inf_nan=False)
     currency: str | None = Field(None, max_length=MAX_CURRENCY)
     category: str | None = Field(None, max_length=MAX_NAME)
     brand: str | None = Field(None, max_length=MAX_NAME)
-    tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS, description=f"at most {MAX_TAGS}, {MAX_TAG} characters each")
+    tags: list[Tag] = Field(
+        default_factory=list, max_length=MAX_TAGS, description=f"at most {MAX_TAGS}, {MAX_TAG} characters each"
+    )
     url: str | None = Field(None, max_length=MAX_URL)
     in_stock: bool = True
     images: list[ImageRef] = Field(default_factory=list, max_length=MAX_IMAGES, description="paths or http(s) URLs")
-    extra: dict[str, Any] = Field(default_factory=dict, description="unknown catalog columns, kept in the payload "
-                                  f"(at most {MAX_EXTRA_KEYS} keys of {MAX_EXTRA_KEY} characters, each value at most "
-                                  f"{MAX_EXTRA_VALUE} characters as JSON; numbers finite)")
+    extra: dict[str, Any] = Field(
+        default_factory=dict,
+        description="unknown catalog columns, kept in the payload "
+        f"(at most {MAX_EXTRA_KEYS} keys of {MAX_EXTRA_KEY} characters, each value at most "
+        f"{MAX_EXTRA_VALUE} characters as JSON; numbers finite)",
+    )
 
     @field_validator("id")
     @classmethod
@@ -141,8 +171,10 @@ class Product(BaseModel):
         it in the stored payload: refuse it with its name."""
         clash = sorted(k for k in extra if k in cls.model_fields or k in RESERVED_PAYLOAD_KEYS)
         if clash:
-            raise ValueError(f"{', '.join(repr(k) for k in clash[:5])}: reserved (a product field or a key visearch "
-                             "writes); rename the key")
+            raise ValueError(
+                f"{', '.join(repr(k) for k in clash[:5])}: reserved (a product field or a key visearch "
+                "writes); rename the key"
+            )
         return extra
 
     @field_validator("extra")
@@ -235,7 +267,9 @@ class Query(BaseModel):
 
     @model_validator(mode="after")
     def _exactly_one_kind(self) -> Query:
-        given = sum([bool(self.images), bool(self.text and self.text.strip()), bool(self.similar_to), bool(self.cursor)])
+        given = sum(
+            [bool(self.images), bool(self.text and self.text.strip()), bool(self.similar_to), bool(self.cursor)]
+        )
         if given == 0:
             raise ValueError("a query needs an image, a text, a point id or a cursor to search from")
         if (self.similar_to or self.cursor) and given > 1:
@@ -280,8 +314,13 @@ class Card(BaseModel):
     brand: str | None = None
     in_stock: bool = True
     score: float
-    signals: dict[str, float] = Field(default_factory=dict, description="cosine per matching signal (image, words) of a text query")
-    rank_score: float | None = Field(None, description="the value the cards are ordered by: `score`, or a text query's fused signals (core.fusion), plus any colour boost")
+    signals: dict[str, float] = Field(
+        default_factory=dict, description="cosine per matching signal (image, words) of a text query"
+    )
+    rank_score: float | None = Field(
+        None,
+        description="the value the cards are ordered by: `score`, or a text query's fused signals (core.fusion), plus any colour boost",
+    )
     image_file: str | None = Field(None, description="absolute path of a local catalog image, for uploading it")
 
     @classmethod
@@ -326,7 +365,10 @@ class SearchResult(BaseModel):
     cut_off: int = 0
     min_score: float
     next_cursor: str | None = Field(None, description="pass as `Query.cursor` for the next page; None = last page")
-    min_score_words: float | None = Field(None, description="the words signal's cut-off when a text query was also matched against the product words (then `min_score` is the image signal's, and cards are ordered by their fused `rank_score`)")
+    min_score_words: float | None = Field(
+        None,
+        description="the words signal's cut-off when a text query was also matched against the product words (then `min_score` is the image signal's, and cards are ordered by their fused `rank_score`)",
+    )
 
     @property
     def no_match(self) -> bool:
@@ -372,7 +414,9 @@ class CollectionInfo(BaseModel):
     dim: int
     points: int
     backend: str
-    text_dim: int | None = Field(None, description="dimension of the text vector (the catalog's words); None = image only")
+    text_dim: int | None = Field(
+        None, description="dimension of the text vector (the catalog's words); None = image only"
+    )
 
 
 class Facets(BaseModel):

@@ -58,7 +58,8 @@ class MassDeleteError(CatalogError):
         super().__init__(
             f"{command} would delete {gone} of the {stored} products in the collection (more than half) because the "
             "catalog does not list them; nothing was changed. If the catalog is complete and they really are gone, "
-            "run again with --allow-mass-delete.")
+            "run again with --allow-mass-delete."
+        )
 
 
 class RebuildIncompleteError(VisearchError):
@@ -72,7 +73,8 @@ class RebuildIncompleteError(VisearchError):
         super().__init__(
             f"the rebuild could not store {len(lost)} product(s) the collection has ({shown}), so it was not "
             f"applied and the collection is unchanged. {why}. Fix those rows or photos, or remove the rows, "
-            "then run again.")
+            "then run again."
+        )
 
 
 class EncoderBusyError(VisearchError):

@@ -18,7 +18,7 @@ import email.utils
 import random
 import re
 import stat
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
@@ -250,8 +250,8 @@ def retry_after_s(value: str | None, now: datetime | None = None) -> float:
         except (TypeError, ValueError, IndexError):
             return 0.0
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
     if seconds != seconds:  # NaN
         return 0.0
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)

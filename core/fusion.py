@@ -37,7 +37,7 @@ from visearch.core.domain import Hit
 FusionMethod = Literal["rrf", "weighted"]
 
 #: words too common to require in a literal match ("a dress" needs only "dress")
-STOP_WORDS = frozenset("a an the and or of for with in on to by at from".split())
+STOP_WORDS = frozenset(["a", "an", "the", "and", "or", "of", "for", "with", "in", "on", "to", "by", "at", "from"])
 #: payload fields whose words count for a literal match (the same fields the words vector embeds)
 WORD_FIELDS = ("title", "brand", "category", "tags", "ocr_text", "description")
 _TOKEN = re.compile(r"\w+")
@@ -100,5 +100,7 @@ def fuse(signals: Sequence[Signal], method: FusionMethod = "rrf", k: float = 60.
                 chosen[product] = hit
                 first_seen[product] = (s_index, rank)
     order = sorted(fused, key=lambda p: (-fused[p], first_seen[p]))
-    return [chosen[p].model_copy(update={"signals": {**chosen[p].signals, **cosines[p]}, "rank_score": fused[p]})
-            for p in order]
+    return [
+        chosen[p].model_copy(update={"signals": {**chosen[p].signals, **cosines[p]}, "rank_score": fused[p]})
+        for p in order
+    ]

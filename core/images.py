@@ -106,18 +106,20 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
     except Image.DecompressionBombError:
         raise ImageError(f"image too large: over {_mp(_PILLOW_BOMB_PIXELS)}, the limit is {_mp(max_pixels)}") from None
     except Image.DecompressionBombWarning:  # only where warnings are turned into errors
-        raise ImageError(f"image too large: over {_mp(_PILLOW_BOMB_PIXELS // 2)}, the limit is {_mp(max_pixels)}") from None
+        raise ImageError(
+            f"image too large: over {_mp(_PILLOW_BOMB_PIXELS // 2)}, the limit is {_mp(max_pixels)}"
+        ) from None
     except _DECODE_ERRORS as exc:
         raise ImageError(f"broken image header: {_reason(exc)}") from None
 
     width, height = img.size
     if width * height > max_pixels:
-        raise ImageError(
-            f"image too large: {width}x{height} ({_mp(width * height)}), the limit is {_mp(max_pixels)}"
-        )
+        raise ImageError(f"image too large: {width}x{height} ({_mp(width * height)}), the limit is {_mp(max_pixels)}")
     if img.format == "WEBP" and width * height > max_pixels // WEBP_COST:
-        raise ImageError(f"image too large: {width}x{height} WebP ({_mp(width * height)}), "
-                         f"the limit for WebP is {_mp(max_pixels // WEBP_COST)}")
+        raise ImageError(
+            f"image too large: {width}x{height} WebP ({_mp(width * height)}), "
+            f"the limit for WebP is {_mp(max_pixels // WEBP_COST)}"
+        )
     if width < MIN_SIDE or height < MIN_SIDE:
         raise ImageError(f"image too small: {width}x{height} pixels, at least {MIN_SIDE}x{MIN_SIDE} needed")
     if img.format in ("JPEG", "MPO") and (scans := data.count(b"\xff\xda")) > MAX_JPEG_SCANS:
@@ -145,7 +147,7 @@ def _apply_orientation(img: Image.Image) -> Image.Image:
     """
     try:
         ImageOps.exif_transpose(img, in_place=True)
-    except Exception:  # noqa: BLE001 - malformed EXIF must not reject an otherwise good photo
+    except Exception:
         pass
     return img
 
@@ -233,7 +235,7 @@ def _sniff(data: bytes) -> str:
         return "JSON/text data"
     if head.startswith((b"\x1f\x8b", b"BZh", b"7z\xbc\xaf", b"Rar!")):
         return "compressed archive"
-    if head.startswith((b"ID3", b"OggS", b"fLaC")) or head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+    if head.startswith((b"ID3", b"OggS", b"fLaC")) or (head[:4] == b"RIFF" and head[8:12] == b"WAVE"):
         return "audio file"
     try:
         text = data[:512].decode("utf-8")
@@ -258,8 +260,12 @@ _OTHER_IMAGES = (
     (b"DDS ", "DirectDraw texture"),
     (b"qoif", "QOI image"),
     (b"SIMPLE  =", "FITS image"),
-    (b"P1", "Netpbm image"), (b"P2", "Netpbm image"), (b"P3", "Netpbm image"),
-    (b"P4", "Netpbm image"), (b"P5", "Netpbm image"), (b"P6", "Netpbm image"),
+    (b"P1", "Netpbm image"),
+    (b"P2", "Netpbm image"),
+    (b"P3", "Netpbm image"),
+    (b"P4", "Netpbm image"),
+    (b"P5", "Netpbm image"),
+    (b"P6", "Netpbm image"),
 )
 
 
@@ -270,4 +276,3 @@ def _reason(exc: BaseException) -> str:
 
 def _mp(pixels: int) -> str:
     return f"{pixels / 1e6:.1f} megapixels" if pixels >= 100_000 else f"{pixels} pixels"
-

@@ -53,8 +53,9 @@ def parse_networks(text: str) -> tuple[IPNetwork, ...]:
         try:
             networks.append(ipaddress.ip_network(item, strict=False))
         except ValueError:
-            raise ValueError(f"{item!r} is not an IP address or CIDR range "
-                             f"(write e.g. 10.0.0.0/8,192.168.1.20, comma-separated)") from None
+            raise ValueError(
+                f"{item!r} is not an IP address or CIDR range (write e.g. 10.0.0.0/8,192.168.1.20, comma-separated)"
+            ) from None
     return tuple(networks)
 
 
@@ -80,8 +81,15 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address
 def is_public(address: IPAddress) -> bool:
     """True for a globally routable unicast address (and nothing it embeds is local)."""
     address = _unwrap(address)
-    if (not address.is_global or address.is_private or address.is_loopback or address.is_link_local
-            or address.is_multicast or address.is_reserved or address.is_unspecified):
+    if (
+        not address.is_global
+        or address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+    ):
         return False
     if isinstance(address, ipaddress.IPv6Address):
         return all(is_public(inner) for inner in _embedded_ipv4(address))
@@ -115,24 +123,33 @@ async def system_resolver(host: str, port: int) -> list[str]:
 class GuardedBackend(httpcore.AsyncNetworkBackend):
     """httpcore network backend: resolve once, check every address, connect to a checked IP."""
 
-    def __init__(self, policy: AddressPolicy, resolver: Resolver = system_resolver,
-                 inner: httpcore.AsyncNetworkBackend | None = None) -> None:
+    def __init__(
+        self,
+        policy: AddressPolicy,
+        resolver: Resolver = system_resolver,
+        inner: httpcore.AsyncNetworkBackend | None = None,
+    ) -> None:
         self.policy = policy
         self.resolver = resolver
         self.inner = inner or httpcore.AnyIOBackend()
 
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                          local_address: str | None = None,
-                          socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-                          ) -> httpcore.AsyncNetworkStream:
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
         addresses = await self._resolve(host, port, timeout)
         if not addresses or not all(self.policy.permits(a) for a in addresses):
             raise RefusedAddressError()  # one refused address refuses the name: no mixed answers
         last: Exception | None = None
         for address in addresses:
             try:
-                return await self.inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
-                                                    socket_options=socket_options)
+                return await self.inner.connect_tcp(
+                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                )
             except httpcore.ConnectError as exc:  # try the next address, as a resolver-driven connect would
                 last = exc
         assert last is not None
@@ -147,9 +164,12 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         except (OSError, UnicodeError) as exc:  # gaierror: unknown name
             raise httpcore.ConnectError(f"name resolution failed ({type(exc).__name__})") from None
 
-    async def connect_unix_socket(self, path: str, timeout: float | None = None,
-                                  socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-                                  ) -> httpcore.AsyncNetworkStream:
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
         raise RefusedAddressError()
 
     async def sleep(self, seconds: float) -> None:
@@ -163,8 +183,9 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
     (SSL_CERT_FILE / SSL_CERT_DIR) still applies, for intranet hosts on a private CA.
     """
 
-    def __init__(self, policy: AddressPolicy, limits: httpx.Limits = httpx.Limits(),
-                 resolver: Resolver = system_resolver) -> None:
+    def __init__(
+        self, policy: AddressPolicy, limits: httpx.Limits = httpx.Limits(), resolver: Resolver = system_resolver
+    ) -> None:
         super().__init__(trust_env=False, limits=limits)
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=httpx.create_ssl_context(trust_env=True),
@@ -173,4 +194,3 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
             keepalive_expiry=limits.keepalive_expiry,
             network_backend=GuardedBackend(policy, resolver),
         )
-

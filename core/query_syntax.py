@@ -36,7 +36,9 @@ _FIELD = re.compile(r"""(?<!\S)(category|cat|brand|tag|colour|color):\s?(?:"([^"
 _HASHTAG = re.compile(r"(?<!\S)#([^\s#]+)")
 _RANGE = re.compile(rf"(?<!\S)(?:price:\s?)?{_AMOUNT}\s?(?:-|–|\.\.|to)\s?{_AMOUNT}(?!\S)", re.IGNORECASE)
 _BETWEEN = re.compile(rf"(?<!\S)(?:between|from)\s+{_AMOUNT}\s+(?:and|to)\s+{_AMOUNT}(?!\S)", re.IGNORECASE)
-_MAX = re.compile(rf"(?<!\S)(?:under|below|less than|cheaper than|up to|max|at most|<=?)\s?{_AMOUNT}(?!\S)", re.IGNORECASE)
+_MAX = re.compile(
+    rf"(?<!\S)(?:under|below|less than|cheaper than|up to|max|at most|<=?)\s?{_AMOUNT}(?!\S)", re.IGNORECASE
+)
 _MIN = re.compile(rf"(?<!\S)(?:over|above|more than|from|min|at least|>=?)\s?{_AMOUNT}(?!\S)", re.IGNORECASE)
 _PRICE_ONLY = re.compile(rf"(?<!\S)price:\s?{_AMOUNT}(?!\S)", re.IGNORECASE)
 _IN_STOCK = re.compile(r"(?<!\S)(?:in[\s-]stock|available|in:stock)(?!\S)", re.IGNORECASE)
@@ -86,8 +88,9 @@ def parse_query_text(message: str) -> ParsedQuery:
 
     def on_field(m: re.Match[str]) -> None:
         value = (m.group(2) or m.group(3) or m.group(4)).strip()
-        {"category": categories, "cat": categories, "brand": brands, "tag": tags,
-         "colour": colours, "color": colours}[m.group(1).lower()].append(value)
+        {"category": categories, "cat": categories, "brand": brands, "tag": tags, "colour": colours, "color": colours}[
+            m.group(1).lower()
+        ].append(value)
 
     def on_range(m: re.Match[str]) -> None:
         nonlocal price_min, price_max
@@ -121,8 +124,15 @@ def parse_query_text(message: str) -> ParsedQuery:
 
     if price_min is not None and price_max is not None and price_min > price_max:
         price_min, price_max = price_max, price_min
-    filters = Filters(categories=categories, brands=brands, tags=tags, colours=colours,
-                      price_min=price_min, price_max=price_max, in_stock=in_stock)
+    filters = Filters(
+        categories=categories,
+        brands=brands,
+        tags=tags,
+        colours=colours,
+        price_min=price_min,
+        price_max=price_max,
+        in_stock=in_stock,
+    )
     return ParsedQuery(text=" ".join(text.split()), filters=filters, understood=understood)
 
 

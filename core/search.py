@@ -124,12 +124,18 @@ class SearchService:
         workers = encoder_workers(settings)
         self._encoder_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="visearch-encoder")
         # query photos are decoded here, a few at once, never on the encoder's threads
-        self._decode_pool = ThreadPoolExecutor(max_workers=decode_workers(settings), thread_name_prefix="visearch-decode")
+        self._decode_pool = ThreadPoolExecutor(
+            max_workers=decode_workers(settings), thread_name_prefix="visearch-decode"
+        )
         self._decoding = 0  # photos waiting for or in a decode (bounded by max_pending)
         # concurrent queries share encoder calls (core.batching); batch_wait_ms=0 keeps one call per query
         self.batcher = MicroBatcher(
-            encoder, self._run_encoder, self._decode_query_photo,
-            wait_ms=settings.batch_wait_ms, max_batch=settings.max_batch, max_pending=settings.max_pending,
+            encoder,
+            self._run_encoder,
+            self._decode_query_photo,
+            wait_ms=settings.batch_wait_ms,
+            max_batch=settings.max_batch,
+            max_pending=settings.max_pending,
             workers=workers,
         )
         self._verified = False  # collection checked against the encoder once; not on every query
@@ -220,8 +226,10 @@ class SearchService:
         (the "busy" reply), like a full encoder queue. A bad photo raises `ImageError`.
         """
         if self._decoding >= self.settings.max_pending:
-            raise EncoderBusyError(f"{self._decoding} queries are waiting for their photos to be decoded "
-                                   f"(VISEARCH_MAX_PENDING={self.settings.max_pending}): try again shortly")
+            raise EncoderBusyError(
+                f"{self._decoding} queries are waiting for their photos to be decoded "
+                f"(VISEARCH_MAX_PENDING={self.settings.max_pending}): try again shortly"
+            )
         self._decoding += 1
         try:
             loop = asyncio.get_running_loop()
@@ -229,7 +237,9 @@ class SearchService:
         finally:
             self._decoding -= 1
 
-    async def embed_query(self, query: Query, photos: Sequence[Image.Image] | None = None) -> tuple[list[float], Filters]:
+    async def embed_query(
+        self, query: Query, photos: Sequence[Image.Image] | None = None
+    ) -> tuple[list[float], Filters]:
         """The query vector and the filters to apply (more-like-this excludes its own product).
 
         `photos`: the query's photos already decoded (`decode_photos`); decoded here when None.
@@ -237,14 +247,18 @@ class SearchService:
         filters = query.filters
         vector: np.ndarray | list[float]
         if query.images:
-            vector = await self.batcher.embed_images(photos if photos is not None else await self.decode_photos(query.images))
+            vector = await self.batcher.embed_images(
+                photos if photos is not None else await self.decode_photos(query.images)
+            )
         elif query.text:
             vector = await self.batcher.embed_text(query.text)
         else:
             assert query.similar_to is not None
             points = await self.store.retrieve([query.similar_to], with_vectors=True)
             if not points or points[0].vector is None:
-                raise PointNotFoundError(f"point {query.similar_to!r} is not in the collection (the product was removed?)")
+                raise PointNotFoundError(
+                    f"point {query.similar_to!r} is not in the collection (the product was removed?)"
+                )
             vector = points[0].vector
             product_id = str(points[0].payload.get("product_id", ""))
             filters = filters.model_copy(update={"exclude_product_ids": [*filters.exclude_product_ids, product_id]})
@@ -264,8 +278,9 @@ class SearchService:
         if photos and self.settings.colour_boost > 0:
             boost_colours = await self._run_encoder(self._query_colours, photos[0])
         terms = query_terms(query.text) if words_vector is not None and query.text else frozenset()
-        return SearchPlan(vector, filters, self.min_score(query), words_vector, self.min_score_words(), terms,
-                          boost_colours)
+        return SearchPlan(
+            vector, filters, self.min_score(query), words_vector, self.min_score_words(), terms, boost_colours
+        )
 
     async def rank(self, plan: SearchPlan, wanted: int) -> tuple[list[Hit], int]:
         """Relevant products best first (at least `wanted` when there are), and how many were cut off.
@@ -277,18 +292,24 @@ class SearchService:
         seen = {str(h.payload.get("product_id", h.point_id)) for h in groups}
         if plan.words_vector is not None:
             word_groups = await self.search_vector(plan.words_vector, plan.filters, wanted, using="text")
-            word_hits = [hit for hit in word_groups
-                         if hit.score >= plan.min_score_words or has_all_terms(plan.terms, hit.payload)]
+            word_hits = [
+                hit
+                for hit in word_groups
+                if hit.score >= plan.min_score_words or has_all_terms(plan.terms, hit.payload)
+            ]
             seen |= {str(h.payload.get("product_id", h.point_id)) for h in word_groups}
-            signals = [Signal("image", relevant, self.settings.weight_image, plan.min_score),
-                       Signal("words", word_hits, self.settings.weight_words, plan.min_score_words)]
+            signals = [
+                Signal("image", relevant, self.settings.weight_image, plan.min_score),
+                Signal("words", word_hits, self.settings.weight_words, plan.min_score_words),
+            ]
             relevant = fuse([s for s in signals if s.weight > 0], self.settings.fusion, self.settings.fusion_k)
         if plan.boost_colours:
             relevant = self._boost_by_colour(relevant, plan.boost_colours)
         return relevant, len(seen) - len(relevant)
 
-    async def search_vector(self, vector: Sequence[float], filters: Filters, wanted: int,
-                            using: VectorName = "image") -> list[Hit]:
+    async def search_vector(
+        self, vector: Sequence[float], filters: Filters, wanted: int, using: VectorName = "image"
+    ) -> list[Hit]:
         """Best point per product by one vector, at least `wanted` products when the collection has them."""
         fetch = max(wanted * OVERSAMPLE, 20)
         while True:
@@ -346,8 +367,9 @@ class SearchService:
     def _remember_cursor(self, plan: SearchPlan, offset: int, limit: int) -> str:
         """Keep the state of a next page under a short random token (fits Telegram's 64-byte callback data)."""
         now = time.monotonic()
-        while self._cursors and (len(self._cursors) >= self.settings.max_cursors
-                                 or next(iter(self._cursors.values())).expires_at <= now):
+        while self._cursors and (
+            len(self._cursors) >= self.settings.max_cursors or next(iter(self._cursors.values())).expires_at <= now
+        ):
             self._cursors.popitem(last=False)
         token = secrets.token_urlsafe(9)  # 12 characters
         self._cursors[token] = _PageState(compact_plan(plan), offset, limit, now + self.settings.cursor_ttl)

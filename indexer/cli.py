@@ -13,17 +13,17 @@ from collections.abc import Callable, Coroutine
 from importlib import resources
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
 from typer.core import TyperGroup
 
+from visearch.core.catalog import validation_reason
 from visearch.core.config import Settings, load_settings
 from visearch.core.domain import Card, Filters, Query, SearchResult, price_text
 from visearch.core.errors import CollectionNotFoundError, VisearchError
 from visearch.core.search import SearchService
-from visearch.core.catalog import validation_reason
 
 T = TypeVar("T")
 
@@ -35,8 +35,15 @@ class OneLineErrors(TyperGroup):
     """A mistake click catches (unknown option, value out of range, missing argument) is one line and exit 2,
     like every mistake our commands catch, instead of a usage box."""
 
-    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
-             standalone_mode: bool = True, windows_expand_args: bool = True, **extra: Any) -> Any:
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
         try:
@@ -66,7 +73,14 @@ app = typer.Typer(
 
 @app.callback()
 def global_options(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="also show debug logs and the libraries' warnings (before the command: visearch -v search ...)")] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="also show debug logs and the libraries' warnings (before the command: visearch -v search ...)",
+        ),
+    ] = False,
 ) -> None:
     """Options of every command."""
     route_library_chatter(verbose)
@@ -81,8 +95,14 @@ def route_library_chatter(verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.NOTSET)
 
 
-def log_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                file: Any = None, line: str | None = None) -> None:
+def log_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
     """`warnings.showwarning` of the CLI: a warning of ours is one line on stderr, a library's is a DEBUG log."""
     if warned_by_visearch():
         logging.getLogger("visearch").warning("warning: %s", message)
@@ -106,12 +126,23 @@ def warned_by_visearch() -> bool:
         frame = frame.f_back
     return False
 
-EncoderOpt = Annotated[Optional[str], typer.Option("--encoder", help="clip | offline | auto (default: VISEARCH_ENCODER or clip)")]
-DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="embedded store directory (VISEARCH_DATA_DIR)")]
-CollectionOpt = Annotated[Optional[str], typer.Option("--collection", help="collection name (VISEARCH_COLLECTION)")]
+
+EncoderOpt = Annotated[
+    str | None, typer.Option("--encoder", help="clip | offline | auto (default: VISEARCH_ENCODER or clip)")
+]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="embedded store directory (VISEARCH_DATA_DIR)")]
+CollectionOpt = Annotated[str | None, typer.Option("--collection", help="collection name (VISEARCH_COLLECTION)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
-OcrOpt = Annotated[Optional[bool], typer.Option("--ocr/--no-ocr", help="read the text on product photos into the words signal (VISEARCH_OCR; 0.1-0.4 s per photo)")]
-ModelOpt = Annotated[Optional[Path], typer.Option("--model", help="a model folder from `visearch train` (VISEARCH_MODEL_DIR)")]
+OcrOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--ocr/--no-ocr",
+        help="read the text on product photos into the words signal (VISEARCH_OCR; 0.1-0.4 s per photo)",
+    ),
+]
+ModelOpt = Annotated[
+    Path | None, typer.Option("--model", help="a model folder from `visearch train` (VISEARCH_MODEL_DIR)")
+]
 
 
 def settings_from(**overrides: Any) -> Settings:
@@ -143,8 +174,10 @@ async def open_service(settings: Settings, *, existing: bool = False) -> SearchS
     store = open_store(settings)
     try:
         if existing and await store.info() is None:
-            raise CollectionNotFoundError(f"collection {settings.collection!r} does not exist yet: "
-                                          "index a catalog first with `visearch index CATALOG`")
+            raise CollectionNotFoundError(
+                f"collection {settings.collection!r} does not exist yet: "
+                "index a catalog first with `visearch index CATALOG`"
+            )
         return await SearchService.open(settings, store)
     except BaseException:
         await store.close()
@@ -205,8 +238,15 @@ def similarities(card: Card, result: SearchResult) -> str:
 @app.command()
 def index(
     catalog: Annotated[Path, typer.Argument(help="catalog file: .csv or .jsonl")],
-    recreate: Annotated[bool, typer.Option(help="build the collection anew (e.g. after changing encoder); the current one is replaced only when the new one is complete")] = False,
-    reembed: Annotated[bool, typer.Option("--reembed", help="rebuild every vector with the configured model (after `visearch train`)")] = False,
+    recreate: Annotated[
+        bool,
+        typer.Option(
+            help="build the collection anew (e.g. after changing encoder); the current one is replaced only when the new one is complete"
+        ),
+    ] = False,
+    reembed: Annotated[
+        bool, typer.Option("--reembed", help="rebuild every vector with the configured model (after `visearch train`)")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
     as_json: JsonOpt = False,
     encoder: EncoderOpt = None,
@@ -214,15 +254,27 @@ def index(
     data_dir: DataDirOpt = None,
     collection: CollectionOpt = None,
     ocr: OcrOpt = None,
-    allow_mass_delete: Annotated[bool, typer.Option("--allow-mass-delete", help="let --recreate leave out more than half of the stored products (refused otherwise)")] = False,
+    allow_mass_delete: Annotated[
+        bool,
+        typer.Option(
+            "--allow-mass-delete",
+            help="let --recreate leave out more than half of the stored products (refused otherwise)",
+        ),
+    ] = False,
 ) -> None:
     """Index (add/update) every product of CATALOG; unchanged images are skipped.
 
     --recreate / --reembed build the new collection beside the current one (embedded store) and
     swap it in only once every product the catalog lists is stored; until then nothing changes."""
-    _index_command(catalog, sync=False, recreate=recreate or reembed, quiet=quiet, as_json=as_json,
-                   settings=settings_from(model_dir=model, encoder=encoder, data_dir=data_dir, collection=collection,
-                                          ocr=ocr), allow_mass_delete=allow_mass_delete)
+    _index_command(
+        catalog,
+        sync=False,
+        recreate=recreate or reembed,
+        quiet=quiet,
+        as_json=as_json,
+        settings=settings_from(model_dir=model, encoder=encoder, data_dir=data_dir, collection=collection, ocr=ocr),
+        allow_mass_delete=allow_mass_delete,
+    )
 
 
 @app.command()
@@ -235,19 +287,39 @@ def sync(
     data_dir: DataDirOpt = None,
     collection: CollectionOpt = None,
     ocr: OcrOpt = None,
-    allow_mass_delete: Annotated[bool, typer.Option("--allow-mass-delete", help="let sync delete more than half of the collection (refused otherwise: a truncated catalog must not empty the shop)")] = False,
+    allow_mass_delete: Annotated[
+        bool,
+        typer.Option(
+            "--allow-mass-delete",
+            help="let sync delete more than half of the collection (refused otherwise: a truncated catalog must not empty the shop)",
+        ),
+    ] = False,
 ) -> None:
     """Like `index`, and also delete products that are no longer in CATALOG.
 
     Deletes nothing when the catalog has a broken row that may hide others, and stops before
     touching anything when more than half of the collection would go (see --allow-mass-delete)."""
-    _index_command(catalog, sync=True, recreate=False, quiet=quiet, as_json=as_json,
-                   settings=settings_from(model_dir=model, encoder=encoder, data_dir=data_dir, collection=collection,
-                                          ocr=ocr), allow_mass_delete=allow_mass_delete)
+    _index_command(
+        catalog,
+        sync=True,
+        recreate=False,
+        quiet=quiet,
+        as_json=as_json,
+        settings=settings_from(model_dir=model, encoder=encoder, data_dir=data_dir, collection=collection, ocr=ocr),
+        allow_mass_delete=allow_mass_delete,
+    )
 
 
-def _index_command(catalog: Path, *, sync: bool, recreate: bool, quiet: bool, as_json: bool, settings: Settings,
-                   allow_mass_delete: bool = False) -> None:
+def _index_command(
+    catalog: Path,
+    *,
+    sync: bool,
+    recreate: bool,
+    quiet: bool,
+    as_json: bool,
+    settings: Settings,
+    allow_mass_delete: bool = False,
+) -> None:
     from visearch.core.catalog import read_catalog
     from visearch.core.ingest import IngestService
     from visearch.indexer.progress import TqdmProgress
@@ -263,8 +335,13 @@ def _index_command(catalog: Path, *, sync: bool, recreate: bool, quiet: bool, as
         try:
             with TqdmProgress(enabled=not (quiet or as_json)) as progress:
                 return await IngestService(service.encoder, service.store, settings).write(
-                    rows, catalog.parent, sync=sync, recreate=recreate, allow_mass_delete=allow_mass_delete,
-                    progress=progress)
+                    rows,
+                    catalog.parent,
+                    sync=sync,
+                    recreate=recreate,
+                    allow_mass_delete=allow_mass_delete,
+                    progress=progress,
+                )
         finally:
             await service.close()
 
@@ -322,8 +399,15 @@ def stats(
             if info is None:
                 return {"collection": settings.collection, "backend": store.backend, "exists": False}
             products = {str(p.payload.get("product_id")) async for p in store.scroll()}
-            return {"collection": info.name, "backend": info.backend, "exists": True, "encoder": info.encoder_id,
-                    "dim": info.dim, "points": info.points, "products": len(products)}
+            return {
+                "collection": info.name,
+                "backend": info.backend,
+                "exists": True,
+                "encoder": info.encoder_id,
+                "dim": info.dim,
+                "points": info.points,
+                "products": len(products),
+            }
         finally:
             await store.close()
 
@@ -331,22 +415,30 @@ def stats(
     if as_json:
         typer.echo(json.dumps(data, indent=2))
     elif not data["exists"]:
-        typer.echo(f"collection {data['collection']!r} does not exist yet ({data['backend']}); run `visearch index CATALOG`")
+        typer.echo(
+            f"collection {data['collection']!r} does not exist yet ({data['backend']}); run `visearch index CATALOG`"
+        )
     else:
-        typer.echo(f"collection {data['collection']} ({data['backend']}): {data['products']} products, "
-                   f"{data['points']} images, encoder {data['encoder']} (dim {data['dim']})")
+        typer.echo(
+            f"collection {data['collection']} ({data['backend']}): {data['products']} products, "
+            f"{data['points']} images, encoder {data['encoder']} (dim {data['dim']})"
+        )
 
 
 @app.command()
 def search(
-    image: Annotated[Optional[list[Path]], typer.Option("--image", help="photo to search by (repeat for an album)")] = None,
-    text: Annotated[Optional[str], typer.Option("--text", help="words to search by")] = None,
-    category: Annotated[Optional[list[str]], typer.Option("--category", help="any of these categories")] = None,
-    brand: Annotated[Optional[list[str]], typer.Option("--brand", help="any of these brands")] = None,
-    tag: Annotated[Optional[list[str]], typer.Option("--tag", help="every one of these tags")] = None,
-    min_price: Annotated[Optional[float], typer.Option("--min-price")] = None,
-    max_price: Annotated[Optional[float], typer.Option("--max-price")] = None,
-    in_stock: Annotated[Optional[bool], typer.Option("--in-stock/--out-of-stock", help="only in / out of stock")] = None,
+    image: Annotated[
+        list[Path] | None, typer.Option("--image", help="photo to search by (repeat for an album)")
+    ] = None,
+    text: Annotated[str | None, typer.Option("--text", help="words to search by")] = None,
+    category: Annotated[list[str] | None, typer.Option("--category", help="any of these categories")] = None,
+    brand: Annotated[list[str] | None, typer.Option("--brand", help="any of these brands")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="every one of these tags")] = None,
+    min_price: Annotated[float | None, typer.Option("--min-price")] = None,
+    max_price: Annotated[float | None, typer.Option("--max-price")] = None,
+    in_stock: Annotated[
+        bool | None, typer.Option("--in-stock/--out-of-stock", help="only in / out of stock")
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000)] = 5,
     as_json: JsonOpt = False,
     encoder: EncoderOpt = None,
@@ -360,8 +452,14 @@ def search(
         raise typer.Exit(2)
     settings = settings_from(model_dir=model, encoder=encoder, data_dir=data_dir, collection=collection)
     try:  # every argument is checked before a model loads: a mistake costs no wait
-        filters = Filters(categories=category or [], brands=brand or [], tags=tag or [],
-                          price_min=min_price, price_max=max_price, in_stock=in_stock)
+        filters = Filters(
+            categories=category or [],
+            brands=brand or [],
+            tags=tag or [],
+            price_min=min_price,
+            price_max=max_price,
+            in_stock=in_stock,
+        )
         photos = [read_file(p) for p in image or []]
     except ValidationError as exc:
         typer.echo(f"error: {validation_reason(exc)}", err=True)
@@ -411,11 +509,23 @@ def eval_command(
     catalog: Annotated[Path, typer.Option("--catalog", help="catalog to index (into a throw-away collection)")],
     queries: Annotated[Path, typer.Option("--queries", help="CSV: image or text, expected")],
     k: Annotated[str, typer.Option("--k", help="comma-separated cut-offs")] = "1,5,10",
-    method: Annotated[str, typer.Option("--method", help="comma-separated: encoder (the configured one), "
-                                                           "phash (perceptual hash), cnn (raw ImageNet CNN features)")] = "encoder",
-    calibrate_cutoff: Annotated[bool, typer.Option("--calibrate", help="recommend relevance cut-offs from these queries")] = False,
-    keep: Annotated[float, typer.Option("--keep", min=0.5, max=1.0, help="--calibrate: share of correct first results to keep")] = 0.95,
-    unrelated: Annotated[Optional[Path], typer.Option("--unrelated", help="--calibrate: folder of photos the shop does not sell")] = None,
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            help="comma-separated: encoder (the configured one), "
+            "phash (perceptual hash), cnn (raw ImageNet CNN features)",
+        ),
+    ] = "encoder",
+    calibrate_cutoff: Annotated[
+        bool, typer.Option("--calibrate", help="recommend relevance cut-offs from these queries")
+    ] = False,
+    keep: Annotated[
+        float, typer.Option("--keep", min=0.5, max=1.0, help="--calibrate: share of correct first results to keep")
+    ] = 0.95,
+    unrelated: Annotated[
+        Path | None, typer.Option("--unrelated", help="--calibrate: folder of photos the shop does not sell")
+    ] = None,
     as_json: JsonOpt = False,
     encoder: EncoderOpt = None,
     model: ModelOpt = None,
@@ -465,27 +575,48 @@ def eval_command(
                 service = SearchService(base, open_store(target), target)
             try:
                 with TqdmProgress(enabled=not as_json) as progress:
-                    summary = await index_catalog(catalog, service.encoder, service.store, service.settings,
-                                                  sync=False, recreate=False, progress=progress)
+                    summary = await index_catalog(
+                        catalog,
+                        service.encoder,
+                        service.store,
+                        service.settings,
+                        sync=False,
+                        recreate=False,
+                        progress=progress,
+                    )
                 report = await evaluate(service, parsed, ks)
                 junk = None
                 if calibrate_cutoff and unrelated is not None:
-                    photos = sorted(p for p in unrelated.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
+                    photos = sorted(
+                        p for p in unrelated.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp")
+                    )
                     junk = {"image": await top_scores(service, photos)}
                 calibration = calibrate(report, keep, junk) if calibrate_cutoff else []
             finally:
                 await service.close()
-            results.append({"method": name, "encoder": service.encoder.model_id, "catalog": str(catalog),
-                            **report.as_dict(), "indexing": summary.as_dict()["counts"], "_report": report,
-                            "calibration": [c.__dict__ for c in calibration]})
+            results.append(
+                {
+                    "method": name,
+                    "encoder": service.encoder.model_id,
+                    "catalog": str(catalog),
+                    **report.as_dict(),
+                    "indexing": summary.as_dict()["counts"],
+                    "_report": report,
+                    "calibration": [c.__dict__ for c in calibration],
+                }
+            )
         return results
 
     with tempfile.TemporaryDirectory(prefix="visearch-eval-") as tmp:
         # no --collection: a throw-away embedded collection; with it: reuse (and update) that one
         throwaway = collection is None
-        settings = settings_from(model_dir=model, encoder=encoder, collection=collection or "eval",
-                                 data_dir=Path(tmp) if throwaway else data_dir,
-                                 qdrant_url="" if throwaway else None)
+        settings = settings_from(
+            model_dir=model,
+            encoder=encoder,
+            collection=collection or "eval",
+            data_dir=Path(tmp) if throwaway else data_dir,
+            qdrant_url="" if throwaway else None,
+        )
         baseline_settings = settings.model_copy(update={"data_dir": Path(tmp), "qdrant_url": None})
         results = run(lambda: job(settings, baseline_settings))
     if as_json:
@@ -498,8 +629,11 @@ def eval_command(
     typer.echo(header)
     for r in results:
         report = r["_report"]
-        typer.echo(f"  {r['method']:<8} {r['encoder']:<58}" + "".join(f" {report.recall(kk):>9.3f}" for kk in ks)
-                   + f" {report.mrr:>7.3f}  {len(report.errors):>7}")
+        typer.echo(
+            f"  {r['method']:<8} {r['encoder']:<58}"
+            + "".join(f" {report.recall(kk):>9.3f}" for kk in ks)
+            + f" {report.mrr:>7.3f}  {len(report.errors):>7}"
+        )
     for r in results:
         for err in r["_report"].errors[:5]:
             typer.echo(f"  {r['method']}: skipped query {err}", err=True)
@@ -507,22 +641,53 @@ def eval_command(
         for c in r["calibration"]:
             variable = "VISEARCH_MIN_SCORE_IMAGE" if c["kind"] == "image" else "VISEARCH_MIN_SCORE_TEXT"
             wrong = "n/a" if c["wrong_passing"] is None else f"{c['wrong_passing']:.0%}"
-            junk = "" if c["unrelated_passing"] is None else f", {c['unrelated_passing']:.0%} of unrelated photos get a result"
-            typer.echo(f"  {r['method']} {c['kind']} queries: {variable}={c['threshold']} keeps {c['keep']:.0%} of "
-                       f"{c['samples']} correct first results; {wrong} of wrong first results pass{junk}")
+            junk = (
+                ""
+                if c["unrelated_passing"] is None
+                else f", {c['unrelated_passing']:.0%} of unrelated photos get a result"
+            )
+            typer.echo(
+                f"  {r['method']} {c['kind']} queries: {variable}={c['threshold']} keeps {c['keep']:.0%} of "
+                f"{c['samples']} correct first results; {wrong} of wrong first results pass{junk}"
+            )
 
 
 @app.command()
 def train(
-    catalog: Annotated[Path, typer.Option("--catalog", help="catalog whose products with several photos are the similarity groups")],
-    output: Annotated[Path, typer.Option("--output", help="folder to write the model to (use it with --model / VISEARCH_MODEL_DIR)")],
-    eval_queries: Annotated[Path | None, typer.Option("--eval-queries", help="CSV (image, expected) to evaluate on instead of held-out photos")] = None,
-    loss: Annotated[str, typer.Option("--loss", help="mnrl (in-batch negatives), ms (MultiSimilarity), triplet (batch-hard)")] = "mnrl",
+    catalog: Annotated[
+        Path, typer.Option("--catalog", help="catalog whose products with several photos are the similarity groups")
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", help="folder to write the model to (use it with --model / VISEARCH_MODEL_DIR)")
+    ],
+    eval_queries: Annotated[
+        Path | None,
+        typer.Option("--eval-queries", help="CSV (image, expected) to evaluate on instead of held-out photos"),
+    ] = None,
+    loss: Annotated[
+        str, typer.Option("--loss", help="mnrl (in-batch negatives), ms (MultiSimilarity), triplet (batch-hard)")
+    ] = "mnrl",
     epochs: Annotated[int, typer.Option("--epochs", min=1)] = 40,
-    views: Annotated[int, typer.Option("--views", min=1, help="augmented views per photo (offline: features cached once; clip: one draw in N is the plain photo)")] = 4,
-    no_colour: Annotated[bool, typer.Option("--no-colour", help="no colour jitter (when colour tells products apart)")] = False,
+    views: Annotated[
+        int,
+        typer.Option(
+            "--views",
+            min=1,
+            help="augmented views per photo (offline: features cached once; clip: one draw in N is the plain photo)",
+        ),
+    ] = 4,
+    no_colour: Annotated[
+        bool, typer.Option("--no-colour", help="no colour jitter (when colour tells products apart)")
+    ] = False,
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    unfreeze_blocks: Annotated[int, typer.Option("--unfreeze-blocks", min=0, help="--encoder clip: also train the last N vision blocks (default: the projection only)")] = 0,
+    unfreeze_blocks: Annotated[
+        int,
+        typer.Option(
+            "--unfreeze-blocks",
+            min=0,
+            help="--encoder clip: also train the last N vision blocks (default: the projection only)",
+        ),
+    ] = 0,
     encoder: EncoderOpt = None,
 ) -> None:
     """Fine-tune the similarity model on the catalog's own photos; prints Recall@1/5 before and after.
@@ -539,12 +704,22 @@ def train(
     check_catalog_file(catalog)
     use_clip = settings.encoder == "clip"
     if unfreeze_blocks and not use_clip:
-        typer.echo("error: --unfreeze-blocks is for --encoder clip (the offline encoder's backbone stays frozen)", err=True)
+        typer.echo(
+            "error: --unfreeze-blocks is for --encoder clip (the offline encoder's backbone stays frozen)", err=True
+        )
         raise typer.Exit(2)
-    common: dict[str, Any] = {"loss": loss, "epochs": epochs, "views": views, "colour": not no_colour, "seed": seed,
-                              "max_pixels": settings.max_image_pixels}
+    common: dict[str, Any] = {
+        "loss": loss,
+        "epochs": epochs,
+        "views": views,
+        "colour": not no_colour,
+        "seed": seed,
+        "max_pixels": settings.max_image_pixels,
+    }
 
-    def train_with(queries_: Any, progress: Callable[[str, int, int], None], on_epoch: Callable[..., None]) -> TrainResult:
+    def train_with(
+        queries_: Any, progress: Callable[[str, int, int], None], on_epoch: Callable[..., None]
+    ) -> TrainResult:
         """The chosen encoder's training job (runs on a worker thread)."""
         if use_clip:
             from transformers.utils import logging as hf_logging
@@ -559,8 +734,9 @@ def train(
         from visearch.core.encoders.offline import OfflineEncoder
 
         cfg = TrainConfig(**common)
-        return train_offline(catalog, output, OfflineEncoder(settings.device, settings.batch_size), cfg, queries_,
-                             progress, on_epoch)
+        return train_offline(
+            catalog, output, OfflineEncoder(settings.device, settings.batch_size), cfg, queries_, progress, on_epoch
+        )
 
     async def job() -> Any:
         from tqdm import tqdm
@@ -571,10 +747,18 @@ def train(
         if eval_queries is not None:
             from visearch.indexer.evaluate import read_queries
 
-            queries_ = [(load_image_file(q.image, settings.max_image_pixels), next(iter(q.expected)))
-                        for q in read_queries(eval_queries) if q.image is not None]
-        bar = tqdm(total=0, unit="step" if use_clip else "img", desc="training" if use_clip else "features",
-                   file=sys.stderr, dynamic_ncols=True)
+            queries_ = [
+                (load_image_file(q.image, settings.max_image_pixels), next(iter(q.expected)))
+                for q in read_queries(eval_queries)
+                if q.image is not None
+            ]
+        bar = tqdm(
+            total=0,
+            unit="step" if use_clip else "img",
+            desc="training" if use_clip else "features",
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
 
         def progress(stage: str, done: int, total: int) -> None:
             bar.total = total
@@ -591,16 +775,26 @@ def train(
             bar.close()
 
     result = run(job)
-    typer.echo(f"trained on {result.images} photos of {result.products} products; "
-               f"{result.epochs_run} epochs, best at epoch {result.best_epoch}")
+    typer.echo(
+        f"trained on {result.images} photos of {result.products} products; "
+        f"{result.epochs_run} epochs, best at epoch {result.best_epoch}"
+    )
     typer.echo(f"  held-out ({result.after.queries} queries)  Recall@1  Recall@5  MRR@5")
-    typer.echo(f"  zero-shot                     {result.before.recall1:8.3f}  {result.before.recall5:8.3f}  {result.before.mrr:5.3f}")
-    typer.echo(f"  fine-tuned                    {result.after.recall1:8.3f}  {result.after.recall5:8.3f}  {result.after.mrr:5.3f}")
+    typer.echo(
+        f"  zero-shot                     {result.before.recall1:8.3f}  {result.before.recall5:8.3f}  {result.before.mrr:5.3f}"
+    )
+    typer.echo(
+        f"  fine-tuned                    {result.after.recall1:8.3f}  {result.after.recall5:8.3f}  {result.after.mrr:5.3f}"
+    )
     if result.best_epoch == 0:
-        typer.echo("  no epoch beat zero-shot on the held-out photos: the saved model is the starting one "
-                   "(try more photos per product, another --loss, or more --epochs)")
-    typer.echo(f"model {result.version} written to {output}; use it with --model {output} (or VISEARCH_MODEL_DIR), "
-               f"then rebuild the collection: visearch index CATALOG --model {output} --reembed")
+        typer.echo(
+            "  no epoch beat zero-shot on the held-out photos: the saved model is the starting one "
+            "(try more photos per product, another --loss, or more --epochs)"
+        )
+    typer.echo(
+        f"model {result.version} written to {output}; use it with --model {output} (or VISEARCH_MODEL_DIR), "
+        f"then rebuild the collection: visearch index CATALOG --model {output} --reembed"
+    )
 
 
 @app.command()
@@ -633,14 +827,21 @@ def optimize(
         return
     cfg = data["settings"]
     built = "rebuilt" if data["changed"] else "already up to date"
-    typer.echo(f"collection {data['collection']} ({data['backend']}): index {built} in {data['seconds']:.1f}s; "
-               f"{data['points']} points, {data['indexed_vectors']} indexed vectors, {data['segments']} segments, "
-               f"status {data['status']}")
-    typer.echo(f"  HNSW m={cfg['hnsw_m']} ef_construct={cfg['hnsw_ef_construct']} (search ef={cfg['hnsw_ef']}); "
-               f"quantization {cfg['quantization']}"
-               + (f" (rescore {cfg['quantization_rescore']}, oversampling {cfg['quantization_oversampling']:g})"
-                  if cfg["quantization"] != "none" else "")
-               + "; filtered searches stay exact")
+    typer.echo(
+        f"collection {data['collection']} ({data['backend']}): index {built} in {data['seconds']:.1f}s; "
+        f"{data['points']} points, {data['indexed_vectors']} indexed vectors, {data['segments']} segments, "
+        f"status {data['status']}"
+    )
+    typer.echo(
+        f"  HNSW m={cfg['hnsw_m']} ef_construct={cfg['hnsw_ef_construct']} (search ef={cfg['hnsw_ef']}); "
+        f"quantization {cfg['quantization']}"
+        + (
+            f" (rescore {cfg['quantization_rescore']}, oversampling {cfg['quantization_oversampling']:g})"
+            if cfg["quantization"] != "none"
+            else ""
+        )
+        + "; filtered searches stay exact"
+    )
     for note in data["notes"]:
         typer.echo(f"  note: {note}")
 
@@ -661,8 +862,15 @@ def demo(
         try:
             typer.echo(f"encoder: {service.encoder.model_id}; store: {service.store.backend} in {settings.data_dir}")
             with TqdmProgress() as progress:
-                summary = await index_catalog(sample / "catalog.csv", service.encoder, service.store, settings,
-                                              sync=True, recreate=False, progress=progress)
+                summary = await index_catalog(
+                    sample / "catalog.csv",
+                    service.encoder,
+                    service.store,
+                    settings,
+                    sync=True,
+                    recreate=False,
+                    progress=progress,
+                )
             typer.echo(summary.describe())
             photo = sample / "queries" / "arla-standard-milk.jpg"
             result = await service.search(Query(images=[photo.read_bytes()], limit=3))
@@ -670,16 +878,20 @@ def demo(
             result = await service.search(Query(text="banana", limit=3))
             print_result(result, "\ntext search: 'banana':")
             result = await service.search(Query(text="milk", filters=Filters(price_max=25, in_stock=True), limit=3))
-            print_result(result, "\ntext search with filters: 'milk', in stock, price <= 25 SEK (demo prices are invented):")
+            print_result(
+                result, "\ntext search with filters: 'milk', in stock, price <= 25 SEK (demo prices are invented):"
+            )
             return service.encoder.model_id.split(":", 1)[0]
         finally:
             await service.close()
 
     used = run(job)
     photo = sample / "queries" / "banana.jpg"
-    typer.echo(f"\ntry: visearch search --collection demo --encoder {used} --image {photo}"
-               f"\n     visearch search --collection demo --encoder {used} --text 'orange' --max-price 30 --in-stock"
-               f"\n     VISEARCH_TELEGRAM_TOKEN=<token from @BotFather> visearch bot telegram --collection demo --encoder {used}")
+    typer.echo(
+        f"\ntry: visearch search --collection demo --encoder {used} --image {photo}"
+        f"\n     visearch search --collection demo --encoder {used} --text 'orange' --max-price 30 --in-stock"
+        f"\n     VISEARCH_TELEGRAM_TOKEN=<token from @BotFather> visearch bot telegram --collection demo --encoder {used}"
+    )
 
 
 bot_app = typer.Typer(help="Run a messenger bot over the collection.", no_args_is_help=True)
@@ -689,8 +901,12 @@ app.add_typer(bot_app, name="bot")
 @bot_app.command("telegram")
 def bot_telegram(
     framework: Annotated[str, typer.Option("--framework", help="aiogram | ptb (python-telegram-bot)")] = "aiogram",
-    webhook: Annotated[Optional[str], typer.Option("--webhook", help="public https URL for a webhook; default: long polling")] = None,
-    set_webhook: Annotated[Optional[str], typer.Option("--set-webhook", help="only register this URL (for `visearch serve`) and exit")] = None,
+    webhook: Annotated[
+        str | None, typer.Option("--webhook", help="public https URL for a webhook; default: long polling")
+    ] = None,
+    set_webhook: Annotated[
+        str | None, typer.Option("--set-webhook", help="only register this URL (for `visearch serve`) and exit")
+    ] = None,
     listen: Annotated[str, typer.Option("--listen", help="webhook mode: address to listen on")] = "0.0.0.0",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="webhook mode: port to listen on")] = 8080,
     shop_name: Annotated[str, typer.Option("--shop-name", help="name shown in /start")] = "Shop",
@@ -746,8 +962,10 @@ async def _register_telegram_webhook(url: str) -> None:
         await bot.session.close()
     typer.echo(f"Telegram webhook set to {url}")
     if fresh:
-        typer.echo("Put this line in the .env of `visearch serve` (it is the only copy):\n"
-                   f"VISEARCH_TELEGRAM_WEBHOOK_SECRET={secret}")
+        typer.echo(
+            "Put this line in the .env of `visearch serve` (it is the only copy):\n"
+            f"VISEARCH_TELEGRAM_WEBHOOK_SECRET={secret}"
+        )
 
 
 @app.command()
@@ -783,10 +1001,20 @@ def serve(
     show_info_logs()
     logging.getLogger("httpx").setLevel(logging.WARNING)
     app_ = create_app(settings, server, telegram, listen_url=server.public_url or f"http://{host}:{port}", store=store)
-    typer.echo(f"visearch serve on http://{host}:{port} (collection {settings.collection!r}): search page at /, "
-               "API at /api/v1 (schema: /api/v1/openapi.json)", err=True)
-    uvicorn.run(app_, host=host, port=port, log_level="warning", proxy_headers=True,
-                limit_concurrency=server.max_connections, timeout_keep_alive=5)
+    typer.echo(
+        f"visearch serve on http://{host}:{port} (collection {settings.collection!r}): search page at /, "
+        "API at /api/v1 (schema: /api/v1/openapi.json)",
+        err=True,
+    )
+    uvicorn.run(
+        app_,
+        host=host,
+        port=port,
+        log_level="warning",
+        proxy_headers=True,
+        limit_concurrency=server.max_connections,
+        timeout_keep_alive=5,
+    )
 
 
 @bot_app.command("viber")

@@ -117,7 +117,9 @@ class Calibration:
     samples: int
 
 
-def calibrate(report: EvalReport, keep: float = 0.95, unrelated: dict[str, list[float]] | None = None) -> list[Calibration]:
+def calibrate(
+    report: EvalReport, keep: float = 0.95, unrelated: dict[str, list[float]] | None = None
+) -> list[Calibration]:
     """Per query kind: the highest cut-off that still lets `keep` of the correct first results through."""
     import numpy as np
 
@@ -126,11 +128,16 @@ def calibrate(report: EvalReport, keep: float = 0.95, unrelated: dict[str, list[
         threshold = float(np.quantile(np.asarray(scores), 1.0 - keep))
         wrong = report.wrong_scores.get(kind, [])
         others = (unrelated or {}).get(kind)
-        out.append(Calibration(
-            kind=kind, threshold=round(threshold, 3), keep=keep,
-            wrong_passing=(sum(s >= threshold for s in wrong) / len(wrong)) if wrong else None,
-            unrelated_passing=(sum(s >= threshold for s in others) / len(others)) if others else None,
-            samples=len(scores)))
+        out.append(
+            Calibration(
+                kind=kind,
+                threshold=round(threshold, 3),
+                keep=keep,
+                wrong_passing=(sum(s >= threshold for s in wrong) / len(wrong)) if wrong else None,
+                unrelated_passing=(sum(s >= threshold for s in others) / len(others)) if others else None,
+                samples=len(scores),
+            )
+        )
     return out
 
 

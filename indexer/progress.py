@@ -24,15 +24,27 @@ class TqdmProgress:
     def total(self, images: int) -> None:
         """Start the bar (a second call starts a fresh one: one bar per run)."""
         self.close()
-        self._bar = tqdm(total=images, unit="img", desc=self.desc, file=sys.stderr, disable=not self.enabled,
-                         dynamic_ncols=True, smoothing=0.1)
+        self._bar = tqdm(
+            total=images,
+            unit="img",
+            desc=self.desc,
+            file=sys.stderr,
+            disable=not self.enabled,
+            dynamic_ncols=True,
+            smoothing=0.1,
+        )
 
     def advance(self, images: int, counts: Mapping[str, int]) -> None:
         """Move the bar on; the counts so far show after it."""
         if self._bar is None or self._bar.disable:
             return
-        self._bar.set_postfix(new=counts["indexed"], same=counts["unchanged"], upd=counts["updated"],
-                              failed=counts["failed"], refresh=False)
+        self._bar.set_postfix(
+            new=counts["indexed"],
+            same=counts["unchanged"],
+            upd=counts["updated"],
+            failed=counts["failed"],
+            refresh=False,
+        )
         self._bar.update(images)
 
     def message(self, text: str) -> None:
@@ -48,6 +60,7 @@ class TqdmProgress:
     def __enter__(self) -> TqdmProgress:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()

@@ -131,8 +131,14 @@ def augment(img: Image.Image, rng: random.Random, colour: bool) -> Image.Image:
     return out
 
 
-def cached_features(encoder: OfflineEncoder, images: Sequence[Image.Image], views: int, colour: bool, seed: int,
-                    progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def cached_features(
+    encoder: OfflineEncoder,
+    images: Sequence[Image.Image],
+    views: int,
+    colour: bool,
+    seed: int,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Visual features (n, views, 1280) — view 0 is the plain photo — and the ConSE block (n, 384)."""
     rng = random.Random(seed)
     visual = np.zeros((len(images), views, 1280), dtype=np.float32)
@@ -171,8 +177,9 @@ def holdout_split(owners: Sequence[int], seed: int, share: float = 0.2) -> tuple
 # --- evaluation ------------------------------------------------------------------------------------
 
 
-def full_vectors(visual: np.ndarray, semantic: np.ndarray, head: dict[str, np.ndarray] | None, a: float,
-                 b: float) -> np.ndarray:
+def full_vectors(
+    visual: np.ndarray, semantic: np.ndarray, head: dict[str, np.ndarray] | None, a: float, b: float
+) -> np.ndarray:
     """What the deployed encoder would store: [a * head(visual), b * semantic], unit rows."""
     v = apply_head(head, visual) if head is not None else l2_normalise(visual)
     return l2_normalise(np.concatenate([a * v, b * semantic], axis=1))
@@ -223,8 +230,14 @@ def loss_function(name: Loss, cfg: TrainConfig) -> Callable[..., Any]:
         hardest_neg = dist.masked_fill(same, 4).min(dim=1).values
         return F.relu(hardest_pos - hardest_neg + cfg.margin).mean()
 
-    def multi_similarity(emb: torch.Tensor, labels: torch.Tensor, alpha: float = 2.0, beta: float = 50.0,
-                         base: float = 0.5, eps: float = 0.1) -> torch.Tensor:
+    def multi_similarity(
+        emb: torch.Tensor,
+        labels: torch.Tensor,
+        alpha: float = 2.0,
+        beta: float = 50.0,
+        base: float = 0.5,
+        eps: float = 0.1,
+    ) -> torch.Tensor:
         sim = emb @ emb.T
         same = labels[:, None] == labels[None, :]
         eye = torch.eye(len(labels), dtype=torch.bool, device=emb.device)
@@ -256,8 +269,9 @@ class Learner(Protocol[SnapshotT_co]):
         """The tensors the optimiser updates."""
         ...
 
-    def embed_batch(self, chosen: Sequence[int], by_product: dict[int, list[int]],
-                    rng: random.Random) -> tuple[Any, list[int]]:
+    def embed_batch(
+        self, chosen: Sequence[int], by_product: dict[int, list[int]], rng: random.Random
+    ) -> tuple[Any, list[int]]:
         """Unit embeddings (a tensor with grad) of two photos (or views) per chosen product, and their labels."""
         ...
 
@@ -282,9 +296,14 @@ def products_of(owners: Sequence[int], train_idx: Sequence[int]) -> dict[int, li
     return by_product
 
 
-def run_epochs(learner: Learner[SnapshotT], owners: Sequence[int], train_idx: Sequence[int], cfg: TrainConfig,
-               progress: Callable[[str, int, int], None] | None = None,
-               on_epoch: Callable[[int, float, Scores], None] | None = None) -> tuple[SnapshotT, TrainResult]:
+def run_epochs(
+    learner: Learner[SnapshotT],
+    owners: Sequence[int],
+    train_idx: Sequence[int],
+    cfg: TrainConfig,
+    progress: Callable[[str, int, int], None] | None = None,
+    on_epoch: Callable[[int, float, Scores], None] | None = None,
+) -> tuple[SnapshotT, TrainResult]:
     """The training loop every model shares: shuffled batches of P products, AdamW, a held-out score after each
     epoch, early stopping after `cfg.patience` epochs without a better one. Returns the best epoch's weights."""
     import torch
@@ -333,15 +352,17 @@ def run_epochs(learner: Learner[SnapshotT], owners: Sequence[int], train_idx: Se
             stale += 1
             if stale >= cfg.patience:
                 break
-    return best_state, TrainResult(before=before, after=best, epochs_run=epochs_run, best_epoch=best_epoch,
-                                   losses=losses)
+    return best_state, TrainResult(
+        before=before, after=best, epochs_run=epochs_run, best_epoch=best_epoch, losses=losses
+    )
 
 
 class _HeadLearner:
     """The offline model: a residual head on cached, frozen backbone features (`core/encoders/finetuned.py`)."""
 
-    def __init__(self, visual: np.ndarray, hidden: int, seed: int,
-                 evaluate: Callable[[dict[str, np.ndarray] | None], Scores]) -> None:
+    def __init__(
+        self, visual: np.ndarray, hidden: int, seed: int, evaluate: Callable[[dict[str, np.ndarray] | None], Scores]
+    ) -> None:
         import torch
 
         torch.manual_seed(seed)
@@ -358,14 +379,15 @@ class _HeadLearner:
     def parameters(self) -> list[Any]:
         return [*self.w1.parameters(), *self.w2.parameters()]
 
-    def embed_batch(self, chosen: Sequence[int], by_product: dict[int, list[int]],
-                    rng: random.Random) -> tuple[Any, list[int]]:
+    def embed_batch(
+        self, chosen: Sequence[int], by_product: dict[int, list[int]], rng: random.Random
+    ) -> tuple[Any, list[int]]:
         import torch
 
         rows, labels = [], []
         for p in chosen:  # two different photos (or two views of the only photo) per product
             photos = by_product[p]
-            first, second = (rng.sample(photos, 2) if len(photos) >= 2 else (photos[0], photos[0]))
+            first, second = rng.sample(photos, 2) if len(photos) >= 2 else (photos[0], photos[0])
             for img in (first, second):
                 rows.append(self.features[img, rng.randrange(self.views)])
                 labels.append(p)
@@ -377,16 +399,25 @@ class _HeadLearner:
         return self._evaluate(self.snapshot() if self._trained else None)
 
     def snapshot(self) -> dict[str, np.ndarray]:
-        return {"w1": self.w1.weight.detach().numpy().copy(), "b1": self.w1.bias.detach().numpy().copy(),
-                "w2": self.w2.weight.detach().numpy().copy(), "b2": self.w2.bias.detach().numpy().copy()}
+        return {
+            "w1": self.w1.weight.detach().numpy().copy(),
+            "b1": self.w1.bias.detach().numpy().copy(),
+            "w2": self.w2.weight.detach().numpy().copy(),
+            "b2": self.w2.bias.detach().numpy().copy(),
+        }
 
     def set_training(self, training: bool) -> None:
         """The head has no dropout or norms: nothing to switch."""
 
 
-def train_head(visual: np.ndarray, owners: Sequence[int], train_idx: Sequence[int], cfg: TrainConfig,
-               evaluate: Callable[[dict[str, np.ndarray] | None], Scores],
-               on_epoch: Callable[[int, float, Scores], None] | None = None) -> tuple[dict[str, np.ndarray], TrainResult]:
+def train_head(
+    visual: np.ndarray,
+    owners: Sequence[int],
+    train_idx: Sequence[int],
+    cfg: TrainConfig,
+    evaluate: Callable[[dict[str, np.ndarray] | None], Scores],
+    on_epoch: Callable[[int, float, Scores], None] | None = None,
+) -> tuple[dict[str, np.ndarray], TrainResult]:
     """Train the residual head on cached features with early stopping on the held-out score."""
     learner = _HeadLearner(visual, cfg.hidden, cfg.seed, evaluate)
     return run_epochs(learner, owners, train_idx, cfg, on_epoch=on_epoch)
@@ -402,10 +433,15 @@ def save_model(output: Path, weights: dict[str, np.ndarray], info: dict[str, Any
     return version
 
 
-def train_offline(catalog: Path, output: Path, encoder: OfflineEncoder, cfg: TrainConfig,
-                  eval_queries: list[tuple[Image.Image, str]] | None = None,
-                  progress: Callable[[str, int, int], None] | None = None,
-                  on_epoch: Callable[[int, float, Scores], None] | None = None) -> TrainResult:
+def train_offline(
+    catalog: Path,
+    output: Path,
+    encoder: OfflineEncoder,
+    cfg: TrainConfig,
+    eval_queries: list[tuple[Image.Image, str]] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    on_epoch: Callable[[int, float, Scores], None] | None = None,
+) -> TrainResult:
     """The whole job: groups -> cached features -> held-out split -> train -> save."""
     started = time.monotonic()
     product_ids, images, owners = similarity_groups(catalog, cfg.max_pixels)
@@ -417,8 +453,19 @@ def train_offline(catalog: Path, output: Path, encoder: OfflineEncoder, cfg: Tra
             progress("features", done[0], len(images) + len(eval_queries or []))
 
     cache = output / "features-cache.npz"
-    key = hashlib.sha256(json.dumps([str(catalog.resolve()), catalog.stat().st_mtime_ns, len(images), cfg.views,
-                                     cfg.colour, cfg.seed, encoder.model_id]).encode()).hexdigest()
+    key = hashlib.sha256(
+        json.dumps(
+            [
+                str(catalog.resolve()),
+                catalog.stat().st_mtime_ns,
+                len(images),
+                cfg.views,
+                cfg.colour,
+                cfg.seed,
+                encoder.model_id,
+            ]
+        ).encode()
+    ).hexdigest()
     visual = semantic = None
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as data:
@@ -450,10 +497,20 @@ def train_offline(catalog: Path, output: Path, encoder: OfflineEncoder, cfg: Tra
 
     weights, result = train_head(visual, owners, train_idx, cfg, evaluate, on_epoch)
     result.images, result.products = len(images), len(product_ids)
-    result.version = save_model(output, weights, {
-        "base_model_id": encoder.model_id, "trained_on": str(catalog), "config": asdict(cfg),
-        "before": asdict(result.before), "after": asdict(result.after), "best_epoch": result.best_epoch,
-        "images": len(images), "products": len(product_ids), "seconds": round(time.monotonic() - started, 1),
-    })
+    result.version = save_model(
+        output,
+        weights,
+        {
+            "base_model_id": encoder.model_id,
+            "trained_on": str(catalog),
+            "config": asdict(cfg),
+            "before": asdict(result.before),
+            "after": asdict(result.after),
+            "best_epoch": result.best_epoch,
+            "images": len(images),
+            "products": len(product_ids),
+            "seconds": round(time.monotonic() - started, 1),
+        },
+    )
     result.model_dir = output
     return result

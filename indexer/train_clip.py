@@ -117,8 +117,13 @@ def image_features(clip: Any, pixels: Any) -> Any:
     return F.normalize(features.float(), dim=-1)
 
 
-def split_photos(owners: Sequence[int], product_ids: Sequence[str], images: Sequence[Image.Image],
-                 eval_queries: list[tuple[Image.Image, str]] | None, seed: int) -> _Split:
+def split_photos(
+    owners: Sequence[int],
+    product_ids: Sequence[str],
+    images: Sequence[Image.Image],
+    eval_queries: list[tuple[Image.Image, str]] | None,
+    seed: int,
+) -> _Split:
     """The held-out split of `visearch.indexer.train`, or every photo trains and `eval_queries` score."""
     if eval_queries:
         index = {pid: i for i, pid in enumerate(product_ids)}
@@ -163,7 +168,9 @@ class _ClipTrainer:
         chunks = []
         with torch.no_grad():
             for start in range(0, len(images), self.batch_size):
-                chunks.append(image_features(self.clip, self.pixels(images[start : start + self.batch_size])).cpu().numpy())
+                chunks.append(
+                    image_features(self.clip, self.pixels(images[start : start + self.batch_size])).cpu().numpy()
+                )
         return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0, 0), dtype=np.float32)
 
     def views(self, specs: Sequence[tuple[Image.Image, int | None]], colour: bool) -> Any:
@@ -190,8 +197,13 @@ def restore(params: Sequence[Any], saved: Sequence[Any]) -> None:
             p.copy_(value.to(p.device))
 
 
-def batch_specs(chosen: Sequence[int], by_product: dict[int, list[int]], images: Sequence[Image.Image],
-                views: int, rng: random.Random) -> tuple[list[tuple[Image.Image, int | None]], list[int]]:
+def batch_specs(
+    chosen: Sequence[int],
+    by_product: dict[int, list[int]],
+    images: Sequence[Image.Image],
+    views: int,
+    rng: random.Random,
+) -> tuple[list[tuple[Image.Image, int | None]], list[int]]:
     """Two photos per product (two views of the only one), each the plain photo once in `views` draws."""
     specs: list[tuple[Image.Image, int | None]] = []
     labels: list[int] = []
@@ -209,8 +221,9 @@ def batch_specs(chosen: Sequence[int], by_product: dict[int, list[int]], images:
 class _ClipLearner:
     """The CLIP model's half of `run_epochs`: the trainable image-side parameters, augmented views on the fly."""
 
-    def __init__(self, trainer: _ClipTrainer, images: Sequence[Image.Image], cfg: ClipTrainConfig,
-                 evaluate: Callable[[], Scores]) -> None:
+    def __init__(
+        self, trainer: _ClipTrainer, images: Sequence[Image.Image], cfg: ClipTrainConfig, evaluate: Callable[[], Scores]
+    ) -> None:
         self.trainer = trainer
         self.images = images
         self.cfg = cfg
@@ -220,8 +233,9 @@ class _ClipLearner:
     def parameters(self) -> list[Any]:
         return self._params
 
-    def embed_batch(self, chosen: Sequence[int], by_product: dict[int, list[int]],
-                    rng: random.Random) -> tuple[Any, list[int]]:
+    def embed_batch(
+        self, chosen: Sequence[int], by_product: dict[int, list[int]], rng: random.Random
+    ) -> tuple[Any, list[int]]:
         specs, labels = batch_specs(chosen, by_product, self.images, self.cfg.views, rng)
         return image_features(self.trainer.clip, self.trainer.views(specs, self.cfg.colour)), labels
 
@@ -235,10 +249,16 @@ class _ClipLearner:
         self.trainer.clip.train(training)
 
 
-def fit(trainer: _ClipTrainer, images: Sequence[Image.Image], owners: Sequence[int], train_idx: Sequence[int],
-        cfg: ClipTrainConfig, evaluate: Callable[[], Scores],
-        progress: Callable[[str, int, int], None] | None = None,
-        on_epoch: Callable[[int, float, Scores], None] | None = None) -> TrainResult:
+def fit(
+    trainer: _ClipTrainer,
+    images: Sequence[Image.Image],
+    owners: Sequence[int],
+    train_idx: Sequence[int],
+    cfg: ClipTrainConfig,
+    evaluate: Callable[[], Scores],
+    progress: Callable[[str, int, int], None] | None = None,
+    on_epoch: Callable[[int, float, Scores], None] | None = None,
+) -> TrainResult:
     """The shared training loop (`run_epochs`) on CLIP; the best epoch's weights are put back in the model."""
     learner = _ClipLearner(trainer, images, cfg, evaluate)
     best_state, result = run_epochs(learner, owners, train_idx, cfg, progress, on_epoch)
@@ -257,11 +277,16 @@ def save_clip_model(st_model: Any, output: Path, info: dict[str, Any]) -> str:
     return version
 
 
-def train_clip(catalog: Path, output: Path, model_source: str, cfg: TrainConfig,
-               eval_queries: list[tuple[Image.Image, str]] | None = None,
-               progress: Callable[[str, int, int], None] | None = None,
-               on_epoch: Callable[[int, float, Scores], None] | None = None,
-               device: str | None = None) -> TrainResult:
+def train_clip(
+    catalog: Path,
+    output: Path,
+    model_source: str,
+    cfg: TrainConfig,
+    eval_queries: list[tuple[Image.Image, str]] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    on_epoch: Callable[[int, float, Scores], None] | None = None,
+    device: str | None = None,
+) -> TrainResult:
     """The whole job: load CLIP -> groups -> held-out split -> train -> save (a sentence-transformers folder)."""
     started = time.monotonic()
     clip_cfg = cfg if isinstance(cfg, ClipTrainConfig) else ClipTrainConfig(**asdict(cfg))
@@ -282,11 +307,24 @@ def train_clip(catalog: Path, output: Path, model_source: str, cfg: TrainConfig,
 
         result = fit(trainer, photos, owners, split.train, clip_cfg, evaluate, progress, on_epoch)
     result.images, result.products = len(images), len(product_ids)
-    result.version = save_clip_model(base.sentence_transformer, output, {
-        "base_model_id": base.model_id, "base_model": model_source, "trained_on": str(catalog),
-        "config": asdict(clip_cfg), "device": device, "before": asdict(result.before), "after": asdict(result.after),
-        "best_epoch": result.best_epoch, "epochs_run": result.epochs_run, "losses": result.losses,
-        "images": len(images), "products": len(product_ids), "seconds": round(time.monotonic() - started, 1),
-    })
+    result.version = save_clip_model(
+        base.sentence_transformer,
+        output,
+        {
+            "base_model_id": base.model_id,
+            "base_model": model_source,
+            "trained_on": str(catalog),
+            "config": asdict(clip_cfg),
+            "device": device,
+            "before": asdict(result.before),
+            "after": asdict(result.after),
+            "best_epoch": result.best_epoch,
+            "epochs_run": result.epochs_run,
+            "losses": result.losses,
+            "images": len(images),
+            "products": len(product_ids),
+            "seconds": round(time.monotonic() - started, 1),
+        },
+    )
     result.model_dir = output
     return result

@@ -27,8 +27,10 @@ DATASETS = Path(os.environ.get("VISEARCH_DATASETS_DIR", Path(__file__).resolve()
 def _dataset(name: str) -> Path:
     path = DATASETS / name
     if not path.is_dir():
-        pytest.fail(f"dataset {path} not found: tests/data holds the photos the tests use "
-                    "(VISEARCH_DATASETS_DIR may point at a full copy of the datasets instead)")
+        pytest.fail(
+            f"dataset {path} not found: tests/data holds the photos the tests use "
+            "(VISEARCH_DATASETS_DIR may point at a full copy of the datasets instead)"
+        )
     return path
 
 
@@ -71,7 +73,16 @@ def build_tiny_clip(folder: Path) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     chars = _byte_level_alphabet()
-    merges = [("t", "h"), ("th", "e</w>"), ("a", "n"), ("an", "d</w>"), ("i", "n"), ("in", "g</w>"), ("m", "i"), ("mi", "l")]
+    merges = [
+        ("t", "h"),
+        ("th", "e</w>"),
+        ("a", "n"),
+        ("an", "d</w>"),
+        ("i", "n"),
+        ("in", "g</w>"),
+        ("m", "i"),
+        ("mi", "l"),
+    ]
     vocab = chars + [c + "</w>" for c in chars] + [a + b for a, b in merges] + ["<|startoftext|>", "<|endoftext|>"]
     tok_dir = folder / "_tokenizer_src"
     tok_dir.mkdir(exist_ok=True)
@@ -80,11 +91,25 @@ def build_tiny_clip(folder: Path) -> Path:
     tokenizer = CLIPTokenizer.from_pretrained(str(tok_dir), model_max_length=77)
     torch.manual_seed(0)
     config = CLIPConfig(
-        text_config={"vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2,
-                     "num_hidden_layers": 2, "max_position_embeddings": 77, "bos_token_id": len(vocab) - 2,
-                     "eos_token_id": len(vocab) - 1, "pad_token_id": len(vocab) - 1},
-        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2, "num_hidden_layers": 2,
-                       "image_size": 32, "patch_size": 8},
+        text_config={
+            "vocab_size": len(vocab),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_attention_heads": 2,
+            "num_hidden_layers": 2,
+            "max_position_embeddings": 77,
+            "bos_token_id": len(vocab) - 2,
+            "eos_token_id": len(vocab) - 1,
+            "pad_token_id": len(vocab) - 1,
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_attention_heads": 2,
+            "num_hidden_layers": 2,
+            "image_size": 32,
+            "patch_size": 8,
+        },
         projection_dim=16,
     )
     CLIPModel(config).eval().save_pretrained(folder)
@@ -117,9 +142,17 @@ def bot_catalog(tmp_path_factory: pytest.TempPathFactory, offline_encoder):
     shutil.copyfile(tshirt, root / "images" / "tricky.jpg")
     rows = list(csv.DictReader((root / "catalog.csv").open(encoding="utf-8")))
     tricky = dict.fromkeys(rows[0], "")
-    tricky.update(id="tricky", title=TRICKY_TITLE, image="images/tricky.jpg", price="9.5", currency="EUR",
-                  category="Shirts & <Tops>", description="A & B <i>not a tag</i> " + "very long text " * 200,
-                  url="https://shop.example/p/tricky?a=1&b=2", in_stock="true")
+    tricky.update(
+        id="tricky",
+        title=TRICKY_TITLE,
+        image="images/tricky.jpg",
+        price="9.5",
+        currency="EUR",
+        category="Shirts & <Tops>",
+        description="A & B <i>not a tag</i> " + "very long text " * 200,
+        url="https://shop.example/p/tricky?a=1&b=2",
+        in_stock="true",
+    )
     rows.append(tricky)
     with (root / "catalog.csv").open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -146,8 +179,8 @@ def sample_collection(tmp_path_factory: pytest.TempPathFactory, offline_encoder)
 
 def index_into(settings, catalog: Path, encoder) -> None:
     """Index `catalog` into the settings' collection and close the store; every row must index."""
-    from visearch.core.store.factory import open_store
     from visearch.core.ingest import index_catalog
+    from visearch.core.store.factory import open_store
 
     async def build() -> None:
         store = open_store(settings)

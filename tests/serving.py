@@ -11,13 +11,13 @@ from typing import Any
 
 import uvicorn
 
+from tests.conftest import free_port
 from visearch.bots.server.app import create_app
 from visearch.bots.server.config import load_server_settings
 from visearch.bots.telegram.config import load_telegram_settings
 from visearch.core.config import Settings
 from visearch.core.search import SearchService
 from visearch.core.store.factory import open_store
-from tests.conftest import free_port
 
 
 @contextmanager
@@ -26,8 +26,13 @@ def app_in_thread(settings: Settings, encoder: Any, **server_options: object) ->
     server = load_server_settings(**{"rate_limit": 0, **server_options})
     service = SearchService(encoder, open_store(settings), settings)
     port = free_port()
-    app = create_app(settings, server, load_telegram_settings(token=None, webhook_secret=None), service=service,
-                     listen_url=f"http://127.0.0.1:{port}")
+    app = create_app(
+        settings,
+        server,
+        load_telegram_settings(token=None, webhook_secret=None),
+        service=service,
+        listen_url=f"http://127.0.0.1:{port}",
+    )
     uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
 
     async def serve_then_close() -> None:  # the service closes on the server's own loop and thread

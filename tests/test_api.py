@@ -17,14 +17,14 @@ import pytest
 import uvicorn
 from PIL import Image
 
+from tests.conftest import copy_collection, free_port
+from tests.fakes.http_server import Reply, scripted_server
 from visearch.bots.server.app import create_app
 from visearch.bots.server.config import load_server_settings
 from visearch.bots.telegram.config import load_telegram_settings
 from visearch.core.config import Settings
 from visearch.core.search import SearchService
 from visearch.core.store.factory import open_store
-from tests.conftest import copy_collection, free_port
-from tests.fakes.http_server import Reply, scripted_server
 
 SAMPLE = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery"
 KEYS = "key-one-Aa1,key-two-Bb2"
@@ -102,9 +102,14 @@ PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>
 async def test_openapi_schema_lists_every_endpoint(api: Api) -> None:
     schema = (await api.http.get("/api/v1/openapi.json")).json()
     paths = schema["paths"]
-    for path, methods in {"/api/v1/products": {"post"}, "/api/v1/products/{product_id}": {"get", "delete"},
-                          "/api/v1/products:batch": {"post"}, "/api/v1/stats": {"get"},
-                          "/api/v1/search": {"post"}, "/api/v1/products/{product_id}/similar": {"get"}}.items():
+    for path, methods in {
+        "/api/v1/products": {"post"},
+        "/api/v1/products/{product_id}": {"get", "delete"},
+        "/api/v1/products:batch": {"post"},
+        "/api/v1/stats": {"get"},
+        "/api/v1/search": {"post"},
+        "/api/v1/products/{product_id}/similar": {"get"},
+    }.items():
         assert methods <= set(paths[path]), path
     body = paths["/api/v1/search"]["post"]["requestBody"]["content"]
     assert {"application/json", "multipart/form-data"} <= set(body)
@@ -112,8 +117,10 @@ async def test_openapi_schema_lists_every_endpoint(api: Api) -> None:
     assert "ProductIn" in schema["components"]["schemas"]
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"X-API-Key": "key-one-Aa"},
-                                     {"Authorization": "Basic a2V5LW9uZS1BYTE="}])
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong"}, {"X-API-Key": "key-one-Aa"}, {"Authorization": "Basic a2V5LW9uZS1BYTE="}],
+)
 async def test_writes_need_a_valid_key_and_write_nothing_without_one(api: Api, headers: dict) -> None:
     product = {"id": "no-key", "title": "Nope", "images": ["https://shop.example/x.jpg"]}
     response = await api.http.post("/api/v1/products", json=product, headers=headers)
@@ -121,7 +128,9 @@ async def test_writes_need_a_valid_key_and_write_nothing_without_one(api: Api, h
     assert response.headers["www-authenticate"] == "Bearer"
     assert response.json()["kind"] == "auth" and "key" in response.json()["error"]
     assert (await api.http.delete("/api/v1/products/granny-smith", headers=headers)).status_code == 401
-    assert (await api.http.post("/api/v1/products:batch", json={"products": [product]}, headers=headers)).status_code == 401
+    assert (
+        await api.http.post("/api/v1/products:batch", json={"products": [product]}, headers=headers)
+    ).status_code == 401
     assert (await api.product("no-key")).status_code == 404
     assert (await api.product("granny-smith")).status_code == 200  # the delete did not happen
 
@@ -158,9 +167,18 @@ async def test_upsert_by_url_then_get_search_and_idempotent_repeat(api: Api, gro
     photo = val_photo(grocery_dir, "Fruit/Kiwi/")
     with scripted_server() as images:
         url = images.route("/kiwi.jpg", Reply(200, photo))
-        product = {"id": "api-kiwi", "title": "Gold kiwi from the API", "price": 4.5, "currency": "EUR",
-                   "category": "Exotic", "tags": ["api", "fruit"], "url": "https://shop.example/kiwi",
-                   "in_stock": True, "images": [url], "extra": {"origin": "NZ"}}
+        product = {
+            "id": "api-kiwi",
+            "title": "Gold kiwi from the API",
+            "price": 4.5,
+            "currency": "EUR",
+            "category": "Exotic",
+            "tags": ["api", "fruit"],
+            "url": "https://shop.example/kiwi",
+            "in_stock": True,
+            "images": [url],
+            "extra": {"origin": "NZ"},
+        }
         first = await api.http.post("/api/v1/products", json=product, headers=WRITE)
         assert first.status_code == 200, first.text
         assert first.json()["ok"] and first.json()["indexed"] == 1
@@ -182,8 +200,12 @@ async def test_upsert_by_url_then_get_search_and_idempotent_repeat(api: Api, gro
 async def test_multipart_upload_is_served_back_and_found(api: Api, grocery_dir: Path) -> None:
     photo = val_photo(grocery_dir, "Vegetables/Zucchini/")
     product = {"id": "api-zucchini", "title": "Uploaded zucchini", "category": "Uploads", "in_stock": True}
-    response = await api.http.post("/api/v1/products", headers=WRITE, data={"product": json.dumps(product)},
-                                   files=[("images", ("zucchini.jpg", photo, "image/jpeg"))])
+    response = await api.http.post(
+        "/api/v1/products",
+        headers=WRITE,
+        data={"product": json.dumps(product)},
+        files=[("images", ("zucchini.jpg", photo, "image/jpeg"))],
+    )
     assert response.status_code == 200, response.text
     assert response.json()["indexed"] == 1
     stored = (await api.product("api-zucchini")).json()
@@ -194,8 +216,12 @@ async def test_multipart_upload_is_served_back_and_found(api: Api, grocery_dir: 
     found = (await api.search_photo(photo, filters=json.dumps({"categories": ["uploads"]}))).json()
     assert found["cards"][0]["product_id"] == "api-zucchini"
     # the same file again: the same image, nothing new written
-    again = await api.http.post("/api/v1/products", headers=WRITE, data={"product": json.dumps(product)},
-                                files=[("images", ("other-name.jpg", photo, "image/jpeg"))])
+    again = await api.http.post(
+        "/api/v1/products",
+        headers=WRITE,
+        data={"product": json.dumps(product)},
+        files=[("images", ("other-name.jpg", photo, "image/jpeg"))],
+    )
     assert again.json()["unchanged"] == 1 and again.json()["indexed"] == 0
     assert (await api.http.delete("/api/v1/products/api-zucchini", headers=WRITE)).status_code == 200
     assert (await api.http.get(image_url)).status_code == 404
@@ -220,18 +246,31 @@ async def test_delete_then_search_does_not_return_the_product(api: Api, grocery_
     assert "deleteme" not in {k.casefold() for k in facets["categories"]}  # the facets cache was dropped
 
 
-@pytest.mark.parametrize(("product", "field"), [
-    ({"title": "No id", "images": ["https://shop.example/a.jpg"]}, "id"),
-    ({"id": "no-title", "images": ["https://shop.example/a.jpg"]}, "title"),
-    ({"id": "neg", "title": "Negative", "price": -1, "images": ["https://shop.example/a.jpg"]}, "price"),
-    ({"id": "file", "title": "Local file", "images": ["file:///etc/passwd"]}, "images.0"),
-    ({"id": "path", "title": "Server path", "images": ["/etc/passwd"]}, "images.0"),
-    ({"id": "noimg", "title": "No image", "images": []}, "images"),
-    ({"id": "x", "title": "Unknown field", "images": ["https://shop.example/a.jpg"], "colour": "red"}, "colour"),
-    ({"id": "xk", "title": "Extra overrides id", "images": ["https://shop.example/a.jpg"], "extra": {"id": []}}, "extra"),
-    ({"id": "xr", "title": "Extra overrides", "images": ["https://shop.example/a.jpg"], "extra": {"image_root": "/"}},
-     "extra"),
-])
+@pytest.mark.parametrize(
+    ("product", "field"),
+    [
+        ({"title": "No id", "images": ["https://shop.example/a.jpg"]}, "id"),
+        ({"id": "no-title", "images": ["https://shop.example/a.jpg"]}, "title"),
+        ({"id": "neg", "title": "Negative", "price": -1, "images": ["https://shop.example/a.jpg"]}, "price"),
+        ({"id": "file", "title": "Local file", "images": ["file:///etc/passwd"]}, "images.0"),
+        ({"id": "path", "title": "Server path", "images": ["/etc/passwd"]}, "images.0"),
+        ({"id": "noimg", "title": "No image", "images": []}, "images"),
+        ({"id": "x", "title": "Unknown field", "images": ["https://shop.example/a.jpg"], "colour": "red"}, "colour"),
+        (
+            {"id": "xk", "title": "Extra overrides id", "images": ["https://shop.example/a.jpg"], "extra": {"id": []}},
+            "extra",
+        ),
+        (
+            {
+                "id": "xr",
+                "title": "Extra overrides",
+                "images": ["https://shop.example/a.jpg"],
+                "extra": {"image_root": "/"},
+            },
+            "extra",
+        ),
+    ],
+)
 async def test_invalid_products_get_422_naming_the_field_and_write_nothing(api: Api, product: dict, field: str) -> None:
     response = await api.http.post("/api/v1/products", json=product, headers=WRITE)
     assert response.status_code == 422, response.text
@@ -241,15 +280,22 @@ async def test_invalid_products_get_422_naming_the_field_and_write_nothing(api: 
         assert (await api.product(product["id"])).status_code == 404
 
 
-@pytest.mark.parametrize(("data", "name", "says"), [
-    (PDF, "catalog.pdf", "not an image"),
-    (b"", "empty.jpg", "empty"),
-    (b"\xff\xd8\xff\xe0 broken jpeg", "broken.jpg", "not an image"),
-])
+@pytest.mark.parametrize(
+    ("data", "name", "says"),
+    [
+        (PDF, "catalog.pdf", "not an image"),
+        (b"", "empty.jpg", "empty"),
+        (b"\xff\xd8\xff\xe0 broken jpeg", "broken.jpg", "not an image"),
+    ],
+)
 async def test_bad_uploads_get_422_and_write_nothing(api: Api, data: bytes, name: str, says: str) -> None:
     product = {"id": "bad-upload", "title": "Bad upload"}
-    response = await api.http.post("/api/v1/products", headers=WRITE, data={"product": json.dumps(product)},
-                                   files=[("images", (name, data, "application/octet-stream"))])
+    response = await api.http.post(
+        "/api/v1/products",
+        headers=WRITE,
+        data={"product": json.dumps(product)},
+        files=[("images", (name, data, "application/octet-stream"))],
+    )
     assert response.status_code == 422, response.text
     assert response.json()["field"] == "images[0]" and says in response.json()["error"]
     assert (await api.product("bad-upload")).status_code == 404
@@ -258,8 +304,9 @@ async def test_bad_uploads_get_422_and_write_nothing(api: Api, data: bytes, name
 async def test_a_url_that_is_not_an_image_is_reported(api: Api) -> None:
     with scripted_server() as images:
         url = images.route("/gone.jpg", Reply(404, b"not found", content_type="text/plain"))
-        response = await api.http.post("/api/v1/products", headers=WRITE,
-                                       json={"id": "gone", "title": "Gone", "images": [url]})
+        response = await api.http.post(
+            "/api/v1/products", headers=WRITE, json={"id": "gone", "title": "Gone", "images": [url]}
+        )
     assert response.status_code == 422 and "404" in response.json()["error"]
     assert (await api.product("gone")).status_code == 404
 
@@ -268,12 +315,14 @@ async def test_batch_writes_the_good_items_and_reports_the_bad(api: Api, grocery
     with scripted_server() as images:
         good = images.route("/lime.jpg", Reply(200, val_photo(grocery_dir, "Fruit/Lime/")))
         missing = images.route("/missing.jpg", Reply(404, b"", content_type="text/plain"))
-        body = {"products": [
-            {"id": "batch-lime", "title": "Batch lime", "images": [good]},
-            {"id": "batch-bad", "images": [good]},  # no title
-            {"id": "batch-404", "title": "Missing photo", "images": [missing]},
-            "not an object",
-        ]}
+        body = {
+            "products": [
+                {"id": "batch-lime", "title": "Batch lime", "images": [good]},
+                {"id": "batch-bad", "images": [good]},  # no title
+                {"id": "batch-404", "title": "Missing photo", "images": [missing]},
+                "not an object",
+            ]
+        }
         response = await api.http.post("/api/v1/products:batch", json=body, headers=WRITE)
     assert response.status_code == 200, response.text
     result = response.json()
@@ -311,8 +360,9 @@ async def test_search_by_a_real_store_photo(api: Api, grocery_dir: Path) -> None
 
 
 async def test_text_search_with_filters_and_next_page(api: Api) -> None:
-    first = await api.http.post("/api/v1/search", json={"text": "apple", "limit": 2,
-                                                        "filters": {"categories": ["Apple"], "in_stock": True}})
+    first = await api.http.post(
+        "/api/v1/search", json={"text": "apple", "limit": 2, "filters": {"categories": ["Apple"], "in_stock": True}}
+    )
     assert first.status_code == 200, first.text
     page = first.json()
     assert len(page["cards"]) == 2 and all(c["category"] == "Apple" and c["in_stock"] for c in page["cards"])
@@ -331,28 +381,36 @@ async def test_more_like_this(api: Api) -> None:
 
 
 async def test_no_match_is_an_empty_answer_with_a_sentence(api: Api) -> None:
-    body = (await api.http.post("/api/v1/search", json={"text": "apple", "filters": {"categories": ["no-such"]}})).json()
+    body = (
+        await api.http.post("/api/v1/search", json={"text": "apple", "filters": {"categories": ["no-such"]}})
+    ).json()
     assert body["cards"] == [] and "No matching products" in body["message"]
 
 
-@pytest.mark.parametrize(("make", "says"), [
-    (lambda: PDF, "not an image"),
-    (lambda: b"", "empty"),
-    (lambda: png_bytes((20000, 20000), mode="1", colour=0), "too large"),
-])
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (lambda: PDF, "not an image"),
+        (lambda: b"", "empty"),
+        (lambda: png_bytes((20000, 20000), mode="1", colour=0), "too large"),
+    ],
+)
 async def test_bad_search_photos_get_a_clear_422(api: Api, make, says: str) -> None:
     response = await api.search_photo(make(), filename="x.png")
     assert response.status_code == 422, response.text
     assert response.json()["field"] == "image" and says in response.json()["error"]
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"text": "apple", "limit": 0}, "limit"),
-    ({"text": "apple", "filters": {"price_min": 5, "price_max": 1}}, "filters"),
-    ({"text": "apple", "filters": {"price": 1}}, "filters.price"),
-    ({}, "text"),
-    ({"cursor": "expired-or-made-up"}, "cursor"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"text": "apple", "limit": 0}, "limit"),
+        ({"text": "apple", "filters": {"price_min": 5, "price_max": 1}}, "filters"),
+        ({"text": "apple", "filters": {"price": 1}}, "filters.price"),
+        ({}, "text"),
+        ({"cursor": "expired-or-made-up"}, "cursor"),
+    ],
+)
 async def test_search_validation_names_the_field(api: Api, body: dict, field: str) -> None:
     response = await api.http.post("/api/v1/search", json=body)
     assert response.status_code == 422, response.text
@@ -399,7 +457,9 @@ async def test_cors_only_for_configured_origins(api_catalog: Settings, offline_e
         other = await api.http.options("/api/v1/search", headers={**preflight, "Origin": "https://evil.example"})
         assert other.headers.get("access-control-allow-origin") is None
     async with run_api(api_catalog, offline_encoder) as api:
-        plain = await api.http.post("/api/v1/search", json={"text": "apple"}, headers={"Origin": "https://shop.example"})
+        plain = await api.http.post(
+            "/api/v1/search", json={"text": "apple"}, headers={"Origin": "https://shop.example"}
+        )
         assert "access-control-allow-origin" not in plain.headers
 
 

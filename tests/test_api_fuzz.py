@@ -22,10 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from visearch.core.config import Settings
 from tests.conftest import copy_collection
 from tests.fakes.http_server import Reply, scripted_server
 from tests.serving import app_in_thread
+from visearch.core.config import Settings
 
 SAMPLE = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery"
 KEY = "fuzz-key-123"
@@ -40,8 +40,11 @@ class FuzzServer:
 
 
 @pytest.fixture(scope="module")
-def fuzz_server(tmp_path_factory: pytest.TempPathFactory, sample_collection: Settings, offline_encoder,
-                ) -> Iterator[FuzzServer]:
+def fuzz_server(
+    tmp_path_factory: pytest.TempPathFactory,
+    sample_collection: Settings,
+    offline_encoder,
+) -> Iterator[FuzzServer]:
     settings = copy_collection(sample_collection, tmp_path_factory.mktemp("fuzz-data"))
     settings = settings.model_copy(update={"fetch_retries": 0, "fetch_timeout": 2.0})
     with scripted_server() as images, scripted_server() as proxy, pytest.MonkeyPatch.context() as env:
@@ -51,8 +54,9 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory, sample_collection: Set
         env.setenv("NO_PROXY", "127.0.0.1,localhost")
         env.setenv("no_proxy", "127.0.0.1,localhost")
         image_url = images.route("/photo.jpg", Reply(200, (SAMPLE / "images" / "banana.jpg").read_bytes()))
-        with app_in_thread(settings, offline_encoder, api_keys=KEY, api_max_batch=5,
-                           api_fetch_allow="127.0.0.1/32") as url:
+        with app_in_thread(
+            settings, offline_encoder, api_keys=KEY, api_max_batch=5, api_fetch_allow="127.0.0.1/32"
+        ) as url:
             yield FuzzServer(url, image_url)
 
 
@@ -85,14 +89,22 @@ def check_operation(operation: Any, server: FuzzServer, statuses: Counter[tuple[
     """EXAMPLES generated requests to one operation: no 5xx, and 2xx bodies as documented."""
 
     @given(case=operation.as_strategy())
-    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+    )
     def run(case: Any) -> None:
         if case.method.upper() == "DELETE" and (case.path_parameters or {}).get("product_id") in KEPT:
             return  # keep the products other examples search for
         case.body = local_images(case.body, server.image_url)
-        response = case.call_and_validate(base_url=server.url, headers={"Authorization": f"Bearer {KEY}"},
-                                          checks=[not_a_server_error, response_schema_conformance])
+        response = case.call_and_validate(
+            base_url=server.url,
+            headers={"Authorization": f"Bearer {KEY}"},
+            checks=[not_a_server_error, response_schema_conformance],
+        )
         statuses[(operation.label, response.status_code)] += 1
 
     run()

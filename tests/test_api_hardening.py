@@ -22,6 +22,10 @@ import httpx
 import pytest
 import uvicorn
 
+from tests.conftest import copy_collection, free_port
+from tests.fakes.messengers import viber_message, whatsapp_payload
+from tests.test_api import KEYS, WRITE, png_bytes
+from tests.test_server import SAMPLE, TG_SECRET, Served, serve
 from visearch.bots.server.app import create_app, open_photo, read_all
 from visearch.bots.server.config import load_server_settings
 from visearch.bots.telegram.config import load_telegram_settings
@@ -30,10 +34,6 @@ from visearch.core.config import Settings
 from visearch.core.domain import Query
 from visearch.core.search import SearchService
 from visearch.core.store.factory import open_store
-from tests.conftest import copy_collection, free_port
-from tests.fakes.messengers import viber_message, whatsapp_payload
-from tests.test_api import KEYS, WRITE, png_bytes
-from tests.test_server import SAMPLE, TG_SECRET, Served, serve
 
 WEBHOOK_LIMIT = 8 * 1024
 API_LIMIT = 1024 * 1024
@@ -51,12 +51,15 @@ def hard_catalog(tmp_path_factory: pytest.TempPathFactory, bot_catalog: Settings
 
 @pytest.fixture
 async def hard(hard_catalog: Settings, offline_encoder) -> AsyncIterator[Served]:
-    async for running in serve(hard_catalog, offline_encoder, api_keys=KEYS, webhook_max_body_bytes=WEBHOOK_LIMIT,
-                               api_max_body_bytes=API_LIMIT):
+    async for running in serve(
+        hard_catalog, offline_encoder, api_keys=KEYS, webhook_max_body_bytes=WEBHOOK_LIMIT, api_max_body_bytes=API_LIMIT
+    ):
         yield running
 
 
-async def raw_http(url: str, head: str, body: bytes = b"", wait: float = 5.0) -> tuple[int | None, dict[str, str], bytes]:
+async def raw_http(
+    url: str, head: str, body: bytes = b"", wait: float = 5.0
+) -> tuple[int | None, dict[str, str], bytes]:
     """Send a request's head (and some body) over a socket and read the answer, without finishing
     the body: (status, headers, body); status None when no answer came within `wait` seconds."""
     where = urlsplit(url)
@@ -66,7 +69,7 @@ async def raw_http(url: str, head: str, body: bytes = b"", wait: float = 5.0) ->
         await writer.drain()
         try:
             raw = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), wait)
-        except (asyncio.TimeoutError, asyncio.IncompleteReadError):
+        except (TimeoutError, asyncio.IncompleteReadError):
             return None, {}, b""
         lines = raw.decode("latin-1").split("\r\n")
         headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
@@ -94,10 +97,14 @@ async def product_count(served: Served) -> int:
 
 async def test_webhook_bodies_over_the_limit_get_413_and_nothing_is_processed(hard: Served) -> None:
     status, headers, body = await raw_http(
-        hard.url, "POST /webhooks/viber HTTP/1.1\nHost: x\nContent-Length: 1000000000\n")  # declared 1 GB, none sent
+        hard.url, "POST /webhooks/viber HTTP/1.1\nHost: x\nContent-Length: 1000000000\n"
+    )  # declared 1 GB, none sent
     assert status == 413 and headers.get("connection") == "close"
-    assert json.loads(body) == {"error": f"the request body is larger than {WEBHOOK_LIMIT} bytes "
-                                         "(VISEARCH_WEBHOOK_MAX_BODY_BYTES)", "field": None, "kind": "too_large"}
+    assert json.loads(body) == {
+        "error": f"the request body is larger than {WEBHOOK_LIMIT} bytes (VISEARCH_WEBHOOK_MAX_BODY_BYTES)",
+        "field": None,
+        "kind": "too_large",
+    }
 
     async def unsigned_chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it streams
         for _ in range(12):
@@ -109,13 +116,18 @@ async def test_webhook_bodies_over_the_limit_get_413_and_nothing_is_processed(ha
     is_error(await hard.viber_post(big), 413, "too_large")
     big_wa = whatsapp_payload("4670000001", {"type": "text", "text": {"body": "apple " * 2000}})
     is_error(await hard.whatsapp_post(big_wa), 413, "too_large")
-    tg = await hard.http.post("/webhooks/telegram", content=b"{" + b" " * WEBHOOK_LIMIT + b"}",
-                              headers={"X-Telegram-Bot-Api-Secret-Token": TG_SECRET})
+    tg = await hard.http.post(
+        "/webhooks/telegram",
+        content=b"{" + b" " * WEBHOOK_LIMIT + b"}",
+        headers={"X-Telegram-Bot-Api-Secret-Token": TG_SECRET},
+    )
     is_error(tg, 413, "too_large")
     small = viber_message("hard-viber-2", {"type": "text", "text": "green apple"}, 3002)  # normal traffic still works
     assert (await hard.viber_post(small)).status_code == 200
     assert (await hard.viber.wait_for_messages("hard-viber-2"))[0].body["type"] == "rich_media"
-    small_wa = whatsapp_payload("4670000002", {"id": "wamid.hard-probe", "type": "text", "text": {"body": "green apple"}})
+    small_wa = whatsapp_payload(
+        "4670000002", {"id": "wamid.hard-probe", "type": "text", "text": {"body": "green apple"}}
+    )
     assert (await hard.whatsapp_post(small_wa)).status_code == 200
     await hard.whatsapp.wait_for_messages("4670000002")
     # the probes were posted after the refused bodies and are answered: an answer to those would be here by now
@@ -125,7 +137,8 @@ async def test_webhook_bodies_over_the_limit_get_413_and_nothing_is_processed(ha
 async def test_other_routes_take_no_big_body_and_the_api_refuses_a_huge_declared_length(hard: Served) -> None:
     is_error(await hard.http.request("GET", "/healthz", content=b"x" * 20_000), 413, "too_large", "16384 bytes")
     status, headers, body = await raw_http(
-        hard.url, "POST /api/v1/search HTTP/1.1\nHost: x\nContent-Type: application/json\nContent-Length: 1000000000\n")
+        hard.url, "POST /api/v1/search HTTP/1.1\nHost: x\nContent-Type: application/json\nContent-Length: 1000000000\n"
+    )
     assert status == 413 and "65536 bytes" in json.loads(body)["error"]  # a JSON search is a few KB
     assert (await hard.http.get("/healthz")).json() == {"status": "ok"}
 
@@ -140,15 +153,27 @@ async def test_keyless_batch_gets_401_before_its_body_is_read(hard: Served) -> N
     status, _, body = await raw_http(hard.url, head, b'{"products": [' + b" " * 86)
     assert status == 401 and json.loads(body)["kind"] == "auth"
     for bad in (b"{not json", b'{"products": "not a list"}', b'{"nope": 1}', b"[1]"):  # keyless and invalid: 401
-        is_error(await hard.http.post("/api/v1/products:batch", content=bad, headers={"Content-Type": "application/json"}),
-                 401, "auth", "API key")
+        is_error(
+            await hard.http.post("/api/v1/products:batch", content=bad, headers={"Content-Type": "application/json"}),
+            401,
+            "auth",
+            "API key",
+        )
     keyed = await hard.http.post("/api/v1/products:batch", json={"products": [{"id": "no-title"}]}, headers=WRITE)
     assert keyed.status_code == 200 and keyed.json()["items"][0]["error"] == "products[0].title: Field required"
-    is_error(await hard.http.post("/api/v1/products:batch", json={"products": "x"}, headers=WRITE), 422, "validation",
-             "products: Input should be a valid list")
+    is_error(
+        await hard.http.post("/api/v1/products:batch", json={"products": "x"}, headers=WRITE),
+        422,
+        "validation",
+        "products: Input should be a valid list",
+    )
     many = {"products": [{"id": f"p{i}", "title": "t" * 100} for i in range(600)]}  # ~80 KB: parsed off the loop
-    is_error(await hard.http.post("/api/v1/products:batch", json=many, headers=WRITE), 422, "validation",
-             "at most 100 per batch")
+    is_error(
+        await hard.http.post("/api/v1/products:batch", json=many, headers=WRITE),
+        422,
+        "validation",
+        "at most 100 per batch",
+    )
     assert await product_count(hard) == before
 
 
@@ -178,11 +203,16 @@ async def test_product_fields_are_capped_in_json_multipart_and_batch(hard: Serve
         as_json = await hard.http.post("/api/v1/products", json={**product, "images": [NOWHERE]}, headers=WRITE)
         is_error(as_json, 422, "validation", f"{field}: ", says)
         assert as_json.json()["field"] == field
-        form = await hard.http.post("/api/v1/products", data={"product": json.dumps(product)},
-                                    files={"images": ("a.png", png_bytes((40, 40)), "image/png")}, headers=WRITE)
+        form = await hard.http.post(
+            "/api/v1/products",
+            data={"product": json.dumps(product)},
+            files={"images": ("a.png", png_bytes((40, 40)), "image/png")},
+            headers=WRITE,
+        )
         is_error(form, 422, "validation", says)
-        batch = await hard.http.post("/api/v1/products:batch", headers=WRITE,
-                                     json={"products": [{**product, "images": [NOWHERE]}]})
+        batch = await hard.http.post(
+            "/api/v1/products:batch", headers=WRITE, json={"products": [{**product, "images": [NOWHERE]}]}
+        )
         assert batch.status_code == 200 and says in batch.json()["items"][0]["error"], (field, batch.text)
     assert (await hard.http.get("/api/v1/products/capped")).status_code == 404
     assert await product_count(hard) == before
@@ -191,10 +221,16 @@ async def test_product_fields_are_capped_in_json_multipart_and_batch(hard: Serve
 async def test_search_text_and_filters_are_capped(hard: Served) -> None:
     form = await hard.http.post("/api/v1/search", data={"text": "apple " * 200})
     is_error(form, 422, "validation", "text: at most 500 characters")
-    is_error(await hard.http.post("/api/v1/search", json={"text": "a" * 501}), 422, "validation", "at most 500 characters")
+    is_error(
+        await hard.http.post("/api/v1/search", json={"text": "a" * 501}), 422, "validation", "at most 500 characters"
+    )
     filters = json.dumps({"tags": ["t"] * 51})
-    is_error(await hard.http.post("/api/v1/search", data={"text": "apple", "filters": filters}), 422, "validation",
-             "filters.tags: List should have at most 50 items")
+    is_error(
+        await hard.http.post("/api/v1/search", data={"text": "apple", "filters": filters}),
+        422,
+        "validation",
+        "filters.tags: List should have at most 50 items",
+    )
     ok = await hard.http.post("/api/v1/search", data={"text": "apple", "filters": json.dumps({"in_stock": True})})
     assert ok.status_code == 200 and ok.json()["cards"]
 
@@ -214,35 +250,71 @@ def test_catalog_rows_get_the_same_caps(tmp_path: Path) -> None:
 
 async def test_deep_json_gets_a_clear_4xx_everywhere(hard: Served) -> None:
     says = "nested deeper than 32 levels"
-    is_error(await hard.http.post("/api/v1/search", content=DEEP_SEARCH, headers={"Content-Type": "application/json"}),
-             422, "validation", f"body: {says}")
-    is_error(await hard.http.post("/api/v1/products", content=DEEP_API, headers={**WRITE, "Content-Type": "application/json"}),
-             422, "validation", says)
-    is_error(await hard.http.post("/api/v1/search", data={"text": "apple", "filters": DEEP_SEARCH}), 422, "validation",
-             f"filters: {says}")
-    is_error(await hard.http.post("/api/v1/products", data={"product": DEEP_API}, headers=WRITE), 422, "validation",
-             f"product: {says}")
-    is_error(await hard.http.post("/api/v1/products:batch", content=DEEP_API,
-                                  headers={**WRITE, "Content-Type": "application/json"}), 422, "validation", says)
+    is_error(
+        await hard.http.post("/api/v1/search", content=DEEP_SEARCH, headers={"Content-Type": "application/json"}),
+        422,
+        "validation",
+        f"body: {says}",
+    )
+    is_error(
+        await hard.http.post(
+            "/api/v1/products", content=DEEP_API, headers={**WRITE, "Content-Type": "application/json"}
+        ),
+        422,
+        "validation",
+        says,
+    )
+    is_error(
+        await hard.http.post("/api/v1/search", data={"text": "apple", "filters": DEEP_SEARCH}),
+        422,
+        "validation",
+        f"filters: {says}",
+    )
+    is_error(
+        await hard.http.post("/api/v1/products", data={"product": DEEP_API}, headers=WRITE),
+        422,
+        "validation",
+        f"product: {says}",
+    )
+    is_error(
+        await hard.http.post(
+            "/api/v1/products:batch", content=DEEP_API, headers={**WRITE, "Content-Type": "application/json"}
+        ),
+        422,
+        "validation",
+        says,
+    )
     deep_update = ('{"update_id": 1, "message": ' + DEEP_WEBHOOK + "}").encode()
     assert (await hard.viber_post(DEEP_WEBHOOK.encode())).status_code == 400
     assert (await hard.whatsapp_post(DEEP_WEBHOOK.encode())).status_code == 400
-    tg = await hard.http.post("/webhooks/telegram", content=deep_update, headers={"X-Telegram-Bot-Api-Secret-Token": TG_SECRET})
+    tg = await hard.http.post(
+        "/webhooks/telegram", content=deep_update, headers={"X-Telegram-Bot-Api-Secret-Token": TG_SECRET}
+    )
     assert tg.status_code == 400
     assert (await hard.http.post("/api/v1/search", json={"text": "apple"})).status_code == 200
 
 
-@pytest.mark.parametrize("body, says", [
-    ('{"id": "granny-smith", "title": "G", "price": Infinity, "images": ["http://127.0.0.1:9/a.jpg"]}', "Infinity"),
-    ('{"id": "granny-smith", "title": "G", "price": NaN, "images": ["http://127.0.0.1:9/a.jpg"]}', "NaN"),
-    ('{"id": "granny-smith", "title": "G", "price": 1e309, "images": ["http://127.0.0.1:9/a.jpg"]}', "1e309"),
-    ('{"id": "granny-smith", "title": "G", "extra": {"w": -1e999}, "images": ["http://127.0.0.1:9/a.jpg"]}', "-1e999"),
-    ('{"id": "granny-smith", "title": "G", "extra": {"w": 99999999999999999999}, "images": ["http://127.0.0.1:9/a.jpg"]}',
-     "out of range"),
-])
+@pytest.mark.parametrize(
+    "body, says",
+    [
+        ('{"id": "granny-smith", "title": "G", "price": Infinity, "images": ["http://127.0.0.1:9/a.jpg"]}', "Infinity"),
+        ('{"id": "granny-smith", "title": "G", "price": NaN, "images": ["http://127.0.0.1:9/a.jpg"]}', "NaN"),
+        ('{"id": "granny-smith", "title": "G", "price": 1e309, "images": ["http://127.0.0.1:9/a.jpg"]}', "1e309"),
+        (
+            '{"id": "granny-smith", "title": "G", "extra": {"w": -1e999}, "images": ["http://127.0.0.1:9/a.jpg"]}',
+            "-1e999",
+        ),
+        (
+            '{"id": "granny-smith", "title": "G", "extra": {"w": 99999999999999999999}, "images": ["http://127.0.0.1:9/a.jpg"]}',
+            "out of range",
+        ),
+    ],
+)
 async def test_non_finite_numbers_get_422_and_the_product_is_kept(hard: Served, body: str, says: str) -> None:
     before = (await hard.http.get("/api/v1/products/granny-smith")).json()
-    answer = await hard.http.post("/api/v1/products", content=body, headers={**WRITE, "Content-Type": "application/json"})
+    answer = await hard.http.post(
+        "/api/v1/products", content=body, headers={**WRITE, "Content-Type": "application/json"}
+    )
     is_error(answer, 422, "validation", says)
     assert str(hard.service.settings.data_dir) not in answer.text
     form = await hard.http.post("/api/v1/products", data={"product": body}, headers=WRITE)
@@ -252,11 +324,21 @@ async def test_non_finite_numbers_get_422_and_the_product_is_kept(hard: Served, 
 
 async def test_blank_text_and_a_broken_store_get_clear_answers_without_server_paths(hard: Served) -> None:
     is_error(await hard.http.post("/api/v1/search", json={"text": "   "}), 422, "validation", "text: send words")
-    is_error(await hard.http.post("/api/v1/search", content='{"text": "milk", "filters": {"price_max": 1e400}}',
-                                  headers={"Content-Type": "application/json"}), 422, "validation", "finite")
+    is_error(
+        await hard.http.post(
+            "/api/v1/search",
+            content='{"text": "milk", "filters": {"price_max": 1e400}}',
+            headers={"Content-Type": "application/json"},
+        ),
+        422,
+        "validation",
+        "finite",
+    )
     await hard.service.store.close()  # the store fails: its error names the data directory
-    for response in (await hard.http.post("/api/v1/search", json={"text": "apple"}),
-                     await hard.http.get("/api/v1/products/granny-smith")):
+    for response in (
+        await hard.http.post("/api/v1/search", json={"text": "apple"}),
+        await hard.http.get("/api/v1/products/granny-smith"),
+    ):
         is_error(response, 503, "unavailable", "try again later")
         assert str(hard.service.settings.data_dir) not in response.text and "/tmp" not in response.text
 
@@ -267,8 +349,12 @@ async def test_blank_text_and_a_broken_store_get_clear_answers_without_server_pa
 async def test_ids_with_slashes_can_be_read_searched_from_and_deleted(hard: Served) -> None:
     photo = (SAMPLE / "images" / "banana.jpg").read_bytes()
     product = {"id": "fruit/banana-2", "title": "Slashed banana", "category": "Banana"}
-    created = await hard.http.post("/api/v1/products", data={"product": json.dumps(product)},
-                                   files={"images": ("b.jpg", photo, "image/jpeg")}, headers=WRITE)
+    created = await hard.http.post(
+        "/api/v1/products",
+        data={"product": json.dumps(product)},
+        files={"images": ("b.jpg", photo, "image/jpeg")},
+        headers=WRITE,
+    )
     assert created.status_code == 200, created.text
     for path in ("/api/v1/products/fruit/banana-2", "/api/v1/products/fruit%2Fbanana-2"):
         got = await hard.http.get(path)
@@ -287,12 +373,17 @@ async def test_ids_with_slashes_can_be_read_searched_from_and_deleted(hard: Serv
 
 
 async def test_media_serves_uploads_and_catalog_photos_when_an_image_root_is_set(
-        hard_catalog: Settings, offline_encoder, tmp_path: Path) -> None:
+    hard_catalog: Settings, offline_encoder, tmp_path: Path
+) -> None:
     configured = hard_catalog.model_copy(update={"image_root": tmp_path})
     async for served in serve(configured, offline_encoder, api_keys=KEYS):
         upload = png_bytes((64, 48), colour=(10, 120, 200))
-        created = await served.http.post("/api/v1/products", data={"product": json.dumps({"id": "up-1", "title": "Up"})},
-                                         files={"images": ("u.png", upload, "image/png")}, headers=WRITE)
+        created = await served.http.post(
+            "/api/v1/products",
+            data={"product": json.dumps({"id": "up-1", "title": "Up"})},
+            files={"images": ("u.png", upload, "image/png")},
+            headers=WRITE,
+        )
         assert created.status_code == 200, created.text
         url = (await served.http.get("/api/v1/products/up-1")).json()["images"][0]["image_url"]
         photo = await served.http.get(url)
@@ -316,8 +407,10 @@ def test_a_photo_opened_for_media_survives_its_delete(tmp_path: Path, hard_catal
     """The file is opened before headers go out: a delete in between cannot cut the body."""
     data = os.urandom(700_000)
     (tmp_path / "p.jpg").write_bytes(data)
-    opened = open_photo({"image": "p.jpg", "image_root": str(tmp_path), "product_id": "x"},
-                        hard_catalog.model_copy(update={"image_root": None}))
+    opened = open_photo(
+        {"image": "p.jpg", "image_root": str(tmp_path), "product_id": "x"},
+        hard_catalog.model_copy(update={"image_root": None}),
+    )
     assert opened is not None
     (tmp_path / "p.jpg").unlink()
     handle, size = opened
@@ -334,21 +427,37 @@ async def test_framework_errors_use_the_one_error_shape(hard: Served) -> None:
     two = [("image", ("a.png", png_bytes((8, 8)), "image/png")), ("image", ("b.png", png_bytes((8, 8)), "image/png"))]
     is_error(await hard.http.post("/api/v1/search", files=two), 400, "validation", "Too many files")
     fields = {f"f{i}": "x" for i in range(60)}
-    is_error(await hard.http.post("/api/v1/products", data={"product": "{}", **fields}, headers=WRITE,
-                                  files={"images": ("a.png", png_bytes((8, 8)), "image/png")}), 400,
-             "validation", "Too many fields")
+    is_error(
+        await hard.http.post(
+            "/api/v1/products",
+            data={"product": "{}", **fields},
+            headers=WRITE,
+            files={"images": ("a.png", png_bytes((8, 8)), "image/png")},
+        ),
+        400,
+        "validation",
+        "Too many fields",
+    )
     is_error(await hard.http.get("/api/v1/products/granny-smith/similar?limit=0"), 422, "validation", "limit")
-    is_error(await hard.http.post("/api/v1/search", content=b"{nope", headers={"Content-Type": "application/json"}),
-             422, "validation", "body: not valid JSON")
+    is_error(
+        await hard.http.post("/api/v1/search", content=b"{nope", headers={"Content-Type": "application/json"}),
+        422,
+        "validation",
+        "body: not valid JSON",
+    )
 
 
-async def test_a_client_that_hangs_up_mid_body_is_no_server_error(hard: Served, caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_client_that_hangs_up_mid_body_is_no_server_error(
+    hard: Served, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="visearch")
     for path in ("/api/v1/search", "/webhooks/viber"):
         where = urlsplit(hard.url)
         reader, writer = await asyncio.open_connection(where.hostname, where.port)
-        writer.write(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     "Content-Length: 4000\r\n\r\n{\"text\": ".encode())
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            'Content-Length: 4000\r\n\r\n{"text": '.encode()
+        )
         await writer.drain()
         writer.close()
     for _ in range(100):
@@ -363,24 +472,43 @@ async def test_a_client_that_hangs_up_mid_body_is_no_server_error(hard: Served, 
 # --- 13: a second server on the same data directory -------------------------------------------------
 
 
-async def test_a_second_serve_on_the_same_data_directory_says_so_in_one_line(hard_catalog: Settings,
-                                                                             offline_encoder) -> None:
+async def test_a_second_serve_on_the_same_data_directory_says_so_in_one_line(
+    hard_catalog: Settings, offline_encoder
+) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     service = SearchService(offline_encoder, open_store(hard_catalog), hard_catalog)
-    app = create_app(hard_catalog, load_server_settings(), load_telegram_settings(token=None, webhook_secret=None),
-                     service=service, listen_url=url)
+    app = create_app(
+        hard_catalog,
+        load_server_settings(),
+        load_telegram_settings(token=None, webhook_secret=None),
+        service=service,
+        listen_url=url,
+    )
     uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     task = asyncio.create_task(uv.serve())
     try:
         while not uv.started:
             await asyncio.sleep(0.02)
         env = {k: v for k, v in os.environ.items() if not k.startswith("VISEARCH_")}
-        env.update(VISEARCH_DATA_DIR=str(hard_catalog.data_dir), VISEARCH_COLLECTION=hard_catalog.collection,
-                   VISEARCH_ENCODER="offline", HF_HUB_OFFLINE="1", PYTHONPATH=str(SAMPLE.parents[2]))
+        env.update(
+            VISEARCH_DATA_DIR=str(hard_catalog.data_dir),
+            VISEARCH_COLLECTION=hard_catalog.collection,
+            VISEARCH_ENCODER="offline",
+            HF_HUB_OFFLINE="1",
+            PYTHONPATH=str(SAMPLE.parents[2]),
+        )
         second = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "visearch.indexer.cli", "serve", "--port", str(free_port()), env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            sys.executable,
+            "-m",
+            "visearch.indexer.cli",
+            "serve",
+            "--port",
+            str(free_port()),
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         out, err = await asyncio.wait_for(second.communicate(), timeout=120)
         lines = [line for line in (out + err).decode().splitlines() if line.strip()]
         assert second.returncode == 2, lines
@@ -419,14 +547,19 @@ async def test_ids_the_api_could_not_address_get_422_and_nothing_is_created(hard
     photo = png_bytes((40, 40))
     for bad, says in UNADDRESSABLE_IDS:
         product = {"id": bad, "title": "Unreachable"}
-        form = await hard.http.post("/api/v1/products", data={"product": json.dumps(product)},
-                                    files={"images": ("a.png", photo, "image/png")}, headers=WRITE)
+        form = await hard.http.post(
+            "/api/v1/products",
+            data={"product": json.dumps(product)},
+            files={"images": ("a.png", photo, "image/png")},
+            headers=WRITE,
+        )
         is_error(form, 422, "validation", "id: ", says)
         assert form.json()["field"] == "id", bad
         as_json = await hard.http.post("/api/v1/products", json={**product, "images": [NOWHERE]}, headers=WRITE)
         is_error(as_json, 422, "validation", "id: ", says)
-        batch = await hard.http.post("/api/v1/products:batch", headers=WRITE,
-                                     json={"products": [{**product, "images": [NOWHERE]}]})
+        batch = await hard.http.post(
+            "/api/v1/products:batch", headers=WRITE, json={"products": [{**product, "images": [NOWHERE]}]}
+        )
         assert batch.status_code == 200 and batch.json()["written"] == 0
         assert batch.json()["items"][0]["error"].startswith("products[0].id: ") and says in batch.text, bad
     assert await product_count(hard) == before
@@ -439,8 +572,12 @@ async def test_ids_with_slashes_spaces_unicode_and_percent_work_end_to_end(hard:
     photo = (SAMPLE / "images" / "banana.jpg").read_bytes()
     before = await product_count(hard)
     for good in ("shelf 2/kiwi gold", "café/über-äpfel", "50%/off %2F", "v1..2/a.b", "similar", "similar/x"):
-        created = await hard.http.post("/api/v1/products", data={"product": json.dumps({"id": good, "title": "Good"})},
-                                       files={"images": ("b.jpg", photo, "image/jpeg")}, headers=WRITE)
+        created = await hard.http.post(
+            "/api/v1/products",
+            data={"product": json.dumps({"id": good, "title": "Good"})},
+            files={"images": ("b.jpg", photo, "image/jpeg")},
+            headers=WRITE,
+        )
         assert created.status_code == 200, (good, created.text)
         for encoded in (quote(good, safe="/"), quote(good, safe="")):
             got = await hard.http.get(f"/api/v1/products/{encoded}")
@@ -463,11 +600,15 @@ def test_catalog_rows_with_unaddressable_ids_are_row_errors(tmp_path: Path) -> N
         assert isinstance(row, RowError) and row.line == line and row.reason.startswith("id: "), (bad, row)
         assert says in row.reason and not row.structural
     jsonl = tmp_path / "c.jsonl"
-    jsonl.write_text('{"id": "ok/1", "title": "T", "image": "a.jpg"}\n'
-                     '{"id": "a\\nb", "title": "T", "image": "a.jpg"}\n'
-                     '{"id": "shelf/similar", "title": "T", "image": "a.jpg"}\n', encoding="utf-8")
+    jsonl.write_text(
+        '{"id": "ok/1", "title": "T", "image": "a.jpg"}\n'
+        '{"id": "a\\nb", "title": "T", "image": "a.jpg"}\n'
+        '{"id": "shelf/similar", "title": "T", "image": "a.jpg"}\n',
+        encoding="utf-8",
+    )
     result = read_catalog(jsonl)
     assert [row.product.id for row in result.rows] == ["ok/1"]
     assert [(e.line, e.product_id, e.reason.split(" (")[0]) for e in result.errors] == [
         (2, "a\nb", "id: may not contain control characters or invisible formatting characters"),
-        (3, "shelf/similar", "id: may not end with '/similar'")]
+        (3, "shelf/similar", "id: may not end with '/similar'"),
+    ]

@@ -76,8 +76,9 @@ class Harness:
     def __init__(self, encoder: CountingEncoder, **kwargs: Any) -> None:
         self.pool = ThreadPoolExecutor(max_workers=kwargs.get("workers", 1))
         self.batches: list[tuple[str, list[int]]] = []
-        self.batcher = MicroBatcher(encoder, self.run, _decode,
-                                    observer=lambda kind, sizes: self.batches.append((kind, sizes)), **kwargs)
+        self.batcher = MicroBatcher(
+            encoder, self.run, _decode, observer=lambda kind, sizes: self.batches.append((kind, sizes)), **kwargs
+        )
 
     async def run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
@@ -95,8 +96,9 @@ def test_concurrent_queries_share_calls_and_match_unbatched_vectors(offline_enco
     async def main() -> tuple[list[np.ndarray], np.ndarray]:
         h = Harness(encoder, wait_ms=50, max_batch=8)
         try:
-            vectors = await asyncio.gather(*(h.batcher.embed_images([p]) for p in photos),
-                                           h.batcher.embed_text("green apple"))
+            vectors = await asyncio.gather(
+                *(h.batcher.embed_images([p]) for p in photos), h.batcher.embed_text("green apple")
+            )
             return list(vectors[:-1]), vectors[-1]
         finally:
             await h.close()
@@ -187,13 +189,15 @@ def test_a_broken_photo_fails_only_its_own_request(offline_encoder, photos) -> N
     async def main() -> list[Any]:
         h = Harness(encoder, wait_ms=50, max_batch=16)
         try:
-            return list(await asyncio.gather(
-                h.batcher.embed_images([photos[0]]),
-                h.batcher.embed_images([b"<html>not a photo</html>"]),
-                h.batcher.embed_images([photos[1], photos[2][:200]]),  # an album with a truncated photo
-                h.batcher.embed_images([photos[3]]),
-                return_exceptions=True,
-            ))
+            return list(
+                await asyncio.gather(
+                    h.batcher.embed_images([photos[0]]),
+                    h.batcher.embed_images([b"<html>not a photo</html>"]),
+                    h.batcher.embed_images([photos[1], photos[2][:200]]),  # an album with a truncated photo
+                    h.batcher.embed_images([photos[3]]),
+                    return_exceptions=True,
+                )
+            )
         finally:
             await h.close()
 
@@ -361,17 +365,18 @@ def test_search_service_batches_concurrent_searches(offline_encoder, photos, tmp
     """Through SearchService: concurrent photo and text searches share encoder calls; same cards."""
     from visearch.core.config import load_settings
     from visearch.core.domain import Query
+    from visearch.core.ingest import index_catalog
     from visearch.core.search import SearchService
     from visearch.core.store.factory import open_store
-    from visearch.core.ingest import index_catalog
 
     catalog = SAMPLE_IMAGES.parent / "catalog.csv"
 
     async def main() -> tuple[list[list[str]], list[list[str]], list[tuple[str, int]]]:
         results = {}
         for wait in (0.0, 50.0):
-            settings = load_settings(data_dir=tmp_path / f"data-{wait}", encoder="offline", collection="b",
-                                     batch_wait_ms=wait, max_batch=8)
+            settings = load_settings(
+                data_dir=tmp_path / f"data-{wait}", encoder="offline", collection="b", batch_wait_ms=wait, max_batch=8
+            )
             store = open_store(settings)
             summary = await index_catalog(catalog, offline_encoder, store, settings)
             assert summary.ok

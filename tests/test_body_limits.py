@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from visearch.core.config import Settings
 from tests.conftest import copy_collection
 from tests.test_api import WRITE, Api, png_bytes, run_api
+from visearch.core.config import Settings
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +31,9 @@ async def tight(limits_catalog: Settings, offline_encoder: Any) -> Any:
 async def read_response(reader: asyncio.StreamReader) -> bytes:
     """One HTTP response: its head and a body of its Content-Length (the connection may stay open)."""
     head = await reader.readuntil(b"\r\n\r\n")
-    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                   if line.lower().startswith(b"content-length:")), 0)
+    length = next(
+        (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), 0
+    )
     return head + await reader.readexactly(length)
 
 
@@ -59,8 +60,9 @@ async def raw_request(api: Api, head: str, chunks: list[bytes], pause_s: float) 
 
 async def test_public_json_search_takes_a_few_kb_not_the_upload_limit(tight: Api) -> None:
     padding = {"text": "milk", "filters": {"categories": ["x" * 100] * 10}, "pad": "y" * 70_000}
-    refused = await tight.http.post("/api/v1/search", content=json.dumps(padding),
-                                    headers={"Content-Type": "application/json"})
+    refused = await tight.http.post(
+        "/api/v1/search", content=json.dumps(padding), headers={"Content-Type": "application/json"}
+    )
     assert refused.status_code == 413
     assert refused.json()["kind"] == "too_large" and "65536 bytes" in refused.json()["error"]
     assert "multipart form" in refused.json()["error"]
@@ -68,19 +70,25 @@ async def test_public_json_search_takes_a_few_kb_not_the_upload_limit(tight: Api
     photo = png_bytes((640, 480))
     found = await tight.http.post("/api/v1/search", files={"image": ("q.png", photo, "image/png")})
     assert found.status_code == 200
-    too_big_photo = await tight.http.post("/api/v1/search", files={"image": ("q.png", b"x" * (21 * 1024 * 1024),
-                                                                              "image/png")})
+    too_big_photo = await tight.http.post(
+        "/api/v1/search", files={"image": ("q.png", b"x" * (21 * 1024 * 1024), "image/png")}
+    )
     assert too_big_photo.status_code == 413
     product = {"id": "big-ok", "title": "Big but keyed", "description": "d" * 9_000}
-    written = await tight.http.post("/api/v1/products", headers=WRITE, data={"product": json.dumps(product)},
-                                    files={"images": ("p.png", photo, "image/png")})
+    written = await tight.http.post(
+        "/api/v1/products",
+        headers=WRITE,
+        data={"product": json.dumps(product)},
+        files={"images": ("p.png", photo, "image/png")},
+    )
     assert written.status_code == 200, written.text
 
 
 async def test_a_body_that_trickles_in_is_cut_off_with_408(tight: Api) -> None:
     for path in ("/api/v1/search", "/webhooks/viber", "/api/v1/products"):
-        head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                "Content-Length: 2000\r\n\r\n")
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 2000\r\n\r\n"
+        )
         answer, seconds = await raw_request(tight, head, [b"{"] + [b" "] * 40, pause_s=0.25)
         status = answer.split(b"\r\n", 1)[0]
         if path == "/api/v1/products":  # keyless: refused before its body is read
@@ -96,7 +104,9 @@ async def test_a_body_that_trickles_in_is_cut_off_with_408(tight: Api) -> None:
 
     # a client that sends steadily, even slowly at first, is served
     body = json.dumps({"text": "banana", "limit": 3}).encode()
-    head = (f"POST /api/v1/search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+    head = (
+        f"POST /api/v1/search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
     answer, _ = await raw_request(tight, head, [body[:5], body[5:]], pause_s=0.3)
     assert answer.split(b"\r\n", 1)[0].endswith(b"200 OK"), answer[:300]

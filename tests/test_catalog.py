@@ -17,11 +17,14 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_csv_rows_become_products(tmp_path: Path) -> None:
-    catalog = write(tmp_path / "c.csv", (
-        "id,title,image,price,currency,category,brand,tags,url,in_stock,Colour\n"
-        "A1,Red shoe,a.jpg|b.jpg,\"12,50\",EUR,Shoes,Acme,sale|summer,https://x/a,no,red\n"
-        'A2,"Mug, <big> & *bold*",https://example.test/m.png,3,,Kitchen,,,,,\n'
-    ))
+    catalog = write(
+        tmp_path / "c.csv",
+        (
+            "id,title,image,price,currency,category,brand,tags,url,in_stock,Colour\n"
+            'A1,Red shoe,a.jpg|b.jpg,"12,50",EUR,Shoes,Acme,sale|summer,https://x/a,no,red\n'
+            'A2,"Mug, <big> & *bold*",https://example.test/m.png,3,,Kitchen,,,,,\n'
+        ),
+    )
     result = read_catalog(catalog)
     assert not result.errors and not result.warnings
     first, second = result.products
@@ -42,20 +45,23 @@ def test_csv_header_is_case_and_space_insensitive_and_images_column_is_accepted(
 
 
 def test_csv_bad_rows_are_reported_with_line_and_reason(tmp_path: Path) -> None:
-    catalog = write(tmp_path / "c.csv", (
-        "id,title,image,price,in_stock\n"
-        ",No id,a.jpg,1,\n"                    # 2
-        "B2,,a.jpg,1,\n"                       # 3
-        "B3,Bad price,a.jpg,cheap,\n"          # 4
-        "B4,Bad stock,a.jpg,1,maybe\n"         # 5
-        "B5,Good,a.jpg,1,\n"                   # 6
-        "B5,Duplicate,a.jpg,1,\n"              # 7
-        '"B6","multi\nline title",a.jpg,2,\n'  # 8-9
-        "B7,Negative,a.jpg,-3,\n"              # 10
-        "B8,Too,many,fields,1,x\n"             # 11
-        ",,a.jpg,oops,\n"                      # 12
-        "B9," + "t" * 1001 + ",a.jpg,,\n"      # 13
-    ))
+    catalog = write(
+        tmp_path / "c.csv",
+        (
+            "id,title,image,price,in_stock\n"
+            ",No id,a.jpg,1,\n"  # 2
+            "B2,,a.jpg,1,\n"  # 3
+            "B3,Bad price,a.jpg,cheap,\n"  # 4
+            "B4,Bad stock,a.jpg,1,maybe\n"  # 5
+            "B5,Good,a.jpg,1,\n"  # 6
+            "B5,Duplicate,a.jpg,1,\n"  # 7
+            '"B6","multi\nline title",a.jpg,2,\n'  # 8-9
+            "B7,Negative,a.jpg,-3,\n"  # 10
+            "B8,Too,many,fields,1,x\n"  # 11
+            ",,a.jpg,oops,\n"  # 12
+            "B9," + "t" * 1001 + ",a.jpg,,\n"  # 13
+        ),
+    )
     result = read_catalog(catalog)
     reasons = {err.line: err.reason for err in result.errors}
     ids = {err.line: err.product_id for err in result.errors}
@@ -74,42 +80,60 @@ def test_csv_bad_rows_are_reported_with_line_and_reason(tmp_path: Path) -> None:
 
 
 def test_csv_line_numbers_survive_blank_lines_and_odd_line_breaks(tmp_path: Path) -> None:
-    catalog = write(tmp_path / "c.csv", (
-        "id,title,image\r\n"
-        "\r\n"
-        "A,Apple\u2028pie,a.jpg\r\n"   # U+2028 inside a field is not a line break for CSV
-        "\n"
-        ",,\n"
-        "B,Beer\x85,b.jpg\n"
-        ",No id,c.jpg\n"
-    ))
+    catalog = write(
+        tmp_path / "c.csv",
+        (
+            "id,title,image\r\n"
+            "\r\n"
+            "A,Apple\u2028pie,a.jpg\r\n"  # U+2028 inside a field is not a line break for CSV
+            "\n"
+            ",,\n"
+            "B,Beer\x85,b.jpg\n"
+            ",No id,c.jpg\n"
+        ),
+    )
     result = read_catalog(catalog)
     assert [(row.line, row.product.id) for row in result.rows] == [(3, "A"), (6, "B")]
     assert [(err.line, err.reason) for err in result.errors] == [(7, "missing id")]
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    ("12.50", 12.5), ("12,50", 12.5), ("1 234,50", 1234.5), ("1\u00a0234,50", 1234.5), ("1,234.50", 1234.5),
-    ("1.234,50", 1234.5), ("12,345,678", 12345678.0), ("0", 0.0), ("", None),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("12.50", 12.5),
+        ("12,50", 12.5),
+        ("1 234,50", 1234.5),
+        ("1\u00a0234,50", 1234.5),
+        ("1,234.50", 1234.5),
+        ("1.234,50", 1234.5),
+        ("12,345,678", 12345678.0),
+        ("0", 0.0),
+        ("", None),
+    ],
+)
 def test_prices_as_shops_write_them(tmp_path: Path, raw: str, expected: float | None) -> None:
     [row] = read_catalog(write(tmp_path / "c.csv", f'id,title,image,price\nP,Thing,a.jpg,"{raw}"\n')).rows
     assert row.product.price == expected
 
 
-@pytest.mark.parametrize(("raw", "reason"), [
-    ("1,234", "price: ambiguous number '1,234' (thousands or decimals?); write 1234 or 1.234"),
-    ("$12", "price: not a number ('$12')"),
-    ("nan", "price: not a number ('nan')"),
-    ("inf", "price: not a number ('inf')"),
-])
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("1,234", "price: ambiguous number '1,234' (thousands or decimals?); write 1234 or 1.234"),
+        ("$12", "price: not a number ('$12')"),
+        ("nan", "price: not a number ('nan')"),
+        ("inf", "price: not a number ('inf')"),
+    ],
+)
 def test_ambiguous_or_bad_prices_are_row_errors(tmp_path: Path, raw: str, reason: str) -> None:
     result = read_catalog(write(tmp_path / "c.csv", f'id,title,image,price\nP,Thing,a.jpg,"{raw}"\n'))
     assert [(e.line, e.product_id, e.reason) for e in result.errors] == [(2, "P", reason)]
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    ("true", True), ("Yes", True), ("1", True), ("", True), ("FALSE", False), ("no", False), ("0", False)])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("true", True), ("Yes", True), ("1", True), ("", True), ("FALSE", False), ("no", False), ("0", False)],
+)
 def test_in_stock_words(tmp_path: Path, raw: str, expected: bool) -> None:
     [row] = read_catalog(write(tmp_path / "c.csv", f"id,title,image,in_stock\nP,Thing,a.jpg,{raw}\n")).rows
     assert row.product.in_stock is expected
@@ -117,16 +141,26 @@ def test_in_stock_words(tmp_path: Path, raw: str, expected: bool) -> None:
 
 def test_jsonl_lists_types_and_bad_lines(tmp_path: Path) -> None:
     lines = [
-        json.dumps({"id": "J1", "title": "Lamp", "images": ["l1.jpg", "l2.jpg"], "tags": ["home"], "price": 20,
-                    "in_stock": True, "sku_group": 7, "dims": {"w": 3}}),        # 1
-        '{not json}',                                                             # 2
-        json.dumps(["a", "list"]),                                                # 3
-        "",                                                                       # 4
+        json.dumps(
+            {
+                "id": "J1",
+                "title": "Lamp",
+                "images": ["l1.jpg", "l2.jpg"],
+                "tags": ["home"],
+                "price": 20,
+                "in_stock": True,
+                "sku_group": 7,
+                "dims": {"w": 3},
+            }
+        ),  # 1
+        "{not json}",  # 2
+        json.dumps(["a", "list"]),  # 3
+        "",  # 4
         json.dumps({"id": 5, "title": "Numeric id", "image": "n.jpg", "in_stock": 0}),  # 5
-        json.dumps({"id": "J6", "title": ["not", "text"], "image": "x.jpg"}),     # 6
+        json.dumps({"id": "J6", "title": ["not", "text"], "image": "x.jpg"}),  # 6
         json.dumps({"id": "J7", "title": "Bool price", "image": "x.jpg", "price": True}),  # 7
         json.dumps({"id": "J8", "title": "Line\u2028separator", "image": "x.jpg"}, ensure_ascii=False),  # 8
-        '{"id": "J9", "title": "broken',                                          # 9
+        '{"id": "J9", "title": "broken',  # 9
     ]
     result = read_catalog(write(tmp_path / "c.jsonl", "\r\n".join(lines) + "\n"))
     assert [(row.line, row.product.id) for row in result.rows] == [(1, "J1"), (5, "5"), (8, "J8")]
@@ -157,16 +191,19 @@ def test_row_without_image_parses(tmp_path: Path) -> None:
     assert row.product.images == []
 
 
-@pytest.mark.parametrize(("name", "content", "message"), [
-    ("c.xlsx", "x", r"unknown catalog format '\.xlsx'; supported: CSV \(\.csv.*JSON Lines \(\.jsonl"),
-    ("catalog", "x", "unknown catalog format '\\(no extension\\)'"),
-    ("c.csv", "", "empty catalog"),
-    ("c.csv", "id,title,image\n", "no product rows"),
-    ("c.jsonl", "\n\n", "no product rows"),
-    ("c.csv", "sku,name\n1,a\n", r"the header has no id, title column \(found: sku, name\)"),
-    ("c.csv", "id,title,Image,image\n1,a,b,c\n", "repeats column"),
-    ("missing.csv", None, "not found"),
-])
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("c.xlsx", "x", r"unknown catalog format '\.xlsx'; supported: CSV \(\.csv.*JSON Lines \(\.jsonl"),
+        ("catalog", "x", "unknown catalog format '\\(no extension\\)'"),
+        ("c.csv", "", "empty catalog"),
+        ("c.csv", "id,title,image\n", "no product rows"),
+        ("c.jsonl", "\n\n", "no product rows"),
+        ("c.csv", "sku,name\n1,a\n", r"the header has no id, title column \(found: sku, name\)"),
+        ("c.csv", "id,title,Image,image\n1,a,b,c\n", "repeats column"),
+        ("missing.csv", None, "not found"),
+    ],
+)
 def test_unreadable_catalog_is_a_clear_error(tmp_path: Path, name: str, content: str | None, message: str) -> None:
     path = tmp_path / name
     if content is not None:

@@ -60,7 +60,9 @@ def test_search_by_photo_prints_the_product(env: dict[str, str], indexed: Path) 
 
 
 def test_search_by_text_with_filters(env: dict[str, str], indexed: Path) -> None:
-    result = invoke(env, "search", "--text", "apple", "--category", "APPLE", "--max-price", "30", "--in-stock", "--json")
+    result = invoke(
+        env, "search", "--text", "apple", "--category", "APPLE", "--max-price", "30", "--in-stock", "--json"
+    )
     assert result.exit_code == 0, result.output
     cards = json.loads(result.stdout)["cards"]
     assert cards and all(c["category"] == "Apple" and c["price"] <= 30 and c["in_stock"] for c in cards)
@@ -92,7 +94,9 @@ def test_bad_config_names_the_variable(env: dict[str, str]) -> None:
 
 
 def test_eval_reports_recall(env: dict[str, str], catalog: Path) -> None:
-    result = invoke(env, "eval", "--catalog", str(catalog), "--queries", str(SAMPLE / "queries.csv"), "--k", "1,5", "--json")
+    result = invoke(
+        env, "eval", "--catalog", str(catalog), "--queries", str(SAMPLE / "queries.csv"), "--k", "1,5", "--json"
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["queries"] == 9
@@ -105,11 +109,15 @@ def test_delete_then_search_does_not_return_it(env: dict[str, str], catalog: Pat
     assert invoke(own, "index", str(catalog), "--quiet").exit_code == 0
     result = invoke(own, "delete", "banana")
     assert result.exit_code == 0 and "deleted 1 point" in result.output
-    cards = json.loads(invoke(own, "search", "--image", str(SAMPLE / "queries" / "banana.jpg"), "--json").stdout)["cards"]
+    cards = json.loads(invoke(own, "search", "--image", str(SAMPLE / "queries" / "banana.jpg"), "--json").stdout)[
+        "cards"
+    ]
     assert "banana" not in [c["product_id"] for c in cards]
 
 
-def test_demo_runs_offline_and_finds_the_milk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_demo_runs_offline_and_finds_the_milk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.delenv("VISEARCH_ENCODER", raising=False)
     env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "VISEARCH_ENCODER": None}
     result = CliRunner().invoke(app, ["demo", "--data-dir", str(tmp_path / "data")], env=env, catch_exceptions=False)
@@ -123,7 +131,8 @@ def test_demo_runs_offline_and_finds_the_milk(tmp_path: Path, monkeypatch: pytes
 
 
 def test_cli_on_a_served_data_directory_says_where_the_server_is(
-        tmp_path: Path, sample_collection, offline_encoder, catalog: Path) -> None:
+    tmp_path: Path, sample_collection, offline_encoder, catalog: Path
+) -> None:
     """One process owns an embedded data directory: a CLI run next to `visearch serve` stops with
     the server's address and API, and changes nothing."""
     import httpx
@@ -132,8 +141,11 @@ def test_cli_on_a_served_data_directory_says_where_the_server_is(
     from tests.serving import app_in_thread
 
     settings = copy_collection(sample_collection, tmp_path / "data")
-    served_env = {"VISEARCH_DATA_DIR": str(settings.data_dir), "VISEARCH_ENCODER": "offline",
-                  "VISEARCH_COLLECTION": settings.collection}
+    served_env = {
+        "VISEARCH_DATA_DIR": str(settings.data_dir),
+        "VISEARCH_ENCODER": "offline",
+        "VISEARCH_COLLECTION": settings.collection,
+    }
     with app_in_thread(settings, offline_encoder) as url:
         before = httpx.get(f"{url}/api/v1/stats").json()["points"]
         for args in (["index", str(catalog), "--quiet", "--recreate"], ["stats"]):

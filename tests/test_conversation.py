@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
 from visearch.bots.conversation import (
     Cards,
     Channel,
@@ -85,19 +86,26 @@ def reason(answer: object) -> NoticeReason:
 
 
 @pytest.mark.parametrize("channel", CHANNELS, ids=lambda c: c.name)
-async def test_the_same_situation_gets_the_same_notice_on_every_channel(service: SearchService,
-                                                                        channel: Channel) -> None:
+async def test_the_same_situation_gets_the_same_notice_on_every_channel(
+    service: SearchService, channel: Channel
+) -> None:
     talk = conversation(service)
     files = Files(broken=photo("banana.jpg")[:300], milk=photo("arla-standard-milk.jpg"))
     user = "u1"
-    assert reason(await talk.photos(channel, user, IncomingFile("broken"), None, files.download)) \
-        is NoticeReason.BAD_IMAGE
+    assert (
+        reason(await talk.photos(channel, user, IncomingFile("broken"), None, files.download)) is NoticeReason.BAD_IMAGE
+    )
     assert reason(await talk.button(channel, user, "page:gone-cursor")) is NoticeReason.EXPIRED
-    assert reason(await talk.text(channel, user, "page:gone-cursor")) is NoticeReason.EXPIRED  # a button that replies with text
-    assert reason(await talk.button(channel, user, "more:00000000-0000-0000-0000-000000000000")) \
+    assert (
+        reason(await talk.text(channel, user, "page:gone-cursor")) is NoticeReason.EXPIRED
+    )  # a button that replies with text
+    assert (
+        reason(await talk.button(channel, user, "more:00000000-0000-0000-0000-000000000000"))
         is NoticeReason.PRODUCT_GONE
-    too_big = await talk.photos(channel, user, IncomingFile("milk", file_size=channel.max_media_bytes + 1), None,
-                                files.download)
+    )
+    too_big = await talk.photos(
+        channel, user, IncomingFile("milk", file_size=channel.max_media_bytes + 1), None, files.download
+    )
     assert reason(too_big) is NoticeReason.TOO_LARGE and too_big.limit_bytes == channel.max_media_bytes  # type: ignore[union-attr]
     pdf = await talk.document(channel, user, IncomingFile("doc", mime_type="application/pdf"), None, files.download)
     assert reason(pdf) is NoticeReason.NOT_AN_IMAGE and "PDF" in wording.words(pdf)  # type: ignore[arg-type]
@@ -128,22 +136,29 @@ async def test_download_problems_are_typed_notices(service: SearchService) -> No
     async def counted_too_large(file: IncomingFile) -> bytes:
         return b"\xff\xd8" + b"0" * WHATSAPP.max_media_bytes
 
-    expected = {too_large: NoticeReason.TOO_LARGE, not_an_image: NoticeReason.NOT_AN_IMAGE,
-                unreachable: NoticeReason.DOWNLOAD_FAILED, counted_too_large: NoticeReason.TOO_LARGE}
+    expected = {
+        too_large: NoticeReason.TOO_LARGE,
+        not_an_image: NoticeReason.NOT_AN_IMAGE,
+        unreachable: NoticeReason.DOWNLOAD_FAILED,
+        counted_too_large: NoticeReason.TOO_LARGE,
+    }
     for download, wanted in expected.items():
         assert reason(await talk.photos(WHATSAPP, "u", IncomingFile("x"), None, download)) is wanted
 
 
-@pytest.mark.parametrize(("error", "wanted"), [
-    (EncoderBusyError("42 queries are waiting"), NoticeReason.BUSY),
-    (StoreError("the store is unreachable"), NoticeReason.UNAVAILABLE),
-    (CollectionNotFoundError("no collection"), NoticeReason.UNAVAILABLE),
-    (VisearchError("something of ours"), NoticeReason.UNAVAILABLE),
-    (ImageError("too small"), NoticeReason.BAD_IMAGE),
-    (CursorExpiredError("gone"), NoticeReason.EXPIRED),
-    (PointNotFoundError("gone"), NoticeReason.PRODUCT_GONE),
-    (RuntimeError("a bug"), NoticeReason.FAILURE),
-])
+@pytest.mark.parametrize(
+    ("error", "wanted"),
+    [
+        (EncoderBusyError("42 queries are waiting"), NoticeReason.BUSY),
+        (StoreError("the store is unreachable"), NoticeReason.UNAVAILABLE),
+        (CollectionNotFoundError("no collection"), NoticeReason.UNAVAILABLE),
+        (VisearchError("something of ours"), NoticeReason.UNAVAILABLE),
+        (ImageError("too small"), NoticeReason.BAD_IMAGE),
+        (CursorExpiredError("gone"), NoticeReason.EXPIRED),
+        (PointNotFoundError("gone"), NoticeReason.PRODUCT_GONE),
+        (RuntimeError("a bug"), NoticeReason.FAILURE),
+    ],
+)
 def test_one_error_mapping(error: Exception, wanted: NoticeReason) -> None:
     notice = search_outcome_of(error)
     assert notice.reason is wanted and notice.error is error
@@ -151,7 +166,8 @@ def test_one_error_mapping(error: Exception, wanted: NoticeReason) -> None:
 
 
 async def test_an_unexpected_error_is_a_failure_notice_logged_with_its_traceback(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async def broken_service() -> SearchService:
         raise RuntimeError("the service exploded")
 
@@ -174,8 +190,9 @@ async def test_an_album_is_collected_and_answered_once(service: SearchService) -
 
     async def arrive(i: int, file_id: str) -> object:
         await asyncio.sleep(0.05 * i)
-        return await talk.photos(TELEGRAM, "u", IncomingFile(file_id), "under 100" if i == 2 else None,
-                                 files.download, album="album-1")
+        return await talk.photos(
+            TELEGRAM, "u", IncomingFile(file_id), "under 100" if i == 2 else None, files.download, album="album-1"
+        )
 
     answers = await asyncio.gather(*(arrive(i, f) for i, f in enumerate("abc")))
     assert [type(a) for a in answers].count(Silence) == 2

@@ -72,7 +72,9 @@ def depends_healthy(service: dict[str, Any]) -> set[str]:
 
 
 def qdrant_services(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {name: svc for name, svc in data["services"].items() if str(svc.get("image", "")).startswith("qdrant/qdrant:")}
+    return {
+        name: svc for name, svc in data["services"].items() if str(svc.get("image", "")).startswith("qdrant/qdrant:")
+    }
 
 
 def example_env() -> dict[str, str]:
@@ -178,7 +180,7 @@ def test_compose_environment_is_valid_visearch_settings(
     env = env_of(compose(name)["services"]["visearch"])
     fields = set(Settings.model_fields)
     for key, value in env.items():
-        assert key.startswith("VISEARCH_") and key[len("VISEARCH_"):].lower() in fields, f"unknown setting {key}"
+        assert key.startswith("VISEARCH_") and key[len("VISEARCH_") :].lower() in fields, f"unknown setting {key}"
         monkeypatch.setenv(key, value)
     settings = load_settings()
     assert settings.qdrant_url == env["VISEARCH_QDRANT_URL"]
@@ -200,16 +202,32 @@ def test_env_example_lists_known_settings_with_placeholders_only() -> None:
     for key in example:
         if key.startswith("VISEARCH_"):
             assert key in known, f"{key} in .env.example is not a visearch setting"
-    for key in ("VISEARCH_ENCODER", "VISEARCH_CLIP_MODEL", "VISEARCH_COLLECTION", "VISEARCH_QDRANT_API_KEY",
-                "VISEARCH_TELEGRAM_TOKEN", "VISEARCH_TELEGRAM_WEBHOOK_SECRET", "VISEARCH_VIBER_TOKEN",
-                "VISEARCH_WHATSAPP_TOKEN", "VISEARCH_WHATSAPP_APP_SECRET", "VISEARCH_WHATSAPP_VERIFY_TOKEN",
-                "VISEARCH_WHATSAPP_PHONE_NUMBER_ID"):
+    for key in (
+        "VISEARCH_ENCODER",
+        "VISEARCH_CLIP_MODEL",
+        "VISEARCH_COLLECTION",
+        "VISEARCH_QDRANT_API_KEY",
+        "VISEARCH_TELEGRAM_TOKEN",
+        "VISEARCH_TELEGRAM_WEBHOOK_SECRET",
+        "VISEARCH_VIBER_TOKEN",
+        "VISEARCH_WHATSAPP_TOKEN",
+        "VISEARCH_WHATSAPP_APP_SECRET",
+        "VISEARCH_WHATSAPP_VERIFY_TOKEN",
+        "VISEARCH_WHATSAPP_PHONE_NUMBER_ID",
+    ):
         assert key in example, f"{key} missing from .env.example"
     assert "VISEARCH_QDRANT_URL" in text and "VISEARCH_QDRANT_SHARD_NUMBER" in text
 
     # placeholders only: secrets empty or an obvious "change-me"; nothing shaped like a real token
-    for key in ("TELEGRAM_TOKEN", "TELEGRAM_WEBHOOK_SECRET", "VIBER_TOKEN", "WHATSAPP_TOKEN", "WHATSAPP_APP_SECRET",
-                "WHATSAPP_VERIFY_TOKEN", "API_KEYS"):
+    for key in (
+        "TELEGRAM_TOKEN",
+        "TELEGRAM_WEBHOOK_SECRET",
+        "VIBER_TOKEN",
+        "WHATSAPP_TOKEN",
+        "WHATSAPP_APP_SECRET",
+        "WHATSAPP_VERIFY_TOKEN",
+        "API_KEYS",
+    ):
         assert example[f"VISEARCH_{key}"] == "", f"VISEARCH_{key} must be empty in the example"
     assert example["VISEARCH_QDRANT_API_KEY"].startswith("change-me")
     assert not re.search(r"\d{6,}:[A-Za-z0-9_-]{30,}", text), "looks like a real Telegram token"
@@ -269,7 +287,7 @@ def test_dockerfile_runs_visearch_serve_as_non_root() -> None:
     health = [args for inst, args in steps if inst == "HEALTHCHECK"]
     assert len(health) == 1
     assert "urllib" in health[0] and "http://127.0.0.1:8080/healthz" in health[0]
-    probe = json.loads(health[0][health[0].index("CMD") + 3:].strip())
+    probe = json.loads(health[0][health[0].index("CMD") + 3 :].strip())
     assert probe[:2] == ["python", "-c"]
     compile(probe[2], "<healthcheck>", "exec")  # the probe is valid Python
 
@@ -360,9 +378,7 @@ class FakeQdrant:
                 "wal_config": {"wal_capacity_mb": 32, "wal_segments_ahead": 0},
                 "metadata": create.get("metadata"),
             },
-            "payload_schema": {
-                name: {"data_type": schema, "points": 0} for name, schema in config["indexes"].items()
-            },
+            "payload_schema": {name: {"data_type": schema, "points": 0} for name, schema in config["indexes"].items()},
         }
 
 
@@ -422,8 +438,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             monkeypatch.delenv(key)
 
 
-async def test_sharding_settings_reach_create_collection(fake_qdrant: FakeQdrant, clean_env: None,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_sharding_settings_reach_create_collection(
+    fake_qdrant: FakeQdrant, clean_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The cluster compose file's variables end up in the PUT /collections/{name} body Qdrant receives."""
     monkeypatch.setenv("VISEARCH_QDRANT_URL", fake_qdrant.base)
     monkeypatch.setenv("VISEARCH_QDRANT_API_KEY", "test-key")

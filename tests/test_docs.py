@@ -86,14 +86,16 @@ def test_retired_settings_are_listed_as_retired(reference: ModuleType) -> None:
     from visearch.core.config import RETIRED_SETTINGS
 
     rendered = reference.render_reference()
-    retired_part = rendered[rendered.index("## Retired settings"):]
+    retired_part = rendered[rendered.index("## Retired settings") :]
     for name in RETIRED_SETTINGS:
         assert f"| `VISEARCH_{name.upper()}` |" in retired_part
 
 
 def test_reference_shows_type_default_and_bounds(reference: ModuleType) -> None:
     rendered = reference.render_reference()
-    assert "| `VISEARCH_BATCH_SIZE` | int (>= 1, <= 1024) | `32` | images per embedding batch when indexing |" in rendered
+    assert (
+        "| `VISEARCH_BATCH_SIZE` | int (>= 1, <= 1024) | `32` | images per embedding batch when indexing |" in rendered
+    )
     assert "| `VISEARCH_ENCODER` | `clip` \\| `offline` \\| `auto` | `clip` |" in rendered
     assert "| `VISEARCH_TELEGRAM_TOKEN` | secret | unset |" in rendered
     assert "| `VISEARCH_API_FETCH_ALLOW` | str | empty |" in rendered
@@ -125,16 +127,31 @@ def test_a_deprecated_setting_says_so(reference: ModuleType) -> None:
         described: int = Field(3, deprecated="use VISEARCH_OTHER", description="what it did")
 
     rows = {row.env_name: row.description for row in reference.rows_of(Renamed)}
-    assert rows == {"OLD_KNOB": "**Deprecated**: use `VISEARCH_NEW_KNOB`",
-                    "DESCRIBED": "**Deprecated**: use `VISEARCH_OTHER`. what it did"}
+    assert rows == {
+        "OLD_KNOB": "**Deprecated**: use `VISEARCH_NEW_KNOB`",
+        "DESCRIBED": "**Deprecated**: use `VISEARCH_OTHER`. what it did",
+    }
 
 
 def test_site_builds_strictly(tmp_path: Path) -> None:
     site = tmp_path / "site"
     done = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(ROOT / "mkdocs.yml"),
-         "--site-dir", str(site)],
-        check=False, cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "--config-file",
+            str(ROOT / "mkdocs.yml"),
+            "--site-dir",
+            str(site),
+        ],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
     assert done.returncode == 0, done.stdout + done.stderr
@@ -198,6 +215,8 @@ def test_architecture_names_existing_paths() -> None:
     paths = set(re.findall(r"`((?:core|bots|indexer|tests|benchmarks|deploy)/[\w./-]*)`", page))
     assert len(paths) > 20
     assert sorted(p for p in paths if not (ROOT / p).exists()) == []
-    packages = {p.parent.relative_to(ROOT).as_posix() for pkg in SOURCE_PACKAGES for p in (ROOT / pkg).rglob("__init__.py")}
+    packages = {
+        p.parent.relative_to(ROOT).as_posix() for pkg in SOURCE_PACKAGES for p in (ROOT / pkg).rglob("__init__.py")
+    }
     unmapped = sorted(pkg for pkg in packages if f"`{pkg}/`" not in page and pkg not in SOURCE_PACKAGES)
     assert unmapped == [], f"docs/architecture.md has no line for these packages: {unmapped}"

@@ -49,7 +49,9 @@ def test_clip_truncates_long_text(clip: ClipEncoder) -> None:
     assert not np.allclose(vec[0], vec[2], atol=1e-3)
 
 
-def test_clip_loads_a_cached_hub_model_without_network(tiny_clip_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_clip_loads_a_cached_hub_model_without_network(
+    tiny_clip_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The layout `sentence-transformers/clip-ViT-B-32` has in the Hugging Face cache (0_CLIPModel/ +
     modules.json naming the legacy CLIPModel module), served from the cache only."""
     repo = tmp_path / "models--sentence-transformers--clip-ViT-B-32"
@@ -70,8 +72,8 @@ def test_clip_loads_a_cached_hub_model_without_network(tiny_clip_dir: Path, tmp_
 def test_hub_probe_tells_a_hub_from_a_gateway(monkeypatch: pytest.MonkeyPatch) -> None:
     import huggingface_hub.constants
 
-    from visearch.core.encoders.clip import hub_status
     from tests.fakes.http_server import Reply, scripted_server
+    from visearch.core.encoders.clip import hub_status
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN"):
@@ -112,7 +114,9 @@ def test_clip_model_id_is_stable_and_tracks_the_weights(clip: ClipEncoder, tiny_
 
 
 @pytest.mark.parametrize("name", ["clip-ViT-B-32", "./no/such/folder"])
-def test_missing_clip_weights_fail_fast_and_name_the_fixes(name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_missing_clip_weights_fail_fast_and_name_the_fixes(
+    name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the hub is unreachable here anyway; never try it in tests
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     started = time.monotonic()
@@ -123,7 +127,9 @@ def test_missing_clip_weights_fail_fast_and_name_the_fixes(name: str, monkeypatc
     assert "VISEARCH_ENCODER=offline" in message and "VISEARCH_CLIP_MODEL" in message
 
 
-def test_auto_falls_back_to_offline_with_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_auto_falls_back_to_offline_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     with caplog.at_level(logging.WARNING):
@@ -168,8 +174,13 @@ def test_offline_customer_photos_find_their_product(offline_encoder, grocery_dir
 
 
 def test_offline_text_ranks_milk_cartons_above_apples(offline_encoder, grocery_dir: Path) -> None:
-    folders = {"milk": "Arla-Standard-Milk", "milk2": "Garant-Ecological-Standard-Milk",
-               "apple": "Granny-Smith", "apple2": "Pink-Lady", "banana": "Banana"}
+    folders = {
+        "milk": "Arla-Standard-Milk",
+        "milk2": "Garant-Ecological-Standard-Milk",
+        "apple": "Granny-Smith",
+        "apple2": "Pink-Lady",
+        "banana": "Banana",
+    }
     vectors = offline_encoder.embed_images([iconic(grocery_dir, f) for f in folders.values()])
     scores = dict(zip(folders, vectors @ offline_encoder.embed_texts(["milk"])[0], strict=True))
     assert min(scores["milk"], scores["milk2"]) > max(scores["apple"], scores["apple2"]), scores
@@ -177,7 +188,9 @@ def test_offline_text_ranks_milk_cartons_above_apples(offline_encoder, grocery_d
     assert max(banana, key=banana.get) == "banana"
 
 
-def test_offline_unrelated_photos_score_below_the_cut_off(offline_encoder, grocery_dir: Path, clothing_dir: Path) -> None:
+def test_offline_unrelated_photos_score_below_the_cut_off(
+    offline_encoder, grocery_dir: Path, clothing_dir: Path
+) -> None:
     catalog = offline_encoder.embed_images([iconic(grocery_dir, name) for name in PRODUCTS.values()])
     clothes = sorted((clothing_dir / "images").glob("*.jpg"))[:12]
     queries = offline_encoder.embed_images([load_image_file(p, LIMIT, target_size=448) for p in clothes])

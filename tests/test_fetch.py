@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import gzip
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
 
+from tests.fakes.http_server import Reply, ScriptedServer, http_server
 from visearch.core.config import Settings, load_settings
 from visearch.core.fetch import FetchError, ImageFetcher, human_size, retry_after_s
-from tests.fakes.http_server import Reply, ScriptedServer, http_server  # noqa: F401 - fixture
 
 JPEG = b"\xff\xd8\xff\xe0" + b"x" * 100
 FAST = 0.02  # back-off base for tests: retries without the production half-second waits
@@ -52,7 +52,7 @@ async def test_429_honours_retry_after(tmp_path: Path, http_server: ScriptedServ
 
 
 def test_retry_after_forms() -> None:
-    now = datetime(2025, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+    now = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
     assert retry_after_s("2") == 2.0
     assert retry_after_s(format_datetime(now + timedelta(seconds=5), usegmt=True), now=now) == 5.0
     assert retry_after_s(format_datetime(now - timedelta(seconds=5), usegmt=True), now=now) == 0.0
@@ -102,12 +102,17 @@ async def test_connection_dropped_mid_body_is_retried(tmp_path: Path, http_serve
     assert http_server.hits["/cut.jpg"] == 2
 
 
-@pytest.mark.parametrize(("content_type", "shown"), [
-    ("text/html; charset=utf-8", "text/html"), ("application/octet-stream", "application/octet-stream"),
-    (None, "missing"),
-])
-async def test_non_image_content_type_is_refused(tmp_path: Path, http_server: ScriptedServer,
-                                                 content_type: str | None, shown: str) -> None:
+@pytest.mark.parametrize(
+    ("content_type", "shown"),
+    [
+        ("text/html; charset=utf-8", "text/html"),
+        ("application/octet-stream", "application/octet-stream"),
+        (None, "missing"),
+    ],
+)
+async def test_non_image_content_type_is_refused(
+    tmp_path: Path, http_server: ScriptedServer, content_type: str | None, shown: str
+) -> None:
     url = http_server.route("/page", Reply(200, b"<html></html>", content_type))
     async with fetcher() as f:
         with pytest.raises(FetchError, match=f"^not an image \\(content-type {shown}\\)$"):
@@ -196,13 +201,16 @@ async def test_local_paths(tmp_path: Path) -> None:
             await f.fetch("big.jpg", tmp_path)
 
 
-@pytest.mark.parametrize(("ref", "message"), [
-    ("file:///etc/passwd", "unsupported image location file:"),
-    ("ftp://example.test/a.jpg", "unsupported image location ftp:"),
-    ("data:image/png;base64,iVBORw0KGgo=", "unsupported image location data:"),
-    ("//cdn.example.test/a.jpg", "protocol-relative URL"),
-    ("   ", "empty image reference"),
-])
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        ("file:///etc/passwd", "unsupported image location file:"),
+        ("ftp://example.test/a.jpg", "unsupported image location ftp:"),
+        ("data:image/png;base64,iVBORw0KGgo=", "unsupported image location data:"),
+        ("//cdn.example.test/a.jpg", "protocol-relative URL"),
+        ("   ", "empty image reference"),
+    ],
+)
 async def test_refused_locations(tmp_path: Path, ref: str, message: str) -> None:
     async with fetcher() as f:
         with pytest.raises(FetchError, match=message):

@@ -24,12 +24,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.test_api import WRITE, Api, api, api_catalog, run_api
 from visearch.core.config import Settings
 from visearch.core.errors import EncoderBusyError, ImageError
 from visearch.core.images import MAX_JPEG_SCANS, decode_image, open_image
 from visearch.core.search import SearchService
 from visearch.core.store.factory import open_store
-from tests.test_api import WRITE, Api, api, api_catalog, run_api  # noqa: F401 - fixtures
 
 LIMIT = 40_000_000
 
@@ -43,7 +43,7 @@ def encode(img: Image.Image, fmt: str, **kwargs: object) -> bytes:
 def float_tiff(side: int) -> bytes:
     """A float32 greyscale TIFF, deflate-compressed: a few KB on disk, 4 bytes a pixel decoded."""
     values = np.zeros((side, side), dtype=np.float32)
-    values[:, side // 2:] = 3.5  # two tones, so the range scaling has something to keep
+    values[:, side // 2 :] = 3.5  # two tones, so the range scaling has something to keep
     return encode(Image.fromarray(values, mode="F"), "TIFF", compression="tiff_adobe_deflate")
 
 
@@ -51,11 +51,22 @@ def tiled_tiff(side: int, tile: int) -> bytes:
     """A `side` x `side` greyscale TIFF stored as one deflate tile of `tile` x `tile` (all zeros):
     libtiff allocates the whole tile, whatever the picture's size."""
     body = zlib.compress(bytes(tile * tile))
-    tags = [(256, 3, side), (257, 3, side), (258, 3, 8), (259, 3, 8), (262, 3, 1), (277, 3, 1),
-            (322, 4, tile), (323, 4, tile), (324, 4, 8 + 2 + 10 * 12 + 4), (325, 4, len(body))]
+    tags = [
+        (256, 3, side),
+        (257, 3, side),
+        (258, 3, 8),
+        (259, 3, 8),
+        (262, 3, 1),
+        (277, 3, 1),
+        (322, 4, tile),
+        (323, 4, tile),
+        (324, 4, 8 + 2 + 10 * 12 + 4),
+        (325, 4, len(body)),
+    ]
     ifd = struct.pack("<H", len(tags)) + b"".join(
         struct.pack("<HHI", tag, kind, 1) + (struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value))
-        for tag, kind, value in tags)
+        for tag, kind, value in tags
+    )
     return b"II*\x00" + struct.pack("<I", 8) + ifd + b"\x00\x00\x00\x00" + body
 
 
@@ -75,10 +86,14 @@ def gif_with_bomb_frames(count: int) -> bytes:
 
 def png_header(width: int, height: int) -> bytes:
     """A 68-byte PNG whose IHDR claims `width` x `height` RGB."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+    )
 
 
 def jpeg_with_scans(extra: int) -> bytes:
@@ -165,12 +180,15 @@ def test_jpeg_with_hundreds_of_scans_is_refused_unread() -> None:
         decode_image(jpeg_with_scans(300), LIMIT)
 
 
-@pytest.mark.parametrize(("fmt", "says"), [
-    ("ICO", "Windows icon"),
-    ("PPM", "Netpbm image"),
-    ("TGA", "unknown binary data"),
-    ("PCX", "unknown binary data"),
-])
+@pytest.mark.parametrize(
+    ("fmt", "says"),
+    [
+        ("ICO", "Windows icon"),
+        ("PPM", "Netpbm image"),
+        ("TGA", "unknown binary data"),
+        ("PCX", "unknown binary data"),
+    ],
+)
 def test_formats_nobody_photographs_in_are_refused(fmt: str, says: str) -> None:
     data = encode(Image.new("RGB", (32, 32), (0, 128, 0)), fmt)
     Image.open(io.BytesIO(data)).load()  # Pillow itself would decode it
@@ -181,7 +199,9 @@ def test_formats_nobody_photographs_in_are_refused(fmt: str, says: str) -> None:
 def test_webp_may_have_half_the_pixels() -> None:
     limit = 20_000
     assert decode_image(encode(Image.new("RGB", (140, 140)), "PNG"), limit).size == (140, 140)  # 19,600 px
-    with pytest.raises(ImageError, match=r"^image too large: 140x140 WebP \(19600 pixels\), the limit for WebP is 10000 pixels$"):
+    with pytest.raises(
+        ImageError, match=r"^image too large: 140x140 WebP \(19600 pixels\), the limit for WebP is 10000 pixels$"
+    ):
         decode_image(encode(Image.new("RGB", (140, 140)), "WEBP"), limit)
     assert decode_image(encode(Image.new("RGB", (100, 100)), "WEBP"), limit).size == (100, 100)
 
@@ -240,8 +260,16 @@ async def test_one_query_too_many_waiting_for_decodes_is_told_to_retry(api_catal
 
 async def test_search_with_costly_images_gets_422_with_the_reason(api: Api) -> None:
     cases = [
-        (gif_screen(65535, 65535), "screen.gif", "image: image too large: over 179.0 megapixels, the limit is 40.0 megapixels"),
-        (png_header(50000, 50000), "claims.png", "image: image too large: over 179.0 megapixels, the limit is 40.0 megapixels"),
+        (
+            gif_screen(65535, 65535),
+            "screen.gif",
+            "image: image too large: over 179.0 megapixels, the limit is 40.0 megapixels",
+        ),
+        (
+            png_header(50000, 50000),
+            "claims.png",
+            "image: image too large: over 179.0 megapixels, the limit is 40.0 megapixels",
+        ),
         (jpeg_with_scans(300), "scans.jpg", f"at most {MAX_JPEG_SCANS}"),
         (encode(Image.new("RGB", (32, 32)), "ICO"), "icon.ico", "image: not an image: Windows icon"),
         (float_tiff(1500), "scan.tiff", "image: not an image: TIFF image (not supported: send JPEG, PNG or WebP)"),
@@ -261,11 +289,17 @@ async def test_upload_claiming_50000_square_gets_422_naming_it_and_writes_nothin
     fine = encode(Image.new("RGB", (64, 64), (0, 200, 0)), "PNG")
     for files, field in [
         ([("images", ("big.png", png_header(50000, 50000), "image/png"))], "images[0]"),
-        ([("images", ("ok.png", fine, "image/png")), ("images", ("icon.ico", encode(Image.new("RGB", (32, 32)), "ICO"),
-                                                                   "image/x-icon"))], "images[1]"),
+        (
+            [
+                ("images", ("ok.png", fine, "image/png")),
+                ("images", ("icon.ico", encode(Image.new("RGB", (32, 32)), "ICO"), "image/x-icon")),
+            ],
+            "images[1]",
+        ),
     ]:
-        response = await api.http.post("/api/v1/products", headers=WRITE, data={"product": json.dumps(product)},
-                                       files=files)
+        response = await api.http.post(
+            "/api/v1/products", headers=WRITE, data={"product": json.dumps(product)}, files=files
+        )
         assert response.status_code == 422, response.text
         body = response.json()
         assert body["field"] == field and body["kind"] == "validation", body

@@ -22,12 +22,15 @@ def encode(img: Image.Image, fmt: str, **kwargs: object) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize(("data", "reason"), [
-    (b"", "empty file"),
-    (b"%PDF-1.4\n%\xe2\xe3\n1 0 obj <<>> endobj\n%%EOF", "PDF document"),
-    (b"<!DOCTYPE html><html><body>404</body></html>", "HTML page"),
-    (b"just some words", "not an image: text"),
-])
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "empty file"),
+        (b"%PDF-1.4\n%\xe2\xe3\n1 0 obj <<>> endobj\n%%EOF", "PDF document"),
+        (b"<!DOCTYPE html><html><body>404</body></html>", "HTML page"),
+        (b"just some words", "not an image: text"),
+    ],
+)
 def test_not_an_image(data: bytes, reason: str) -> None:
     with pytest.raises(ImageError, match=reason):
         decode_image(data, LIMIT)

@@ -16,22 +16,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from PIL import Image
 from typer.testing import CliRunner
 
+from tests.conftest import copy_collection, free_port
+from tests.test_api import WRITE, run_api
 from visearch.core.catalog import read_catalog
 from visearch.core.config import Settings, load_settings
 from visearch.core.errors import CatalogError, MassDeleteError, RebuildIncompleteError
 from visearch.core.ingest import ExistingPoint, index_catalog, plan_sync
 from visearch.core.store.factory import open_store
 from visearch.indexer.cli import app as cli_app
-from tests.conftest import copy_collection, free_port
-from tests.test_api import WRITE, run_api
 
 #: a customer's photo of a Granny Smith apple from the bundled sample (no dataset needed)
-GRANNY_SMITH = (Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery" / "queries"
-                / "granny-smith.jpg").read_bytes()
+GRANNY_SMITH = (
+    Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery" / "queries" / "granny-smith.jpg"
+).read_bytes()
 
 # --- helpers ----------------------------------------------------------------------------------------
 
@@ -90,8 +93,9 @@ async def product_ids(store: Any) -> set[str]:
 # --- 1. a failed update keeps what was stored ----------------------------------------------------------
 
 
-async def test_index_keeps_a_product_whose_new_photo_is_missing(catalog_dir: Path, pipeline_settings: Settings,
-                                                                 offline_encoder: Any) -> None:
+async def test_index_keeps_a_product_whose_new_photo_is_missing(
+    catalog_dir: Path, pipeline_settings: Settings, offline_encoder: Any
+) -> None:
     catalog = write_rows(catalog_dir / "c.csv", rows(3))
     store = open_store(pipeline_settings)
     try:
@@ -122,14 +126,20 @@ async def test_api_update_with_an_unreachable_photo_keeps_the_product(api_data: 
     closed = f"http://127.0.0.1:{free_port()}/photo.jpg"  # nothing listens there
     async with run_api(api_data, offline_encoder) as api:
         photo = GRANNY_SMITH
-        made = await api.http.post("/api/v1/products", headers=WRITE, data={
-            "product": '{"id": "KEEP-1", "title": "Green apple", "price": 9.5, "images": []}'},
-            files={"images": ("a.jpg", photo, "image/jpeg")})
+        made = await api.http.post(
+            "/api/v1/products",
+            headers=WRITE,
+            data={"product": '{"id": "KEEP-1", "title": "Green apple", "price": 9.5, "images": []}'},
+            files={"images": ("a.jpg", photo, "image/jpeg")},
+        )
         assert made.status_code == 200, made.text
         before = (await api.product("KEEP-1")).json()
 
-        failed = await api.http.post("/api/v1/products", headers=WRITE, json={
-            "id": "KEEP-1", "title": "Renamed apple", "price": 1.0, "images": [closed]})
+        failed = await api.http.post(
+            "/api/v1/products",
+            headers=WRITE,
+            json={"id": "KEEP-1", "title": "Renamed apple", "price": 1.0, "images": [closed]},
+        )
         assert failed.status_code == 422
         body = failed.json()
         assert body["field"] == "images" and "the stored product is kept unchanged" in body["error"]
@@ -139,15 +149,19 @@ async def test_api_update_with_an_unreachable_photo_keeps_the_product(api_data: 
         similar = await api.http.get("/api/v1/products/KEEP-1/similar")
         assert similar.status_code == 200
 
-        batch = await api.http.post("/api/v1/products:batch", headers=WRITE, json={"products": [
-            {"id": "KEEP-1", "title": "Batch rename", "images": [closed]}]})
+        batch = await api.http.post(
+            "/api/v1/products:batch",
+            headers=WRITE,
+            json={"products": [{"id": "KEEP-1", "title": "Batch rename", "images": [closed]}]},
+        )
         assert batch.status_code == 200
         [item] = batch.json()["items"]
         assert not item["ok"] and "kept unchanged" in item["error"]
         assert (await api.product("KEEP-1")).json() == before
 
-        new = await api.http.post("/api/v1/products", headers=WRITE, json={
-            "id": "NEVER-1", "title": "Nothing usable", "images": [closed]})
+        new = await api.http.post(
+            "/api/v1/products", headers=WRITE, json={"id": "NEVER-1", "title": "Nothing usable", "images": [closed]}
+        )
         assert new.status_code == 422 and "was not created" in new.json()["error"]
         assert (await api.product("NEVER-1")).status_code == 404
 
@@ -158,10 +172,14 @@ async def test_api_update_with_an_unreachable_photo_keeps_the_product(api_data: 
 async def test_concurrent_uploads_of_one_id_never_lose_it(api_data: Settings, offline_encoder: Any) -> None:
     photos = [jpeg((10 * i, 255 - 10 * i, 40 + 5 * i)) for i in range(20)]
     async with run_api(api_data, offline_encoder) as api:
+
         async def upload(i: int) -> Any:
-            return await api.http.post("/api/v1/products", headers=WRITE, data={
-                "product": f'{{"id": "RACE-1", "title": "Racer {i}", "images": []}}'},
-                files={"images": (f"{i}.jpg", photos[i], "image/jpeg")})
+            return await api.http.post(
+                "/api/v1/products",
+                headers=WRITE,
+                data={"product": f'{{"id": "RACE-1", "title": "Racer {i}", "images": []}}'},
+                files={"images": (f"{i}.jpg", photos[i], "image/jpeg")},
+            )
 
         answers = await asyncio.gather(*(upload(i) for i in range(20)))
         assert [a.status_code for a in answers] == [200] * 20, [a.text for a in answers if a.status_code != 200]
@@ -186,18 +204,27 @@ async def test_a_slow_image_host_holds_up_only_its_own_product(api_data: Setting
         slow = images.route("/slow.jpg", Reply(200, photo, delay_s=3.0))
         async with run_api(api_data, offline_encoder) as api:
             started = asyncio.get_running_loop().time()
-            waiting = asyncio.create_task(api.http.post("/api/v1/products", headers=WRITE, json={
-                "id": "SLOW-1", "title": "Slow host", "images": [slow]}))
+            waiting = asyncio.create_task(
+                api.http.post(
+                    "/api/v1/products", headers=WRITE, json={"id": "SLOW-1", "title": "Slow host", "images": [slow]}
+                )
+            )
             await asyncio.sleep(0.3)
-            other = await api.http.post("/api/v1/products", headers=WRITE, data={
-                "product": '{"id": "FAST-1", "title": "Fast", "images": []}'},
-                files={"images": ("f.jpg", jpeg((90, 200, 90)), "image/jpeg")})
+            other = await api.http.post(
+                "/api/v1/products",
+                headers=WRITE,
+                data={"product": '{"id": "FAST-1", "title": "Fast", "images": []}'},
+                files={"images": ("f.jpg", jpeg((90, 200, 90)), "image/jpeg")},
+            )
             assert other.status_code == 200
             assert asyncio.get_running_loop().time() - started < 2.5  # not behind the slow host
             assert (await api.http.delete("/api/v1/products/FAST-1", headers=WRITE)).status_code == 200
-            same = await api.http.post("/api/v1/products", headers=WRITE, data={
-                "product": '{"id": "SLOW-1", "title": "Second write", "images": []}'},
-                files={"images": ("s.jpg", jpeg((200, 90, 90)), "image/jpeg")})
+            same = await api.http.post(
+                "/api/v1/products",
+                headers=WRITE,
+                data={"product": '{"id": "SLOW-1", "title": "Second write", "images": []}'},
+                files={"images": ("s.jpg", jpeg((200, 90, 90)), "image/jpeg")},
+            )
             assert (await waiting).status_code == 200 and same.status_code == 200
             assert (await api.product("SLOW-1")).json()["title"] == "Second write"  # ran after the first
 
@@ -205,18 +232,20 @@ async def test_a_slow_image_host_holds_up_only_its_own_product(api_data: Setting
 # --- 3. a broken catalog makes sync delete nothing --------------------------------------------------
 
 
-async def test_unclosed_quote_stops_sync_before_anything_is_touched(six: Any, pipeline_settings: Settings,
-                                                                    offline_encoder: Any) -> None:
+async def test_unclosed_quote_stops_sync_before_anything_is_touched(
+    six: Any, pipeline_settings: Settings, offline_encoder: Any
+) -> None:
     catalog, store = six
-    text = catalog.read_text().replace('SKU-3,Product 3,', 'SKU-3,"Never closed quote,', 1)
+    text = catalog.read_text().replace("SKU-3,Product 3,", 'SKU-3,"Never closed quote,', 1)
     catalog.write_text(text)
     with pytest.raises(CatalogError, match=r":5: a quoted field in the row starting on line 5 is never closed"):
         await index_catalog(catalog, offline_encoder, store, pipeline_settings, sync=True)
     assert await product_ids(store) == {f"SKU-{i}" for i in range(6)}
 
 
-async def test_rows_swallowed_by_a_quote_are_not_deleted(six: Any, pipeline_settings: Settings,
-                                                         offline_encoder: Any) -> None:
+async def test_rows_swallowed_by_a_quote_are_not_deleted(
+    six: Any, pipeline_settings: Settings, offline_encoder: Any
+) -> None:
     catalog, store = six
     lines = catalog.read_text().splitlines()
     # SKU-1's title opens a quote that SKU-4's closes: SKU-2 and SKU-3 vanish into one field
@@ -229,8 +258,9 @@ async def test_rows_swallowed_by_a_quote_are_not_deleted(six: Any, pipeline_sett
     assert any(p.line == 3 and "quote" in p.reason for p in summary.problems)
 
 
-async def test_sync_that_would_delete_most_products_stops_and_asks(six: Any, pipeline_settings: Settings,
-                                                                   offline_encoder: Any) -> None:
+async def test_sync_that_would_delete_most_products_stops_and_asks(
+    six: Any, pipeline_settings: Settings, offline_encoder: Any
+) -> None:
     catalog, store = six
     truncated = rows(6)[:2] + [{"id": "NEW-1", "title": "New", "image": "q.jpg", "price": "1"}]
     write_rows(catalog, truncated)
@@ -238,13 +268,13 @@ async def test_sync_that_would_delete_most_products_stops_and_asks(six: Any, pip
         await index_catalog(catalog, offline_encoder, store, pipeline_settings, sync=True)
     assert await product_ids(store) == {f"SKU-{i}" for i in range(6)}  # NEW-1 not written either
     half = rows(6)[:3]
-    summary = await index_catalog(write_rows(catalog, half), offline_encoder, store, pipeline_settings,
-                                  sync=True)
+    summary = await index_catalog(write_rows(catalog, half), offline_encoder, store, pipeline_settings, sync=True)
     assert summary.deleted == 3  # exactly half is not "more than half"
 
 
-def test_cli_sync_asks_for_allow_mass_delete(catalog_dir: Path, pipeline_settings: Settings,
-                                             offline_encoder: Any) -> None:
+def test_cli_sync_asks_for_allow_mass_delete(
+    catalog_dir: Path, pipeline_settings: Settings, offline_encoder: Any
+) -> None:
     catalog = write_rows(catalog_dir / "c.csv", rows(3))
 
     async def build_then_count(expected: int | None = None) -> int:
@@ -308,8 +338,9 @@ def stored_state(ids: set[str]) -> dict[str, ExistingPoint]:
 
 @hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(catalog_texts(), st.sets(st.sampled_from([f"ID-{i}" for i in range(12)])))
-def test_sync_never_plans_to_delete_a_well_formed_row(tmp_path: Path, case: tuple[str, set[str], bool],
-                                                      stored_ids: set[str]) -> None:
+def test_sync_never_plans_to_delete_a_well_formed_row(
+    tmp_path: Path, case: tuple[str, set[str], bool], stored_ids: set[str]
+) -> None:
     text, good, structural = case
     path = tmp_path / "c.csv"
     path.write_text(text, encoding="utf-8")
@@ -328,13 +359,16 @@ def test_sync_never_plans_to_delete_a_well_formed_row(tmp_path: Path, case: tupl
 
 @hsettings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(catalog_texts())
-def test_sync_end_to_end_keeps_every_well_formed_row(tmp_path_factory: pytest.TempPathFactory, offline_encoder: Any,
-                                                     case: tuple[str, set[str], bool]) -> None:
+def test_sync_end_to_end_keeps_every_well_formed_row(
+    tmp_path_factory: pytest.TempPathFactory, offline_encoder: Any, case: tuple[str, set[str], bool]
+) -> None:
     """The real pipeline and store: 12 products indexed, then synced against a generated catalog."""
     text, good, structural = case
     root = tmp_path_factory.mktemp("prop")
-    shutil.copyfile(Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery" / "queries" / "banana.jpg",
-                    root / "p.jpg")
+    shutil.copyfile(
+        Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery" / "queries" / "banana.jpg",
+        root / "p.jpg",
+    )
     settings = load_settings(data_dir=root / "data", encoder="offline", fetch_retries=0)
     everything = [{"id": f"ID-{i}", "title": f"T{i}", "image": "p.jpg", "price": "1"} for i in range(12)]
 
@@ -344,8 +378,7 @@ def test_sync_end_to_end_keeps_every_well_formed_row(tmp_path_factory: pytest.Te
             await index_catalog(write_rows(root / "all.csv", everything), offline_encoder, store, settings)
             (root / "c.csv").write_text(text, encoding="utf-8")
             try:
-                await index_catalog(root / "c.csv", offline_encoder, store, settings, sync=True,
-                                    allow_mass_delete=True)
+                await index_catalog(root / "c.csv", offline_encoder, store, settings, sync=True, allow_mass_delete=True)
             except CatalogError:
                 assert await store.count() == 12  # refused whole: nothing changed
                 return
@@ -364,9 +397,12 @@ def test_sync_end_to_end_keeps_every_well_formed_row(tmp_path_factory: pytest.Te
 
 async def test_orphan_uploads_are_dropped_at_start_and_used_ones_kept(api_data: Settings, offline_encoder: Any) -> None:
     async with run_api(api_data, offline_encoder) as api:
-        made = await api.http.post("/api/v1/products", headers=WRITE, data={
-            "product": '{"id": "KEPT-1", "title": "Kept", "images": []}'},
-            files={"images": ("a.jpg", GRANNY_SMITH, "image/jpeg")})
+        made = await api.http.post(
+            "/api/v1/products",
+            headers=WRITE,
+            data={"product": '{"id": "KEPT-1", "title": "Kept", "images": []}'},
+            files={"images": ("a.jpg", GRANNY_SMITH, "image/jpeg")},
+        )
         assert made.status_code == 200
     uploads = api_data.data_dir / "uploads"
     [used] = [f for folder in uploads.iterdir() for f in folder.iterdir()]
@@ -379,7 +415,9 @@ async def test_orphan_uploads_are_dropped_at_start_and_used_ones_kept(api_data: 
         assert (await api.product("KEPT-1")).status_code == 200
         assert not orphan_dir.exists()
         assert [f.name for f in used.parent.iterdir()] == [used.name]
-        served = await api.http.get((await api.product("KEPT-1")).json()["images"][0]["image_url"].removeprefix(api.url))
+        served = await api.http.get(
+            (await api.product("KEPT-1")).json()["images"][0]["image_url"].removeprefix(api.url)
+        )
         assert served.status_code == 200 and served.content == used.read_bytes()
 
 
@@ -387,7 +425,8 @@ async def test_orphan_uploads_are_dropped_at_start_and_used_ones_kept(api_data: 
 
 
 async def test_a_rebuild_that_cannot_store_a_product_leaves_the_collection_as_it_was(
-        six: Any, pipeline_settings: Settings, offline_encoder: Any) -> None:
+    six: Any, pipeline_settings: Settings, offline_encoder: Any
+) -> None:
     catalog, store = six
     before = {p.point_id: p.payload async for p in store.scroll()}
     broken = rows(6)
@@ -401,19 +440,21 @@ async def test_a_rebuild_that_cannot_store_a_product_leaves_the_collection_as_it
 
     truncated = rows(6)[:2]
     with pytest.raises(MassDeleteError, match="index --recreate would delete 4 of the 6 products"):
-        await index_catalog(write_rows(catalog, truncated), offline_encoder, store, pipeline_settings,
-                            recreate=True)
+        await index_catalog(write_rows(catalog, truncated), offline_encoder, store, pipeline_settings, recreate=True)
     assert await product_ids(store) == {f"SKU-{i}" for i in range(6)}
 
     renamed = rows(6)
     renamed[0]["title"] = "Rebuilt"
-    summary = await index_catalog(write_rows(catalog, renamed), offline_encoder, store, pipeline_settings,
-                                  recreate=True)
+    summary = await index_catalog(
+        write_rows(catalog, renamed), offline_encoder, store, pipeline_settings, recreate=True
+    )
     assert summary.ok and summary.indexed == 6
     points = {p.payload["product_id"]: p.payload async for p in store.scroll()}
     assert set(points) == {f"SKU-{i}" for i in range(6)} and points["SKU-0"]["title"] == "Rebuilt"
     assert sorted(p.name for p in pipeline_settings.data_dir.iterdir() if not p.name.startswith(".")) == [
-        pipeline_settings.collection, pipeline_settings.collection + ".visearch.json"]
+        pipeline_settings.collection,
+        pipeline_settings.collection + ".visearch.json",
+    ]
 
 
 # a process that begins a rebuild, writes a batch, then dies at a chosen step (kill -9 stand-in)
@@ -450,9 +491,9 @@ asyncio.run(main(sys.argv[1], sys.argv[2]))
 
 
 @pytest.mark.parametrize("step, survivor", [("building", "SKU-0"), ("swapping", "REBUILT-1")])
-async def test_a_rebuild_killed_midway_is_rolled_back_or_forward(catalog_dir: Path, pipeline_settings: Settings,
-                                                                 offline_encoder: Any, step: str,
-                                                                 survivor: str) -> None:
+async def test_a_rebuild_killed_midway_is_rolled_back_or_forward(
+    catalog_dir: Path, pipeline_settings: Settings, offline_encoder: Any, step: str, survivor: str
+) -> None:
     """Killed while building: the old collection is whole. Killed after the commit point, half-way
     through the swap: the next open finishes the swap. Never a collection with neither."""
     import os
@@ -466,17 +507,24 @@ async def test_a_rebuild_killed_midway_is_rolled_back_or_forward(catalog_dir: Pa
     finally:
         await store.close()
     repo = Path(__file__).resolve().parents[1]
-    proc = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", DIES_MID_REBUILD,
-                                                    str(pipeline_settings.data_dir), step],
-                                   env={**os.environ, "PYTHONPATH": str(repo)}, cwd=repo, capture_output=True,
-                                   text=True, timeout=120)
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", DIES_MID_REBUILD, str(pipeline_settings.data_dir), step],
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 9, proc.stderr[-2000:]
     store = open_store(pipeline_settings)
     try:
         ids = await product_ids(store)
         assert survivor in ids
         assert ids == ({"REBUILT-1"} if step == "swapping" else {"SKU-0", "SKU-1", "SKU-2"})
-        leftovers = [p.name for p in pipeline_settings.data_dir.iterdir() if ".rebuild" in p.name or ".replaced" in p.name]
+        leftovers = [
+            p.name for p in pipeline_settings.data_dir.iterdir() if ".rebuild" in p.name or ".replaced" in p.name
+        ]
         assert leftovers == []
     finally:
         await store.close()
@@ -488,16 +536,17 @@ async def test_a_rebuild_killed_midway_is_rolled_back_or_forward(catalog_dir: Pa
 #: empty fields, so no inner line has a whole row's commas
 PAIRED_QUOTES = (
     "id,title,image,description,price,currency,category,brand,tags,url,in_stock\n"
-    "SKU-0,Product 0,p.jpg,ok\n"                          # 2
-    'SKU-1,Product 1,p.jpg,"never closed\n'               # 3: the quote opens here
-    "SKU-2,New title 2,p.jpg\n"                           # 4: swallowed
+    "SKU-0,Product 0,p.jpg,ok\n"  # 2
+    'SKU-1,Product 1,p.jpg,"never closed\n'  # 3: the quote opens here
+    "SKU-2,New title 2,p.jpg\n"  # 4: swallowed
     'SKU-3,New title 3,https://shop.example/3.jpg?w=1,ends with quote"\n'  # 5: swallowed, closes the quote
-    "SKU-4,Product 4,p.jpg,fine\n"                        # 6
+    "SKU-4,Product 4,p.jpg,fine\n"  # 6
 )
 
 
-async def test_rows_swallowed_by_paired_quotes_in_short_rows_are_reported(six: Any, pipeline_settings: Settings,
-                                                                          offline_encoder: Any) -> None:
+async def test_rows_swallowed_by_paired_quotes_in_short_rows_are_reported(
+    six: Any, pipeline_settings: Settings, offline_encoder: Any
+) -> None:
     catalog, store = six
     catalog.write_text(PAIRED_QUOTES)
     summary = await index_catalog(catalog, offline_encoder, store, pipeline_settings)
@@ -512,10 +561,12 @@ async def test_rows_swallowed_by_paired_quotes_in_short_rows_are_reported(six: A
 
 
 def test_a_multi_line_description_of_prose_is_still_one_field(tmp_path: Path) -> None:
-    text = ("id,title,image,description,price\n"
-            'P1,Apple,a.jpg,"Crisp, sweet, juicy.\nKeep cool, dry and out of the sun.\n'
-            'Photos: front.jpg, side.jpg\n\nGreat with cheese, nuts or honey"\n'
-            "P2,Pear,b.jpg,plain,2\n")
+    text = (
+        "id,title,image,description,price\n"
+        'P1,Apple,a.jpg,"Crisp, sweet, juicy.\nKeep cool, dry and out of the sun.\n'
+        'Photos: front.jpg, side.jpg\n\nGreat with cheese, nuts or honey"\n'
+        "P2,Pear,b.jpg,plain,2\n"
+    )
     (tmp_path / "c.csv").write_text(text, encoding="utf-8")
     result = read_catalog(tmp_path / "c.csv")
     assert result.errors == [] and result.structurally_sound

@@ -39,7 +39,9 @@ def clip_copy(tiny_clip_dir: Path, tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("backend, floor", [("onnx", 0.9999), ("onnx-int8", 0.99)])
-def test_offline_onnx_matches_torch(offline_encoder, grocery_photos, onnx_cache: Path, backend: str, floor: float) -> None:
+def test_offline_onnx_matches_torch(
+    offline_encoder, grocery_photos, onnx_cache: Path, backend: str, floor: float
+) -> None:
     from visearch.core.encoders.offline import OfflineEncoder
 
     encoder = OfflineEncoder(backend=backend, onnx_cache=onnx_cache)
@@ -51,17 +53,26 @@ def test_offline_onnx_matches_torch(offline_encoder, grocery_photos, onnx_cache:
     assert encoder.embed_images([]).shape == (0, encoder.dim)
 
 
-def test_finetuned_head_runs_on_onnx_features(offline_encoder, grocery_photos, onnx_cache: Path, tmp_path: Path) -> None:
+def test_finetuned_head_runs_on_onnx_features(
+    offline_encoder, grocery_photos, onnx_cache: Path, tmp_path: Path
+) -> None:
     from visearch.core.encoders.finetuned import HEAD_FILE, MODEL_FILE, FineTunedOfflineEncoder, apply_head
 
     rng = np.random.default_rng(0)
-    head = {"w1": rng.normal(0, 0.05, (64, 1280)), "b1": np.zeros(64), "w2": rng.normal(0, 0.05, (1280, 64)), "b2": np.zeros(1280)}
+    head = {
+        "w1": rng.normal(0, 0.05, (64, 1280)),
+        "b1": np.zeros(64),
+        "w2": rng.normal(0, 0.05, (1280, 64)),
+        "b2": np.zeros(1280),
+    }
     np.savez(tmp_path / HEAD_FILE, **{k: v.astype(np.float32) for k, v in head.items()})
     (tmp_path / MODEL_FILE).write_text(json.dumps({"format": 1, "base": "offline", "version": "abc123"}))
 
     tuned = FineTunedOfflineEncoder(tmp_path, backend="onnx-int8", onnx_cache=onnx_cache)
     visual, _ = tuned.image_features(grocery_photos)
-    reference = apply_head({k: v.astype(np.float32) for k, v in head.items()}, offline_encoder.image_features(grocery_photos)[0])
+    reference = apply_head(
+        {k: v.astype(np.float32) for k, v in head.items()}, offline_encoder.image_features(grocery_photos)[0]
+    )
     assert mean_cosine(visual, reference) >= 0.99
     assert tuned.model_id.endswith("+int8+head:abc123")
 
@@ -123,8 +134,10 @@ def test_a_failing_export_says_so_and_names_the_way_out(tmp_path: Path, caplog: 
         attempts.append(path)
         raise RuntimeError("exporter crashed")
 
-    with caplog.at_level(logging.WARNING, logger="visearch.core.runtime.onnx"), \
-            pytest.raises(EncoderUnavailableError, match="VISEARCH_BACKEND=torch"):
+    with (
+        caplog.at_level(logging.WARNING, logger="visearch.core.runtime.onnx"),
+        pytest.raises(EncoderUnavailableError, match="VISEARCH_BACKEND=torch"),
+    ):
         cached_session(tmp_path, "tower", "abc123", int8=False, threads=1, export=broken_export)
     assert len(attempts) == 2  # tried twice, then gave up with a message naming the fix
     assert "exporting" in caplog.text and "failed" in caplog.text and "exporter crashed" in caplog.text

@@ -8,8 +8,8 @@ Qdrant REST server receives.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from tests.test_deploy import FakeQdrant, serving
 from visearch.core.config import load_settings
 from visearch.core.domain import Filters, PointRecord
 from visearch.core.errors import ConfigError
@@ -25,7 +26,6 @@ from visearch.core.store.edge import EdgeStore
 from visearch.core.store.factory import index_settings, open_store
 from visearch.core.store.server import ServerStore
 from visearch.indexer.cli import app
-from tests.test_deploy import FakeQdrant, serving
 
 N, DIM, CLUSTERS, K = 3000, 64, 30, 10
 ENCODER = "test-encoder@v1"
@@ -49,10 +49,19 @@ def point_id(i: int) -> str:
 
 
 def records(vectors: np.ndarray) -> list[PointRecord]:
-    return [PointRecord(id=point_id(i), vector=v.tolist(),
-                        payload={"product_id": f"p{i}", "f_category": CATEGORIES[i % len(CATEGORIES)],
-                                 "price": float(i % 100), "in_stock": i % 3 != 0})
-            for i, v in enumerate(vectors)]
+    return [
+        PointRecord(
+            id=point_id(i),
+            vector=v.tolist(),
+            payload={
+                "product_id": f"p{i}",
+                "f_category": CATEGORIES[i % len(CATEGORIES)],
+                "price": float(i % 100),
+                "in_stock": i % 3 != 0,
+            },
+        )
+        for i, v in enumerate(vectors)
+    ]
 
 
 def exact_top(vectors: np.ndarray, query: np.ndarray, k: int, mask: np.ndarray | None = None) -> list[str]:
@@ -157,12 +166,18 @@ async def test_optimize_again_is_a_no_op_and_new_settings_rebuild(tmp_path: Path
 
 def test_settings_reach_the_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
-    for key, value in {"VISEARCH_QUANTIZATION": "int8", "VISEARCH_HNSW_M": "24", "VISEARCH_HNSW_EF": "64",
-                       "VISEARCH_QUANTIZATION_OVERSAMPLING": "3", "VISEARCH_DATA_DIR": str(tmp_path / "d")}.items():
+    for key, value in {
+        "VISEARCH_QUANTIZATION": "int8",
+        "VISEARCH_HNSW_M": "24",
+        "VISEARCH_HNSW_EF": "64",
+        "VISEARCH_QUANTIZATION_OVERSAMPLING": "3",
+        "VISEARCH_DATA_DIR": str(tmp_path / "d"),
+    }.items():
         monkeypatch.setenv(key, value)
     settings = load_settings()
-    assert index_settings(settings) == IndexSettings(hnsw_m=24, hnsw_ef=64, quantization="int8",
-                                                     quantization_oversampling=3.0)
+    assert index_settings(settings) == IndexSettings(
+        hnsw_m=24, hnsw_ef=64, quantization="int8", quantization_oversampling=3.0
+    )
     monkeypatch.setenv("VISEARCH_QUANTIZATION", "int4")
     with pytest.raises(ConfigError, match="VISEARCH_QUANTIZATION"):
         load_settings()
@@ -218,11 +233,13 @@ def fake_qdrant() -> Iterator[IndexFakeQdrant]:
         yield fake
 
 
-async def test_server_create_and_optimize_send_index_settings(fake_qdrant: IndexFakeQdrant,
-                                                              monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+async def test_server_create_and_optimize_send_index_settings(
+    fake_qdrant: IndexFakeQdrant, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.chdir(tmp_path)
-    settings = load_settings(qdrant_url=fake_qdrant.base, collection="shop", hnsw_m=32, hnsw_ef_construct=200,
-                             quantization="int8")
+    settings = load_settings(
+        qdrant_url=fake_qdrant.base, collection="shop", hnsw_m=32, hnsw_ef_construct=200, quantization="int8"
+    )
     store = open_store(settings)
     try:
         await store.ensure_collection(ENCODER, 8)

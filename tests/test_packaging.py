@@ -73,8 +73,9 @@ def test_no_source_file_imports_the_bare_folder_names() -> None:
 
 def test_the_bare_name_check_catches_both_import_forms(tmp_path: Path) -> None:
     sample = tmp_path / "probe.py"
-    sample.write_text("import core.config\nfrom bots.http import x\nfrom visearch.core import y\nfrom . import z\n",
-                      encoding="utf-8")
+    sample.write_text(
+        "import core.config\nfrom bots.http import x\nfrom visearch.core import y\nfrom . import z\n", encoding="utf-8"
+    )
     assert [line.split(": ")[1] for line in bare_imports(sample, tmp_path)] == ["core.config", "bots.http"]
 
 
@@ -109,8 +110,11 @@ def test_the_wheel_holds_every_module_and_the_type_markers(wheel_names: set[str]
 def test_the_wheel_holds_the_package_data(wheel_names: set[str]) -> None:
     assert "visearch/core/encoders/imagenet_classes.txt" in wheel_names
     assert "visearch/bots/web/index.html" in wheel_names
-    static = {f"visearch/{p.relative_to(ROOT).as_posix()}" for p in (ROOT / "bots" / "web" / "static").glob("*")
-              if p.is_file()}
+    static = {
+        f"visearch/{p.relative_to(ROOT).as_posix()}"
+        for p in (ROOT / "bots" / "web" / "static").glob("*")
+        if p.is_file()
+    }
     assert static <= wheel_names
     demo = "visearch/indexer/demo_data/grocery/"
     for name in ("catalog.csv", "queries.csv", "LICENSE", "README.md"):

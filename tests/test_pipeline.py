@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.fakes.http_server import Reply, ScriptedServer, http_server
 from visearch.core.config import Settings, load_settings
 from visearch.core.domain import PointRecord, point_id_for
 from visearch.core.errors import CatalogError
@@ -33,7 +34,6 @@ from visearch.core.ingest import IndexSummary, index_catalog
 from visearch.core.store.base import VectorStore
 from visearch.core.store.factory import open_store
 from visearch.indexer.progress import TqdmProgress
-from tests.fakes.http_server import Reply, ScriptedServer, http_server  # noqa: F401 - fixture
 
 REPO = Path(__file__).resolve().parents[1]
 N = 6  # good products in the basic catalog; batch_size=2 makes that three batches
@@ -110,8 +110,9 @@ def catalog_dir(tmp_path: Path, photos: list[Path]) -> Path:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return load_settings(data_dir=tmp_path / "data", encoder="offline", batch_size=2, fetch_retries=1,
-                         fetch_concurrency=4)
+    return load_settings(
+        data_dir=tmp_path / "data", encoder="offline", batch_size=2, fetch_retries=1, fetch_concurrency=4
+    )
 
 
 @pytest.fixture(params=["edge", "memory"])
@@ -139,8 +140,17 @@ async def edge_store(settings: Settings) -> AsyncIterator[CountingStore]:
 
 
 def good_rows(n: int = N) -> list[dict[str, str]]:
-    return [{"id": f"p{i}", "title": f"Product {i}", "image": f"p{i}.jpg", "price": f"1{i}.50",
-             "category": "Fruit" if i % 2 else "Dairy", "in_stock": "yes"} for i in range(n)]
+    return [
+        {
+            "id": f"p{i}",
+            "title": f"Product {i}",
+            "image": f"p{i}.jpg",
+            "price": f"1{i}.50",
+            "category": "Fruit" if i % 2 else "Dairy",
+            "in_stock": "yes",
+        }
+        for i in range(n)
+    ]
 
 
 def write_catalog(path: Path, rows: list[dict[str, str]]) -> Path:
@@ -182,25 +192,34 @@ async def test_bad_rows_and_images_are_reported_and_the_rest_indexed(
     remote = http_server.route("/p4.jpg", busy, Reply(200, (catalog_dir / "p4.jpg").read_bytes()))
     html = http_server.route("/page", Reply(200, b"<html>soon</html>", "text/html; charset=utf-8"))
     rows = good_rows(4) + [
-        {"id": "remote", "title": "From a URL (503 first)", "image": remote},       # line 6
-        {"id": "", "title": "No id", "image": "p0.jpg"},                             # line 7
-        {"id": "broken", "title": "Broken JPEG", "image": "broken.jpg"},             # line 8
-        {"id": "empty", "title": "Zero bytes", "image": "empty.jpg"},                # line 9
-        {"id": "pdf", "title": "PDF renamed", "image": "doc.jpg"},                   # line 10
-        {"id": "gone", "title": "404 URL", "image": http_server.url("/nope.jpg")},   # line 11
-        {"id": "huge", "title": "Huge PNG", "image": "huge.png"},                    # line 12
-        {"id": "html", "title": "HTML page", "image": html},                         # line 13
-        {"id": "mixed", "title": "One good one bad", "image": "p6.jpg|missing.jpg"}, # line 14
-        {"id": "cheap", "title": "Bad price", "image": "p7.jpg", "price": "ten"},    # line 15
-        {"id": "bare", "title": "No image", "image": ""},                            # line 16
+        {"id": "remote", "title": "From a URL (503 first)", "image": remote},  # line 6
+        {"id": "", "title": "No id", "image": "p0.jpg"},  # line 7
+        {"id": "broken", "title": "Broken JPEG", "image": "broken.jpg"},  # line 8
+        {"id": "empty", "title": "Zero bytes", "image": "empty.jpg"},  # line 9
+        {"id": "pdf", "title": "PDF renamed", "image": "doc.jpg"},  # line 10
+        {"id": "gone", "title": "404 URL", "image": http_server.url("/nope.jpg")},  # line 11
+        {"id": "huge", "title": "Huge PNG", "image": "huge.png"},  # line 12
+        {"id": "html", "title": "HTML page", "image": html},  # line 13
+        {"id": "mixed", "title": "One good one bad", "image": "p6.jpg|missing.jpg"},  # line 14
+        {"id": "cheap", "title": "Bad price", "image": "p7.jpg", "price": "ten"},  # line 15
+        {"id": "bare", "title": "No image", "image": ""},  # line 16
     ]
     encoder = CountingEncoder(offline_encoder)
     summary = await index(write_catalog(catalog_dir / "catalog.csv", rows), encoder, edge_store, settings)
 
     assert not summary.ok
     counts = summary.counts()
-    assert counts == {"products": 13, "images": 13, "indexed": 6, "embedded": 6, "unchanged": 0, "updated": 0,
-                      "skipped": 3, "failed": 7, "deleted": 0}
+    assert counts == {
+        "products": 13,
+        "images": 13,
+        "indexed": 6,
+        "embedded": 6,
+        "unchanged": 0,
+        "updated": 0,
+        "skipped": 3,
+        "failed": 7,
+        "deleted": 0,
+    }
     problems = {(p.line, p.product_id, p.image): p.reason for p in summary.problems}
     assert problems.pop((7, None, None)) == "missing id"
     assert problems.pop((8, "broken", "broken.jpg")).startswith("broken or truncated JPEG image")
@@ -226,8 +245,9 @@ async def test_bad_rows_and_images_are_reported_and_the_rest_indexed(
     assert points[point_id_for("p1", "p1.jpg")].payload["f_category"] == "fruit"
 
 
-async def test_second_run_does_no_work(catalog_dir: Path, settings: Settings, store: CountingStore,
-                                       offline_encoder: Any) -> None:
+async def test_second_run_does_no_work(
+    catalog_dir: Path, settings: Settings, store: CountingStore, offline_encoder: Any
+) -> None:
     catalog = write_catalog(catalog_dir / "catalog.csv", good_rows())
     encoder = CountingEncoder(offline_encoder)
     first = await index(catalog, encoder, store, settings)
@@ -236,8 +256,17 @@ async def test_second_run_does_no_work(catalog_dir: Path, settings: Settings, st
 
     store.writes.clear()
     second = await index(catalog, encoder, store, settings)
-    assert second.ok and second.counts() == {"products": N, "images": N, "indexed": 0, "embedded": 0,
-                                             "unchanged": N, "updated": 0, "skipped": 0, "failed": 0, "deleted": 0}
+    assert second.ok and second.counts() == {
+        "products": N,
+        "images": N,
+        "indexed": 0,
+        "embedded": 0,
+        "unchanged": N,
+        "updated": 0,
+        "skipped": 0,
+        "failed": 0,
+        "deleted": 0,
+    }
     assert encoder.images == N  # nothing embedded
     assert not store.writes  # nothing written
     assert await store.count() == N
@@ -310,8 +339,9 @@ async def test_moved_and_dropped_images(
     assert points[point_id_for("p0", "p0.jpg")].payload["images"] == ["p0.jpg"]
 
 
-async def test_identical_images_are_embedded_once(catalog_dir: Path, settings: Settings, edge_store: CountingStore,
-                                                  offline_encoder: Any) -> None:
+async def test_identical_images_are_embedded_once(
+    catalog_dir: Path, settings: Settings, edge_store: CountingStore, offline_encoder: Any
+) -> None:
     shutil.copyfile(catalog_dir / "p0.jpg", catalog_dir / "copy.jpg")
     rows = good_rows(3) + [{"id": "twin", "title": "Same photo", "image": "copy.jpg|p1.jpg"}]
     encoder = CountingEncoder(offline_encoder)
@@ -347,8 +377,9 @@ async def test_sync_removes_dropped_products_but_keeps_broken_rows(
     rows = good_rows(3) + [{"id": "", "title": "who am I", "image": "p3.jpg"}]
     anonymous = await index(write_catalog(catalog, rows), offline_encoder, store, settings, sync=True)
     assert anonymous.deleted == 0 and await store.count() == 5
-    assert any(note.startswith("sync deleted nothing: 1 row(s) without a readable id (line 5)")
-               for note in anonymous.notes)
+    assert any(
+        note.startswith("sync deleted nothing: 1 row(s) without a readable id (line 5)") for note in anonymous.notes
+    )
 
 
 async def test_interrupted_run_resumes_after_cancellation(
@@ -364,7 +395,9 @@ async def test_interrupted_run_resumes_after_cancellation(
             assert task is not None
             loop.call_soon_threadsafe(task.cancel)
 
-    task = asyncio.create_task(index(catalog, CountingEncoder(offline_encoder, cancel_on_second_batch), store, settings))
+    task = asyncio.create_task(
+        index(catalog, CountingEncoder(offline_encoder, cancel_on_second_batch), store, settings)
+    )
     with pytest.raises(asyncio.CancelledError):
         await task
     assert await store.count() == 2  # the first batch was written and stays
@@ -427,14 +460,21 @@ KILLER = textwrap.dedent("""
 
 
 @pytest.mark.slow
-async def test_killed_process_loses_nothing_written(catalog_dir: Path, settings: Settings,
-                                                    offline_encoder: Any) -> None:
+async def test_killed_process_loses_nothing_written(
+    catalog_dir: Path, settings: Settings, offline_encoder: Any
+) -> None:
     """kill -9 in the middle of a run: every batch written before stays, the next run does the rest."""
     catalog = write_catalog(catalog_dir / "catalog.csv", good_rows())
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-c", KILLER, str(catalog), str(settings.data_dir)],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+        subprocess.run,
+        [sys.executable, "-c", KILLER, str(catalog), str(settings.data_dir)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == -9, proc.stderr[-2000:]
 
     store = open_store(settings)
@@ -448,23 +488,35 @@ async def test_killed_process_loses_nothing_written(catalog_dir: Path, settings:
         await store.close()
 
 
-async def test_downloads_run_concurrently(catalog_dir: Path, settings: Settings, http_server: ScriptedServer,
-                                          edge_store: CountingStore, offline_encoder: Any) -> None:
+async def test_downloads_run_concurrently(
+    catalog_dir: Path, settings: Settings, http_server: ScriptedServer, edge_store: CountingStore, offline_encoder: Any
+) -> None:
     rows = good_rows()
     for row in rows:
-        row["image"] = http_server.route(f"/{row['id']}.jpg",
-                                         Reply(200, (catalog_dir / row["image"]).read_bytes(), delay_s=0.3))
+        row["image"] = http_server.route(
+            f"/{row['id']}.jpg", Reply(200, (catalog_dir / row["image"]).read_bytes(), delay_s=0.3)
+        )
     summary = await index(write_catalog(catalog_dir / "catalog.csv", rows), offline_encoder, edge_store, settings)
     assert summary.ok and summary.indexed == N
     assert http_server.max_in_flight == settings.fetch_concurrency
 
 
-async def test_jsonl_catalog_and_recreate(catalog_dir: Path, settings: Settings, http_server: ScriptedServer,
-                                          edge_store: CountingStore, offline_encoder: Any) -> None:
+async def test_jsonl_catalog_and_recreate(
+    catalog_dir: Path, settings: Settings, http_server: ScriptedServer, edge_store: CountingStore, offline_encoder: Any
+) -> None:
     url = http_server.route("/p2.png", Reply(200, (catalog_dir / "p2.jpg").read_bytes(), "image/png"))
-    lines = [{"id": "j1", "title": "Lamp", "images": ["p0.jpg", url], "tags": ["home", "Light"], "price": 20,
-              "in_stock": False, "sku": {"group": 7}},
-             {"id": "j2", "title": "Chair", "image": "p1.jpg"}]
+    lines = [
+        {
+            "id": "j1",
+            "title": "Lamp",
+            "images": ["p0.jpg", url],
+            "tags": ["home", "Light"],
+            "price": 20,
+            "in_stock": False,
+            "sku": {"group": 7},
+        },
+        {"id": "j2", "title": "Chair", "image": "p1.jpg"},
+    ]
     catalog = catalog_dir / "catalog.jsonl"
     catalog.write_text("\n".join(json.dumps(line) for line in lines) + "\n", encoding="utf-8")
     encoder = CountingEncoder(offline_encoder)
@@ -479,8 +531,13 @@ async def test_jsonl_catalog_and_recreate(catalog_dir: Path, settings: Settings,
     assert await edge_store.count() == 3
 
 
-async def test_progress_bar_goes_to_stderr(catalog_dir: Path, settings: Settings, edge_store: CountingStore,
-                                           offline_encoder: Any, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_progress_bar_goes_to_stderr(
+    catalog_dir: Path,
+    settings: Settings,
+    edge_store: CountingStore,
+    offline_encoder: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     catalog = write_catalog(catalog_dir / "catalog.csv", good_rows())
     with TqdmProgress() as progress:
         await index_catalog(catalog, offline_encoder, edge_store, settings, progress=progress)
@@ -494,17 +551,23 @@ async def test_progress_bar_goes_to_stderr(catalog_dir: Path, settings: Settings
     assert capsys.readouterr() == ("", "")
 
 
-async def test_unreadable_catalog_touches_nothing(tmp_path: Path, settings: Settings, edge_store: CountingStore,
-                                                  offline_encoder: Any) -> None:
+async def test_unreadable_catalog_touches_nothing(
+    tmp_path: Path, settings: Settings, edge_store: CountingStore, offline_encoder: Any
+) -> None:
     with pytest.raises(CatalogError, match="no id, title column"):
-        await index(write_catalog(tmp_path / "c.csv", [{"sku": "1", "name": "x"}]), offline_encoder, edge_store,
-                    settings, sync=True)
+        await index(
+            write_catalog(tmp_path / "c.csv", [{"sku": "1", "name": "x"}]),
+            offline_encoder,
+            edge_store,
+            settings,
+            sync=True,
+        )
     assert await edge_store.info() is None
 
 
-async def test_other_encoder_is_refused_before_any_work(catalog_dir: Path, settings: Settings,
-                                                        edge_store: CountingStore, offline_encoder: Any,
-                                                        tiny_clip_dir: Path) -> None:
+async def test_other_encoder_is_refused_before_any_work(
+    catalog_dir: Path, settings: Settings, edge_store: CountingStore, offline_encoder: Any, tiny_clip_dir: Path
+) -> None:
     from visearch.core.encoders.clip import ClipEncoder
     from visearch.core.errors import EncoderMismatchError
 

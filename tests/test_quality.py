@@ -53,9 +53,24 @@ def test_eval_compares_methods_in_one_table(tmp_path: Path) -> None:
     from visearch.indexer.cli import app
 
     env = {"VISEARCH_ENCODER": "offline", "HF_HUB_OFFLINE": "1", "VISEARCH_DATA_DIR": str(tmp_path)}
-    result = CliRunner().invoke(app, ["eval", "--catalog", str(SAMPLE / "catalog.csv"), "--queries",
-                                      str(SAMPLE / "queries.csv"), "--method", "encoder,phash,cnn", "--k", "1,5",
-                                      "--calibrate", "--json"], env=env, catch_exceptions=False)
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--catalog",
+            str(SAMPLE / "catalog.csv"),
+            "--queries",
+            str(SAMPLE / "queries.csv"),
+            "--method",
+            "encoder,phash,cnn",
+            "--k",
+            "1,5",
+            "--calibrate",
+            "--json",
+        ],
+        env=env,
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     rows = {r["method"]: r for r in json.loads(result.stdout)}
     assert set(rows) == {"encoder", "phash", "cnn"}
@@ -89,7 +104,8 @@ def groups_catalog(tmp_path_factory: pytest.TempPathFactory, grocery_dir: Path) 
 
 
 def test_training_lowers_the_loss_and_writes_a_model_that_loads_and_searches(
-        groups_catalog: Path, offline_encoder, tmp_path: Path) -> None:
+    groups_catalog: Path, offline_encoder, tmp_path: Path
+) -> None:
     cfg = TrainConfig(epochs=8, views=2, products_per_batch=6, patience=100, lr=5e-3)
     result = train_offline(groups_catalog, tmp_path / "model", offline_encoder, cfg)
     assert result.losses[-1] < result.losses[0]
@@ -130,8 +146,17 @@ def test_other_losses_train(groups_catalog: Path, offline_encoder, tmp_path: Pat
 # --- colour ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("rgb", "name"), [((200, 30, 35), "red"), ((25, 35, 90), "navy"), ((245, 215, 40), "yellow"),
-                                           ((225, 205, 165), "beige"), ((50, 150, 50), "green"), ((20, 20, 20), "black")])
+@pytest.mark.parametrize(
+    ("rgb", "name"),
+    [
+        ((200, 30, 35), "red"),
+        ((25, 35, 90), "navy"),
+        ((245, 215, 40), "yellow"),
+        ((225, 205, 165), "beige"),
+        ((50, 150, 50), "green"),
+        ((20, 20, 20), "black"),
+    ],
+)
 def test_colour_of_single_colour_images(rgb: tuple[int, int, int], name: str) -> None:
     from visearch.core.colour import dominant_colours
 

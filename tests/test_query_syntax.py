@@ -14,7 +14,11 @@ from visearch.core.query_syntax import describe_filters, parse_query_text
         ("red shoes under 50", "red shoes", Filters(price_max=50)),
         ("category:dairy", "", Filters(categories=["dairy"])),
         ('cat:"Sour Cream" in stock', "", Filters(categories=["sour cream"], in_stock=True)),
-        ("apple #organic brand:Arla 10-50", "apple", Filters(brands=["arla"], tags=["organic"], price_min=10, price_max=50)),
+        (
+            "apple #organic brand:Arla 10-50",
+            "apple",
+            Filters(brands=["arla"], tags=["organic"], price_min=10, price_max=50),
+        ),
         ("juice over $10", "juice", Filters(price_min=10)),
         ("between 5 and 2 milk", "milk", Filters(price_min=2, price_max=5)),
         ("oat milk from 10 to 20", "oat milk", Filters(price_min=10, price_max=20)),
@@ -32,7 +36,9 @@ def test_filters_are_read_and_taken_out_of_the_words(message: str, words: str, f
     assert parsed.filters == filters
 
 
-@pytest.mark.parametrize("message", ["milk", "apples from italy", "size 42 sneakers", "", "  ", "<b>&amp;</b>", "category:"])
+@pytest.mark.parametrize(
+    "message", ["milk", "apples from italy", "size 42 sneakers", "", "  ", "<b>&amp;</b>", "category:"]
+)
 def test_plain_words_stay_words(message: str) -> None:
     parsed = parse_query_text(message)
     assert parsed.filters.is_empty()
@@ -40,7 +46,9 @@ def test_plain_words_stay_words(message: str) -> None:
 
 
 def test_description_reads_back_to_the_same_filters() -> None:
-    filters = Filters(categories=["sour cream"], brands=["arla"], tags=["eco"], price_min=2, price_max=9.5, in_stock=True)
+    filters = Filters(
+        categories=["sour cream"], brands=["arla"], tags=["eco"], price_min=2, price_max=9.5, in_stock=True
+    )
     text = describe_filters(filters)
     assert parse_query_text(text).filters == filters
     assert text == 'category:"sour cream" brand:arla #eco 2-9.5 in stock'

@@ -41,7 +41,9 @@ def sample_catalog(tmp_path_factory: pytest.TempPathFactory, grocery_dir: Path) 
 
 
 @pytest.fixture(scope="module")
-def indexed_points(sample_catalog: Path, offline_encoder, tmp_path_factory: pytest.TempPathFactory) -> list[PointRecord]:
+def indexed_points(
+    sample_catalog: Path, offline_encoder, tmp_path_factory: pytest.TempPathFactory
+) -> list[PointRecord]:
     """The sample indexed once by the real pipeline, read back with its vectors: each test writes
     these into a fresh store instead of embedding the catalog again."""
     settings = load_settings(data_dir=tmp_path_factory.mktemp("indexed-once"), encoder="offline")
@@ -51,8 +53,11 @@ def indexed_points(sample_catalog: Path, offline_encoder, tmp_path_factory: pyte
         try:
             summary = await index_catalog(sample_catalog / "catalog.csv", offline_encoder, store, settings)
             assert summary.ok, summary.problems
-            return [PointRecord(id=p.point_id, vector=p.vector, text_vector=p.text_vector, payload=p.payload)
-                    async for p in store.scroll(with_vectors=True) if p.vector is not None]
+            return [
+                PointRecord(id=p.point_id, vector=p.vector, text_vector=p.text_vector, payload=p.payload)
+                async for p in store.scroll(with_vectors=True)
+                if p.vector is not None
+            ]
         finally:
             await store.close()
 
@@ -60,8 +65,12 @@ def indexed_points(sample_catalog: Path, offline_encoder, tmp_path_factory: pyte
 
 
 @pytest.fixture(params=["edge", "server"])
-async def service(request: pytest.FixtureRequest, indexed_points: list[PointRecord], offline_encoder,
-                  tmp_path_factory: pytest.TempPathFactory):
+async def service(
+    request: pytest.FixtureRequest,
+    indexed_points: list[PointRecord],
+    offline_encoder,
+    tmp_path_factory: pytest.TempPathFactory,
+):
     """A service over a fresh copy of the indexed sample, on the embedded engine (temp dir)
     and on the server backend (qdrant-client's in-process `:memory:` double)."""
     settings = load_settings(data_dir=tmp_path_factory.mktemp("data"), encoder="offline")
@@ -208,8 +217,10 @@ async def test_cursors_are_bounded(sample_catalog: Path, offline_encoder, tmp_pa
     await index_catalog(sample_catalog / "catalog.csv", offline_encoder, store, settings)
     svc = SearchService(offline_encoder, store, settings)
     try:
-        cursors = [(await svc.search(Query(text=word, limit=1))).next_cursor
-                   for word in ("apple", "milk", "juice", "tomato", "pepper")]
+        cursors = [
+            (await svc.search(Query(text=word, limit=1))).next_cursor
+            for word in ("apple", "milk", "juice", "tomato", "pepper")
+        ]
         assert all(cursors)
         from visearch.core.search import CursorExpiredError
 

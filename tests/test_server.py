@@ -15,12 +15,6 @@ import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from visearch.bots.server.app import create_app
-from visearch.bots.server.config import load_server_settings
-from visearch.bots.telegram.config import load_telegram_settings
-from visearch.core.config import Settings
-from visearch.core.search import SearchService
-from visearch.core.store.factory import open_store
 from tests.conftest import free_port
 from tests.fakes.messengers import (
     GRAPH_VERSION,
@@ -37,6 +31,12 @@ from tests.fakes.messengers import (
     whatsapp_signature,
 )
 from tests.fakes.telegram import TOKEN, FakeTelegram
+from visearch.bots.server.app import create_app
+from visearch.bots.server.config import load_server_settings
+from visearch.bots.telegram.config import load_telegram_settings
+from visearch.core.config import Settings
+from visearch.core.search import SearchService
+from visearch.core.store.factory import open_store
 
 SAMPLE = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery"
 TG_SECRET = "tg-webhook-secret_1"
@@ -56,10 +56,11 @@ class Served:
         return await self.http.post("/webhooks/viber", content=body, headers=headers)
 
     async def whatsapp_post(self, body: bytes, signature: str | None = None) -> httpx.Response:
-        headers = {"X-Hub-Signature-256": whatsapp_signature(body) if signature is None else signature,
-                   "Content-Type": "application/json"}
+        headers = {
+            "X-Hub-Signature-256": whatsapp_signature(body) if signature is None else signature,
+            "Content-Type": "application/json",
+        }
         return await self.http.post("/webhooks/whatsapp", content=body, headers=headers)
-
 
 
 async def serve(settings: Settings, offline_encoder, **server_overrides: object) -> AsyncIterator[Served]:
@@ -68,10 +69,16 @@ async def serve(settings: Settings, offline_encoder, **server_overrides: object)
         await fake.start()
     port = free_port()
     options: dict = {
-        "viber_token": VIBER_TOKEN, "viber_api_url": viber.api_url, "whatsapp_token": WHATSAPP_TOKEN,
-        "whatsapp_app_secret": WHATSAPP_APP_SECRET, "whatsapp_verify_token": WHATSAPP_VERIFY_TOKEN,
-        "whatsapp_phone_number_id": PHONE_NUMBER_ID, "whatsapp_api_url": whatsapp.url,
-        "whatsapp_api_version": GRAPH_VERSION, "public_url": f"http://127.0.0.1:{port}", "rate_limit": 0,
+        "viber_token": VIBER_TOKEN,
+        "viber_api_url": viber.api_url,
+        "whatsapp_token": WHATSAPP_TOKEN,
+        "whatsapp_app_secret": WHATSAPP_APP_SECRET,
+        "whatsapp_verify_token": WHATSAPP_VERIFY_TOKEN,
+        "whatsapp_phone_number_id": PHONE_NUMBER_ID,
+        "whatsapp_api_url": whatsapp.url,
+        "whatsapp_api_version": GRAPH_VERSION,
+        "public_url": f"http://127.0.0.1:{port}",
+        "rate_limit": 0,
     }
     options.update(server_overrides)
     server = load_server_settings(**options)
@@ -158,7 +165,9 @@ async def test_viber_text_with_filter_and_more_like_this(served: Served) -> None
     sent = (await served.viber.wait_for_messages("viber-user-2"))[0].body
     titles = card_titles(sent)
     assert titles and set(titles) <= {"Golden Delicious", "Pink Lady", "Red Delicious", "Royal Gala"}
-    first_more = next(b["ActionBody"] for b in sent["rich_media"]["Buttons"] if b.get("Text") == "<b>More like this</b>")
+    first_more = next(
+        b["ActionBody"] for b in sent["rich_media"]["Buttons"] if b.get("Text") == "<b>More like this</b>"
+    )
     await served.viber_post(viber_message("viber-user-2", {"type": "text", "text": first_more}, 1003))
     similar = (await served.viber.wait_for_messages("viber-user-2", 2))[1].body
     assert titles[0] not in card_titles(similar)
@@ -188,8 +197,16 @@ async def test_viber_replayed_delivery_is_answered_once(served: Served) -> None:
 
 
 async def test_viber_events_other_than_messages(served: Served) -> None:
-    started = json.dumps({"event": "conversation_started", "timestamp": 1, "message_token": 9, "type": "open",
-                          "user": {"id": "viber-user-5", "name": "C"}, "subscribed": False}).encode()
+    started = json.dumps(
+        {
+            "event": "conversation_started",
+            "timestamp": 1,
+            "message_token": 9,
+            "type": "open",
+            "user": {"id": "viber-user-5", "name": "C"},
+            "subscribed": False,
+        }
+    ).encode()
     welcome = await served.viber_post(started)
     assert welcome.status_code == 200 and "Send a photo" in welcome.json()["text"]
     for event in ("delivered", "seen", "subscribed", "unsubscribed", "webhook", "something_new"):
@@ -221,18 +238,26 @@ async def test_viber_api_errors_are_retried(served: Served) -> None:
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(body=st.one_of(
-    st.binary(max_size=200),
-    st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-                 lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
-                 max_leaves=12).map(lambda v: json.dumps(v).encode()),
-    st.fixed_dictionaries({"event": st.sampled_from(["message", "seen", "conversation_started", "x"]),
-                           "message_token": st.integers() | st.none(),
-                           "sender": st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3),
-                           "message": st.dictionaries(st.sampled_from(["type", "text", "media"]),
-                                                      st.text(max_size=10) | st.integers(), max_size=3),
-                           }).map(lambda v: json.dumps(v).encode()),
-))
+@given(
+    body=st.one_of(
+        st.binary(max_size=200),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+            max_leaves=12,
+        ).map(lambda v: json.dumps(v).encode()),
+        st.fixed_dictionaries(
+            {
+                "event": st.sampled_from(["message", "seen", "conversation_started", "x"]),
+                "message_token": st.integers() | st.none(),
+                "sender": st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3),
+                "message": st.dictionaries(
+                    st.sampled_from(["type", "text", "media"]), st.text(max_size=10) | st.integers(), max_size=3
+                ),
+            }
+        ).map(lambda v: json.dumps(v).encode()),
+    )
+)
 async def test_fuzzed_signed_bodies_never_cause_a_500(served: Served, body: bytes) -> None:
     viber = await served.viber_post(body)
     whatsapp = await served.whatsapp_post(body)
@@ -244,18 +269,23 @@ async def test_fuzzed_signed_bodies_never_cause_a_500(served: Served, body: byte
 
 
 async def test_whatsapp_verification(served: Served) -> None:
-    ok = await served.http.get("/webhooks/whatsapp", params={
-        "hub.mode": "subscribe", "hub.verify_token": WHATSAPP_VERIFY_TOKEN, "hub.challenge": "1158201444"})
+    ok = await served.http.get(
+        "/webhooks/whatsapp",
+        params={"hub.mode": "subscribe", "hub.verify_token": WHATSAPP_VERIFY_TOKEN, "hub.challenge": "1158201444"},
+    )
     assert ok.status_code == 200 and ok.text == "1158201444"
-    bad = await served.http.get("/webhooks/whatsapp", params={
-        "hub.mode": "subscribe", "hub.verify_token": "wrong", "hub.challenge": "1158201444"})
+    bad = await served.http.get(
+        "/webhooks/whatsapp",
+        params={"hub.mode": "subscribe", "hub.verify_token": "wrong", "hub.challenge": "1158201444"},
+    )
     assert bad.status_code == 403
 
 
 async def test_whatsapp_photo_gets_cards_and_a_more_like_this_button(served: Served) -> None:
     media_id = served.whatsapp.add_media(photo("arla-standard-milk.jpg"))
-    body = whatsapp_payload("46700000001", {"id": "wamid.in1", "type": "image",
-                                            "image": {"id": media_id, "mime_type": "image/jpeg"}})
+    body = whatsapp_payload(
+        "46700000001", {"id": "wamid.in1", "type": "image", "image": {"id": media_id, "mime_type": "image/jpeg"}}
+    )
     assert (await served.whatsapp_post(body)).status_code == 200
     await served.whatsapp.wait_for_messages("46700000001", 2)
     await served.whatsapp.settle()
@@ -270,8 +300,9 @@ async def test_whatsapp_photo_gets_cards_and_a_more_like_this_button(served: Ser
 
 
 async def test_whatsapp_text_filter_and_button_reply(served: Served) -> None:
-    await served.whatsapp_post(whatsapp_payload("46700000002", {"id": "wamid.in2", "type": "text",
-                                                                "text": {"body": "apple under 12"}}))
+    await served.whatsapp_post(
+        whatsapp_payload("46700000002", {"id": "wamid.in2", "type": "text", "text": {"body": "apple under 12"}})
+    )
     await served.whatsapp.wait_for_messages("46700000002", 2)
     await served.whatsapp.settle()
     sent = [s.body for s in served.whatsapp.to("46700000002")]
@@ -279,8 +310,11 @@ async def test_whatsapp_text_filter_and_button_reply(served: Served) -> None:
         price = card["interactive"]["body"]["text"].splitlines()[1].split(" SEK")[0]
         assert float(price) <= 12
     more_id = sent[-1]["interactive"]["action"]["buttons"][0]["reply"]["id"]
-    reply = {"id": "wamid.in3", "type": "interactive",
-             "interactive": {"type": "button_reply", "button_reply": {"id": more_id, "title": "More like this"}}}
+    reply = {
+        "id": "wamid.in3",
+        "type": "interactive",
+        "interactive": {"type": "button_reply", "button_reply": {"id": more_id, "title": "More like this"}},
+    }
     await served.whatsapp_post(whatsapp_payload("46700000002", reply))
     await served.whatsapp.wait_for_messages("46700000002", len(sent) + 1)
 
@@ -291,26 +325,48 @@ async def test_whatsapp_bad_signature_replay_and_statuses(served: Served) -> Non
     assert (await served.whatsapp_post(body, signature="")).status_code == 401
     for _ in range(2):
         assert (await served.whatsapp_post(body)).status_code == 200
-    statuses = json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "W", "changes": [{
-        "field": "messages", "value": {"messaging_product": "whatsapp", "statuses": [
-            {"id": "wamid.out", "status": "delivered", "recipient_id": "46700000003"}]}}]}]}).encode()
+    statuses = json.dumps(
+        {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {
+                    "id": "W",
+                    "changes": [
+                        {
+                            "field": "messages",
+                            "value": {
+                                "messaging_product": "whatsapp",
+                                "statuses": [{"id": "wamid.out", "status": "delivered", "recipient_id": "46700000003"}],
+                            },
+                        }
+                    ],
+                }
+            ],
+        }
+    ).encode()
     assert (await served.whatsapp_post(statuses)).status_code == 200
     await served.whatsapp.wait_for_messages("46700000003")
     await served.whatsapp.settle()
-    searches = [s for s in served.whatsapp.to("46700000003") if s.body["type"] == "interactive"
-                and s.body["interactive"]["type"] == "button"]
+    searches = [
+        s
+        for s in served.whatsapp.to("46700000003")
+        if s.body["type"] == "interactive" and s.body["interactive"]["type"] == "button"
+    ]
     assert len(searches) == 1, "the replayed delivery is not searched twice"
 
 
 async def test_whatsapp_media_over_the_limit_and_non_images(served: Served) -> None:
     big = served.whatsapp.add_media(b"\xff\xd8" + b"0" * (5 * 1024 * 1024 + 10))
-    await served.whatsapp_post(whatsapp_payload("46700000004", {"id": "wamid.in5", "type": "image",
-                                                                "image": {"id": big}}))
+    await served.whatsapp_post(
+        whatsapp_payload("46700000004", {"id": "wamid.in5", "type": "image", "image": {"id": big}})
+    )
     pdf = served.whatsapp.add_media(b"%PDF-1.7", "application/pdf")
-    await served.whatsapp_post(whatsapp_payload("46700000005", {"id": "wamid.in6", "type": "image",
-                                                                "image": {"id": pdf}}))
-    await served.whatsapp_post(whatsapp_payload("46700000006", {"id": "wamid.in7", "type": "audio",
-                                                                "audio": {"id": "1"}}))
+    await served.whatsapp_post(
+        whatsapp_payload("46700000005", {"id": "wamid.in6", "type": "image", "image": {"id": pdf}})
+    )
+    await served.whatsapp_post(
+        whatsapp_payload("46700000006", {"id": "wamid.in7", "type": "audio", "audio": {"id": "1"}})
+    )
     assert "larger than 5 MB" in (await served.whatsapp.wait_for_messages("46700000004"))[0].body["text"]["body"]
     assert "not an image" in (await served.whatsapp.wait_for_messages("46700000005"))[0].body["text"]["body"]
     assert "voice messages" in (await served.whatsapp.wait_for_messages("46700000006"))[0].body["text"]["body"]
@@ -318,8 +374,9 @@ async def test_whatsapp_media_over_the_limit_and_non_images(served: Served) -> N
 
 async def test_whatsapp_rate_limit_error_is_retried(served: Served) -> None:
     served.whatsapp.fail_next(429, {"error": {"message": "Rate limit hit", "code": 130429}})
-    await served.whatsapp_post(whatsapp_payload("46700000007", {"id": "wamid.in8", "type": "text",
-                                                                "text": {"body": "green apple"}}))
+    await served.whatsapp_post(
+        whatsapp_payload("46700000007", {"id": "wamid.in8", "type": "text", "text": {"body": "green apple"}})
+    )
     assert await served.whatsapp.wait_for_messages("46700000007", 2)
 
 
@@ -361,14 +418,16 @@ async def test_telegram_webhook_checks_the_secret_and_answers(served: Served) ->
     wrong = await served.http.post("/webhooks/telegram", json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "no"})
     assert wrong.status_code == 401
     for _ in range(2):  # Telegram retries: the second delivery is acknowledged, not answered again
-        ok = await served.http.post("/webhooks/telegram", json=update,
-                                    headers={"X-Telegram-Bot-Api-Secret-Token": TG_SECRET})
+        ok = await served.http.post(
+            "/webhooks/telegram", json=update, headers={"X-Telegram-Bot-Api-Secret-Token": TG_SECRET}
+        )
         assert ok.status_code == 200
     await served.telegram.wait_for(lambda: served.telegram.replies_to(6001), what="the /help answer")
     await served.telegram.settle()
     assert len(served.telegram.replies_to(6001)) == 1
-    bad = await served.http.post("/webhooks/telegram", content=b"[1,2]",
-                                 headers={"X-Telegram-Bot-Api-Secret-Token": TG_SECRET})
+    bad = await served.http.post(
+        "/webhooks/telegram", content=b"[1,2]", headers={"X-Telegram-Bot-Api-Secret-Token": TG_SECRET}
+    )
     assert bad.status_code == 400
 
 
@@ -394,19 +453,36 @@ async def _cli(env: dict[str, str], *args: str) -> tuple[int, str]:
 
     full = {k: v for k, v in os.environ.items() if not k.startswith("VISEARCH_")}
     full.update(env, PYTHONPATH=str(SAMPLE.parents[2]))
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "visearch.indexer.cli", *args, env=full,
-                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "visearch.indexer.cli",
+        *args,
+        env=full,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     out, _ = await asyncio.wait_for(process.communicate(), timeout=120)
     return process.returncode or 0, out.decode()
 
 
 async def test_set_webhook_commands(served: Served) -> None:
-    code, out = await _cli({"VISEARCH_VIBER_TOKEN": VIBER_TOKEN, "VISEARCH_VIBER_API_URL": served.viber.api_url},
-                           "bot", "viber", "--set-webhook", f"{served.url}/webhooks/viber")
+    code, out = await _cli(
+        {"VISEARCH_VIBER_TOKEN": VIBER_TOKEN, "VISEARCH_VIBER_API_URL": served.viber.api_url},
+        "bot",
+        "viber",
+        "--set-webhook",
+        f"{served.url}/webhooks/viber",
+    )
     assert code == 0, out
     assert served.viber.sent[-1].path == "set_webhook"
-    code, out = await _cli({"VISEARCH_TELEGRAM_TOKEN": TOKEN, "VISEARCH_TELEGRAM_API_URL": served.telegram.api_url},
-                           "bot", "telegram", "--set-webhook", "https://shop.example/webhooks/telegram")
+    code, out = await _cli(
+        {"VISEARCH_TELEGRAM_TOKEN": TOKEN, "VISEARCH_TELEGRAM_API_URL": served.telegram.api_url},
+        "bot",
+        "telegram",
+        "--set-webhook",
+        "https://shop.example/webhooks/telegram",
+    )
     assert code == 0, out
     assert served.telegram.webhook["url"] == "https://shop.example/webhooks/telegram"
     assert f"VISEARCH_TELEGRAM_WEBHOOK_SECRET={served.telegram.webhook['secret_token']}" in out
@@ -422,11 +498,23 @@ async def test_serve_command_starts_reports_ready_and_stops_on_sigterm(bot_catal
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VISEARCH_")}
-    env.update(VISEARCH_DATA_DIR=str(bot_catalog.data_dir), VISEARCH_COLLECTION=bot_catalog.collection,
-               HF_HUB_OFFLINE="1", PYTHONPATH=str(SAMPLE.parents[2]))
+    env.update(
+        VISEARCH_DATA_DIR=str(bot_catalog.data_dir),
+        VISEARCH_COLLECTION=bot_catalog.collection,
+        HF_HUB_OFFLINE="1",
+        PYTHONPATH=str(SAMPLE.parents[2]),
+    )
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "visearch.indexer.cli", "serve", "--port", str(port), env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "visearch.indexer.cli",
+        "serve",
+        "--port",
+        str(port),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
             for _ in range(600):

@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from tests.conftest import copy_collection, free_port
+from tests.fakes.http_server import Reply, scripted_server
+from tests.test_api import KEYS, WRITE, run_api
 from visearch.core.config import Settings
 from visearch.core.errors import ConfigError
 from visearch.core.fetch import FetchError, ImageFetcher
 from visearch.core.netguard import REFUSED_MESSAGE, AddressPolicy, GuardedTransport, is_public, parse_networks
-from tests.conftest import copy_collection, free_port
-from tests.fakes.http_server import Reply, scripted_server
-from tests.test_api import KEYS, WRITE, run_api
 
 SAMPLE = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery"
 BANANA = (SAMPLE / "images" / "banana.jpg").read_bytes()
@@ -49,33 +49,47 @@ def refusal(message: str, product_id: str, url: str) -> str:
 
 
 async def test_local_addresses_in_any_spelling_are_refused_alike_and_nothing_is_fetched(
-        ssrf_catalog: Settings, offline_encoder) -> None:
+    ssrf_catalog: Settings, offline_encoder
+) -> None:
     closed = free_port()
     with scripted_server() as inside:
         inside.route("/metrics", Reply(200, BANANA))  # an open port that would even answer with an image
         port = int(inside.base.rsplit(":", 1)[1])
         async with run_api(ssrf_catalog, offline_encoder, api_keys=KEYS, api_fetch_allow="") as api:
-            urls = [f"http://127.0.0.1:{port}/metrics", f"http://127.0.0.1:{closed}/metrics",
-                    f"http://2130706433:{port}/metrics", f"http://0x7f000001:{port}/metrics",
-                    f"http://[::1]:{port}/metrics", f"http://localhost:{port}/metrics",
-                    f"http://0.0.0.0:{port}/metrics", f"http://[::ffff:127.0.0.1]:{port}/metrics",
-                    f"http://127.1:{port}/metrics", f"{api.url}/metrics", f"http://169.254.169.254:{closed}/latest"]
+            urls = [
+                f"http://127.0.0.1:{port}/metrics",
+                f"http://127.0.0.1:{closed}/metrics",
+                f"http://2130706433:{port}/metrics",
+                f"http://0x7f000001:{port}/metrics",
+                f"http://[::1]:{port}/metrics",
+                f"http://localhost:{port}/metrics",
+                f"http://0.0.0.0:{port}/metrics",
+                f"http://[::ffff:127.0.0.1]:{port}/metrics",
+                f"http://127.1:{port}/metrics",
+                f"{api.url}/metrics",
+                f"http://169.254.169.254:{closed}/latest",
+            ]
             messages = set()
             for n, url in enumerate(urls):
-                response = await api.http.post("/api/v1/products", headers=WRITE,
-                                               json={"id": f"ssrf-{n}", "title": "Probe", "images": [url]})
+                response = await api.http.post(
+                    "/api/v1/products", headers=WRITE, json={"id": f"ssrf-{n}", "title": "Probe", "images": [url]}
+                )
                 assert response.status_code == 422, (url, response.text)
                 assert REFUSED_MESSAGE in response.json()["error"], (url, response.text)
                 messages.add(refusal(response.json()["error"], f"ssrf-{n}", url))
                 assert (await api.product(f"ssrf-{n}")).status_code == 404, url
             assert len(messages) == 1, messages  # open port, closed port, the API itself: the same words
 
-            batch = {"products": [{"id": f"ssrf-b{n}", "title": "Probe", "images": [url]} for n, url in enumerate(urls[:4])]}
+            batch = {
+                "products": [{"id": f"ssrf-b{n}", "title": "Probe", "images": [url]} for n, url in enumerate(urls[:4])]
+            }
             answer = await api.http.post("/api/v1/products:batch", headers=WRITE, json=batch)
             assert answer.status_code == 200 and answer.json()["written"] == 0, answer.text
             items = answer.json()["items"]
             assert all(REFUSED_MESSAGE in item["error"] for item in items), items
-            assert len({refusal(item["error"], f"ssrf-b{n}", url) for n, (item, url) in enumerate(zip(items, urls))}) == 1
+            assert (
+                len({refusal(item["error"], f"ssrf-b{n}", url) for n, (item, url) in enumerate(zip(items, urls))}) == 1
+            )
             for n in range(4):
                 assert (await api.product(f"ssrf-b{n}")).status_code == 404
         assert inside.hits == {}  # not one request reached the local server
@@ -86,8 +100,12 @@ async def test_refused_url_leaves_an_existing_product_as_it_was(ssrf_catalog: Se
         inside.route("/other.jpg", Reply(200, (SAMPLE / "images" / "lemon.jpg").read_bytes()))
         async with run_api(ssrf_catalog, offline_encoder, api_fetch_allow="") as api:
             product = {"id": "ssrf-kept", "title": "Kept banana", "category": "Kept"}
-            made = await api.http.post("/api/v1/products", headers=WRITE, data={"product": json.dumps(product)},
-                                       files=[("images", ("banana.jpg", BANANA, "image/jpeg"))])
+            made = await api.http.post(
+                "/api/v1/products",
+                headers=WRITE,
+                data={"product": json.dumps(product)},
+                files=[("images", ("banana.jpg", BANANA, "image/jpeg"))],
+            )
             assert made.status_code == 200 and made.json()["indexed"] == 1, made.text
             before = (await api.product("ssrf-kept")).json()
             attack = {**product, "title": "Replaced", "images": [inside.url("/other.jpg")]}
@@ -98,19 +116,26 @@ async def test_refused_url_leaves_an_existing_product_as_it_was(ssrf_catalog: Se
         assert inside.hits == {}
 
 
-async def test_allow_list_admits_its_range_but_not_a_redirect_out_of_it(ssrf_catalog: Settings,
-                                                                      offline_encoder) -> None:
+async def test_allow_list_admits_its_range_but_not_a_redirect_out_of_it(
+    ssrf_catalog: Settings, offline_encoder
+) -> None:
     with scripted_server() as allowed, scripted_server() as target:
         target.route("/secret.jpg", Reply(200, BANANA))
         hop = f"http://0.0.0.0:{target.base.rsplit(':', 1)[1]}/secret.jpg"  # Linux connects 0.0.0.0 to this host
         allowed.route("/jump.jpg", Reply(302, b"", content_type=None, headers={"Location": hop}))
         allowed.route("/banana.jpg", Reply(200, BANANA))
         async with run_api(ssrf_catalog, offline_encoder, api_fetch_allow=LOOPBACK_ONLY) as api:
-            ok = await api.http.post("/api/v1/products", headers=WRITE, json={
-                "id": "ssrf-allowed", "title": "Intranet banana", "images": [allowed.url("/banana.jpg")]})
+            ok = await api.http.post(
+                "/api/v1/products",
+                headers=WRITE,
+                json={"id": "ssrf-allowed", "title": "Intranet banana", "images": [allowed.url("/banana.jpg")]},
+            )
             assert ok.status_code == 200 and ok.json()["indexed"] == 1, ok.text
-            jump = await api.http.post("/api/v1/products", headers=WRITE, json={
-                "id": "ssrf-jump", "title": "Redirected", "images": [allowed.url("/jump.jpg")]})
+            jump = await api.http.post(
+                "/api/v1/products",
+                headers=WRITE,
+                json={"id": "ssrf-jump", "title": "Redirected", "images": [allowed.url("/jump.jpg")]},
+            )
             assert jump.status_code == 422 and REFUSED_MESSAGE in jump.json()["error"], jump.text
             assert (await api.product("ssrf-jump")).status_code == 404
             assert (await api.http.delete("/api/v1/products/ssrf-allowed", headers=WRITE)).status_code == 200
@@ -131,11 +156,35 @@ def test_allow_list_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- the guard itself --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("address", [
-    "127.0.0.1", "127.255.0.9", "10.1.2.3", "172.16.0.1", "192.168.0.1", "169.254.169.254", "100.64.0.1",
-    "0.0.0.0", "255.255.255.255", "224.0.0.1", "239.255.255.250", "240.0.0.1", "198.18.0.1", "192.0.2.1",
-    "::", "::1", "fe80::1", "fc00::1", "ff02::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "64:ff9b::7f00:1",
-    "2002:7f00:1::1", "2001:db8::1"])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "127.255.0.9",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.0.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "255.255.255.255",
+        "224.0.0.1",
+        "239.255.255.250",
+        "240.0.0.1",
+        "198.18.0.1",
+        "192.0.2.1",
+        "::",
+        "::1",
+        "fe80::1",
+        "fc00::1",
+        "ff02::1",
+        "::ffff:127.0.0.1",
+        "::ffff:10.0.0.1",
+        "64:ff9b::7f00:1",
+        "2002:7f00:1::1",
+        "2001:db8::1",
+    ],
+)
 def test_local_private_and_special_addresses_are_not_public(address: str) -> None:
     assert not is_public(ipaddress.ip_address(address))
     assert not AddressPolicy().permits(address)
@@ -172,7 +221,8 @@ async def host_echo() -> AsyncIterator[tuple[int, list[str]]]:
 
 
 async def test_a_name_is_resolved_once_and_the_checked_address_is_the_one_connected(
-        ssrf_catalog: Settings, host_echo: tuple[int, list[str]]) -> None:
+    ssrf_catalog: Settings, host_echo: tuple[int, list[str]]
+) -> None:
     port, hosts = host_echo
     asked: list[str] = []
 
@@ -197,7 +247,8 @@ async def test_a_name_is_resolved_once_and_the_checked_address_is_the_one_connec
 
 
 async def test_tls_still_verifies_the_host_name_while_the_socket_goes_to_the_checked_ip(
-        ssrf_catalog: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    ssrf_catalog: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", str(TLS_PEM))  # the operator's CA bundle: trusts this certificate
     names: list[str | None] = []
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -238,4 +289,3 @@ async def test_the_cli_path_without_a_policy_still_fetches_from_loopback(ssrf_ca
             with pytest.raises(FetchError):
                 await fetcher.fetch(url, Path("."))
         assert local.hits == {"/a.jpg": 1}
-

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import free_port
 from visearch.core.config import load_settings
 from visearch.core.domain import Filters, PointRecord, Product, point_id_for
 from visearch.core.errors import (
@@ -23,7 +24,6 @@ from visearch.core.store.base import VectorStore
 from visearch.core.store.edge import EdgeStore
 from visearch.core.store.factory import open_store
 from visearch.core.store.server import ServerStore
-from tests.conftest import free_port
 
 DIM = 8
 ENCODER = "test-encoder@v1"
@@ -33,15 +33,44 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection")
 
 PRODUCTS = [
-    Product(id="milk", title="Milk", category="Dairy", brand="Arla", tags=["Organic", "lactose-free"], price=15.0,
-            images=["milk-1.jpg", "milk-2.jpg"]),
-    Product(id="cheese", title="Cheese", category="Dairy", brand="Valio", tags=["organic"], price=50.0,
-            in_stock=False, images=["cheese.jpg"]),
+    Product(
+        id="milk",
+        title="Milk",
+        category="Dairy",
+        brand="Arla",
+        tags=["Organic", "lactose-free"],
+        price=15.0,
+        images=["milk-1.jpg", "milk-2.jpg"],
+    ),
+    Product(
+        id="cheese",
+        title="Cheese",
+        category="Dairy",
+        brand="Valio",
+        tags=["organic"],
+        price=50.0,
+        in_stock=False,
+        images=["cheese.jpg"],
+    ),
     Product(id="apple", title="Apple", category="Fruit", tags=["organic", "Fresh"], price=5.0, images=["apple.jpg"]),
-    Product(id="banana", title="Banana", category="Fruit", brand="Chiquita", tags=["fresh"], price=None,
-            images=["banana-1.jpg", "banana-2.jpg", "banana-3.jpg"]),
-    Product(id="bread", title="Bread", category="Bakery", brand="Pågen", price=25.0, extra={"origin": "SE"},
-            images=["bread.jpg"]),
+    Product(
+        id="banana",
+        title="Banana",
+        category="Fruit",
+        brand="Chiquita",
+        tags=["fresh"],
+        price=None,
+        images=["banana-1.jpg", "banana-2.jpg", "banana-3.jpg"],
+    ),
+    Product(
+        id="bread",
+        title="Bread",
+        category="Bakery",
+        brand="Pågen",
+        price=25.0,
+        extra={"origin": "SE"},
+        images=["bread.jpg"],
+    ),
 ]
 IMAGES_PER_PRODUCT = {p.id: len(p.images) for p in PRODUCTS}
 TOTAL_POINTS = sum(IMAGES_PER_PRODUCT.values())
@@ -65,7 +94,6 @@ def make_points(products: list[Product] = PRODUCTS, seed: int = 0) -> list[Point
                 )
             )
     return points
-
 
 
 @pytest.fixture(params=["edge", "server"])
@@ -102,7 +130,11 @@ async def test_ensure_collection_creates_then_verifies(store: VectorStore) -> No
     assert await store.info() is None
     info = await store.ensure_collection(ENCODER, DIM)
     assert (info.name, info.encoder_id, info.dim, info.points, info.backend) == (
-        "products", ENCODER, DIM, 0, store.backend
+        "products",
+        ENCODER,
+        DIM,
+        0,
+        store.backend,
     )
     again = await store.ensure_collection(ENCODER, DIM)
     assert again.encoder_id == ENCODER
@@ -347,8 +379,11 @@ async def test_edge_second_opener_is_locked_out(tmp_path: Path) -> None:
 def run_python(code: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
-        cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

@@ -17,15 +17,14 @@ import httpx
 import pytest
 from PIL import Image
 
+from tests.conftest import SAMPLE_DIR, TRICKY_TITLE, free_port
+from tests.fakes.telegram import TOKEN, Call, FakeTelegram
 from visearch.bots.telegram.config import load_telegram_settings
 from visearch.bots.telegram.conversation import TelegramConversation
 from visearch.bots.telegram.runner import make_runner
 from visearch.core.config import Settings
 from visearch.core.search import SearchService
 from visearch.core.store.factory import open_store
-from tests.conftest import SAMPLE_DIR
-from tests.conftest import TRICKY_TITLE, free_port
-from tests.fakes.telegram import TOKEN, Call, FakeTelegram
 
 SAMPLE = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery"
 FRAMEWORKS = ["aiogram", "ptb"]
@@ -52,13 +51,25 @@ class Bot:
         return replies[0]
 
 
-
-async def start_bot(framework: str, settings: Settings, offline_encoder, webhook_url: str | None = None,
-                    port: int = 0, **telegram_overrides: object) -> AsyncIterator[Bot]:
+async def start_bot(
+    framework: str,
+    settings: Settings,
+    offline_encoder,
+    webhook_url: str | None = None,
+    port: int = 0,
+    **telegram_overrides: object,
+) -> AsyncIterator[Bot]:
     fake = FakeTelegram()
     await fake.start()
-    options = dict(token=TOKEN, api_url=fake.api_url, poll_timeout=1, admins=str(ADMIN), rate_limit=5,
-                   album_wait=0.5, cards_per_page=CARDS)
+    options = dict(
+        token=TOKEN,
+        api_url=fake.api_url,
+        poll_timeout=1,
+        admins=str(ADMIN),
+        rate_limit=5,
+        album_wait=0.5,
+        cards_per_page=CARDS,
+    )
     options.update(telegram_overrides)
     telegram = load_telegram_settings(**options)
     service = SearchService(offline_encoder, open_store(settings), settings)
@@ -88,16 +99,20 @@ def buttons(call: Call) -> list[dict]:
 
 
 def caption_of(call: Call) -> str:
-    return FakeTelegram.visible_text(call.params.get("caption") or call.params.get("text") or "",
-                                     call.params.get("parse_mode"))
+    return FakeTelegram.visible_text(
+        call.params.get("caption") or call.params.get("text") or "", call.params.get("parse_mode")
+    )
 
 
 def sent_message(bot: Bot, call: Call) -> dict:
     """The message object the fake returned for a call (what a later callback query carries)."""
     chat = call.chat_id
     for (chat_id, _), message in bot.fake.messages.items():
-        if chat_id == chat and message.get("reply_markup") == call.params.get("reply_markup") and (
-                message.get("caption", message.get("text")) == caption_of(call)):
+        if (
+            chat_id == chat
+            and message.get("reply_markup") == call.params.get("reply_markup")
+            and (message.get("caption", message.get("text")) == caption_of(call))
+        ):
             return message
     raise AssertionError("message not found")
 
@@ -172,8 +187,9 @@ async def test_expired_show_more_says_so(bot: Bot) -> None:
 async def test_album_is_answered_once(bot: Bot) -> None:
     chat = 1005
     for name in ("banana.jpg", "banana.jpg", "avocado.jpg"):
-        bot.fake.send_photo_from_user(chat, photo(name), media_group_id="album-1",
-                                      caption="under 100" if name == "avocado.jpg" else None)
+        bot.fake.send_photo_from_user(
+            chat, photo(name), media_group_id="album-1", caption="under 100" if name == "avocado.jpg" else None
+        )
     await bot.answer(chat)
     await asyncio.sleep(bot.conversation.telegram.album_wait + 0.3)
     await bot.fake.settle()
@@ -251,7 +267,7 @@ async def test_words_with_specials_are_echoed_safely(bot: Bot) -> None:
     reply = await bot.only_reply(1011)
     assert reply.status == 200
     # nothing in the catalog matches these words: the no-match reply quotes them back, as plain text
-    assert "Nothing in the catalogue matches for <b>zzqx & \"qqq\" <unknown>." in caption_of(reply)
+    assert 'Nothing in the catalogue matches for <b>zzqx & "qqq" <unknown>.' in caption_of(reply)
 
 
 async def test_fake_server_rejects_unescaped_html_like_telegram() -> None:
@@ -260,8 +276,9 @@ async def test_fake_server_rejects_unescaped_html_like_telegram() -> None:
     try:
         async with httpx.AsyncClient(base_url=f"{fake.api_url}/bot{TOKEN}") as client:
             bad = await client.post("/sendMessage", data={"chat_id": 1, "text": "<Tom & Jerry>", "parse_mode": "HTML"})
-            good = await client.post("/sendMessage", data={"chat_id": 1, "text": "&lt;Tom &amp; Jerry&gt; & co",
-                                                           "parse_mode": "HTML"})
+            good = await client.post(
+                "/sendMessage", data={"chat_id": 1, "text": "&lt;Tom &amp; Jerry&gt; & co", "parse_mode": "HTML"}
+            )
     finally:
         await fake.stop()
     assert bad.status_code == 400 and "can't parse entities" in bad.json()["description"]
@@ -281,7 +298,9 @@ async def test_start_and_help_explain_what_to_send(bot: Bot) -> None:
 async def test_filters_lists_categories_with_counts(bot: Bot) -> None:
     bot.fake.send_text_from_user(1014, "/filters")
     text = caption_of(await bot.only_reply(1014))
-    apples = sum(row["category"] == "Apple" for row in csv.DictReader((SAMPLE_DIR / "catalog.csv").open(encoding="utf-8")))
+    apples = sum(
+        row["category"] == "Apple" for row in csv.DictReader((SAMPLE_DIR / "catalog.csv").open(encoding="utf-8"))
+    )
     assert apples > 1 and f"category:Apple ({apples})" in text
     assert "82 products" in text
     assert "in stock" in text
@@ -314,20 +333,42 @@ async def test_bad_input_gets_a_friendly_reply_and_the_bot_goes_on(bot: Bot, hug
     fake = bot.fake
     jpeg = photo("banana.jpg")
     cases = {
-        2001: (lambda c: fake.send_document_from_user(c, jpeg, "image/jpeg", "huge.jpg", size=25 * 1024 * 1024),
-               "larger than 20 MB"),
+        2001: (
+            lambda c: fake.send_document_from_user(c, jpeg, "image/jpeg", "huge.jpg", size=25 * 1024 * 1024),
+            "larger than 20 MB",
+        ),
         2002: (lambda c: fake.send_photo_from_user(c, jpeg, size=21 * 1024 * 1024), "larger than 20 MB"),
-        2003: (lambda c: fake.send_document_from_user(c, b"%PDF-1.7\n%\xe2\xe3\n1 0 obj", "application/pdf", "cat.pdf"),
-               "PDF"),
-        2004: (lambda c: fake.send_content_from_user(c, sticker={
-            "file_id": "stk", "file_unique_id": "ustk", "type": "regular", "width": 512, "height": 512,
-            "is_animated": False, "is_video": False}), "stickers"),
-        2005: (lambda c: fake.send_content_from_user(c, voice={"file_id": "v", "file_unique_id": "uv", "duration": 2}),
-               "voice messages"),
+        2003: (
+            lambda c: fake.send_document_from_user(c, b"%PDF-1.7\n%\xe2\xe3\n1 0 obj", "application/pdf", "cat.pdf"),
+            "PDF",
+        ),
+        2004: (
+            lambda c: fake.send_content_from_user(
+                c,
+                sticker={
+                    "file_id": "stk",
+                    "file_unique_id": "ustk",
+                    "type": "regular",
+                    "width": 512,
+                    "height": 512,
+                    "is_animated": False,
+                    "is_video": False,
+                },
+            ),
+            "stickers",
+        ),
+        2005: (
+            lambda c: fake.send_content_from_user(c, voice={"file_id": "v", "file_unique_id": "uv", "duration": 2}),
+            "voice messages",
+        ),
         2006: (lambda c: fake.send_photo_from_user(c, jpeg[: len(jpeg) // 3]), "couldn't use this image"),
         2007: (lambda c: fake.send_document_from_user(c, png(1, 1), "image/png", "dot.png"), "too small"),
-        2008: (lambda c: fake.send_document_from_user(c, b"<svg xmlns='http://www.w3.org/2000/svg'/>",
-                                                      "image/svg+xml", "logo.svg"), "couldn't use this image"),
+        2008: (
+            lambda c: fake.send_document_from_user(
+                c, b"<svg xmlns='http://www.w3.org/2000/svg'/>", "image/svg+xml", "logo.svg"
+            ),
+            "couldn't use this image",
+        ),
         2009: (lambda c: fake.send_document_from_user(c, b"", "image/jpeg", "empty.jpg"), "couldn't use this image"),
         2016: (lambda c: fake.send_document_from_user(c, huge_png, "image/png", "bomb.png"), "too large"),
         2017: (lambda c: fake.send_document_from_user(c, b"PK\x03\x04zip", "application/zip", "photos.zip"), "ZIP"),
@@ -368,8 +409,9 @@ async def test_per_user_rate_limit_replies_politely_once(bot: Bot) -> None:
     chat = 2014
     for _ in range(7):
         bot.fake.send_text_from_user(chat, "apple")
-    await bot.fake.wait_for(lambda: any("sending a lot" in caption_of(c) for c in bot.fake.replies_to(chat)),
-                            what="the rate-limit reply")
+    await bot.fake.wait_for(
+        lambda: any("sending a lot" in caption_of(c) for c in bot.fake.replies_to(chat)), what="the rate-limit reply"
+    )
     await bot.fake.settle(quiet=1.0)
     polite = [c for c in bot.fake.replies_to(chat) if "sending a lot" in caption_of(c)]
     assert len(polite) == 1
@@ -393,8 +435,9 @@ async def test_webhook_mode_checks_the_secret(framework: str, bot_catalog: Setti
         async with httpx.AsyncClient() as client:
             refused = await client.post(url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"})
             missing = await client.post(url, json=update)
-            accepted = await client.post(url, json=update,
-                                         headers={"X-Telegram-Bot-Api-Secret-Token": fake.webhook["secret_token"]})
+            accepted = await client.post(
+                url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": fake.webhook["secret_token"]}
+            )
         assert refused.status_code in (401, 403) and missing.status_code in (401, 403)
         assert accepted.status_code == 200
         assert "photo" in caption_of(await running.only_reply(3001))
@@ -405,7 +448,9 @@ async def test_webhook_mode_checks_the_secret(framework: str, bot_catalog: Setti
 
 def conversation_for(fake: FakeTelegram, settings: Settings, offline_encoder) -> TelegramConversation:
     telegram = load_telegram_settings(token=TOKEN, api_url=fake.api_url, poll_timeout=1)
-    return TelegramConversation(telegram, settings, service=SearchService(offline_encoder, open_store(settings), settings))
+    return TelegramConversation(
+        telegram, settings, service=SearchService(offline_encoder, open_store(settings), settings)
+    )
 
 
 async def test_aiogram_router_plugs_into_an_existing_dispatcher(bot_catalog: Settings, offline_encoder) -> None:
@@ -458,8 +503,13 @@ async def test_ptb_handlers_plug_into_an_existing_application(bot_catalog: Setti
     async def welcome(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await update.effective_message.reply_text("Welcome to my shop")
 
-    application = (ApplicationBuilder().token(TOKEN).base_url(f"{fake.api_url}/bot")
-                   .base_file_url(f"{fake.api_url}/file/bot").build())
+    application = (
+        ApplicationBuilder()
+        .token(TOKEN)
+        .base_url(f"{fake.api_url}/bot")
+        .base_file_url(f"{fake.api_url}/file/bot")
+        .build()
+    )
     application.add_handler(CommandHandler("start", welcome))
     add_visearch_handlers(application, conversation, with_commands=False)  # the README's lines
     async with application:
@@ -501,9 +551,15 @@ def test_bot_command_without_a_token_says_where_to_get_one(tmp_path: Path) -> No
     import sys
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("VISEARCH_")}
-    done = subprocess.run([sys.executable, "-m", "visearch.indexer.cli", "bot", "telegram", "--framework", "ptb"],
-                          cwd=tmp_path, env={**env, "PYTHONPATH": str(SAMPLE.parents[2])},
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "visearch.indexer.cli", "bot", "telegram", "--framework", "ptb"],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(SAMPLE.parents[2])},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 2
     assert "VISEARCH_TELEGRAM_TOKEN is not set" in done.stderr
 
@@ -517,12 +573,25 @@ async def test_cli_bot_answers_a_photo_and_stops_cleanly_on_sigterm(bot_catalog:
     fake = FakeTelegram()
     await fake.start()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VISEARCH_")}
-    env.update(VISEARCH_TELEGRAM_TOKEN=TOKEN, VISEARCH_TELEGRAM_API_URL=fake.api_url, VISEARCH_TELEGRAM_POLL_TIMEOUT="1",
-               VISEARCH_DATA_DIR=str(bot_catalog.data_dir), VISEARCH_COLLECTION=bot_catalog.collection,
-               HF_HUB_OFFLINE="1", PYTHONPATH=str(SAMPLE.parents[2]))
+    env.update(
+        VISEARCH_TELEGRAM_TOKEN=TOKEN,
+        VISEARCH_TELEGRAM_API_URL=fake.api_url,
+        VISEARCH_TELEGRAM_POLL_TIMEOUT="1",
+        VISEARCH_DATA_DIR=str(bot_catalog.data_dir),
+        VISEARCH_COLLECTION=bot_catalog.collection,
+        HF_HUB_OFFLINE="1",
+        PYTHONPATH=str(SAMPLE.parents[2]),
+    )
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "visearch.indexer.cli", "bot", "telegram", env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "visearch.indexer.cli",
+        "bot",
+        "telegram",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         fake.send_photo_from_user(5001, photo("banana.jpg"))
         await fake.wait_for(lambda: fake.replies_to(5001), timeout=90, what="the CLI bot's answer")

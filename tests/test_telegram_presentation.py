@@ -6,17 +6,27 @@ import asyncio
 
 import pytest
 
+from tests.fakes.telegram import FakeTelegram
 from visearch.bots.ratelimit import RateLimiter
 from visearch.bots.telegram import presentation as ui
 from visearch.bots.telegram.conversation import AlbumCollector, IncomingFile, PhotoIdCache
 from visearch.core.domain import Card, Facets, Filters
-from tests.fakes.telegram import FakeTelegram
 
 
 def card(**overrides: object) -> Card:
-    fields: dict = dict(product_id="p1", point_id="0f8fad5b-d9cb-469f-a165-70867728950e", title="Milk",
-                        image="images/milk.jpg", price=12.5, currency="SEK", url="https://shop.example/milk",
-                        description="Fresh milk.", category="Dairy", score=0.9, image_file="/catalog/images/milk.jpg")
+    fields: dict = dict(
+        product_id="p1",
+        point_id="0f8fad5b-d9cb-469f-a165-70867728950e",
+        title="Milk",
+        image="images/milk.jpg",
+        price=12.5,
+        currency="SEK",
+        url="https://shop.example/milk",
+        description="Fresh milk.",
+        category="Dairy",
+        score=0.9,
+        image_file="/catalog/images/milk.jpg",
+    )
     fields.update(overrides)
     return Card(**fields)
 
@@ -41,8 +51,10 @@ def test_cut_counts_emoji_as_telegram_does() -> None:
     assert ui.utf16_len(cut) <= 9 and cut.endswith("…")
 
 
-@pytest.mark.parametrize(("price", "currency", "shown"), [(12.5, "SEK", "12.50 SEK"), (12.0, "EUR", "12 EUR"),
-                                                          (1234.5, None, "1\u202f234.50"), (None, "SEK", "")])
+@pytest.mark.parametrize(
+    ("price", "currency", "shown"),
+    [(12.5, "SEK", "12.50 SEK"), (12.0, "EUR", "12 EUR"), (1234.5, None, "1\u202f234.50"), (None, "SEK", "")],
+)
 def test_prices(price: float | None, currency: str | None, shown: str) -> None:
     assert ui.format_price(price, currency) == shown
 
@@ -67,22 +79,35 @@ def test_only_the_last_card_has_show_more_and_cards_without_images_are_text() ->
 
 
 def test_show_more_is_removed_from_a_keyboard() -> None:
-    rows = [[{"text": "More", "callback_data": "more:x"}, {"text": "Shop", "url": "https://s"}],
-            [{"text": "Show more", "callback_data": "page:y"}]]
+    rows = [
+        [{"text": "More", "callback_data": "more:x"}, {"text": "Shop", "url": "https://s"}],
+        [{"text": "Show more", "callback_data": "page:y"}],
+    ]
     assert ui.without_page_button(rows) == rows[:1]
 
 
 def test_filters_text_lists_values_with_counts_and_stays_valid() -> None:
-    facets = Facets(products=3, categories={"Dairy & <Eggs>": 2, "Fruit": 1}, brands={"Arla": 2}, tags={"eco": 1},
-                    price_min=5, price_max=40, currencies=["SEK"], in_stock=2)
+    facets = Facets(
+        products=3,
+        categories={"Dairy & <Eggs>": 2, "Fruit": 1},
+        brands={"Arla": 2},
+        tags={"eco": 1},
+        price_min=5,
+        price_max=40,
+        currencies=["SEK"],
+        in_stock=2,
+    )
     visible = FakeTelegram.visible_text(ui.filters_text(facets), "HTML")
     assert 'category:"Dairy & <Eggs>" (2)' in visible and "brand:Arla (2)" in visible and "#eco (1)" in visible
     assert "5–40 SEK" in visible and "2 of 3" in visible
 
 
 def test_filters_text_is_cut_to_the_message_limit() -> None:
-    facets = Facets(products=5000, categories={f"category number {i}": 1 for i in range(5000)},
-                    tags={f"tag{i}" * 20: 1 for i in range(500)})
+    facets = Facets(
+        products=5000,
+        categories={f"category number {i}": 1 for i in range(5000)},
+        tags={f"tag{i}" * 20: 1 for i in range(500)},
+    )
     text = ui.filters_text(facets, shown=400)
     assert ui.visible_length(text) <= ui.TEXT_LIMIT
     FakeTelegram.visible_text(text, "HTML")

@@ -34,8 +34,12 @@ def unit(values: list[float]) -> list[float]:
 def record(product: str, image: list[float], text: list[float] | None) -> PointRecord:
     from visearch.core.domain import point_id_for
 
-    return PointRecord(id=point_id_for(product, "a.jpg"), vector=unit(image), payload={"product_id": product},
-                       text_vector=unit(text) if text else None)
+    return PointRecord(
+        id=point_id_for(product, "a.jpg"),
+        vector=unit(image),
+        payload={"product_id": product},
+        text_vector=unit(text) if text else None,
+    )
 
 
 @pytest.fixture(params=["edge", "server"])
@@ -51,10 +55,12 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 async def test_text_vector_is_searched_apart_from_the_image_vector(store: VectorStore) -> None:
     info = await store.ensure_collection("enc", DIM, text_dim=TEXT_DIM)
     assert info.text_dim == TEXT_DIM
-    await store.upsert([
-        record("looks-right", [1, 0, 0, 0, 0, 0], [0, 1, 0, 0]),
-        record("reads-right", [0, 1, 0, 0, 0, 0], [1, 0, 0, 0]),
-    ])
+    await store.upsert(
+        [
+            record("looks-right", [1, 0, 0, 0, 0, 0], [0, 1, 0, 0]),
+            record("reads-right", [0, 1, 0, 0, 0, 0], [1, 0, 0, 0]),
+        ]
+    )
     by_image = await store.search(unit([1, 0, 0, 0, 0, 0]), None, 2)
     by_words = await store.search(unit([1, 0, 0, 0]), None, 2, using="text")
     assert by_image[0].payload["product_id"] == "looks-right"
@@ -79,8 +85,9 @@ async def test_image_only_collection_has_no_words_to_search(store: VectorStore) 
     assert len(await store.search(unit([1, 0, 0, 0, 0, 0]), None, 5)) == 1
 
 
-async def test_collection_from_before_text_signals_still_opens_and_searches(tmp_path: Path,
-                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_collection_from_before_text_signals_still_opens_and_searches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A schema-1 collection (one unnamed vector) written by an older visearch keeps working, image side only."""
     with monkeypatch.context() as patch:
         patch.setattr(store_schema, "SCHEMA_VERSION", 1)
@@ -112,8 +119,9 @@ def hits(*products: str, score: float = 0.5) -> list[Hit]:
 
 @pytest.mark.parametrize("method", ["rrf", "weighted"])
 def test_fusion_puts_what_both_signals_found_first(method: str) -> None:
-    fused = fuse([Signal("image", hits("a", "b", "c"), cut_off=0.3), Signal("words", hits("c", "d"), cut_off=0.3)],
-                 method)  # type: ignore[arg-type]
+    fused = fuse(
+        [Signal("image", hits("a", "b", "c"), cut_off=0.3), Signal("words", hits("c", "d"), cut_off=0.3)], method
+    )  # type: ignore[arg-type]
     assert [h.payload["product_id"] for h in fused][0] == "c"
     assert {h.payload["product_id"] for h in fused} == {"a", "b", "c", "d"}
     assert set(fused[0].signals) == {"image", "words"}
@@ -123,7 +131,10 @@ def test_fusion_weights_tilt_the_ranking() -> None:
     image, words = hits("a", "b"), hits("b", "a")
     assert fuse([Signal("image", image, 2.0), Signal("words", words, 1.0)])[0].payload["product_id"] == "a"
     assert fuse([Signal("image", image, 1.0), Signal("words", words, 2.0)])[0].payload["product_id"] == "b"
-    assert [h.payload["product_id"] for h in fuse([Signal("image", image, 1.0), Signal("words", [], 1.0)])] == ["a", "b"]
+    assert [h.payload["product_id"] for h in fuse([Signal("image", image, 1.0), Signal("words", [], 1.0)])] == [
+        "a",
+        "b",
+    ]
 
 
 def test_literal_match_needs_every_query_word_in_the_products_own_words() -> None:
@@ -192,11 +203,14 @@ async def open_service(tmp_path: Path, encoder, **overrides: object) -> SearchSe
     return SearchService(encoder, open_store(settings), settings)
 
 
-async def test_title_match_ranks_above_the_product_the_photos_prefer(tmp_path: Path, offline_encoder,
-                                                                     shoe_photos: list[Path]) -> None:
+async def test_title_match_ranks_above_the_product_the_photos_prefer(
+    tmp_path: Path, offline_encoder, shoe_photos: list[Path]
+) -> None:
     """Four shoe photos; only one product says "sneakers". The image side alone ranks by looks;
     with the words fused in, the product titled "sneakers" comes first."""
-    rows = [{"id": f"p{i}", "title": f"Item {i}", "description": "", "image": str(p)} for i, p in enumerate(shoe_photos)]
+    rows = [
+        {"id": f"p{i}", "title": f"Item {i}", "description": "", "image": str(p)} for i, p in enumerate(shoe_photos)
+    ]
     catalog = write_catalog(tmp_path, rows)
     image_only = await open_service(tmp_path, offline_encoder, weight_words=0.0, min_score_text=0.0)
     try:
@@ -225,10 +239,13 @@ async def test_words_read_off_a_photo_find_the_product(tmp_path: Path, offline_e
     """OCR at index time: a brand printed on the box (and nowhere in the catalog) answers a text query."""
     label("TROPICANA", "Orange Juice").save(tmp_path / "box.jpg")
     Image.new("RGB", (320, 320), (240, 240, 240)).save(tmp_path / "plain.jpg")
-    catalog = write_catalog(tmp_path, [
-        {"id": "box", "title": "Item 1", "description": "", "image": str(tmp_path / "box.jpg")},
-        {"id": "plain", "title": "Item 2", "description": "", "image": str(tmp_path / "plain.jpg")},
-    ])
+    catalog = write_catalog(
+        tmp_path,
+        [
+            {"id": "box", "title": "Item 1", "description": "", "image": str(tmp_path / "box.jpg")},
+            {"id": "plain", "title": "Item 2", "description": "", "image": str(tmp_path / "plain.jpg")},
+        ],
+    )
     service = await open_service(tmp_path, offline_encoder, ocr=True)
     try:
         assert (await index_catalog(catalog, offline_encoder, service.store, service.settings)).ok
@@ -243,7 +260,9 @@ async def test_words_read_off_a_photo_find_the_product(tmp_path: Path, offline_e
 
 async def test_turning_ocr_on_reads_photos_already_indexed(tmp_path: Path, offline_encoder) -> None:
     label("TROPICANA").save(tmp_path / "box.jpg")
-    catalog = write_catalog(tmp_path, [{"id": "box", "title": "Item 1", "description": "", "image": str(tmp_path / "box.jpg")}])
+    catalog = write_catalog(
+        tmp_path, [{"id": "box", "title": "Item 1", "description": "", "image": str(tmp_path / "box.jpg")}]
+    )
     service = await open_service(tmp_path, offline_encoder)
     try:
         assert (await index_catalog(catalog, offline_encoder, service.store, service.settings)).ok
@@ -257,8 +276,14 @@ async def test_turning_ocr_on_reads_photos_already_indexed(tmp_path: Path, offli
 
 
 async def test_unrelated_words_still_get_no_match(tmp_path: Path, offline_encoder, shoe_photos: list[Path]) -> None:
-    rows = [{"id": "s", "title": "White leather sneakers", "description": "Comfortable everyday shoes",
-             "image": str(shoe_photos[0])}]
+    rows = [
+        {
+            "id": "s",
+            "title": "White leather sneakers",
+            "description": "Comfortable everyday shoes",
+            "image": str(shoe_photos[0]),
+        }
+    ]
     service = await open_service(tmp_path, offline_encoder)
     try:
         assert (await index_catalog(write_catalog(tmp_path, rows), offline_encoder, service.store, service.settings)).ok
@@ -269,8 +294,10 @@ async def test_unrelated_words_still_get_no_match(tmp_path: Path, offline_encode
 
 
 async def test_show_more_pages_a_fused_text_query(tmp_path: Path, offline_encoder, shoe_photos: list[Path]) -> None:
-    rows = [{"id": f"p{i}", "title": f"Sneakers model {i}", "description": "", "image": str(p)}
-            for i, p in enumerate(shoe_photos)]
+    rows = [
+        {"id": f"p{i}", "title": f"Sneakers model {i}", "description": "", "image": str(p)}
+        for i, p in enumerate(shoe_photos)
+    ]
     service = await open_service(tmp_path, offline_encoder)
     try:
         assert (await index_catalog(write_catalog(tmp_path, rows), offline_encoder, service.store, service.settings)).ok
@@ -281,4 +308,3 @@ async def test_show_more_pages_a_fused_text_query(tmp_path: Path, offline_encode
         assert sorted(seen) == ["p0", "p1", "p2", "p3"]
     finally:
         await service.close()
-

@@ -48,8 +48,9 @@ def clip_catalog(tmp_path_factory: pytest.TempPathFactory, grocery_dir: Path) ->
 
 @pytest.fixture(scope="module")
 def trained(clip_catalog: Path, tiny_clip_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
-    return train_clip(clip_catalog, tmp_path_factory.mktemp("clip-model") / "tuned", str(tiny_clip_dir), FAST,
-                      device="cpu")
+    return train_clip(
+        clip_catalog, tmp_path_factory.mktemp("clip-model") / "tuned", str(tiny_clip_dir), FAST, device="cpu"
+    )
 
 
 def test_training_lowers_the_loss_and_writes_a_clip_folder(trained: TrainResult) -> None:
@@ -73,13 +74,20 @@ def test_only_the_image_side_learns(trained: TrainResult, tiny_clip_dir: Path) -
     changed = {name for name in base if not np.array_equal(base[name].numpy(), tuned[name].numpy())}
     assert "visual_projection.weight" in changed
     assert any(name.startswith("vision_model.encoder.layers.1.") for name in changed), "unfreeze_blocks=1"
-    frozen = ("text_model.", "text_projection.", "logit_scale", "vision_model.embeddings.", "vision_model.encoder.layers.0.")
+    frozen = (
+        "text_model.",
+        "text_projection.",
+        "logit_scale",
+        "vision_model.embeddings.",
+        "vision_model.encoder.layers.0.",
+    )
     assert not [name for name in changed if name.startswith(frozen)]
 
 
 @pytest.mark.parametrize("encoder", ["clip", "offline"])
-def test_trained_folder_loads_as_clip_with_a_new_model_id(trained: TrainResult, tiny_clip_dir: Path,
-                                                          clip_catalog: Path, encoder: str) -> None:
+def test_trained_folder_loads_as_clip_with_a_new_model_id(
+    trained: TrainResult, tiny_clip_dir: Path, clip_catalog: Path, encoder: str
+) -> None:
     tuned = load_encoder(load_settings(model_dir=trained.model_dir, encoder=encoder))
     assert isinstance(tuned, ClipEncoder), "the folder's visearch-model.json says it is CLIP"
     base = ClipEncoder(str(tiny_clip_dir))
@@ -90,10 +98,13 @@ def test_trained_folder_loads_as_clip_with_a_new_model_id(trained: TrainResult, 
 
 
 @pytest.mark.parametrize("loss", ["ms", "triplet"])
-def test_augmented_views_other_losses_and_eval_queries(clip_catalog: Path, tiny_clip_dir: Path, grocery_dir: Path,
-                                                       tmp_path: Path, loss: str) -> None:
-    queries = [(Image.open(next((grocery_dir / "val").rglob(f"{name}/*.jpg"))).resize((64, 64)), name.lower())
-               for name in CLASSES[:3]]
+def test_augmented_views_other_losses_and_eval_queries(
+    clip_catalog: Path, tiny_clip_dir: Path, grocery_dir: Path, tmp_path: Path, loss: str
+) -> None:
+    queries = [
+        (Image.open(next((grocery_dir / "val").rglob(f"{name}/*.jpg"))).resize((64, 64)), name.lower())
+        for name in CLASSES[:3]
+    ]
     cfg = ClipTrainConfig(loss=loss, epochs=2, views=4, products_per_batch=3, patience=100)  # type: ignore[arg-type]
     result = train_clip(clip_catalog, tmp_path / loss, str(tiny_clip_dir), cfg, eval_queries=queries, device="cpu")
     assert len(result.losses) == 2 and all(np.isfinite(result.losses))
@@ -101,10 +112,29 @@ def test_augmented_views_other_losses_and_eval_queries(clip_catalog: Path, tiny_
 
 
 def test_cli_trains_clip_and_prints_the_table(clip_catalog: Path, tiny_clip_dir: Path, tmp_path: Path) -> None:
-    env = {"VISEARCH_CLIP_MODEL": str(tiny_clip_dir), "HF_HUB_OFFLINE": "1", "VISEARCH_DATA_DIR": str(tmp_path / "data")}
-    result = CliRunner().invoke(app, ["train", "--encoder", "clip", "--catalog", str(clip_catalog), "--output",
-                                      str(tmp_path / "model"), "--epochs", "2", "--unfreeze-blocks", "1"],
-                                env=env, catch_exceptions=False)
+    env = {
+        "VISEARCH_CLIP_MODEL": str(tiny_clip_dir),
+        "HF_HUB_OFFLINE": "1",
+        "VISEARCH_DATA_DIR": str(tmp_path / "data"),
+    }
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--encoder",
+            "clip",
+            "--catalog",
+            str(clip_catalog),
+            "--output",
+            str(tmp_path / "model"),
+            "--epochs",
+            "2",
+            "--unfreeze-blocks",
+            "1",
+        ],
+        env=env,
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     assert "zero-shot" in result.stdout and "fine-tuned" in result.stdout and "Recall@1" in result.stdout
     assert "trained on 18 photos of 6 products" in result.stdout
@@ -113,15 +143,32 @@ def test_cli_trains_clip_and_prints_the_table(clip_catalog: Path, tiny_clip_dir:
 
 def test_cli_says_when_clip_weights_are_missing(clip_catalog: Path, tmp_path: Path) -> None:
     env = {"VISEARCH_CLIP_MODEL": str(tmp_path / "no-such-model"), "HF_HUB_OFFLINE": "1"}
-    result = CliRunner().invoke(app, ["train", "--encoder", "clip", "--catalog", str(clip_catalog), "--output",
-                                      str(tmp_path / "model")], env=env, catch_exceptions=False)
+    result = CliRunner().invoke(
+        app,
+        ["train", "--encoder", "clip", "--catalog", str(clip_catalog), "--output", str(tmp_path / "model")],
+        env=env,
+        catch_exceptions=False,
+    )
     assert result.exit_code == 2
     assert "CLIP weights could not be loaded" in result.output and "VISEARCH_CLIP_MODEL" in result.output
 
 
 def test_cli_unfreeze_blocks_is_for_clip(clip_catalog: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["train", "--encoder", "offline", "--catalog", str(clip_catalog), "--output",
-                                      str(tmp_path / "model"), "--unfreeze-blocks", "2"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--encoder",
+            "offline",
+            "--catalog",
+            str(clip_catalog),
+            "--output",
+            str(tmp_path / "model"),
+            "--unfreeze-blocks",
+            "2",
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 2 and "--unfreeze-blocks is for --encoder clip" in result.output
 
 
@@ -129,5 +176,6 @@ def test_too_many_unfrozen_blocks_is_a_clear_error(clip_catalog: Path, tiny_clip
     from visearch.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="only 2 blocks"):
-        train_clip(clip_catalog, tmp_path / "m", str(tiny_clip_dir), ClipTrainConfig(epochs=1, unfreeze_blocks=5),
-                   device="cpu")
+        train_clip(
+            clip_catalog, tmp_path / "m", str(tiny_clip_dir), ClipTrainConfig(epochs=1, unfreeze_blocks=5), device="cpu"
+        )

@@ -16,14 +16,22 @@ from typing import Any
 
 import pytest
 
-from visearch.core.config import Settings
 from tests.conftest import copy_collection
 from tests.serving import app_in_thread
+from visearch.core.config import Settings
 
 SAMPLE = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery"
 #: as the probe of this machine kind starts it: no background traffic, no sandbox as root
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 PHONE = {"width": 390, "height": 844}
 
 
@@ -157,7 +165,9 @@ def test_errors_are_sentences_not_stack_traces(page: Any, tmp_path: Path) -> Non
     page.fill("#price-min", "50")
     page.fill("#price-max", "10")
     page.click("#go")
-    page.wait_for_function("!document.getElementById('error').hidden && document.getElementById('error').textContent.includes('price')")
+    page.wait_for_function(
+        "!document.getElementById('error').hidden && document.getElementById('error').textContent.includes('price')"
+    )
     page.fill("#price-min", "")
     page.fill("#price-max", "")
     page.select_option("#category", value="Apple")

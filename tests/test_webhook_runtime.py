@@ -9,6 +9,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
+
 from visearch.bots.conversation import (
     Answer,
     Cards,
@@ -123,7 +124,8 @@ async def _fill_and_overflow(runtime: Runtime) -> None:
 
 
 async def test_a_failing_job_is_answered_with_failure_and_reaches_no_one_else(
-        runtime: Runtime, caplog: pytest.LogCaptureFixture) -> None:
+    runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
     platform = Recorder()
 
     async def broken() -> Answer:

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from visearch.bots.server.work import DELIVERIES_FILE, PersistentSeenIds
-from visearch.core.config import Settings
 from tests.conftest import copy_collection
 from tests.fakes.messengers import VIBER_TOKEN, viber_message
-from tests.test_server import Served, card_titles, photo, serve, served  # noqa: F401 - `served` is a fixture
+from tests.test_server import Served, card_titles, photo, serve, served
+from visearch.bots.server.work import DELIVERIES_FILE, PersistentSeenIds
+from visearch.core.config import Settings
 
 # delivery tokens of this module; tests/test_server.py uses 1001-1010 on the same data directory
 TOKENS = iter(range(9_100_001, 9_100_100))
@@ -49,7 +49,8 @@ async def test_whatsapp_media_still_gets_the_bearer_token_meta_requires(served: 
 
 
 async def test_a_viber_retry_after_a_restart_is_answered_once_even_after_a_corrupted_file(
-        bot_catalog: Settings, offline_encoder, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    bot_catalog: Settings, offline_encoder, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     settings = copy_collection(bot_catalog, tmp_path / "data")
     (settings.data_dir / DELIVERIES_FILE).write_bytes(b"not a database, just bytes " * 100)
     body = viber_message("viber-restart", {"type": "text", "text": "green apple"}, next(TOKENS))
@@ -98,8 +99,9 @@ async def test_ids_older_than_the_ttl_are_forgotten_and_the_file_stays_bounded(t
         assert db.execute("SELECT count(*) FROM seen").fetchone()[0] <= 5
 
 
-async def test_without_a_usable_file_ids_are_remembered_in_memory(tmp_path: Path,
-                                                                 caplog: pytest.LogCaptureFixture) -> None:
+async def test_without_a_usable_file_ids_are_remembered_in_memory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("the data directory cannot be created under a file")
     with caplog.at_level(logging.WARNING, logger="visearch.server"):
@@ -152,13 +154,14 @@ class MediaHost:
         response.enable_chunked_encoding()
         await response.prepare(request)
         for start in range(0, len(self.data), 16 * 1024):
-            await response.write(self.data[start:start + 16 * 1024])
+            await response.write(self.data[start : start + 16 * 1024])
         await response.write_eof()
         return response
 
 
 async def test_a_delivery_whose_job_never_finished_is_answered_after_a_restart(
-        bot_catalog: Settings, offline_encoder, tmp_path: Path) -> None:
+    bot_catalog: Settings, offline_encoder, tmp_path: Path
+) -> None:
     settings = copy_collection(bot_catalog, tmp_path / "data")
     held = MediaHost(photo("granny-smith.jpg"))
     await held.start()
@@ -188,7 +191,8 @@ async def test_a_delivery_whose_job_never_finished_is_answered_after_a_restart(
 
 
 async def test_viber_media_over_the_limit_gets_the_size_reply_declared_or_counted(
-        bot_catalog: Settings, offline_encoder) -> None:
+    bot_catalog: Settings, offline_encoder
+) -> None:
     big = b"\xff\xd8" + b"0" * (2 * 1024 * 1024)  # over the 1 MB limit set below
     host = MediaHost(big)
     await host.start()

@@ -7,8 +7,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
-from types import MappingProxyType
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -41,9 +41,12 @@ PREFIX = "/api/v1"
 WEB = Path(__file__).resolve().parents[1] / "web"
 
 
-def error(status: int, message: str, kind: ErrorKind, field: str | None = None,
-          headers: Mapping[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(ErrorOut(error=message, field=field, kind=kind).model_dump(), status_code=status, headers=headers)
+def error(
+    status: int, message: str, kind: ErrorKind, field: str | None = None, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        ErrorOut(error=message, field=field, kind=kind).model_dump(), status_code=status, headers=headers
+    )
 
 
 async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
@@ -60,8 +63,19 @@ async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
 #: a JSON search is words, filters and a cursor: a few KB at most
 SEARCH_JSON_MAX_BYTES = 64 * 1024
 #: the `kind` of an answer by its status, for errors raised by FastAPI/Starlette themselves
-KIND_OF_STATUS: Mapping[int, ErrorKind] = MappingProxyType({400: "validation", 401: "auth", 403: "auth", 404: "not_found", 405: "validation", 413: "too_large",
-                  422: "validation", 429: "busy", 503: "unavailable"})
+KIND_OF_STATUS: Mapping[int, ErrorKind] = MappingProxyType(
+    {
+        400: "validation",
+        401: "auth",
+        403: "auth",
+        404: "not_found",
+        405: "validation",
+        413: "too_large",
+        422: "validation",
+        429: "busy",
+        503: "unavailable",
+    }
+)
 UNAVAILABLE = "the catalog store is unavailable right now: try again later (the server log has the details)"
 
 
@@ -122,9 +136,13 @@ def openapi_of(app: FastAPI) -> dict[str, Any]:
     """The generated schema plus the models that hand-documented bodies refer to."""
     if app.openapi_schema:
         return app.openapi_schema
-    schema = get_openapi(title="visearch API", version="1", routes=app.routes,
-                         description="Keep a visual product search collection in sync and search it by photo or words. "
-                                     "Write endpoints need `Authorization: Bearer KEY` (VISEARCH_API_KEYS).")
+    schema = get_openapi(
+        title="visearch API",
+        version="1",
+        routes=app.routes,
+        description="Keep a visual product search collection in sync and search it by photo or words. "
+        "Write endpoints need `Authorization: Bearer KEY` (VISEARCH_API_KEYS).",
+    )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     for model in (ProductIn, SearchIn):
         body = model.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -133,7 +151,8 @@ def openapi_of(app: FastAPI) -> dict[str, Any]:
         components[model.__name__] = body
     schema.setdefault("components", {})["securitySchemes"] = {
         "bearer": {"type": "http", "scheme": "bearer"},
-        "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}
+        "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    }
     app.openapi_schema = schema
     return schema
 
@@ -142,12 +161,19 @@ def body_rules(server: ApiSettings, max_image_bytes: int) -> list[Rule]:
     """What each route may receive. Only the keyed writes take big bodies (their key is checked
     before the body is read); the public search takes a few KB of JSON, or one photo in a form."""
     api_max = server.api_max_body_bytes
-    json_search = Rule(PREFIX + "/search", min(api_max, SEARCH_JSON_MAX_BYTES),
-                       "a JSON search is words and filters; a photo goes in a multipart form"
-                       if api_max > SEARCH_JSON_MAX_BYTES else "VISEARCH_API_MAX_BODY_BYTES")
+    json_search = Rule(
+        PREFIX + "/search",
+        min(api_max, SEARCH_JSON_MAX_BYTES),
+        "a JSON search is words and filters; a photo goes in a multipart form"
+        if api_max > SEARCH_JSON_MAX_BYTES
+        else "VISEARCH_API_MAX_BODY_BYTES",
+    )
     photo_bound = max_image_bytes + SEARCH_JSON_MAX_BYTES
-    form_search = Rule(json_search.prefix, min(api_max, photo_bound),
-                       "VISEARCH_MAX_IMAGE_BYTES" if photo_bound < api_max else "VISEARCH_API_MAX_BODY_BYTES")
+    form_search = Rule(
+        json_search.prefix,
+        min(api_max, photo_bound),
+        "VISEARCH_MAX_IMAGE_BYTES" if photo_bound < api_max else "VISEARCH_API_MAX_BODY_BYTES",
+    )
     return [
         replace(json_search, form_max_bytes=form_search.max_bytes, form_setting=form_search.setting),
         Rule(PREFIX + "/products", server.api_max_body_bytes, "VISEARCH_API_MAX_BODY_BYTES"),
@@ -166,10 +192,19 @@ def install_api(app: ApiApp, server: ApiSettings, max_image_bytes: int) -> None:
     app.add_exception_handler(ClientDisconnect, on_client_gone)
     app.add_exception_handler(Exception, on_unexpected)
     if server.cors_origin_list:
-        app.add_middleware(CORSMiddleware, allow_origins=server.cors_origin_list, allow_methods=["GET", "POST", "DELETE"],
-                           allow_headers=["Authorization", "X-API-Key", "Content-Type"], max_age=600)
-    app.add_middleware(BodyLimit, rules=body_rules(server, max_image_bytes), default=Rule("/", OTHER_MAX_BODY_BYTES),
-                       grace_s=server.body_timeout)
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=server.cors_origin_list,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+            max_age=600,
+        )
+    app.add_middleware(
+        BodyLimit,
+        rules=body_rules(server, max_image_bytes),
+        default=Rule("/", OTHER_MAX_BODY_BYTES),
+        grace_s=server.body_timeout,
+    )
     if server.web_page:
         app.mount("/static", StaticFiles(directory=WEB / "static"), name="static")
 

@@ -16,8 +16,8 @@ import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from types import MappingProxyType
 from pathlib import Path
+from types import MappingProxyType
 
 from visearch.bots.api.models import ImageOut, ProductOut, UpsertResult
 from visearch.bots.media import public_photo_url
@@ -101,10 +101,17 @@ class CatalogWriter:
             await self._drop_unreferenced_uploads(product.id)
         self.service.catalog_changed()
         labels = {ref: f"images[{len(product.images) - len(refs) + i}]" for i, ref in enumerate(refs)}
-        return UpsertResult(id=product.id, ok=summary.ok, indexed=summary.indexed, unchanged=summary.unchanged,
-                            updated=summary.updated, failed=summary.failed, deleted=summary.deleted,
-                            kept=product.id in summary.kept,
-                            problems=[self._problem_text(p, labels) for p in summary.problems])
+        return UpsertResult(
+            id=product.id,
+            ok=summary.ok,
+            indexed=summary.indexed,
+            unchanged=summary.unchanged,
+            updated=summary.updated,
+            failed=summary.failed,
+            deleted=summary.deleted,
+            kept=product.id in summary.kept,
+            problems=[self._problem_text(p, labels) for p in summary.problems],
+        )
 
     def _ingest(self) -> IngestService:
         """The ingest service over the search service's current encoder and store, fetching as the policy allows."""
@@ -136,14 +143,19 @@ class CatalogWriter:
     def _images_out(self, points: list[StoredPoint], base_url: str) -> list[ImageOut]:
         """Each photo's public URL (a worker thread: a local photo's path is resolved on disk)."""
         image_root = self.service.settings.image_root
-        return [ImageOut(point_id=p.point_id,
-                         image_url=public_photo_url(p.point_id, locate_photo(p.payload, image_root, self.uploads), base_url))
-                for p in points]
+        return [
+            ImageOut(
+                point_id=p.point_id,
+                image_url=public_photo_url(p.point_id, locate_photo(p.payload, image_root, self.uploads), base_url),
+            )
+            for p in points
+        ]
 
     # -- uploads (worker thread) ---------------------------------------------------------------
 
-    def _check_uploads(self, product_id: str, uploads: list[Upload], max_bytes: int,
-                       first_index: int) -> list[tuple[str, bytes]]:
+    def _check_uploads(
+        self, product_id: str, uploads: list[Upload], max_bytes: int, first_index: int
+    ) -> list[tuple[str, bytes]]:
         """Check every upload is an image (nothing is written otherwise); name each by its content."""
         named: list[tuple[str, bytes]] = []
         for offset, upload in enumerate(uploads):
@@ -176,8 +188,11 @@ class CatalogWriter:
     async def _drop_unreferenced_uploads(self, product_id: str) -> None:
         """Uploaded files of the product that none of its stored points names any more."""
         root = str(self.uploads.resolve())
-        kept = {str(p.payload.get("image") or "") for p in await self.points(product_id)
-                if str(p.payload.get("image_root") or "") == root}
+        kept = {
+            str(p.payload.get("image") or "")
+            for p in await self.points(product_id)
+            if str(p.payload.get("image_root") or "") == root
+        }
         await asyncio.to_thread(self._drop_files_except, self.uploads / product_folder(product_id), kept)
 
     def _drop_files_except(self, folder: Path, kept: set[str]) -> None:
@@ -195,8 +210,11 @@ class CatalogWriter:
         if not self.uploads.is_dir():
             return 0
         root = str(self.uploads.resolve())
-        named = {str(p.payload.get("image") or "") async for p in self.service.store.scroll(batch_size=1024)
-                 if str(p.payload.get("image_root") or "") == root}
+        named = {
+            str(p.payload.get("image") or "")
+            async for p in self.service.store.scroll(batch_size=1024)
+            if str(p.payload.get("image_root") or "") == root
+        }
         return await asyncio.to_thread(self._drop_orphans, named)
 
     def _drop_orphans(self, named: set[str]) -> int:

@@ -125,8 +125,14 @@ class BodyLimit:
                 await refuse(send, rule, close=not finished)
         except BodyTooSlow:
             if not started:
-                await answer(send, 408, f"the request body did not arrive in time (at least {MIN_RATE} bytes a "
-                                        f"second after the first {self.grace_s:g} s)", "timeout", close=True)
+                await answer(
+                    send,
+                    408,
+                    f"the request body did not arrive in time (at least {MIN_RATE} bytes a "
+                    f"second after the first {self.grace_s:g} s)",
+                    "timeout",
+                    close=True,
+                )
 
 
 async def drain(receive: Receive, budget: int) -> bool:
@@ -150,6 +156,11 @@ async def answer(send: Send, status: int, message: str, kind: str, close: bool) 
     """An error in the API's shape, straight from the middleware."""
     body = json.dumps({"error": message, "field": None, "kind": kind}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status,
-                "headers": headers + ([(b"connection", b"close")] if close else [])})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": headers + ([(b"connection", b"close")] if close else []),
+        }
+    )
     await send({"type": "http.response.body", "body": body})

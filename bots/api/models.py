@@ -15,27 +15,48 @@ from visearch.core.domain import MAX_IMAGES, MAX_NAME, MAX_TAGS, Card, Filters, 
 #: longest search text (JSON or form): words, not documents; the encoder's cost grows with it
 SEARCH_TEXT_MAX = 500
 #: an image the server downloads: http(s) only, never file:, data: or a path on the server
-ImageUrl = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/]+\S*$",
-                                            max_length=2048)]
+ImageUrl = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/]+\S*$", max_length=2048)
+]
 
 
 class ProductIn(Product):
     """A product to create or replace. Same fields as a catalog row; `images` are http(s) URLs
     (upload files instead with a multipart form: a `product` field with this JSON, `images` files)."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True,
-                              json_schema_extra={"examples": [{
-                                  "id": "oat-milk-1l", "title": "Oat milk 1 l", "price": 1.99, "currency": "EUR",
-                                  "category": "Milk", "brand": "Oatly", "tags": ["vegan"], "in_stock": True,
-                                  "url": "https://shop.example/oat-milk", "images": ["https://shop.example/oat.jpg"]}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "oat-milk-1l",
+                    "title": "Oat milk 1 l",
+                    "price": 1.99,
+                    "currency": "EUR",
+                    "category": "Milk",
+                    "brand": "Oatly",
+                    "tags": ["vegan"],
+                    "in_stock": True,
+                    "url": "https://shop.example/oat-milk",
+                    "images": ["https://shop.example/oat.jpg"],
+                }
+            ]
+        },
+    )
 
-    images: list[ImageUrl] = Field(default_factory=list, max_length=MAX_IMAGES,
-                                   description="http(s) URLs of the product's photos, shop photo first")
+    images: list[ImageUrl] = Field(
+        default_factory=list,
+        max_length=MAX_IMAGES,
+        description="http(s) URLs of the product's photos, shop photo first",
+    )
 
 
 class ImageOut(BaseModel):
     point_id: str
-    image_url: str | None = Field(description="where a browser gets the photo: the product's URL, or this server's /media/{point_id}")
+    image_url: str | None = Field(
+        description="where a browser gets the photo: the product's URL, or this server's /media/{point_id}"
+    )
 
 
 class ProductOut(BaseModel):
@@ -79,8 +100,11 @@ class BatchIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    products: list[Any] = Field(min_length=1, json_schema_extra={"items": {"$ref": "#/components/schemas/ProductIn"}},
-                                description="ProductIn objects; an item that is not one is reported, the others written")
+    products: list[Any] = Field(
+        min_length=1,
+        json_schema_extra={"items": {"$ref": "#/components/schemas/ProductIn"}},
+        description="ProductIn objects; an item that is not one is reported, the others written",
+    )
 
 
 class BatchItem(BaseModel):
@@ -132,15 +156,19 @@ FilterValue = Annotated[str, StringConstraints(max_length=MAX_NAME)]
 class FiltersIn(Filters):
     """Metadata filters; all given conditions must hold (AND). Values match case-insensitively."""
 
-    categories: list[FilterValue] = Field(default_factory=list, max_length=MAX_TAGS, description="any of these categories")
+    categories: list[FilterValue] = Field(
+        default_factory=list, max_length=MAX_TAGS, description="any of these categories"
+    )
     brands: list[FilterValue] = Field(default_factory=list, max_length=MAX_TAGS, description="any of these brands")
     tags: list[FilterValue] = Field(default_factory=list, max_length=MAX_TAGS, description="every one of these tags")
-    colours: list[FilterValue] = Field(default_factory=list, max_length=MAX_TAGS,
-                                       description="any of these dominant colours (red, navy...)")
+    colours: list[FilterValue] = Field(
+        default_factory=list, max_length=MAX_TAGS, description="any of these dominant colours (red, navy...)"
+    )
     price_min: float | None = Field(None, ge=0, allow_inf_nan=False)
     price_max: float | None = Field(None, ge=0, allow_inf_nan=False)
-    exclude_product_ids: list[Annotated[str, StringConstraints(max_length=200)]] = Field(default_factory=list,
-                                                                                          max_length=1000)
+    exclude_product_ids: list[Annotated[str, StringConstraints(max_length=200)]] = Field(
+        default_factory=list, max_length=1000
+    )
 
     def core(self) -> Filters:
         """The engine's own type (an empty one compares equal to `Filters()`: the fast path)."""

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
+
 from visearch.bots.api.catalog import CatalogWriter, Upload, UploadError
 from visearch.bots.api.models import (
     SEARCH_TEXT_MAX,
@@ -52,8 +53,14 @@ NO_MATCH = "No matching products: try another photo, other words, or fewer filte
 class ApiError(Exception):
     """An answer other than 2xx, as ErrorOut JSON."""
 
-    def __init__(self, status: int, message: str, kind: ErrorKind = "error", field: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        kind: ErrorKind = "error",
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.kind, self.field, self.headers = status, message, kind, field, headers
 
@@ -111,12 +118,20 @@ def key_matches(given: str, keys: list[str]) -> bool:
 def check_key(request: Request, server: ApiSettings) -> None:
     keys = server.api_key_list
     if not keys:
-        raise ApiError(401, "this server has no API keys: set VISEARCH_API_KEYS to enable this endpoint", "auth",
-                       headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401,
+            "this server has no API keys: set VISEARCH_API_KEYS to enable this endpoint",
+            "auth",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     given = given_key(request)
     if not given:
-        raise ApiError(401, "an API key is required: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'", "auth",
-                       headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401,
+            "an API key is required: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
+            "auth",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     if not key_matches(given, keys):
         raise ApiError(401, "the API key is not valid", "auth", headers={"WWW-Authenticate": "Bearer"})
 
@@ -144,8 +159,9 @@ def search_answer(result: SearchResult, request: Request) -> SearchOut:
     cards = []
     for card in result.cards:
         cards.append(CardOut.of(card, public_photo_url(card.point_id, card.photo, base)))
-    return SearchOut(cards=cards, cut_off=result.cut_off, next_cursor=result.next_cursor,
-                     message=None if cards else NO_MATCH)
+    return SearchOut(
+        cards=cards, cut_off=result.cut_off, next_cursor=result.next_cursor, message=None if cards else NO_MATCH
+    )
 
 
 def validation_message(exc: ValidationError | RequestValidationError, prefix: str = "") -> tuple[str, str | None]:
@@ -199,7 +215,9 @@ async def multipart_uploads(form: Any, name: str, first_index: int) -> list[Uplo
     uploads = []
     for i, value in enumerate(form.getlist(name)):
         if not isinstance(value, UploadFile):
-            raise ApiError(422, f"{name}[{first_index + i}]: expected a file", "validation", f"{name}[{first_index + i}]")
+            raise ApiError(
+                422, f"{name}[{first_index + i}]: expected a file", "validation", f"{name}[{first_index + i}]"
+            )
         uploads.append(Upload(value.filename or "", await value.read()))
     return uploads
 
@@ -212,35 +230,83 @@ def is_form(request: Request) -> bool:
 
 #: OpenAPI request bodies of the endpoints that take JSON or a form (documented by hand: one
 #: handler reads both, so FastAPI cannot infer them)
-PRODUCT_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": {"$ref": "#/components/schemas/ProductIn"}},
-    "multipart/form-data": {"schema": {
-        "type": "object", "required": ["product"],
-        "properties": {
-            "product": {"type": "string", "description": "the ProductIn JSON (its `images` may be empty)"},
-            "images": {"type": "array", "items": {"type": "string", "format": "binary"},
-                       "description": "photo files, after the JSON's image URLs"}}}}}}}
-BATCH_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
-    "title": "BatchIn", "type": "object", "required": ["products"], "additionalProperties": False,
-    "description": BatchIn.__doc__,
-    "properties": {"products": {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/ProductIn"},
-                                "description": BatchIn.model_fields["products"].description}}}}}}}
-SEARCH_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": {"$ref": "#/components/schemas/SearchIn"}},
-    "multipart/form-data": {"schema": {
-        "type": "object",
-        "properties": {
-            "image": {"type": "string", "format": "binary", "description": "a photo to search with"},
-            "text": {"type": "string", "maxLength": SEARCH_TEXT_MAX, "description": "words to search with"},
-            "filters": {"type": "string", "description": "a Filters object as JSON"},
-            "limit": {"type": "integer", "minimum": 1, "maximum": 100}}}}}}}
+PRODUCT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/ProductIn"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["product"],
+                    "properties": {
+                        "product": {"type": "string", "description": "the ProductIn JSON (its `images` may be empty)"},
+                        "images": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "photo files, after the JSON's image URLs",
+                        },
+                    },
+                }
+            },
+        },
+    }
+}
+BATCH_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "title": "BatchIn",
+                    "type": "object",
+                    "required": ["products"],
+                    "additionalProperties": False,
+                    "description": BatchIn.__doc__,
+                    "properties": {
+                        "products": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {"$ref": "#/components/schemas/ProductIn"},
+                            "description": BatchIn.model_fields["products"].description,
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
+SEARCH_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/SearchIn"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "image": {"type": "string", "format": "binary", "description": "a photo to search with"},
+                        "text": {"type": "string", "maxLength": SEARCH_TEXT_MAX, "description": "words to search with"},
+                        "filters": {"type": "string", "description": "a Filters object as JSON"},
+                        "limit": {"type": "integer", "minimum": 1, "maximum": 100},
+                    },
+                }
+            },
+        },
+    }
+}
 
 
 router = APIRouter(responses=ERRORS)
 
 
-@router.post("/products", response_model=UpsertResult, dependencies=[Depends(require_write_key)],
-             openapi_extra=PRODUCT_BODY, summary="Create or replace a product")
+@router.post(
+    "/products",
+    response_model=UpsertResult,
+    dependencies=[Depends(require_write_key)],
+    openapi_extra=PRODUCT_BODY,
+    summary="Create or replace a product",
+)
 async def upsert_product(request: Request) -> UpsertResult:
     """JSON (a ProductIn whose images are http(s) URLs) or a multipart form (`product` JSON + `images`
     files). Idempotent: the same product twice writes nothing the second time."""
@@ -257,11 +323,19 @@ async def upsert_product(request: Request) -> UpsertResult:
         uploads = []
     count = len(product.images) + len(uploads)
     if count == 0:
-        raise ApiError(422, "images: a product needs at least one photo (an http(s) URL or an uploaded file)",
-                       "validation", "images")
+        raise ApiError(
+            422,
+            "images: a product needs at least one photo (an http(s) URL or an uploaded file)",
+            "validation",
+            "images",
+        )
     if count > server.api_max_images:
-        raise ApiError(422, f"images: {count} photos, at most {server.api_max_images} (VISEARCH_API_MAX_IMAGES)",
-                       "validation", "images")
+        raise ApiError(
+            422,
+            f"images: {count} photos, at most {server.api_max_images} (VISEARCH_API_MAX_IMAGES)",
+            "validation",
+            "images",
+        )
     try:
         result = await writer.upsert(product, uploads, service_of(request).settings.max_image_bytes)
     except UploadError as exc:
@@ -273,13 +347,17 @@ async def upsert_product(request: Request) -> UpsertResult:
 
 def unusable_photos(result: UpsertResult) -> str:
     """Why an upsert wrote nothing, and what became of the product: kept as stored, or not created."""
-    outcome = ("the stored product is kept unchanged" if result.kept
-               else "the product was not created")
+    outcome = "the stored product is kept unchanged" if result.kept else "the product was not created"
     return f"images: none of the product's photos could be used, so {outcome}: " + "; ".join(result.problems)
 
 
-@router.post("/products:batch", response_model=BatchOut, dependencies=[Depends(require_write_key)],
-             openapi_extra=BATCH_BODY, summary="Create or replace many products")
+@router.post(
+    "/products:batch",
+    response_model=BatchOut,
+    dependencies=[Depends(require_write_key)],
+    openapi_extra=BATCH_BODY,
+    summary="Create or replace many products",
+)
 async def upsert_batch(request: Request) -> BatchOut:
     """Each product is checked and written on its own: a bad one is reported, the others are written.
     The body is read here, after the key check (a declared `BatchIn` parameter would be read and
@@ -287,8 +365,13 @@ async def upsert_batch(request: Request) -> BatchOut:
     writer, server = writer_of(request), state_of(request).server
     body: BatchIn = parse_model(BatchIn, await read_json(request))
     if len(body.products) > server.api_max_batch:
-        raise ApiError(422, f"products: {len(body.products)} products, at most {server.api_max_batch} per batch "
-                            "(VISEARCH_API_MAX_BATCH)", "validation", "products")
+        raise ApiError(
+            422,
+            f"products: {len(body.products)} products, at most {server.api_max_batch} per batch "
+            "(VISEARCH_API_MAX_BATCH)",
+            "validation",
+            "products",
+        )
     items: list[BatchItem] = []
     max_bytes = service_of(request).settings.max_image_bytes
     for index, raw in enumerate(body.products):
@@ -304,22 +387,32 @@ async def upsert_batch(request: Request) -> BatchOut:
         except ApiError as exc:
             items.append(BatchItem(index=index, id=item_id, ok=False, error=exc.message))
             continue
-        problem = None if result.ok else ("; ".join(result.problems) if result.stored_a_photo else unusable_photos(result))
-        items.append(BatchItem(index=index, id=product.id, ok=result.stored_a_photo and result.ok, result=result,
-                               error=problem))
+        problem = (
+            None if result.ok else ("; ".join(result.problems) if result.stored_a_photo else unusable_photos(result))
+        )
+        items.append(
+            BatchItem(index=index, id=product.id, ok=result.stored_a_photo and result.ok, result=result, error=problem)
+        )
     written = sum(1 for item in items if item.ok)
     return BatchOut(written=written, failed=len(items) - written, items=items)
 
 
 # Product ids may hold slashes (SKUs like "AB/12" come from catalogs): the id is a `path` parameter
 # (`a/b` or `a%2Fb`), and "more like this" is declared first so `.../a/b/similar` reaches it.
-@router.get("/products/{product_id:path}/similar", response_model=SearchOut, responses={404: {"model": ErrorOut}},
-            dependencies=[Depends(require_search_key)], summary="More like this product")
+@router.get(
+    "/products/{product_id:path}/similar",
+    response_model=SearchOut,
+    responses={404: {"model": ErrorOut}},
+    dependencies=[Depends(require_search_key)],
+    summary="More like this product",
+)
 async def similar_products(
     request: Request,
     product_id: str,
     limit: int = Query(12, ge=1, le=100),
-    point_id: str | None = Query(None, max_length=100, description="the card's photo to start from (default: the product's first)"),
+    point_id: str | None = Query(
+        None, max_length=100, description="the card's photo to start from (default: the product's first)"
+    ),
 ) -> SearchOut:
     service, writer = service_of(request), writer_of(request)
     points = await writer.points(product_id)
@@ -330,8 +423,12 @@ async def similar_products(
     return search_answer(result, request)
 
 
-@router.get("/products/{product_id:path}", response_model=ProductOut, responses={404: {"model": ErrorOut}},
-            summary="A stored product")
+@router.get(
+    "/products/{product_id:path}",
+    response_model=ProductOut,
+    responses={404: {"model": ErrorOut}},
+    summary="A stored product",
+)
 async def get_product(product_id: str, request: Request) -> ProductOut:
     product = await writer_of(request).product(product_id, base_url(request))
     if product is None:
@@ -339,8 +436,13 @@ async def get_product(product_id: str, request: Request) -> ProductOut:
     return product
 
 
-@router.delete("/products/{product_id:path}", response_model=DeleteOut, responses={404: {"model": ErrorOut}},
-               dependencies=[Depends(require_write_key)], summary="Delete a product and its photos")
+@router.delete(
+    "/products/{product_id:path}",
+    response_model=DeleteOut,
+    responses={404: {"model": ErrorOut}},
+    dependencies=[Depends(require_write_key)],
+    summary="Delete a product and its photos",
+)
 async def delete_product(product_id: str, request: Request) -> DeleteOut:
     removed = await writer_of(request).delete(product_id)
     if not removed:
@@ -348,8 +450,13 @@ async def delete_product(product_id: str, request: Request) -> DeleteOut:
     return DeleteOut(id=product_id, deleted_points=removed)
 
 
-@router.post("/search", response_model=SearchOut, dependencies=[Depends(require_search_key)],
-             openapi_extra=SEARCH_BODY, summary="Search by photo and/or words")
+@router.post(
+    "/search",
+    response_model=SearchOut,
+    dependencies=[Depends(require_search_key)],
+    openapi_extra=SEARCH_BODY,
+    summary="Search by photo and/or words",
+)
 async def search(request: Request) -> SearchOut:
     """A multipart form (`image` file and/or `text`, `filters` JSON, `limit`) or JSON
     (`text` or `cursor`, `filters`, `limit`)."""
@@ -369,8 +476,11 @@ async def search(request: Request) -> SearchOut:
         if text is not None and len(text) > SEARCH_TEXT_MAX:
             raise ApiError(422, f"text: at most {SEARCH_TEXT_MAX} characters, got {len(text)}", "validation", "text")
         raw_filters = multipart_text(form, "filters")
-        filters = (parse_model(FiltersIn, await parse_json_field(raw_filters, "filters"), "filters").core()
-                   if raw_filters else Filters())
+        filters = (
+            parse_model(FiltersIn, await parse_json_field(raw_filters, "filters"), "filters").core()
+            if raw_filters
+            else Filters()
+        )
         raw_limit = multipart_text(form, "limit")
         try:
             limit = int(raw_limit) if raw_limit not in (None, "") else 12
@@ -384,8 +494,12 @@ async def search(request: Request) -> SearchOut:
     else:
         body = parse_model(SearchIn, await read_json(request))
         if not body.text and not body.cursor:
-            raise ApiError(422, "text: send words to search with (or the `cursor` of an earlier answer; "
-                                "photos go in a multipart form)", "validation", "text")
+            raise ApiError(
+                422,
+                "text: send words to search with (or the `cursor` of an earlier answer; photos go in a multipart form)",
+                "validation",
+                "text",
+            )
         if body.cursor:
             query = parse_model(CoreQuery, {"cursor": body.cursor, "limit": body.limit})
         else:
@@ -412,8 +526,9 @@ def api_error_of(notice: Notice) -> Exception:
     return error if isinstance(error, Exception) else ApiError(500, "internal error: the server log has the details")
 
 
-@router.get("/stats", response_model=StatsOut, dependencies=[Depends(require_search_key)],
-            summary="Collection size and encoder")
+@router.get(
+    "/stats", response_model=StatsOut, dependencies=[Depends(require_search_key)], summary="Collection size and encoder"
+)
 async def stats(request: Request) -> StatsOut:
     service = service_of(request)
     facets = await service.facets()

@@ -38,7 +38,32 @@ from visearch.bots.conversation.incoming import (
 from visearch.bots.conversation.metrics import ConversationMetrics, Metrics
 from visearch.bots.conversation.text import price_text
 
-__all__ = ["COMMANDS", "MORE_LIKE_THIS", "NEXT_PAGE", "OWN_COMMANDS", "TOAST_REASONS", "AlbumCollector", "Answer", "Cards", "Channel",
-           "ContentKind", "Conversation", "ConversationMetrics", "ConversationSettings", "Download", "IncomingFile",
-           "MediaError", "MediaTooLargeError", "Metrics", "NotAnImageError", "Notice", "NoticeReason", "Progress",
-           "SearchKind", "Silence", "price_text", "search_outcome", "search_outcome_of"]
+__all__ = [
+    "COMMANDS",
+    "MORE_LIKE_THIS",
+    "NEXT_PAGE",
+    "OWN_COMMANDS",
+    "TOAST_REASONS",
+    "AlbumCollector",
+    "Answer",
+    "Cards",
+    "Channel",
+    "ContentKind",
+    "Conversation",
+    "ConversationMetrics",
+    "ConversationSettings",
+    "Download",
+    "IncomingFile",
+    "MediaError",
+    "MediaTooLargeError",
+    "Metrics",
+    "NotAnImageError",
+    "Notice",
+    "NoticeReason",
+    "Progress",
+    "SearchKind",
+    "Silence",
+    "price_text",
+    "search_outcome",
+    "search_outcome_of",
+]

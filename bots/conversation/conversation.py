@@ -87,7 +87,7 @@ async def search_outcome(service: SearchService, query: Query) -> SearchResult |
     """Run a search; a failure becomes its notice (never raised). Nothing is logged here."""
     try:
         return await service.search(query)
-    except Exception as exc:  # noqa: BLE001 - every failure is a notice; FAILURE keeps the error for the log
+    except Exception as exc:
         return search_outcome_of(exc)
 
 
@@ -95,8 +95,11 @@ def log_notice(channel: str, notice: Notice) -> None:
     """Failures are logged once, where they become a notice: unexpected ones with their traceback."""
     if notice.reason is NoticeReason.FAILURE:
         error = notice.error
-        log.error("unexpected error while answering a %s user", channel,
-                  exc_info=(type(error), error, error.__traceback__) if error is not None else None)
+        log.error(
+            "unexpected error while answering a %s user",
+            channel,
+            exc_info=(type(error), error, error.__traceback__) if error is not None else None,
+        )
     elif notice.reason is NoticeReason.UNAVAILABLE:
         log.error("%s search unavailable: %s", channel, notice.error)
     elif notice.reason is NoticeReason.BUSY:
@@ -109,7 +112,7 @@ async def _notify(progress: Progress | None) -> None:
         return
     try:
         await progress()
-    except Exception as exc:  # noqa: BLE001 - the chat action is cosmetic
+    except Exception as exc:
         log.debug("progress notice failed: %s", type(exc).__name__)
 
 
@@ -132,8 +135,9 @@ def is_document_image(mime_type: str | None) -> bool:
 class Conversation:
     """What visearch answers, on any channel. One instance serves every user of every channel."""
 
-    def __init__(self, service: SearchService | OpenService, settings: ConversationSettings,
-                 metrics: ConversationMetrics) -> None:
+    def __init__(
+        self, service: SearchService | OpenService, settings: ConversationSettings, metrics: ConversationMetrics
+    ) -> None:
         self._service = service
         self.settings = settings
         self.metrics = metrics
@@ -165,22 +169,38 @@ class Conversation:
         """A tap on "More like this" (`more:<point>`) or "Show more" (`page:<cursor>`); other data is not ours."""
         limit = channel.cards_per_answer
         if token.startswith(MORE_LIKE_THIS):
-            query, kind = Query(similar_to=token[len(MORE_LIKE_THIS):], limit=limit), SearchKind.SIMILAR
+            query, kind = Query(similar_to=token[len(MORE_LIKE_THIS) :], limit=limit), SearchKind.SIMILAR
         elif token.startswith(NEXT_PAGE):
-            query, kind = Query(cursor=token[len(NEXT_PAGE):], limit=limit), SearchKind.IMAGE
+            query, kind = Query(cursor=token[len(NEXT_PAGE) :], limit=limit), SearchKind.IMAGE
         else:
             return Silence()
         if (refusal := self._throttle(channel, user)) is not None:
             return refusal
         return await self._guarded(channel, self._search(channel, query, kind, None))
 
-    async def photos(self, channel: Channel, user: str, file: IncomingFile, caption: str | None,
-                     download: Download, album: str | None = None, progress: Progress | None = None) -> Answer:
+    async def photos(
+        self,
+        channel: Channel,
+        user: str,
+        file: IncomingFile,
+        caption: str | None,
+        download: Download,
+        album: str | None = None,
+        progress: Progress | None = None,
+    ) -> Answer:
         """A photo, alone or one of an album (`album`: the channel's id of the album, answered once)."""
         return await self._guarded(channel, self._photos(channel, user, file, caption, download, album, progress))
 
-    async def document(self, channel: Channel, user: str, file: IncomingFile, caption: str | None,
-                       download: Download, album: str | None = None, progress: Progress | None = None) -> Answer:
+    async def document(
+        self,
+        channel: Channel,
+        user: str,
+        file: IncomingFile,
+        caption: str | None,
+        download: Download,
+        album: str | None = None,
+        progress: Progress | None = None,
+    ) -> Answer:
         """A file sent as a document: an image is searched like a photo, anything else is refused."""
         if not is_document_image(file.mime_type):
             return self._answered(channel, Notice(NoticeReason.NOT_AN_IMAGE, document=(file.mime_type or "").lower()))
@@ -223,8 +243,16 @@ class Conversation:
         await _notify(progress)
         return await self._search(channel, query, SearchKind.TEXT, parsed.text)
 
-    async def _photos(self, channel: Channel, user: str, file: IncomingFile, caption: str | None,
-                      download: Download, album: str | None, progress: Progress | None) -> Answer:
+    async def _photos(
+        self,
+        channel: Channel,
+        user: str,
+        file: IncomingFile,
+        caption: str | None,
+        download: Download,
+        album: str | None,
+        progress: Progress | None,
+    ) -> Answer:
         if self._over_limit(channel, file.file_size):
             return Notice(NoticeReason.TOO_LARGE, limit_bytes=channel.max_media_bytes)
         files = [file]
@@ -244,14 +272,16 @@ class Conversation:
         query = Query(images=fetched, filters=parsed.filters, limit=channel.cards_per_answer)
         return await self._search(channel, query, SearchKind.IMAGE, None)
 
-    async def _download(self, channel: Channel, files: Sequence[IncomingFile], download: Download) -> list[bytes] | Notice:
+    async def _download(
+        self, channel: Channel, files: Sequence[IncomingFile], download: Download
+    ) -> list[bytes] | Notice:
         try:
             images = await asyncio.gather(*(download(f) for f in files))
         except MediaTooLargeError:
             return Notice(NoticeReason.TOO_LARGE, limit_bytes=channel.max_media_bytes)
         except NotAnImageError as exc:
             return Notice(NoticeReason.NOT_AN_IMAGE, document=exc.mime_type.lower(), error=exc)
-        except Exception as exc:  # noqa: BLE001 - the channel's API or the network failed us: tell the user, log it
+        except Exception as exc:
             log.warning("could not download a photo from %s: %s", channel.name, type(exc).__name__)
             return Notice(NoticeReason.DOWNLOAD_FAILED, error=exc)
         if any(self._over_limit(channel, len(data)) for data in images):
@@ -289,7 +319,7 @@ class Conversation:
         """Every answer goes out through here: counted, failures logged, nothing raised."""
         try:
             answer = await step
-        except Exception as exc:  # noqa: BLE001 - an unexpected error is a FAILURE notice (logged), never silence
+        except Exception as exc:
             answer = search_outcome_of(exc)
         if isinstance(answer, Notice) and answer.reason is NoticeReason.RATE_LIMITED:
             return answer  # counted when throttled
@@ -304,5 +334,4 @@ class Conversation:
         return answer
 
 
-__all__ = ["Channel", "Conversation", "ConversationSettings", "IncomingFile", "search_outcome",
-           "search_outcome_of"]
+__all__ = ["Channel", "Conversation", "ConversationSettings", "IncomingFile", "search_outcome", "search_outcome_of"]

@@ -46,15 +46,32 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("visearch_webhook_requests", "Webhook deliveries by platform and outcome",
-                                ["platform", "outcome"], registry=self.registry)
-        self.search_latency = Histogram("visearch_search_latency_seconds", "Search time (decode, embed, query)",
-                                        ["platform"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.answers = Counter("visearch_answers", "Conversation answers by channel and outcome",
-                               ["channel", "outcome"], registry=self.registry)
+        self.requests = Counter(
+            "visearch_webhook_requests",
+            "Webhook deliveries by platform and outcome",
+            ["platform", "outcome"],
+            registry=self.registry,
+        )
+        self.search_latency = Histogram(
+            "visearch_search_latency_seconds",
+            "Search time (decode, embed, query)",
+            ["platform"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.answers = Counter(
+            "visearch_answers",
+            "Conversation answers by channel and outcome",
+            ["channel", "outcome"],
+            registry=self.registry,
+        )
         self.queue_depth = Gauge("visearch_queue_depth", "Searches waiting or running", registry=self.registry)
-        self.replies = Counter("visearch_replies", "Messages sent to users by platform and outcome",
-                               ["platform", "outcome"], registry=self.registry)
+        self.replies = Counter(
+            "visearch_replies",
+            "Messages sent to users by platform and outcome",
+            ["platform", "outcome"],
+            registry=self.registry,
+        )
 
     def searched(self, channel: str, seconds: float) -> None:
         self.search_latency.labels(channel).observe(seconds)
@@ -74,9 +91,11 @@ class Metrics:
             return int(self.registry.get_sample_value(name, labels) or 0)
 
         errors = sum(sample("visearch_answers_total", channel=channel, outcome=o) for o in ERROR_OUTCOMES)
-        return {"searches": sample("visearch_search_latency_seconds_count", platform=channel),
-                "rate_limited": sample("visearch_answers_total", channel=channel, outcome="rate_limited"),
-                "errors": errors + sample("visearch_replies_total", platform=channel, outcome="error")}
+        return {
+            "searches": sample("visearch_search_latency_seconds_count", platform=channel),
+            "rate_limited": sample("visearch_answers_total", channel=channel, outcome="rate_limited"),
+            "errors": errors + sample("visearch_replies_total", platform=channel, outcome="error"),
+        }
 
     def render(self) -> bytes:
         """The text exposition format."""

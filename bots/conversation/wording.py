@@ -39,39 +39,47 @@ class Style:
 
 
 PLAIN = Style()
-HTML = Style(escape=lambda t: html.escape(t, quote=True), code=lambda t: f"<code>{t}</code>",
-             bold=lambda t: f"<b>{t}</b>", italic=lambda t: f"<i>{t}</i>")
+HTML = Style(
+    escape=lambda t: html.escape(t, quote=True),
+    code=lambda t: f"<code>{t}</code>",
+    bold=lambda t: f"<b>{t}</b>",
+    italic=lambda t: f"<i>{t}</i>",
+)
 WHATSAPP = Style(bold=lambda t: f"*{t}*", italic=lambda t: f"_{t}_")
 
 # --- names of things ------------------------------------------------------------------------------
 
-CONTENT_NAMES: Mapping[ContentKind, str] = MappingProxyType({
-    ContentKind.STICKER: "stickers",
-    ContentKind.VOICE: "voice messages",
-    ContentKind.AUDIO: "audio",
-    ContentKind.VIDEO: "videos",
-    ContentKind.VIDEO_NOTE: "video messages",
-    ContentKind.ANIMATION: "GIFs",
-    ContentKind.LOCATION: "locations",
-    ContentKind.VENUE: "places",
-    ContentKind.CONTACT: "contacts",
-    ContentKind.POLL: "polls",
-    ContentKind.DICE: "dice",
-    ContentKind.FILE: "files",
-    ContentKind.DOCUMENT: "documents",
-    ContentKind.LINK: "links",
-    ContentKind.REACTION: "reactions",
-    ContentKind.OTHER: "this kind of message",
-})
+CONTENT_NAMES: Mapping[ContentKind, str] = MappingProxyType(
+    {
+        ContentKind.STICKER: "stickers",
+        ContentKind.VOICE: "voice messages",
+        ContentKind.AUDIO: "audio",
+        ContentKind.VIDEO: "videos",
+        ContentKind.VIDEO_NOTE: "video messages",
+        ContentKind.ANIMATION: "GIFs",
+        ContentKind.LOCATION: "locations",
+        ContentKind.VENUE: "places",
+        ContentKind.CONTACT: "contacts",
+        ContentKind.POLL: "polls",
+        ContentKind.DICE: "dice",
+        ContentKind.FILE: "files",
+        ContentKind.DOCUMENT: "documents",
+        ContentKind.LINK: "links",
+        ContentKind.REACTION: "reactions",
+        ContentKind.OTHER: "this kind of message",
+    }
+)
 
 #: common document types that are certainly not photos, as a sentence names them
-DOCUMENT_NAMES: Mapping[str, str] = MappingProxyType({
-    "application/pdf": "a PDF document",
-    "application/zip": "a ZIP archive",
-    "application/msword": "a Word document",
-    "text/plain": "a text file",
-    "video/mp4": "a video",
-})
+DOCUMENT_NAMES: Mapping[str, str] = MappingProxyType(
+    {
+        "application/pdf": "a PDF document",
+        "application/zip": "a ZIP archive",
+        "application/msword": "a Word document",
+        "text/plain": "a text file",
+        "video/mp4": "a video",
+    }
+)
 
 
 def document_name(mime: str | None) -> str:
@@ -107,11 +115,13 @@ FILTER_EXAMPLES = ("under 20", "10-50", "category:milk", "brand:arla", "#organic
 
 def _welcome(n: Notice, s: Style) -> str:
     examples = ", ".join(s.code(s.escape(e)) for e in FILTER_EXAMPLES)
-    return (f"👋 {s.bold(s.escape(n.shop_name or 'Shop'))} visual search.\n\n"
-            f"Send a {s.bold('photo')} of a product (or several photos in one album) and I will show the matching "
-            f"products from the catalogue. You can also type a few words, for example {s.italic('green apple')}.\n\n"
-            f"Narrow it down with filters in the text or the photo caption: {examples}. "
-            "/filters shows what is available.")
+    return (
+        f"👋 {s.bold(s.escape(n.shop_name or 'Shop'))} visual search.\n\n"
+        f"Send a {s.bold('photo')} of a product (or several photos in one album) and I will show the matching "
+        f"products from the catalogue. You can also type a few words, for example {s.italic('green apple')}.\n\n"
+        f"Narrow it down with filters in the text or the photo caption: {examples}. "
+        "/filters shows what is available."
+    )
 
 
 def _with_filters(n: Notice, s: Style) -> str:
@@ -122,29 +132,36 @@ def _with_filters(n: Notice, s: Style) -> str:
 
 def _no_match(n: Notice, s: Style) -> str:
     if n.search is SearchKind.IMAGE:
-        return (f"😕 I couldn't find this product in the catalogue{_with_filters(n, s)}.\n"
-                "Try another angle, a closer shot with the product filling the frame, or type a few words about it.")
+        return (
+            f"😕 I couldn't find this product in the catalogue{_with_filters(n, s)}.\n"
+            "Try another angle, a closer shot with the product filling the frame, or type a few words about it."
+        )
     if n.search is SearchKind.SIMILAR:
         return f"😕 Nothing else in the catalogue looks close enough to this product{_with_filters(n, s)}."
     shown = f" for {s.italic(s.escape(cut(n.words or '', 100)))}" if n.words else ""
-    return (f"😕 Nothing in the catalogue matches{shown}{_with_filters(n, s)}.\n"
-            "Try other or more words, fewer filters, or send a photo of the product.")
+    return (
+        f"😕 Nothing in the catalogue matches{shown}{_with_filters(n, s)}.\n"
+        "Try other or more words, fewer filters, or send a photo of the product."
+    )
 
 
 def _filters_only(n: Notice, s: Style) -> str:
     shown = s.code(s.escape(describe_filters(n.filters))) if n.filters is not None else ""
-    return (f"Got the filters {shown}. Now add a few words about the product "
-            f"(for example {s.italic('apple under 20')}) or send a photo with the filters as its caption.")
+    return (
+        f"Got the filters {shown}. Now add a few words about the product "
+        f"(for example {s.italic('apple under 20')}) or send a photo with the filters as its caption."
+    )
 
 
 def _bad_image(n: Notice, s: Style) -> str:
-    return (f"⚠️ I couldn't use this image: {s.escape(cut(n.detail or 'it is not a picture', 200))}.\n"
-            "Please send a regular photo of the product (JPEG, PNG or WebP).")
+    return (
+        f"⚠️ I couldn't use this image: {s.escape(cut(n.detail or 'it is not a picture', 200))}.\n"
+        "Please send a regular photo of the product (JPEG, PNG or WebP)."
+    )
 
 
 def _download_failed(n: Notice, s: Style) -> str:
-    return ("⚠️ I couldn't use this image: it could not be downloaded.\n"
-            "Please send the photo again in a moment.")
+    return "⚠️ I couldn't use this image: it could not be downloaded.\nPlease send the photo again in a moment."
 
 
 def _too_large(n: Notice, s: Style) -> str:
@@ -153,8 +170,10 @@ def _too_large(n: Notice, s: Style) -> str:
 
 
 def _not_an_image(n: Notice, s: Style) -> str:
-    return (f"⚠️ This is not an image ({s.escape(document_name(n.document))}): I can only search by photos. "
-            "Send a photo of the product or type a few words.")
+    return (
+        f"⚠️ This is not an image ({s.escape(document_name(n.document))}): I can only search by photos. "
+        "Send a photo of the product or type a few words."
+    )
 
 
 def _unsupported(n: Notice, s: Style) -> str:
@@ -198,25 +217,27 @@ def _stats(n: Notice, s: Style) -> str:
     return "\n".join(stats_lines(n.stats, s))
 
 
-WORDING: Mapping[NoticeReason, Callable[[Notice, Style], str]] = MappingProxyType({
-    NoticeReason.WELCOME: _welcome,
-    NoticeReason.FILTERS_LIST: _filters_list,
-    NoticeReason.STATS: _stats,
-    NoticeReason.ADMIN_ONLY: _admin_only,
-    NoticeReason.FILTERS_ONLY: _filters_only,
-    NoticeReason.NO_MATCH: _no_match,
-    NoticeReason.BAD_IMAGE: _bad_image,
-    NoticeReason.DOWNLOAD_FAILED: _download_failed,
-    NoticeReason.TOO_LARGE: _too_large,
-    NoticeReason.NOT_AN_IMAGE: _not_an_image,
-    NoticeReason.UNSUPPORTED: _unsupported,
-    NoticeReason.RATE_LIMITED: _rate_limited,
-    NoticeReason.BUSY: _busy,
-    NoticeReason.UNAVAILABLE: _unavailable,
-    NoticeReason.EXPIRED: _expired,
-    NoticeReason.PRODUCT_GONE: _product_gone,
-    NoticeReason.FAILURE: _failure,
-})
+WORDING: Mapping[NoticeReason, Callable[[Notice, Style], str]] = MappingProxyType(
+    {
+        NoticeReason.WELCOME: _welcome,
+        NoticeReason.FILTERS_LIST: _filters_list,
+        NoticeReason.STATS: _stats,
+        NoticeReason.ADMIN_ONLY: _admin_only,
+        NoticeReason.FILTERS_ONLY: _filters_only,
+        NoticeReason.NO_MATCH: _no_match,
+        NoticeReason.BAD_IMAGE: _bad_image,
+        NoticeReason.DOWNLOAD_FAILED: _download_failed,
+        NoticeReason.TOO_LARGE: _too_large,
+        NoticeReason.NOT_AN_IMAGE: _not_an_image,
+        NoticeReason.UNSUPPORTED: _unsupported,
+        NoticeReason.RATE_LIMITED: _rate_limited,
+        NoticeReason.BUSY: _busy,
+        NoticeReason.UNAVAILABLE: _unavailable,
+        NoticeReason.EXPIRED: _expired,
+        NoticeReason.PRODUCT_GONE: _product_gone,
+        NoticeReason.FAILURE: _failure,
+    }
+)
 
 
 def words(notice: Notice, style: Style = PLAIN) -> str:
@@ -246,8 +267,10 @@ def filters_lines(facets: Facets, s: Style, shown: int = 12) -> list[str]:
     listing("Colours", facets.colours, "colour:")
     if facets.price_min is not None and facets.price_max is not None:
         currency = f" {facets.currencies[0]}" if len(facets.currencies) == 1 else ""
-        lines.append(f"\n{s.bold('Prices')}: {price_text(facets.price_min)}–{price_text(facets.price_max)}"
-                     f"{s.escape(currency)}: {s.code('under 20')}, {s.code('over 5')}, {s.code('5-20')}")
+        lines.append(
+            f"\n{s.bold('Prices')}: {price_text(facets.price_min)}–{price_text(facets.price_max)}"
+            f"{s.escape(currency)}: {s.code('under 20')}, {s.code('over 5')}, {s.code('5-20')}"
+        )
     lines.append(f"\n{s.bold('In stock')}: {facets.in_stock} of {facets.products}: {s.code('in stock')}")
     lines.append(f"\nExample: {s.code('apple category:apple under 20 in stock')}")
     return lines

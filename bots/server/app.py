@@ -34,9 +34,9 @@ from visearch.bots.api.catalog import CatalogWriter
 from visearch.bots.conversation import Conversation, ConversationSettings, Metrics, NoticeReason
 from visearch.bots.jsonbody import parse_json
 from visearch.bots.server.config import ServerSettings
+from visearch.bots.telegram.config import TelegramSettings
 from visearch.bots.webhooks.runtime import Runtime
 from visearch.bots.webhooks.work import DELIVERIES_FILE, PersistentSeenIds, WorkQueue
-from visearch.bots.telegram.config import TelegramSettings
 from visearch.core.config import Settings
 from visearch.core.media import locate_photo
 from visearch.core.search import SearchService
@@ -85,18 +85,25 @@ class ServerState:
 
     @property
     def telegram_enabled(self) -> bool:
-        return bool(self.telegram.token and self.telegram.token.get_secret_value()
-                    and self.telegram.webhook_secret_value)
+        return bool(
+            self.telegram.token and self.telegram.token.get_secret_value() and self.telegram.webhook_secret_value
+        )
 
 
-def create_app(settings: Settings, server: ServerSettings, telegram: TelegramSettings,
-               service: SearchService | None = None, listen_url: str | None = None,
-               store: VectorStore | None = None) -> ApiApp:
+def create_app(
+    settings: Settings,
+    server: ServerSettings,
+    telegram: TelegramSettings,
+    service: SearchService | None = None,
+    listen_url: str | None = None,
+    store: VectorStore | None = None,
+) -> ApiApp:
     """The app. Without a service, one is opened from `settings` at startup (model load; the store
     given, else the configured one). `visearch serve` opens the store itself before the server
     starts, so a data directory another process owns stops it with one line, not a traceback."""
-    state = ServerState(settings, server, telegram, service=service, owns_service=service is None,
-                        listen_url=listen_url, store=store)
+    state = ServerState(
+        settings, server, telegram, service=service, owns_service=service is None, listen_url=listen_url, store=store
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -119,8 +126,14 @@ def create_app(settings: Settings, server: ServerSettings, telegram: TelegramSet
     if server.whatsapp_enabled:
         routes.append(Route("/webhooks/whatsapp", whatsapp_verify, methods=["GET"]))
         routes.append(Route("/webhooks/whatsapp", whatsapp_webhook, methods=["POST"]))
-    app = ApiApp(routes=routes, lifespan=lifespan, title="visearch", openapi_url=f"{PREFIX}/openapi.json",
-                  docs_url=f"{PREFIX}/docs", redoc_url=None)
+    app = ApiApp(
+        routes=routes,
+        lifespan=lifespan,
+        title="visearch",
+        openapi_url=f"{PREFIX}/openapi.json",
+        docs_url=f"{PREFIX}/docs",
+        redoc_url=None,
+    )
     install_api(app, server, settings.max_image_bytes)
     app.state.visearch = state
     return app
@@ -143,31 +156,56 @@ async def _start(state: ServerState) -> None:
     state.runtime = Runtime(queue, seen, metrics)
     service = state.service
     # one conversation, one rate limit (VISEARCH_RATE_LIMIT / VISEARCH_RATE_WINDOW) for every channel
-    state.conversation = conversation = Conversation(service, ConversationSettings(
-        rate_limit=server.rate_limit, rate_window=server.rate_window, album_wait=state.telegram.album_wait,
-        shop_name=server.viber_sender_name), metrics)
+    state.conversation = conversation = Conversation(
+        service,
+        ConversationSettings(
+            rate_limit=server.rate_limit,
+            rate_window=server.rate_window,
+            album_wait=state.telegram.album_wait,
+            shop_name=server.viber_sender_name,
+        ),
+        metrics,
+    )
 
     viber_token, whatsapp = server.viber_credential, server.whatsapp_credentials
     if viber_token is not None:
         from visearch.bots.viber.bot import ViberBot
 
-        state.viber = ViberBot(viber_token, server.viber_api_url, server.viber_sender_name, conversation,
-                               state.runtime, server.public_url, server.viber_max_media_bytes, server.cards_per_answer)
+        state.viber = ViberBot(
+            viber_token,
+            server.viber_api_url,
+            server.viber_sender_name,
+            conversation,
+            state.runtime,
+            server.public_url,
+            server.viber_max_media_bytes,
+            server.cards_per_answer,
+        )
     if whatsapp is not None:
         from visearch.bots.whatsapp.bot import WhatsAppBot
 
         state.whatsapp = WhatsAppBot(
-            whatsapp.token, whatsapp.app_secret, whatsapp.verify_token, whatsapp.phone_number_id,
-            server.whatsapp_api_url, server.whatsapp_api_version, conversation, state.runtime,
-            server.public_url, server.whatsapp_max_media_bytes, server.cards_per_answer)
+            whatsapp.token,
+            whatsapp.app_secret,
+            whatsapp.verify_token,
+            whatsapp.phone_number_id,
+            server.whatsapp_api_url,
+            server.whatsapp_api_version,
+            conversation,
+            state.runtime,
+            server.public_url,
+            server.whatsapp_max_media_bytes,
+            server.cards_per_answer,
+        )
     if state.telegram_enabled:
         from aiogram import Dispatcher
 
         from visearch.bots.telegram.aiogram_router import create_bot, create_router
         from visearch.bots.telegram.conversation import TelegramConversation
 
-        state.telegram_conversation = TelegramConversation(state.telegram, state.settings, service=service,
-                                                           conversation=conversation)
+        state.telegram_conversation = TelegramConversation(
+            state.telegram, state.settings, service=service, conversation=conversation
+        )
         state.telegram_bot = create_bot(state.telegram)
         state.telegram_dispatcher = dispatcher = Dispatcher()
         dispatcher.include_router(create_router(state.telegram_conversation))
@@ -217,14 +255,18 @@ async def readyz(request: Request) -> Response:
     try:
         info = await asyncio.wait_for(service.store.info(), timeout=3.0)
     except Exception as exc:  # any store failure means "not ready", with the reason
-        return JSONResponse({"status": "unready", "reason": f"store unreachable: {type(exc).__name__}"}, status_code=503)
+        return JSONResponse(
+            {"status": "unready", "reason": f"store unreachable: {type(exc).__name__}"}, status_code=503
+        )
     if info is None:
-        return JSONResponse({"status": "unready", "reason": f"collection {state.settings.collection!r} not found"},
-                            status_code=503)
+        return JSONResponse(
+            {"status": "unready", "reason": f"collection {state.settings.collection!r} not found"}, status_code=503
+        )
     if info.encoder_id != service.encoder.model_id:
         return JSONResponse({"status": "unready", "reason": "collection built by another encoder"}, status_code=503)
-    return JSONResponse({"status": "ready", "encoder": service.encoder.model_id, "points": info.points,
-                         "platforms": state.enabled()})
+    return JSONResponse(
+        {"status": "ready", "encoder": service.encoder.model_id, "points": info.points, "platforms": state.enabled()}
+    )
 
 
 async def metrics(request: Request) -> Response:
@@ -297,8 +339,9 @@ async def media(request: Request) -> Response:
     kind = mimetypes.guess_type(image)[0] or "application/octet-stream"
     if size <= SMALL_PHOTO_BYTES:
         return Response(await asyncio.to_thread(read_all, handle, size), media_type=kind, headers=dict(MEDIA_CACHE))
-    return StreamingResponse(stream_of(handle, size), media_type=kind,
-                             headers={**MEDIA_CACHE, "Content-Length": str(size)})
+    return StreamingResponse(
+        stream_of(handle, size), media_type=kind, headers={**MEDIA_CACHE, "Content-Length": str(size)}
+    )
 
 
 def _no_photo() -> Response:
@@ -353,6 +396,7 @@ async def telegram_webhook(request: Request) -> Response:
     if not runtime.seen.first_time(key):
         counter.labels("telegram", "duplicate").inc()
         return JSONResponse({})
+
     async def job() -> None:
         await dispatcher.feed_update(bot, update)
         runtime.seen.finished(key)  # kept across a restart only once answered

@@ -36,6 +36,7 @@ from aiogram.types import (
     LinkPreviewOptions,
     Message,
 )
+
 from visearch.bots.conversation import COMMANDS, MORE_LIKE_THIS, NEXT_PAGE, OWN_COMMANDS
 from visearch.bots.telegram import presentation as ui
 from visearch.bots.telegram.config import TelegramSettings
@@ -51,7 +52,6 @@ from visearch.bots.telegram.conversation import (
 log = logging.getLogger("visearch.telegram")
 
 
-
 class RetryAfterMiddleware(BaseRequestMiddleware):
     """Honour HTTP 429 `retry_after`: wait as long as Telegram asks, then send the request again."""
 
@@ -59,8 +59,9 @@ class RetryAfterMiddleware(BaseRequestMiddleware):
         self.max_wait = max_wait
         self.attempts = attempts
 
-    async def __call__(self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot,
-                       method: TelegramMethod[TelegramType]) -> Response[TelegramType]:
+    async def __call__(
+        self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot, method: TelegramMethod[TelegramType]
+    ) -> Response[TelegramType]:
         for attempt in range(self.attempts):
             try:
                 return await make_request(bot, method)
@@ -83,9 +84,11 @@ def keyboard(rows: ui.Keyboard) -> InlineKeyboardMarkup | None:
     """Neutral buttons -> aiogram's inline keyboard."""
     if not rows:
         return None
-    return InlineKeyboardMarkup(inline_keyboard=[
-        [InlineKeyboardButton(text=b.text, callback_data=b.callback_data, url=b.url) for b in row] for row in rows
-    ])
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [InlineKeyboardButton(text=b.text, callback_data=b.callback_data, url=b.url) for b in row] for row in rows
+        ]
+    )
 
 
 class AiogramSender:
@@ -96,9 +99,13 @@ class AiogramSender:
         self.chat_id = chat_id
 
     async def send_text(self, reply: ui.TextReply) -> None:
-        await self.bot.send_message(self.chat_id, reply.text, parse_mode=ui.PARSE_MODE,
-                                    reply_markup=keyboard(reply.buttons),
-                                    link_preview_options=LinkPreviewOptions(is_disabled=True))
+        await self.bot.send_message(
+            self.chat_id,
+            reply.text,
+            parse_mode=ui.PARSE_MODE,
+            reply_markup=keyboard(reply.buttons),
+            link_preview_options=LinkPreviewOptions(is_disabled=True),
+        )
 
     async def send_photo(self, reply: ui.PhotoReply, photo: PhotoInput) -> str:
         source: str | FSInputFile = photo.file_id or photo.url or ""
@@ -107,8 +114,13 @@ class AiogramSender:
                 raise FileNotFoundError(photo.path)
             source = FSInputFile(photo.path)
         try:
-            sent = await self.bot.send_photo(self.chat_id, source, caption=reply.caption, parse_mode=ui.PARSE_MODE,
-                                             reply_markup=keyboard(reply.buttons))
+            sent = await self.bot.send_photo(
+                self.chat_id,
+                source,
+                caption=reply.caption,
+                parse_mode=ui.PARSE_MODE,
+                reply_markup=keyboard(reply.buttons),
+            )
         except TelegramBadRequest as exc:
             if is_photo_problem(exc.message):
                 raise PhotoRejected(exc.message) from None
@@ -124,8 +136,9 @@ class ConversationRouter(Router):
         self.visearch_conversation = conversation
 
 
-def create_router(conversation: TelegramConversation | None = None, *, with_commands: bool = True,
-                  name: str = "visearch") -> ConversationRouter:
+def create_router(
+    conversation: TelegramConversation | None = None, *, with_commands: bool = True, name: str = "visearch"
+) -> ConversationRouter:
     """A router answering photos, image documents, texts and our buttons with product cards.
 
     Without a conversation, one is built from the `VISEARCH_*` settings; its model is loaded when
@@ -169,8 +182,19 @@ def create_router(conversation: TelegramConversation | None = None, *, with_comm
 
         await send(bot, message.chat.id, await route_message(convo, message, fetch, progress))
 
-    @router.message(F.sticker | F.voice | F.audio | F.video | F.video_note | F.animation | F.location
-                    | F.contact | F.venue | F.poll | F.dice)
+    @router.message(
+        F.sticker
+        | F.voice
+        | F.audio
+        | F.video
+        | F.video_note
+        | F.animation
+        | F.location
+        | F.contact
+        | F.venue
+        | F.poll
+        | F.dice
+    )
     async def on_unsupported(message: Message, bot: Bot) -> None:
         await send(bot, message.chat.id, await route_message(convo, message, _no_download))
 

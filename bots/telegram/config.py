@@ -15,7 +15,11 @@ class TelegramSettings(BaseSettings):
     """What a shop sets to run its Telegram bot. The token is a secret and never printed."""
 
     model_config = SettingsConfigDict(
-        env_prefix="VISEARCH_TELEGRAM_", env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True,
+        env_prefix="VISEARCH_TELEGRAM_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
     )
 
     token: SecretStr | None = Field(None, description="bot token from @BotFather")
@@ -25,11 +29,18 @@ class TelegramSettings(BaseSettings):
     rate_limit: int = Field(10, ge=0, description="searches per user per rate window; 0 = no limit")
     rate_window: float = Field(60.0, gt=0, description="seconds of the per-user rate window")
     album_wait: float = Field(0.8, gt=0, le=10, description="seconds to wait for the rest of an album")
-    max_file_bytes: int = Field(TELEGRAM_DOWNLOAD_LIMIT, ge=1, le=TELEGRAM_DOWNLOAD_LIMIT,
-                                description="largest photo or image file downloaded (Telegram lets bots fetch at most 20 MB)")
+    max_file_bytes: int = Field(
+        TELEGRAM_DOWNLOAD_LIMIT,
+        ge=1,
+        le=TELEGRAM_DOWNLOAD_LIMIT,
+        description="largest photo or image file downloaded (Telegram lets bots fetch at most 20 MB)",
+    )
     poll_timeout: int = Field(30, ge=0, le=50, description="long-polling wait in seconds")
     max_retry_after: float = Field(60.0, ge=0, description="longest 429 retry_after honoured before giving up")
-    webhook_secret: SecretStr | None = Field(None, description="X-Telegram-Bot-Api-Secret-Token of the webhook; unset = a fresh one per start (`visearch serve` needs it set)")
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="X-Telegram-Bot-Api-Secret-Token of the webhook; unset = a fresh one per start (`visearch serve` needs it set)",
+    )
 
     @field_validator("api_url")
     @classmethod

@@ -39,19 +39,21 @@ Download = Callable[[str], Awaitable[bytes]]
 Progress = Callable[[], Awaitable[object]]
 
 #: message content we cannot search by (Bot API field names)
-UNSUPPORTED_CONTENT = MappingProxyType({
-    "sticker": ContentKind.STICKER,
-    "voice": ContentKind.VOICE,
-    "audio": ContentKind.AUDIO,
-    "video": ContentKind.VIDEO,
-    "video_note": ContentKind.VIDEO_NOTE,
-    "animation": ContentKind.ANIMATION,
-    "location": ContentKind.LOCATION,
-    "venue": ContentKind.VENUE,
-    "contact": ContentKind.CONTACT,
-    "poll": ContentKind.POLL,
-    "dice": ContentKind.DICE,
-})
+UNSUPPORTED_CONTENT = MappingProxyType(
+    {
+        "sticker": ContentKind.STICKER,
+        "voice": ContentKind.VOICE,
+        "audio": ContentKind.AUDIO,
+        "video": ContentKind.VIDEO,
+        "video_note": ContentKind.VIDEO_NOTE,
+        "animation": ContentKind.ANIMATION,
+        "location": ContentKind.LOCATION,
+        "venue": ContentKind.VENUE,
+        "contact": ContentKind.CONTACT,
+        "poll": ContentKind.POLL,
+        "dice": ContentKind.DICE,
+    }
+)
 
 __all__ = ["AlbumCollector", "IncomingFile", "PhotoIdCache", "TelegramConversation", "deliver", "route_message"]
 
@@ -84,14 +86,22 @@ class PhotoIdCache:
 
 def telegram_channel(telegram: TelegramSettings) -> Channel:
     """Telegram as the conversation sees it: 20 MB downloads, admins by user id, cards per page."""
-    return Channel(CHANNEL, telegram.max_file_bytes, admins=frozenset(str(i) for i in telegram.admin_ids),
-                   cards_per_answer=telegram.cards_per_page)
+    return Channel(
+        CHANNEL,
+        telegram.max_file_bytes,
+        admins=frozenset(str(i) for i in telegram.admin_ids),
+        cards_per_answer=telegram.cards_per_page,
+    )
 
 
 def conversation_settings(telegram: TelegramSettings, shop_name: str) -> ConversationSettings:
     """The conversation knobs of a Telegram-only bot (`visearch bot telegram`)."""
-    return ConversationSettings(rate_limit=telegram.rate_limit, rate_window=telegram.rate_window,
-                                album_wait=telegram.album_wait, shop_name=shop_name)
+    return ConversationSettings(
+        rate_limit=telegram.rate_limit,
+        rate_window=telegram.rate_window,
+        album_wait=telegram.album_wait,
+        shop_name=shop_name,
+    )
 
 
 class TelegramConversation:
@@ -99,9 +109,16 @@ class TelegramConversation:
     serves every chat; share it between adapters if you like. `visearch serve` passes the
     `conversation` it shares with its other channels; alone, one is built from the Telegram settings."""
 
-    def __init__(self, telegram: TelegramSettings, settings: Settings | None = None,
-                 service: SearchService | None = None, shop_name: str = "Shop", *,
-                 conversation: Conversation | None = None, metrics: ConversationMetrics | None = None) -> None:
+    def __init__(
+        self,
+        telegram: TelegramSettings,
+        settings: Settings | None = None,
+        service: SearchService | None = None,
+        shop_name: str = "Shop",
+        *,
+        conversation: Conversation | None = None,
+        metrics: ConversationMetrics | None = None,
+    ) -> None:
         self.telegram = telegram
         self.settings = settings
         self.shop_name = shop_name
@@ -109,8 +126,9 @@ class TelegramConversation:
         self._owns_service = service is None
         self._opening = asyncio.Lock()
         self.metrics: ConversationMetrics = metrics or (conversation.metrics if conversation else Metrics())
-        self.conversation = conversation or Conversation(self.start, conversation_settings(telegram, shop_name),
-                                                         self.metrics)
+        self.conversation = conversation or Conversation(
+            self.start, conversation_settings(telegram, shop_name), self.metrics
+        )
         self.channel = telegram_channel(telegram)
         self.photo_ids = PhotoIdCache()
 
@@ -151,20 +169,34 @@ class TelegramConversation:
         """Words (and filters) in, cards out."""
         return ui.render(await self.conversation.text(self.channel, str(user_id), text, progress))
 
-    async def handle_photo(self, user_id: int, photo: IncomingFile, caption: str | None,
-                           media_group_id: str | None, download: Download,
-                           progress: Progress | None = None) -> list[ui.Reply]:
+    async def handle_photo(
+        self,
+        user_id: int,
+        photo: IncomingFile,
+        caption: str | None,
+        media_group_id: str | None,
+        download: Download,
+        progress: Progress | None = None,
+    ) -> list[ui.Reply]:
         """A photo (the largest size) or an image document, alone or as part of an album."""
-        answer = await self.conversation.photos(self.channel, str(user_id), photo, caption, _by_file_id(download),
-                                                media_group_id, progress)
+        answer = await self.conversation.photos(
+            self.channel, str(user_id), photo, caption, _by_file_id(download), media_group_id, progress
+        )
         return ui.render(answer)
 
-    async def handle_document(self, user_id: int, document: IncomingFile, caption: str | None,
-                              media_group_id: str | None, download: Download,
-                              progress: Progress | None = None) -> list[ui.Reply]:
+    async def handle_document(
+        self,
+        user_id: int,
+        document: IncomingFile,
+        caption: str | None,
+        media_group_id: str | None,
+        download: Download,
+        progress: Progress | None = None,
+    ) -> list[ui.Reply]:
         """A file sent as a document: an image is searched like a photo, anything else is refused."""
-        answer = await self.conversation.document(self.channel, str(user_id), document, caption,
-                                                  _by_file_id(download), media_group_id, progress)
+        answer = await self.conversation.document(
+            self.channel, str(user_id), document, caption, _by_file_id(download), media_group_id, progress
+        )
         return ui.render(answer)
 
     def handle_unsupported(self, content: ContentKind) -> list[ui.Reply]:
@@ -200,8 +232,9 @@ def unsupported_content(message: Any) -> ContentKind | None:
     return None
 
 
-async def route_message(conversation: TelegramConversation, message: Any, download: Download,
-                        progress: Progress | None = None) -> list[ui.Reply]:
+async def route_message(
+    conversation: TelegramConversation, message: Any, download: Download, progress: Progress | None = None
+) -> list[ui.Reply]:
     """Answer a message of either framework: photo, image document, text, or unsupported content."""
     user = getattr(message, "from_user", None)
     user_id = user.id if user else message.chat.id
@@ -230,9 +263,19 @@ class PhotoRejected(Exception):
 def is_photo_problem(description: str) -> bool:
     """Bad Request descriptions that mean 'this photo', not 'this caption or keyboard'."""
     text = description.lower()
-    return any(s in text for s in ("file identifier", "http url", "wrong type of the web page content",
-                                   "image_process_failed", "photo_invalid_dimensions", "failed to get",
-                                   "wrong remote file", "file must be non-empty"))
+    return any(
+        s in text
+        for s in (
+            "file identifier",
+            "http url",
+            "wrong type of the web page content",
+            "image_process_failed",
+            "photo_invalid_dimensions",
+            "failed to get",
+            "wrong remote file",
+            "file must be non-empty",
+        )
+    )
 
 
 @dataclass(frozen=True)

@@ -122,8 +122,15 @@ _is_web_url = common.is_web_url
 def card_caption(card: Card) -> str:
     """Title in bold, then price and category, then a short description; within the caption limit."""
     title = cut(card.title, TITLE_LIMIT)
-    facts = " · ".join(p for p in (format_price(card.price, card.currency), card.category or "",
-                                   "" if card.in_stock else say.OUT_OF_STOCK) if p)
+    facts = " · ".join(
+        p
+        for p in (
+            format_price(card.price, card.currency),
+            card.category or "",
+            "" if card.in_stock else say.OUT_OF_STOCK,
+        )
+        if p
+    )
     facts = cut(facts, 200)
     used = utf16_len(title) + utf16_len(facts) + 2
     description = cut(card.description, min(DESCRIPTION_LIMIT, CAPTION_LIMIT - used - 1)) if card.description else ""
@@ -157,8 +164,15 @@ def card_replies(cards: list[Card], next_cursor: str | None) -> list[Reply]:
         fallback = TextReply(caption, buttons)
         photo = card.photo  # the local file is uploaded; Telegram fetches a catalog URL itself
         if photo.file is not None or _is_web_url(photo.url):
-            replies.append(PhotoReply(caption, buttons, photo_file=str(photo.file) if photo.file else None,
-                                      photo_url=None if photo.file else photo.url, fallback=fallback))
+            replies.append(
+                PhotoReply(
+                    caption,
+                    buttons,
+                    photo_file=str(photo.file) if photo.file else None,
+                    photo_url=None if photo.file else photo.url,
+                    fallback=fallback,
+                )
+            )
         else:
             replies.append(fallback)
     return replies

@@ -40,6 +40,7 @@ from telegram.ext import (
     MessageHandler,
     filters,
 )
+
 from visearch.bots.conversation import COMMANDS, MORE_LIKE_THIS, NEXT_PAGE, OWN_COMMANDS
 from visearch.bots.telegram import presentation as ui
 from visearch.bots.telegram.config import TelegramSettings
@@ -118,9 +119,9 @@ def keyboard(rows: ui.Keyboard) -> InlineKeyboardMarkup | None:
     """Neutral buttons -> python-telegram-bot's inline keyboard."""
     if not rows:
         return None
-    return InlineKeyboardMarkup([
-        [InlineKeyboardButton(b.text, callback_data=b.callback_data, url=b.url) for b in row] for row in rows
-    ])
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(b.text, callback_data=b.callback_data, url=b.url) for b in row] for row in rows]
+    )
 
 
 class PtbSender:
@@ -131,17 +132,26 @@ class PtbSender:
         self.chat_id = chat_id
 
     async def send_text(self, reply: ui.TextReply) -> None:
-        await self.bot.send_message(self.chat_id, reply.text, parse_mode=ui.PARSE_MODE,
-                                    reply_markup=keyboard(reply.buttons),
-                                    link_preview_options=LinkPreviewOptions(is_disabled=True))
+        await self.bot.send_message(
+            self.chat_id,
+            reply.text,
+            parse_mode=ui.PARSE_MODE,
+            reply_markup=keyboard(reply.buttons),
+            link_preview_options=LinkPreviewOptions(is_disabled=True),
+        )
 
     async def send_photo(self, reply: ui.PhotoReply, photo: PhotoInput) -> str:
         source: str | bytes = photo.file_id or photo.url or ""
         if photo.path:
             source = Path(photo.path).read_bytes()  # FileNotFoundError -> the card goes as text
         try:
-            sent = await self.bot.send_photo(self.chat_id, source, caption=reply.caption, parse_mode=ui.PARSE_MODE,
-                                             reply_markup=keyboard(reply.buttons))
+            sent = await self.bot.send_photo(
+                self.chat_id,
+                source,
+                caption=reply.caption,
+                parse_mode=ui.PARSE_MODE,
+                reply_markup=keyboard(reply.buttons),
+            )
         except BadRequest as exc:
             if is_photo_problem(exc.message):
                 raise PhotoRejected(exc.message) from None
@@ -149,8 +159,13 @@ class PtbSender:
         return sent.photo[-1].file_id if sent.photo else ""
 
 
-def add_visearch_handlers(application: AnyApplication, conversation: TelegramConversation | None = None, *,
-                          group: int = 0, with_commands: bool = True) -> TelegramConversation:
+def add_visearch_handlers(
+    application: AnyApplication,
+    conversation: TelegramConversation | None = None,
+    *,
+    group: int = 0,
+    with_commands: bool = True,
+) -> TelegramConversation:
     """Register visearch's handlers on `application`; returns the conversation (for `start()`/`close()`).
 
     Without a conversation, one is built from the `VISEARCH_*` settings. `with_commands=False`
@@ -209,15 +224,30 @@ def add_visearch_handlers(application: AnyApplication, conversation: TelegramCon
         await send(context.bot, message.chat.id, answer.replies)
 
     commands = list(COMMANDS if with_commands else tuple(c for c in COMMANDS if c not in OWN_COMMANDS))
-    unsupported = (filters.Sticker.ALL | filters.VOICE | filters.AUDIO | filters.VIDEO | filters.VIDEO_NOTE
-                   | filters.ANIMATION | filters.LOCATION | filters.CONTACT | filters.VENUE | filters.POLL
-                   | filters.Dice.ALL)
-    application.add_handlers([
-        CommandHandler(commands, on_command, block=False),
-        MessageHandler(filters.PHOTO | filters.Document.ALL | (filters.TEXT & ~filters.COMMAND), on_message, block=False),
-        MessageHandler(unsupported, on_message, block=False),
-        CallbackQueryHandler(on_button, pattern=rf"^({MORE_LIKE_THIS}|{NEXT_PAGE})", block=False),
-    ], group=group)
+    unsupported = (
+        filters.Sticker.ALL
+        | filters.VOICE
+        | filters.AUDIO
+        | filters.VIDEO
+        | filters.VIDEO_NOTE
+        | filters.ANIMATION
+        | filters.LOCATION
+        | filters.CONTACT
+        | filters.VENUE
+        | filters.POLL
+        | filters.Dice.ALL
+    )
+    application.add_handlers(
+        [
+            CommandHandler(commands, on_command, block=False),
+            MessageHandler(
+                filters.PHOTO | filters.Document.ALL | (filters.TEXT & ~filters.COMMAND), on_message, block=False
+            ),
+            MessageHandler(unsupported, on_message, block=False),
+            CallbackQueryHandler(on_button, pattern=rf"^({MORE_LIKE_THIS}|{NEXT_PAGE})", block=False),
+        ],
+        group=group,
+    )
     return convo
 
 

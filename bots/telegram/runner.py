@@ -51,8 +51,14 @@ def webhook_secret(telegram: TelegramSettings) -> str:
 class AiogramRunner:
     """aiogram's Dispatcher with our router: polling, or aiohttp's webhook server."""
 
-    def __init__(self, telegram: TelegramSettings, conversation: TelegramConversation, webhook_url: str | None = None,
-                 listen: str = "0.0.0.0", port: int = 8080) -> None:
+    def __init__(
+        self,
+        telegram: TelegramSettings,
+        conversation: TelegramConversation,
+        webhook_url: str | None = None,
+        listen: str = "0.0.0.0",
+        port: int = 8080,
+    ) -> None:
         from aiogram import Dispatcher
 
         from visearch.bots.telegram.aiogram_router import create_bot, create_router
@@ -70,9 +76,15 @@ class AiogramRunner:
         await self.conversation.start()  # a missing collection or model fails here, not in a task
         if self.webhook_url is None:
             await self.bot.delete_webhook(drop_pending_updates=False)
-            self._task = asyncio.create_task(self.dispatcher.start_polling(
-                self.bot, handle_signals=False, polling_timeout=self.telegram.poll_timeout,
-                allowed_updates=self.dispatcher.resolve_used_update_types(), close_bot_session=False))
+            self._task = asyncio.create_task(
+                self.dispatcher.start_polling(
+                    self.bot,
+                    handle_signals=False,
+                    polling_timeout=self.telegram.poll_timeout,
+                    allowed_updates=self.dispatcher.resolve_used_update_types(),
+                    close_bot_session=False,
+                )
+            )
             return
         from aiogram.webhook.aiohttp_server import (
             SimpleRequestHandler,
@@ -83,14 +95,16 @@ class AiogramRunner:
         secret = webhook_secret(self.telegram)
         app = web.Application()
         SimpleRequestHandler(dispatcher=self.dispatcher, bot=self.bot, secret_token=secret).register(
-            app, path=webhook_path(self.webhook_url))
+            app, path=webhook_path(self.webhook_url)
+        )
         setup_application(app, self.dispatcher, bot=self.bot)
         site_runner = web.AppRunner(app)
         await site_runner.setup()
         self._site_runner = site_runner
         await web.TCPSite(site_runner, self.listen, self.port).start()
-        await self.bot.set_webhook(self.webhook_url, secret_token=secret,
-                                   allowed_updates=self.dispatcher.resolve_used_update_types())
+        await self.bot.set_webhook(
+            self.webhook_url, secret_token=secret, allowed_updates=self.dispatcher.resolve_used_update_types()
+        )
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -110,8 +124,14 @@ class AiogramRunner:
 class PtbRunner:
     """python-telegram-bot's Application with our handlers: polling, or its webhook server."""
 
-    def __init__(self, telegram: TelegramSettings, conversation: TelegramConversation, webhook_url: str | None = None,
-                 listen: str = "0.0.0.0", port: int = 8080) -> None:
+    def __init__(
+        self,
+        telegram: TelegramSettings,
+        conversation: TelegramConversation,
+        webhook_url: str | None = None,
+        listen: str = "0.0.0.0",
+        port: int = 8080,
+    ) -> None:
         from visearch.bots.telegram.ptb_handlers import add_visearch_handlers, build_application
 
         self.telegram = telegram
@@ -128,13 +148,18 @@ class PtbRunner:
         await self.application.start()
         assert self.application.updater is not None
         if self.webhook_url is None:
-            await self.application.updater.start_polling(timeout=self.telegram.poll_timeout,
-                                                         allowed_updates=Update.ALL_TYPES)
+            await self.application.updater.start_polling(
+                timeout=self.telegram.poll_timeout, allowed_updates=Update.ALL_TYPES
+            )
             return
         await self.application.updater.start_webhook(
-            listen=self.listen, port=self.port, url_path=webhook_path(self.webhook_url).lstrip("/"),
-            secret_token=webhook_secret(self.telegram), webhook_url=self.webhook_url,
-            allowed_updates=Update.ALL_TYPES)
+            listen=self.listen,
+            port=self.port,
+            url_path=webhook_path(self.webhook_url).lstrip("/"),
+            secret_token=webhook_secret(self.telegram),
+            webhook_url=self.webhook_url,
+            allowed_updates=Update.ALL_TYPES,
+        )
 
     async def stop(self) -> None:
         assert self.application.updater is not None
@@ -146,8 +171,14 @@ class PtbRunner:
         await self.conversation.close()
 
 
-def make_runner(framework: Framework, telegram: TelegramSettings, conversation: TelegramConversation,
-                webhook_url: str | None = None, listen: str = "0.0.0.0", port: int = 8080) -> BotRunner:
+def make_runner(
+    framework: Framework,
+    telegram: TelegramSettings,
+    conversation: TelegramConversation,
+    webhook_url: str | None = None,
+    listen: str = "0.0.0.0",
+    port: int = 8080,
+) -> BotRunner:
     """The runner for the chosen framework."""
     runner_cls = AiogramRunner if framework == "aiogram" else PtbRunner
     return runner_cls(telegram, conversation, webhook_url, listen, port)

@@ -16,6 +16,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+
 from visearch.bots.conversation import (
     Answer,
     Cards,
@@ -40,9 +41,16 @@ from visearch.bots.webhooks.runtime import Rejected, Runtime, verified_json
 log = logging.getLogger("visearch.server")
 
 IGNORED_EVENTS = frozenset({"delivered", "seen", "subscribed", "unsubscribed", "failed", "client_status", "action"})
-UNSUPPORTED_TYPES = MappingProxyType({"sticker": ContentKind.STICKER, "video": ContentKind.VIDEO,
-                                      "file": ContentKind.FILE, "location": ContentKind.LOCATION,
-                                      "contact": ContentKind.CONTACT, "url": ContentKind.LINK})
+UNSUPPORTED_TYPES = MappingProxyType(
+    {
+        "sticker": ContentKind.STICKER,
+        "video": ContentKind.VIDEO,
+        "file": ContentKind.FILE,
+        "location": ContentKind.LOCATION,
+        "contact": ContentKind.CONTACT,
+        "url": ContentKind.LINK,
+    }
+)
 TOO_MANY_REQUESTS = 12
 RICH_MEDIA_REFUSED = frozenset({3, 13, 14})  # badData, apiVersionNotSupported, incompatibleWithVersion
 
@@ -57,8 +65,17 @@ class ViberBot:
 
     name = "viber"
 
-    def __init__(self, token: str, api_url: str, sender_name: str, conversation: Conversation, runtime: Runtime,
-                 public_url: str | None, max_media_bytes: int, cards_per_answer: int = 3) -> None:
+    def __init__(
+        self,
+        token: str,
+        api_url: str,
+        sender_name: str,
+        conversation: Conversation,
+        runtime: Runtime,
+        public_url: str | None,
+        max_media_bytes: int,
+        cards_per_answer: int = 3,
+    ) -> None:
         self._token = token
         self.sender_name = sender_name
         self.conversation = conversation
@@ -77,8 +94,12 @@ class ViberBot:
         """POST /webhooks/viber."""
         body = await request.body()
         try:
-            event = verified_json(body, request.headers.get("x-viber-content-signature", ""),
-                                  signature(self._token, body), refused_status=403)
+            event = verified_json(
+                body,
+                request.headers.get("x-viber-content-signature", ""),
+                signature(self._token, body),
+                refused_status=403,
+            )
         except Rejected as exc:
             return self._done(exc.outcome, Response(exc.message, status_code=exc.status))
         if not isinstance(event.get("event"), str):
@@ -88,8 +109,10 @@ class ViberBot:
             return self._done("webhook_check", JSONResponse({}))
         if kind == "conversation_started":  # the response body is shown as the welcome message
             welcome = Notice(NoticeReason.WELCOME, shop_name=self.conversation.settings.shop_name)
-            return self._done("welcome", JSONResponse({"sender": {"name": self.sender_name}, "type": "text",
-                                                       "text": say.words(welcome)}))
+            return self._done(
+                "welcome",
+                JSONResponse({"sender": {"name": self.sender_name}, "type": "text", "text": say.words(welcome)}),
+            )
         if kind != "message":
             return self._done("ignored", JSONResponse({}))
         sender, message, token = event.get("sender"), event.get("message"), event.get("message_token")
@@ -107,8 +130,9 @@ class ViberBot:
         kind = message.get("type")
         if kind == "picture" and isinstance(message.get("media"), str):
             caption = message.get("text") if isinstance(message.get("text"), str) else None
-            return await self.conversation.photos(self.channel, user, IncomingFile(message["media"]), caption,
-                                                  self._download)
+            return await self.conversation.photos(
+                self.channel, user, IncomingFile(message["media"]), caption, self._download
+            )
         if kind == "text" and isinstance(message.get("text"), str):
             return await self.conversation.text(self.channel, user, message["text"])
         return self.conversation.unsupported(self.channel, UNSUPPORTED_TYPES.get(str(kind), ContentKind.OTHER))
@@ -152,9 +176,12 @@ class ViberBot:
             if status == TOO_MANY_REQUESTS and attempt < 2:
                 await asyncio.sleep(1.0 * (attempt + 1))
                 continue
-            raise PlatformError("viber", f"{reply.get('status_message') or response.status_code} (status {status})",
-                                status if isinstance(status, int) else None,
-                                retryable=response.status_code in RETRY_STATUSES or status == TOO_MANY_REQUESTS)
+            raise PlatformError(
+                "viber",
+                f"{reply.get('status_message') or response.status_code} (status {status})",
+                status if isinstance(status, int) else None,
+                retryable=response.status_code in RETRY_STATUSES or status == TOO_MANY_REQUESTS,
+            )
 
     async def set_webhook(self, url: str) -> dict[str, Any]:
         """Register the webhook URL (Viber checks it with a signed 'webhook' event first)."""
@@ -168,9 +195,16 @@ def viber_client(token: str, api_url: str) -> PlatformClient:
 
 async def register_webhook(client: PlatformClient, url: str) -> dict[str, Any]:
     """set_webhook: Viber checks the URL with a signed 'webhook' event before it answers."""
-    response = await client.request("POST", "set_webhook", json={
-        "url": url, "send_name": True, "send_photo": False,
-        "event_types": ["delivered", "seen", "failed", "subscribed", "unsubscribed", "conversation_started"]})
+    response = await client.request(
+        "POST",
+        "set_webhook",
+        json={
+            "url": url,
+            "send_name": True,
+            "send_photo": False,
+            "event_types": ["delivered", "seen", "failed", "subscribed", "unsubscribed", "conversation_started"],
+        },
+    )
     reply = json_object(response)
     if reply.get("status") != 0:
         raise PlatformError("viber", f"{reply.get('status_message')} (status {reply.get('status')})")
@@ -184,5 +218,3 @@ async def set_webhook(token: str, api_url: str, url: str) -> dict[str, Any]:
         return await register_webhook(client, url)
     finally:
         await client.close()
-
-

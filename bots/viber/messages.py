@@ -32,8 +32,12 @@ def cut(text: str, limit: int) -> str:
 
 
 def text_message(receiver: str, sender_name: str, text: str, keyboard: dict[str, Any] | None = None) -> dict[str, Any]:
-    message: dict[str, Any] = {"receiver": receiver, "sender": {"name": sender_name}, "type": "text",
-                               "text": cut(text, TEXT_LIMIT)}
+    message: dict[str, Any] = {
+        "receiver": receiver,
+        "sender": {"name": sender_name},
+        "type": "text",
+        "text": cut(text, TEXT_LIMIT),
+    }
     if keyboard:
         message["keyboard"] = keyboard
         message["min_api_version"] = 3
@@ -49,14 +53,44 @@ def _card_blocks(card: Card, public_url: str | None) -> list[dict[str, Any]]:
         text += f"<br>{html.escape(cut(facts, 60))}"
     blocks: list[dict[str, Any]] = []
     if image:
-        blocks.append({"Columns": 6, "Rows": 3, "ActionType": "open-url" if card.url else "none",
-                       "ActionBody": card.url or "none", "Image": image})
-    blocks.append({"Columns": 6, "Rows": 2 if image else 5, "Text": text, "ActionType": "none",
-                   "TextSize": "medium", "TextVAlign": "middle", "TextHAlign": "left"})
-    more = {"Columns": 3 if card.url else 6, "Rows": 1, "ActionType": "reply", "ActionBody": MORE_LIKE_THIS + card.point_id,
-            "Text": f"<b>{html.escape(say.MORE_LIKE_THIS_LABEL)}</b>", "Silent": True}
+        blocks.append(
+            {
+                "Columns": 6,
+                "Rows": 3,
+                "ActionType": "open-url" if card.url else "none",
+                "ActionBody": card.url or "none",
+                "Image": image,
+            }
+        )
+    blocks.append(
+        {
+            "Columns": 6,
+            "Rows": 2 if image else 5,
+            "Text": text,
+            "ActionType": "none",
+            "TextSize": "medium",
+            "TextVAlign": "middle",
+            "TextHAlign": "left",
+        }
+    )
+    more = {
+        "Columns": 3 if card.url else 6,
+        "Rows": 1,
+        "ActionType": "reply",
+        "ActionBody": MORE_LIKE_THIS + card.point_id,
+        "Text": f"<b>{html.escape(say.MORE_LIKE_THIS_LABEL)}</b>",
+        "Silent": True,
+    }
     if card.url:
-        blocks.append({"Columns": 3, "Rows": 1, "ActionType": "open-url", "ActionBody": card.url, "Text": f"<b>{html.escape(say.OPEN_LABEL)}</b>"})
+        blocks.append(
+            {
+                "Columns": 3,
+                "Rows": 1,
+                "ActionType": "open-url",
+                "ActionBody": card.url,
+                "Text": f"<b>{html.escape(say.OPEN_LABEL)}</b>",
+            }
+        )
     blocks.append(more)
     return blocks
 
@@ -65,21 +99,40 @@ def show_more_keyboard(next_cursor: str | None) -> dict[str, Any] | None:
     """A keyboard under the carousel with 'Show more' when there is a next page."""
     if not next_cursor:
         return None
-    return {"Type": "keyboard", "DefaultHeight": False, "Buttons": [
-        {"Columns": 6, "Rows": 1, "ActionType": "reply", "ActionBody": NEXT_PAGE + next_cursor,
-         "Text": say.SHOW_MORE_LABEL, "Silent": True}]}
+    return {
+        "Type": "keyboard",
+        "DefaultHeight": False,
+        "Buttons": [
+            {
+                "Columns": 6,
+                "Rows": 1,
+                "ActionType": "reply",
+                "ActionBody": NEXT_PAGE + next_cursor,
+                "Text": say.SHOW_MORE_LABEL,
+                "Silent": True,
+            }
+        ],
+    }
 
 
-def carousel(receiver: str, sender_name: str, cards: list[Card], next_cursor: str | None,
-             public_url: str | None) -> dict[str, Any] | None:
+def carousel(
+    receiver: str, sender_name: str, cards: list[Card], next_cursor: str | None, public_url: str | None
+) -> dict[str, Any] | None:
     """The cards as one rich_media message, or None when it cannot fit Viber's 30 KB limit."""
     buttons = [block for card in cards[:MAX_CAROUSEL] for block in _card_blocks(card, public_url)]
     message: dict[str, Any] = {
-        "receiver": receiver, "sender": {"name": sender_name}, "type": "rich_media",
+        "receiver": receiver,
+        "sender": {"name": sender_name},
+        "type": "rich_media",
         "min_api_version": RICH_MEDIA_API_VERSION,
         "alt_text": "; ".join(f"{c.title} {card_price(c)}".strip() for c in cards)[:500],
-        "rich_media": {"Type": "rich_media", "ButtonsGroupColumns": 6, "ButtonsGroupRows": 6,
-                       "BgColor": "#FFFFFF", "Buttons": buttons},
+        "rich_media": {
+            "Type": "rich_media",
+            "ButtonsGroupColumns": 6,
+            "ButtonsGroupRows": 6,
+            "BgColor": "#FFFFFF",
+            "Buttons": buttons,
+        },
     }
     keyboard = show_more_keyboard(next_cursor)
     if keyboard:
@@ -90,8 +143,9 @@ def carousel(receiver: str, sender_name: str, cards: list[Card], next_cursor: st
     return message
 
 
-def fallback(receiver: str, sender_name: str, cards: list[Card], next_cursor: str | None,
-             public_url: str | None) -> list[dict[str, Any]]:
+def fallback(
+    receiver: str, sender_name: str, cards: list[Card], next_cursor: str | None, public_url: str | None
+) -> list[dict[str, Any]]:
     """Picture (or text) messages, one per card, and a keyboard with the card buttons at the end."""
     messages: list[dict[str, Any]] = []
     for card in cards:
@@ -101,15 +155,45 @@ def fallback(receiver: str, sender_name: str, cards: list[Card], next_cursor: st
         caption = "\n".join(line for line in lines if line)
         image = public_photo_url(card.point_id, card.photo, public_url)
         if image:
-            messages.append({"receiver": receiver, "sender": {"name": sender_name}, "type": "picture",
-                             "text": cut(caption, PICTURE_CAPTION_LIMIT), "media": image})
+            messages.append(
+                {
+                    "receiver": receiver,
+                    "sender": {"name": sender_name},
+                    "type": "picture",
+                    "text": cut(caption, PICTURE_CAPTION_LIMIT),
+                    "media": image,
+                }
+            )
         else:
             messages.append(text_message(receiver, sender_name, caption))
-    buttons = [{"Columns": 6, "Rows": 1, "ActionType": "reply", "ActionBody": MORE_LIKE_THIS + c.point_id,
-                "Text": say.more_like(cut(c.title, 30)), "Silent": True} for c in cards]
+    buttons = [
+        {
+            "Columns": 6,
+            "Rows": 1,
+            "ActionType": "reply",
+            "ActionBody": MORE_LIKE_THIS + c.point_id,
+            "Text": say.more_like(cut(c.title, 30)),
+            "Silent": True,
+        }
+        for c in cards
+    ]
     if next_cursor:
-        buttons.append({"Columns": 6, "Rows": 1, "ActionType": "reply", "ActionBody": NEXT_PAGE + next_cursor,
-                        "Text": say.SHOW_MORE_LABEL, "Silent": True})
-    messages.append(text_message(receiver, sender_name, say.MORE_LIKE_ONE_OF_THESE,
-                                 {"Type": "keyboard", "DefaultHeight": False, "Buttons": buttons}))
+        buttons.append(
+            {
+                "Columns": 6,
+                "Rows": 1,
+                "ActionType": "reply",
+                "ActionBody": NEXT_PAGE + next_cursor,
+                "Text": say.SHOW_MORE_LABEL,
+                "Silent": True,
+            }
+        )
+    messages.append(
+        text_message(
+            receiver,
+            sender_name,
+            say.MORE_LIKE_ONE_OF_THESE,
+            {"Type": "keyboard", "DefaultHeight": False, "Buttons": buttons},
+        )
+    )
     return messages

@@ -105,7 +105,7 @@ class Runtime:
         False when the answer could not be sent for a reason a retry may fix."""
         try:
             answer = await work()
-        except Exception as exc:  # noqa: BLE001 - answered with FAILURE and logged with its traceback
+        except Exception as exc:
             answer = search_outcome_of(exc)
             log_notice(replier.name, answer)
             self.metrics.answered(replier.name, answer.reason.value)

@@ -85,8 +85,9 @@ class SeenIds:
     a restart); `forget` drops an id whose job failed in a way a retry may fix.
     """
 
-    def __init__(self, ttl: float = 3600.0, max_items: int = 100_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, ttl: float = 3600.0, max_items: int = 100_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.ttl = ttl
         self.max_items = max_items
         self._clock = clock
@@ -140,8 +141,9 @@ class PersistentSeenIds(SeenIds):
     all it keeps the ids in memory only. Use `await PersistentSeenIds.open(...)` and `await close()`.
     """
 
-    def __init__(self, path: Path, ttl: float = 3600.0, max_items: int = 100_000,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, path: Path, ttl: float = 3600.0, max_items: int = 100_000, clock: Callable[[], float] = time.time
+    ) -> None:
         super().__init__(ttl, max_items, clock)
         self.path = path
         self._db: sqlite3.Connection | None = None
@@ -149,8 +151,9 @@ class PersistentSeenIds(SeenIds):
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="visearch-deliveries")
 
     @classmethod
-    async def open(cls, path: Path, ttl: float = 3600.0, max_items: int = 100_000,
-                   clock: Callable[[], float] = time.time) -> PersistentSeenIds:
+    async def open(
+        cls, path: Path, ttl: float = 3600.0, max_items: int = 100_000, clock: Callable[[], float] = time.time
+    ) -> PersistentSeenIds:
         """The memory with the file's unexpired ids loaded (in the writer thread)."""
         seen = cls(path, ttl, max_items, clock)
         await seen.load()
@@ -198,8 +201,12 @@ class PersistentSeenIds(SeenIds):
             self._db = self._connect()
         except sqlite3.DatabaseError as exc:  # not a database, corrupted pages
             aside = self.path.with_name(self.path.name + ".unreadable")
-            log.warning("delivery ids: %s is unreadable (%s); starting with none remembered, the old file is "
-                        "kept as %s", self.path, type(exc).__name__, aside.name)
+            log.warning(
+                "delivery ids: %s is unreadable (%s); starting with none remembered, the old file is kept as %s",
+                self.path,
+                type(exc).__name__,
+                aside.name,
+            )
             try:
                 for suffix in ("", "-wal", "-shm"):
                     old = self.path.with_name(self.path.name + suffix)
@@ -235,12 +242,16 @@ class PersistentSeenIds(SeenIds):
     def _compact(self) -> None:
         assert self._db is not None
         self._db.execute("DELETE FROM seen WHERE at <= ?", (self._clock() - self.ttl,))
-        self._db.execute("DELETE FROM seen WHERE key NOT IN (SELECT key FROM seen ORDER BY at DESC LIMIT ?)",
-                         (self.max_items,))
+        self._db.execute(
+            "DELETE FROM seen WHERE key NOT IN (SELECT key FROM seen ORDER BY at DESC LIMIT ?)", (self.max_items,)
+        )
 
     def _memory_only(self, exc: BaseException) -> None:
-        log.warning("delivery ids: cannot use %s (%s); they are remembered in memory only until a restart",
-                    self.path, type(exc).__name__)
+        log.warning(
+            "delivery ids: cannot use %s (%s); they are remembered in memory only until a restart",
+            self.path,
+            type(exc).__name__,
+        )
         self._close_db()
 
     def _close_db(self) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
+
 from visearch.bots.conversation import (
     MORE_LIKE_THIS,
     NEXT_PAGE,
@@ -53,10 +54,17 @@ CAPTION_LIMIT = 1024
 BODY_LIMIT = 1024
 BUTTON_TITLE_LIMIT = 20
 TEXT_LIMIT = 4096
-UNSUPPORTED_TYPES = MappingProxyType({
-    "sticker": ContentKind.STICKER, "audio": ContentKind.VOICE, "video": ContentKind.VIDEO,
-    "document": ContentKind.DOCUMENT, "location": ContentKind.LOCATION, "contacts": ContentKind.CONTACT,
-    "reaction": ContentKind.REACTION})
+UNSUPPORTED_TYPES = MappingProxyType(
+    {
+        "sticker": ContentKind.STICKER,
+        "audio": ContentKind.VOICE,
+        "video": ContentKind.VIDEO,
+        "document": ContentKind.DOCUMENT,
+        "location": ContentKind.LOCATION,
+        "contacts": ContentKind.CONTACT,
+        "reaction": ContentKind.REACTION,
+    }
+)
 
 
 def cut(text: str, limit: int) -> str:
@@ -71,7 +79,10 @@ def signature(app_secret: str, body: bytes) -> str:
 
 def card_caption(card: Card) -> str:
     """Title, price and category, a short description; WhatsApp's *bold* for the title."""
-    lines = [say.WHATSAPP.bold(cut(card.title, 200)), " · ".join(p for p in (card_price(card), card.category or "") if p)]
+    lines = [
+        say.WHATSAPP.bold(cut(card.title, 200)),
+        " · ".join(p for p in (card_price(card), card.category or "") if p),
+    ]
     if card.description:
         lines.append(cut(card.description, 300))
     return cut("\n".join(line for line in lines if line), CAPTION_LIMIT)
@@ -82,9 +93,20 @@ class WhatsAppBot:
 
     name = "whatsapp"
 
-    def __init__(self, token: str, app_secret: str, verify_token: str, phone_number_id: str, api_url: str,
-                 api_version: str, conversation: Conversation, runtime: Runtime, public_url: str | None,
-                 max_media_bytes: int, cards_per_answer: int = 3) -> None:
+    def __init__(
+        self,
+        token: str,
+        app_secret: str,
+        verify_token: str,
+        phone_number_id: str,
+        api_url: str,
+        api_version: str,
+        conversation: Conversation,
+        runtime: Runtime,
+        public_url: str | None,
+        max_media_bytes: int,
+        cards_per_answer: int = 3,
+    ) -> None:
         self._token = token
         self._app_secret = app_secret
         self._verify_token = verify_token
@@ -114,15 +136,20 @@ class WhatsAppBot:
         """POST /webhooks/whatsapp."""
         body = await request.body()
         try:
-            payload = verified_json(body, request.headers.get("x-hub-signature-256", ""),
-                                    signature(self._app_secret, body), refused_status=401)
+            payload = verified_json(
+                body,
+                request.headers.get("x-hub-signature-256", ""),
+                signature(self._app_secret, body),
+                refused_status=401,
+            )
         except Rejected as exc:
             return self._done(exc.outcome, Response(exc.message, status_code=exc.status))
         if not isinstance(payload.get("entry"), list):
             return self._done("malformed", Response("no entry", status_code=400))
         outcomes = [self._accept(message) for message in _messages(payload)]
-        return self._done(outcomes[0] if len(outcomes) == 1 else ("ignored" if not outcomes else "batch"),
-                          JSONResponse({}))
+        return self._done(
+            outcomes[0] if len(outcomes) == 1 else ("ignored" if not outcomes else "batch"), JSONResponse({})
+        )
 
     def _done(self, outcome: str, response: Response) -> Response:
         return self.runtime.counted(self.name, outcome, response)
@@ -187,14 +214,30 @@ class WhatsAppBot:
             return
         for card in answer.cards:
             await self._send(self.card_message(user, card))
-        buttons = [{"type": "reply", "reply": {"id": MORE_LIKE_THIS + answer.cards[0].point_id,
-                                               "title": say.MORE_LIKE_THIS_LABEL[:BUTTON_TITLE_LIMIT]}}]
+        buttons = [
+            {
+                "type": "reply",
+                "reply": {
+                    "id": MORE_LIKE_THIS + answer.cards[0].point_id,
+                    "title": say.MORE_LIKE_THIS_LABEL[:BUTTON_TITLE_LIMIT],
+                },
+            }
+        ]
         if answer.next_cursor:
-            buttons.append({"type": "reply", "reply": {"id": NEXT_PAGE + answer.next_cursor,
-                                                       "title": say.SHOW_MORE_LABEL[:BUTTON_TITLE_LIMIT]}})
+            buttons.append(
+                {
+                    "type": "reply",
+                    "reply": {"id": NEXT_PAGE + answer.next_cursor, "title": say.SHOW_MORE_LABEL[:BUTTON_TITLE_LIMIT]},
+                }
+            )
         body = cut(say.more_like_prompt(answer.cards[0].title), BODY_LIMIT)
-        await self._send({"to": user, "type": "interactive",
-                          "interactive": {"type": "button", "body": {"text": body}, "action": {"buttons": buttons}}})
+        await self._send(
+            {
+                "to": user,
+                "type": "interactive",
+                "interactive": {"type": "button", "body": {"text": body}, "action": {"buttons": buttons}},
+            }
+        )
 
     def card_message(self, user: str, card: Card) -> dict[str, Any]:
         """cta_url with a photo header when the product has a link; else an image (or text) message."""
@@ -202,9 +245,12 @@ class WhatsAppBot:
         caption = card_caption(card)
         if card.url and card.url.startswith(("http://", "https://")):
             interactive: dict[str, Any] = {
-                "type": "cta_url", "body": {"text": cut(caption, BODY_LIMIT)},
-                "action": {"name": "cta_url",
-                           "parameters": {"display_text": say.OPEN_IN_SHOP_LABEL[:BUTTON_TITLE_LIMIT], "url": card.url}},
+                "type": "cta_url",
+                "body": {"text": cut(caption, BODY_LIMIT)},
+                "action": {
+                    "name": "cta_url",
+                    "parameters": {"display_text": say.OPEN_IN_SHOP_LABEL[:BUTTON_TITLE_LIMIT], "url": card.url},
+                },
             }
             if image:
                 interactive["header"] = {"type": "image", "image": {"link": image}}
@@ -218,9 +264,12 @@ class WhatsAppBot:
         response = await self.client.request("POST", f"{self.version}/{self.phone_number_id}/messages", json=body)
         if response.status_code != 200:
             error = json_object(response).get("error") or {}
-            raise PlatformError("whatsapp", f"{error.get('message', 'HTTP ' + str(response.status_code))} "
-                                            f"(code {error.get('code')})", response.status_code,
-                                retryable=response.status_code in RETRY_STATUSES)
+            raise PlatformError(
+                "whatsapp",
+                f"{error.get('message', 'HTTP ' + str(response.status_code))} (code {error.get('code')})",
+                response.status_code,
+                retryable=response.status_code in RETRY_STATUSES,
+            )
 
 
 def _messages(payload: dict[str, Any]) -> list[dict[str, Any]]:
@@ -234,4 +283,3 @@ def _messages(payload: dict[str, Any]) -> list[dict[str, Any]]:
             if isinstance(value, dict):
                 found.extend(m for m in value.get("messages") or [] if isinstance(m, dict))
     return found
-

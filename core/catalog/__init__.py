@@ -13,6 +13,19 @@ from visearch.core.catalog.model import (
 )
 from visearch.core.catalog.records import product_from_record, validation_reason
 
-__all__ = ["READERS", "SUPPORTED", "Catalog", "CatalogItem", "CatalogReader", "CatalogRow", "CatalogWarning",
-           "MentionedIds", "RowError", "SuspectRow", "collect", "product_from_record", "read_catalog",
-           "validation_reason"]
+__all__ = [
+    "READERS",
+    "SUPPORTED",
+    "Catalog",
+    "CatalogItem",
+    "CatalogReader",
+    "CatalogRow",
+    "CatalogWarning",
+    "MentionedIds",
+    "RowError",
+    "SuspectRow",
+    "collect",
+    "product_from_record",
+    "read_catalog",
+    "validation_reason",
+]

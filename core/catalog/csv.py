@@ -61,34 +61,49 @@ def read_csv(text: str, source: str) -> Iterator[CatalogItem]:
             return
         except csv.Error as exc:
             if _quote_left_open(text, start):
-                raise CatalogError(f"{source}:{start}: a quoted field in the row starting on line {start} is never "
-                                   "closed, so every line after it would be read as one field; close the quote "
-                                   "(a quote inside a field is written twice: \"\")") from None
-            raise CatalogError(f"{source}:{start}: broken CSV in the row starting on line {start} ({exc}); "
-                               "a field with a quote must be quoted whole, with inner quotes doubled") from None
+                raise CatalogError(
+                    f"{source}:{start}: a quoted field in the row starting on line {start} is never "
+                    "closed, so every line after it would be read as one field; close the quote "
+                    '(a quote inside a field is written twice: "")'
+                ) from None
+            raise CatalogError(
+                f"{source}:{start}: broken CSV in the row starting on line {start} ({exc}); "
+                "a field with a quote must be quoted whole, with inner quotes doubled"
+            ) from None
         line, start = start, reader.line_num + 1
         if not any(c.strip() for c in cells):
             continue  # blank line (or a row of empty cells)
         swallowed = _swallowed_line(cells, names, lowered)
         if swallowed is not None:
             product_id = cells[lowered.index("id")].strip() or None
-            yield RowError(line, product_id, f"a quoted field spans {swallowed.span} lines and holds what looks "
-                                             "like other rows: a quote is probably not closed where it should be",
-                           structural=True)
+            yield RowError(
+                line,
+                product_id,
+                f"a quoted field spans {swallowed.span} lines and holds what looks "
+                "like other rows: a quote is probably not closed where it should be",
+                structural=True,
+            )
             opened = line + swallowed.opened
             for offset, swallowed_id in swallowed.rows:
-                yield RowError(opened + offset, swallowed_id,
-                               f"this row was swallowed by the quote opened on line {opened}: close that quote",
-                               structural=True)
+                yield RowError(
+                    opened + offset,
+                    swallowed_id,
+                    f"this row was swallowed by the quote opened on line {opened}: close that quote",
+                    structural=True,
+                )
             continue
         if any(("\n" in value or "\r" in value) and name != "description" for name, value in zip(lowered, cells)):
             yield SuspectRow(line)
         if len(cells) > len(names):
-            surplus = cells[len(names):]
+            surplus = cells[len(names) :]
             if any(c.strip() for c in surplus):
                 product_id = cells[lowered.index("id")].strip() or None
-                yield RowError(line, product_id, f"{len(cells)} fields but the header has {len(names)} "
-                                                 "(a field with a comma or | must be quoted)", structural=True)
+                yield RowError(
+                    line,
+                    product_id,
+                    f"{len(cells)} fields but the header has {len(names)} (a field with a comma or | must be quoted)",
+                    structural=True,
+                )
                 continue
         yield product_from_record(line, {name: value for name, value in zip(names, cells) if name})
 
@@ -123,8 +138,11 @@ def _swallowed_line(cells: list[str], names: list[str], lowered: list[str]) -> _
         if len(inner) == 1:
             continue
         wide = any(line.count(",") >= len(names) - 1 for line in inner[1:])
-        rows = [(offset, found) for offset, line in enumerate(inner[1:], start=1)
-                if (found := _row_id(line, lowered)) is not None]
+        rows = [
+            (offset, found)
+            for offset, line in enumerate(inner[1:], start=1)
+            if (found := _row_id(line, lowered)) is not None
+        ]
         if name in _SINGLE_LINE_COLUMNS or wide or rows:
             return _Swallowed(opened, len(inner), rows)
         opened += len(inner) - 1

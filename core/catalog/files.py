@@ -27,7 +27,8 @@ class CatalogReader(Protocol):
 
 #: file extension -> the reader of that format
 READERS: MappingProxyType[str, CatalogReader] = MappingProxyType(
-    {".csv": read_csv, ".jsonl": read_jsonl, ".ndjson": read_jsonl})
+    {".csv": read_csv, ".jsonl": read_jsonl, ".ndjson": read_jsonl}
+)
 SUPPORTED = f"{CSV_SHAPE} or {JSONL_SHAPE}"
 
 
@@ -36,7 +37,8 @@ def reader_for(path: Path) -> CatalogReader:
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         raise CatalogError(
-            f"{path}: unknown catalog format {path.suffix or '(no extension)'!r}; supported: {SUPPORTED}")
+            f"{path}: unknown catalog format {path.suffix or '(no extension)'!r}; supported: {SUPPORTED}"
+        )
     return reader
 
 
@@ -50,7 +52,8 @@ def read_text(path: Path) -> str:
         raise CatalogError(f"{path}: is a directory, not a catalog file") from None
     except UnicodeDecodeError as exc:
         raise CatalogError(
-            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save the catalog as UTF-8") from None
+            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save the catalog as UTF-8"
+        ) from None
     except OSError as exc:
         raise CatalogError(f"{path}: cannot read catalog: {exc.strerror or exc}") from None
 

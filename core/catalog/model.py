@@ -89,8 +89,11 @@ class Catalog:
 
     def named_ids(self) -> set[str]:
         """Every product id the source names: good rows, broken rows with a readable id, any line."""
-        return ({row.product.id for row in self.rows} | {e.product_id for e in self.errors if e.product_id}
-                | self.mentioned_ids)
+        return (
+            {row.product.id for row in self.rows}
+            | {e.product_id for e in self.errors if e.product_id}
+            | self.mentioned_ids
+        )
 
 
 def collect(source: str, items: Iterable[CatalogItem], *, require_rows: bool = True) -> Catalog:

@@ -16,8 +16,22 @@ from visearch.core.catalog.model import CatalogRow, CatalogWarning, RowError
 from visearch.core.domain import RESERVED_PAYLOAD_KEYS, Product
 
 #: columns that map to Product fields (matched case-insensitively); everything else goes to `extra`
-KNOWN_COLUMNS = frozenset({"id", "title", "image", "images", "description", "price", "currency", "category",
-                           "brand", "tags", "url", "in_stock"})
+KNOWN_COLUMNS = frozenset(
+    {
+        "id",
+        "title",
+        "image",
+        "images",
+        "description",
+        "price",
+        "currency",
+        "category",
+        "brand",
+        "tags",
+        "url",
+        "in_stock",
+    }
+)
 #: payload keys the indexer writes itself: a catalog column with one of these names would be overwritten
 RESERVED_COLUMNS = RESERVED_PAYLOAD_KEYS - KNOWN_COLUMNS | {"extra"}
 TRUE_WORDS = frozenset({"true", "yes", "y", "1", "t", "in stock"})
@@ -33,15 +47,17 @@ def column_name(name: str) -> str:
 
 def reserved_warnings(names: list[str]) -> list[CatalogWarning]:
     """A warning for each column whose name the indexer writes itself (its values would be overwritten)."""
-    return [CatalogWarning(f"column {name!r} is a name the indexer uses internally; its values are ignored")
-            for name in names if name.lower() in RESERVED_COLUMNS]
+    return [
+        CatalogWarning(f"column {name!r} is a name the indexer uses internally; its values are ignored")
+        for name in names
+        if name.lower() in RESERVED_COLUMNS
+    ]
 
 
 def json_type(value: Any) -> str:
     return {list: "a list", str: "a string", int: "a number", float: "a number", bool: "true/false"}.get(
         type(value), "null" if value is None else type(value).__name__
     )
-
 
 
 def product_from_record(line: int | None, record: dict[str, Any]) -> CatalogRow | RowError:
@@ -75,8 +91,11 @@ def product_from_record(line: int | None, record: dict[str, Any]) -> CatalogRow 
         "url": take("url", _text) or None,
         "in_stock": take("in_stock", _bool),
         "images": list(dict.fromkeys(images)),  # the same image twice is one image
-        "extra": {k: v for k, v in record.items()
-                  if k.lower() not in KNOWN_COLUMNS and k.lower() not in RESERVED_COLUMNS and v not in (None, "")},
+        "extra": {
+            k: v
+            for k, v in record.items()
+            if k.lower() not in KNOWN_COLUMNS and k.lower() not in RESERVED_COLUMNS and v not in (None, "")
+        },
     }
     if fields["in_stock"] is None:
         fields["in_stock"] = True
@@ -142,11 +161,15 @@ def _price(value: Any, name: str) -> float | None:
     elif isinstance(value, str):
         text = value.strip().replace("\u00a0", "").replace("\u202f", "").replace(" ", "").replace("_", "")
         if _AMBIGUOUS_THOUSANDS.match(text):
-            raise ValueError(f"{name}: ambiguous number {value!r} (thousands or decimals?); "
-                             f"write {text.replace(',', '')} or {text.replace(',', '.')}")
+            raise ValueError(
+                f"{name}: ambiguous number {value!r} (thousands or decimals?); "
+                f"write {text.replace(',', '')} or {text.replace(',', '.')}"
+            )
         if "," in text and "." in text:
             # the last separator is the decimal one: 1,234.50 or 1.234,50
-            text = text.replace(",", "") if text.rfind(".") > text.rfind(",") else text.replace(".", "").replace(",", ".")
+            text = (
+                text.replace(",", "") if text.rfind(".") > text.rfind(",") else text.replace(".", "").replace(",", ".")
+            )
         elif _GROUPED.fullmatch(text):
             text = re.sub(r"[,.]", "", text)  # 12,345,678 or 12.345.678: thousands only
         elif text.count(",") == 1:

@@ -61,8 +61,15 @@ CLIP_MIN_SCORE_WORDS = 0.80
 class ClipEncoder:
     """A sentence-transformers CLIP model (hub name or local folder) as an `Encoder`."""
 
-    def __init__(self, model_name_or_path: str = DEFAULT_MODEL, device: str = "cpu", batch_size: int = 32,
-                 backend: str = "torch", threads: int = 1, onnx_cache: Path | str | None = None) -> None:
+    def __init__(
+        self,
+        model_name_or_path: str = DEFAULT_MODEL,
+        device: str = "cpu",
+        batch_size: int = 32,
+        backend: str = "torch",
+        threads: int = 1,
+        onnx_cache: Path | str | None = None,
+    ) -> None:
         from visearch.core.runtime.onnx import check_backend
 
         self.backend = check_backend(backend)
@@ -136,9 +143,9 @@ class ClipEncoder:
         )
         return l2_normalise(np.asarray(vectors, dtype=np.float32))
 
-
-    def _encode_onnx(self, inputs: list[Any], image_session: InferenceSession,
-                     text_session: InferenceSession) -> np.ndarray:
+    def _encode_onnx(
+        self, inputs: list[Any], image_session: InferenceSession, text_session: InferenceSession
+    ) -> np.ndarray:
         """The towers through ONNX Runtime; inputs prepared by the SentenceTransformer's own processor."""
         out: list[np.ndarray] = []
         for start in range(0, len(inputs), self.batch_size):
@@ -160,17 +167,21 @@ class ClipEncoder:
         digest = module_digest(self._model)
         base = self.model_id.split("@")[0].replace("clip:", "clip-").replace("/", "_")
         int8 = self.backend == "onnx-int8"
-        self._image_session = cached_session(target, f"{base}-image", digest, int8, threads,
-                                             lambda path: export_image_tower(self._model, path))
-        self._text_session = cached_session(target, f"{base}-text", digest, int8, threads,
-                                            lambda path: export_text_tower(self._model, path))
+        self._image_session = cached_session(
+            target, f"{base}-image", digest, int8, threads, lambda path: export_image_tower(self._model, path)
+        )
+        self._text_session = cached_session(
+            target, f"{base}-text", digest, int8, threads, lambda path: export_text_tower(self._model, path)
+        )
 
 
 def _clip_model(model: Any) -> Any:
     """The transformers CLIPModel inside the SentenceTransformer (module 0), in fp32 on the CPU for export."""
     inner = getattr(model[0], "auto_model", None) or getattr(model[0], "model", None)
     if inner is None or not hasattr(inner, "get_image_features"):
-        raise EncoderUnavailableError("this CLIP model has no transformers CLIPModel inside; set VISEARCH_BACKEND=torch")
+        raise EncoderUnavailableError(
+            "this CLIP model has no transformers CLIPModel inside; set VISEARCH_BACKEND=torch"
+        )
     return inner
 
 
@@ -197,8 +208,14 @@ def export_image_tower(model: Any, path: Path) -> None:
             return _pooled(self.clip.get_image_features(pixel_values=pixel_values))
 
     pixels = model.preprocess([PILImage.new("RGB", (64, 48)), PILImage.new("RGB", (48, 64))])["pixel_values"]
-    export_module(ImageTower().float().cpu().eval(), (pixels.float().cpu(),), path, ["pixel_values"], ["image_embeds"],
-                  {"pixel_values": {0: "n"}, "image_embeds": {0: "n"}})
+    export_module(
+        ImageTower().float().cpu().eval(),
+        (pixels.float().cpu(),),
+        path,
+        ["pixel_values"],
+        ["image_embeds"],
+        {"pixel_values": {0: "n"}, "image_embeds": {0: "n"}},
+    )
 
 
 def export_text_tower(model: Any, path: Path) -> None:
@@ -220,14 +237,17 @@ def export_text_tower(model: Any, path: Path) -> None:
     features = model.preprocess(["a photo of the milk and more words", "milk"])
     example = (features["input_ids"].cpu(), features["attention_mask"].cpu())
     axes = {"input_ids": {0: "n", 1: "seq"}, "attention_mask": {0: "n", 1: "seq"}, "text_embeds": {0: "n"}}
-    export_module(TextTower().float().cpu().eval(), example, path, ["input_ids", "attention_mask"], ["text_embeds"], axes)
+    export_module(
+        TextTower().float().cpu().eval(), example, path, ["input_ids", "attention_mask"], ["text_embeds"], axes
+    )
 
 
 def weights_digest(folder: Path, length: int = 12) -> str:
     """Short SHA-256 of the weight files under `folder` (relative names + bytes): same weights, same id."""
     digest = hashlib.sha256()
     files = sorted(
-        p for p in folder.rglob("*")
+        p
+        for p in folder.rglob("*")
         if p.is_file() and p.suffix in WEIGHT_SUFFIXES and ONNX_SUBFOLDER not in p.relative_to(folder).parts
     )
     for path in files:
@@ -243,7 +263,7 @@ def _load_folder(folder: Path, device: str) -> Any:
 
     try:
         return SentenceTransformer(str(folder), device=device, local_files_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure to load is "unavailable", with its reason
+    except Exception as exc:
         raise _unavailable(str(folder), f"{type(exc).__name__}: {_first_line(exc)}") from exc
 
 
@@ -253,7 +273,7 @@ def _load_hub(name: str, device: str) -> Any:
 
     try:
         return SentenceTransformer(name, device=device, local_files_only=True)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         cached_error = f"{type(exc).__name__}: {_first_line(exc)}"
     logger.debug("CLIP model %r not in the local cache (%s)", name, cached_error)
 
@@ -264,7 +284,7 @@ def _load_hub(name: str, device: str) -> Any:
     logger.info("downloading CLIP model %r from the Hugging Face Hub", name)
     try:
         return SentenceTransformer(name, device=device)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise _unavailable(name, f"{type(exc).__name__}: {_first_line(exc)}") from exc
 
 
@@ -280,17 +300,24 @@ def hub_status(repo_id: str, timeout: float = HUB_PROBE_TIMEOUT) -> tuple[str, s
 
     # read the environment now, not at import (huggingface_hub's constants are frozen at import)
     offline_vars = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    if constants.HF_HUB_OFFLINE or any(os.environ.get(v, "").strip().lower() in {"1", "true", "yes", "on"} for v in offline_vars):
+    if constants.HF_HUB_OFFLINE or any(
+        os.environ.get(v, "").strip().lower() in {"1", "true", "yes", "on"} for v in offline_vars
+    ):
         return "unreachable", "offline mode is on (HF_HUB_OFFLINE)"
     endpoint = (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
     token = get_token()
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = httpx.get(f"{endpoint}/api/models/{repo_id}", headers=headers, timeout=timeout, follow_redirects=True)
+        response = httpx.get(
+            f"{endpoint}/api/models/{repo_id}", headers=headers, timeout=timeout, follow_redirects=True
+        )
     except httpx.HTTPError as exc:
         return "unreachable", f"{endpoint} cannot be reached ({type(exc).__name__}: {_first_line(exc)})"
     if "json" not in response.headers.get("content-type", ""):
-        return "unreachable", f"{endpoint} answered HTTP {response.status_code} but not as the Hugging Face Hub (a proxy or captive portal?)"
+        return (
+            "unreachable",
+            f"{endpoint} answered HTTP {response.status_code} but not as the Hugging Face Hub (a proxy or captive portal?)",
+        )
     if response.status_code == 200:
         return "available", ""
     if response.status_code in (401, 403, 404):

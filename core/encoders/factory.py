@@ -27,13 +27,20 @@ def load_encoder(settings: Settings) -> Encoder:
 
         info = read_model_info(settings.model_dir)
         if info is not None and info.get("base") == "offline":  # a `visearch train` folder says what it is
-            return FineTunedOfflineEncoder(settings.model_dir, device=settings.device, batch_size=settings.batch_size,
-                                           **runtime_options(settings))
-        if info is not None and info.get("base") == "clip":  # a sentence-transformers CLIP folder, whatever VISEARCH_ENCODER says
+            return FineTunedOfflineEncoder(
+                settings.model_dir, device=settings.device, batch_size=settings.batch_size, **runtime_options(settings)
+            )
+        if (
+            info is not None and info.get("base") == "clip"
+        ):  # a sentence-transformers CLIP folder, whatever VISEARCH_ENCODER says
             from visearch.core.encoders.clip import ClipEncoder
 
-            return ClipEncoder(str(settings.model_dir), device=settings.device, batch_size=settings.batch_size,
-                               **runtime_options(settings))
+            return ClipEncoder(
+                str(settings.model_dir),
+                device=settings.device,
+                batch_size=settings.batch_size,
+                **runtime_options(settings),
+            )
     if settings.encoder == "offline":
         return load_offline(settings)
     try:
@@ -41,8 +48,10 @@ def load_encoder(settings: Settings) -> Encoder:
     except EncoderUnavailableError:
         if settings.encoder != "auto":
             raise
-        logger.warning("CLIP weights are not available here (no local copy, no network): using the offline "
-                       "encoder. Set VISEARCH_CLIP_MODEL to a local folder to use CLIP.")
+        logger.warning(
+            "CLIP weights are not available here (no local copy, no network): using the offline "
+            "encoder. Set VISEARCH_CLIP_MODEL to a local folder to use CLIP."
+        )
         return load_offline(settings)
 
 

@@ -40,7 +40,9 @@ def read_model_info(model_dir: Path) -> dict[str, Any] | None:
     except (OSError, ValueError) as exc:
         raise EncoderUnavailableError(f"{path} cannot be read: {exc}") from None
     if not isinstance(info, dict) or info.get("format") != FORMAT:
-        raise EncoderUnavailableError(f"{path} is not a visearch model of format {FORMAT}; retrain with `visearch train`")
+        raise EncoderUnavailableError(
+            f"{path} is not a visearch model of format {FORMAT}; retrain with `visearch train`"
+        )
     return info
 
 
@@ -53,12 +55,21 @@ def apply_head(weights: dict[str, np.ndarray], visual: np.ndarray) -> np.ndarray
 class FineTunedOfflineEncoder(OfflineEncoder):
     """The offline encoder with a trained head on its visual features."""
 
-    def __init__(self, model_dir: Path | str, device: str = "cpu", batch_size: int = 32, backend: str = "torch",
-                 threads: int = 1, onnx_cache: Path | str | None = None) -> None:
+    def __init__(
+        self,
+        model_dir: Path | str,
+        device: str = "cpu",
+        batch_size: int = 32,
+        backend: str = "torch",
+        threads: int = 1,
+        onnx_cache: Path | str | None = None,
+    ) -> None:
         model_dir = Path(model_dir)
         info = read_model_info(model_dir)
         if info is None or info.get("base") != "offline":
-            raise EncoderUnavailableError(f"{model_dir} is not a fine-tuned offline model (no {MODEL_FILE} with base offline)")
+            raise EncoderUnavailableError(
+                f"{model_dir} is not a fine-tuned offline model (no {MODEL_FILE} with base offline)"
+            )
         try:
             with np.load(model_dir / HEAD_FILE, allow_pickle=False) as data:
                 self._head = {name: data[name].astype(np.float32) for name in ("w1", "b1", "w2", "b2")}

@@ -101,8 +101,14 @@ def load_imagenet_classes(path: Path = CLASSES_FILE) -> list[str]:
 class OfflineEncoder:
     """EfficientNet-Lite0 visual features + MiniLM text, bridged through ImageNet class names."""
 
-    def __init__(self, device: str = "cpu", batch_size: int = 32, backend: str = "torch", threads: int = 1,
-                 onnx_cache: Path | str | None = None) -> None:
+    def __init__(
+        self,
+        device: str = "cpu",
+        batch_size: int = 32,
+        backend: str = "torch",
+        threads: int = 1,
+        onnx_cache: Path | str | None = None,
+    ) -> None:
         from visearch.core.runtime.onnx import check_backend
 
         self.device = device
@@ -166,7 +172,9 @@ class OfflineEncoder:
         try:
             self._text = SentenceTransformer(str(text_dir), device=device, local_files_only=True)
         except (OSError, ValueError) as exc:
-            raise EncoderUnavailableError(f"offline encoder: the MiniLM text model at {text_dir} could not be loaded: {exc}") from None
+            raise EncoderUnavailableError(
+                f"offline encoder: the MiniLM text model at {text_dir} could not be loaded: {exc}"
+            ) from None
         self._text.eval()
         if self.backend != "torch":
             self._open_onnx(weights, text_dir, EfficientNet, threads, onnx_cache)
@@ -238,8 +246,9 @@ class OfflineEncoder:
         top = np.argsort(-probs, axis=1)[:, :k]
         return [[(self.class_names[j], float(p[j])) for j in row] for row, p in zip(top, probs)]
 
-    def _image_features_onnx(self, images: Sequence[Image.Image],
-                             session: InferenceSession) -> tuple[np.ndarray, np.ndarray]:
+    def _image_features_onnx(
+        self, images: Sequence[Image.Image], session: InferenceSession
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The same features through the ONNX Runtime session (same `preprocess`)."""
         visual, logits = [], []
         for start in range(0, len(images), self._micro_batch):
@@ -249,8 +258,14 @@ class OfflineEncoder:
             logits.append(scores)
         return l2_normalise(np.concatenate(visual)), softmax(np.concatenate(logits))
 
-    def _open_onnx(self, cnn_weights: Path, text_dir: Path, architecture: CnnArchitecture, threads: int,
-                   onnx_cache: Path | str | None) -> None:
+    def _open_onnx(
+        self,
+        cnn_weights: Path,
+        text_dir: Path,
+        architecture: CnnArchitecture,
+        threads: int,
+        onnx_cache: Path | str | None,
+    ) -> None:
         """Open (exporting once into the cache) the CNN and MiniLM ONNX sessions."""
         from visearch.core.runtime.onnx import cached_session, default_cache_dir, files_digest
 
@@ -258,11 +273,21 @@ class OfflineEncoder:
         int8 = self.backend == "onnx-int8"
         text_files = [p for p in text_dir.rglob("*") if p.is_file() and p.suffix in {".safetensors", ".bin", ".json"}]
         self._cnn_session = cached_session(
-            folder, VISUAL_MODEL, files_digest([cnn_weights]), int8, threads,
-            lambda path: export_cnn(_load_cnn(cnn_weights, architecture), path))
+            folder,
+            VISUAL_MODEL,
+            files_digest([cnn_weights]),
+            int8,
+            threads,
+            lambda path: export_cnn(_load_cnn(cnn_weights, architecture), path),
+        )
         self._text_session = cached_session(
-            folder, TEXT_MODEL, files_digest(text_files, root=text_dir), int8, threads,
-            lambda path: export_text(self._text, path))
+            folder,
+            TEXT_MODEL,
+            files_digest(text_files, root=text_dir),
+            int8,
+            threads,
+            lambda path: export_text(self._text, path),
+        )
 
     def _encode_text(self, texts: list[str]) -> np.ndarray:
         if self._text_session is not None:
@@ -311,7 +336,9 @@ def _load_cnn(weights: Path, architecture: CnnArchitecture) -> Any:
         cnn = architecture.from_name(VISUAL_MODEL)
         cnn.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True), strict=True)
     except (OSError, RuntimeError, ValueError) as exc:
-        raise EncoderUnavailableError(f"offline encoder: the EfficientNet-Lite0 weights at {weights} could not be loaded: {exc}") from None
+        raise EncoderUnavailableError(
+            f"offline encoder: the EfficientNet-Lite0 weights at {weights} could not be loaded: {exc}"
+        ) from None
     return cnn.eval()
 
 
@@ -338,8 +365,14 @@ def export_cnn(cnn: Any, path: Path) -> None:
             return pooled, classifier(self.net)(pooled)
 
     example = (torch.zeros(2, 3, IMAGE_SIZE, IMAGE_SIZE),)
-    export_module(PooledAndLogits(cnn.float().cpu().eval()), example, path, ["pixels"], ["pooled", "logits"],
-                  {"pixels": {0: "n"}, "pooled": {0: "n"}, "logits": {0: "n"}})
+    export_module(
+        PooledAndLogits(cnn.float().cpu().eval()),
+        example,
+        path,
+        ["pixels"],
+        ["pooled", "logits"],
+        {"pixels": {0: "n"}, "pooled": {0: "n"}, "logits": {0: "n"}},
+    )
 
 
 def export_text(model: Any, path: Path) -> None:

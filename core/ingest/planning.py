@@ -35,8 +35,12 @@ async def scan_existing(store: VectorStore, product_ids: Sequence[str] | None = 
     async for point in store.scroll(batch_size=1024, product_ids=product_ids):
         payload = point.payload
         pid = payload.get("product_id")
-        found[point.point_id] = ExistingPoint(None if pid is None else str(pid), payload.get("image_sha256"),
-                                              payload.get("product_hash"), "ocr_text" in payload)
+        found[point.point_id] = ExistingPoint(
+            None if pid is None else str(pid),
+            payload.get("image_sha256"),
+            payload.get("product_hash"),
+            "ocr_text" in payload,
+        )
     return found
 
 
@@ -88,16 +92,19 @@ def plan_sync(catalog: Catalog, existing: dict[str, ExistingPoint], *, allow_mas
     if kept:
         notes.append(f"sync kept {len(kept)} product(s) whose catalog row has an error: {ids_text(kept)}")
     if gone and structural:
-        notes.append(f"sync deleted nothing: the catalog has {len(structural)} row(s) whose quotes or field count "
-                     f"look broken (line "
-                     f"{lines_text(structural)}) that may hide any of the {len(gone)} stored product(s) missing "
-                     "from it; fix those rows and sync again")
+        notes.append(
+            f"sync deleted nothing: the catalog has {len(structural)} row(s) whose quotes or field count "
+            f"look broken (line "
+            f"{lines_text(structural)}) that may hide any of the {len(gone)} stored product(s) missing "
+            "from it; fix those rows and sync again"
+        )
         return SyncPlan([], len(stored), notes)
     if gone and anonymous:
         notes.append(
             f"sync deleted nothing: {len(anonymous)} row(s) without a readable id (line {lines_text(anonymous)}) "
             f"might be any of the {len(gone)} stored product(s) missing from the catalog; fix those rows and sync "
-            "again")
+            "again"
+        )
         return SyncPlan([], len(stored), notes)
     refuse_mass_delete(set(gone), stored, allow_mass_delete, "sync")
     if gone:
@@ -122,14 +129,14 @@ def replaced_images(catalog: Catalog, existing: dict[str, ExistingPoint], stored
     """
     listed: dict[str, set[str]] = {
         row.product.id: {point_id_for(row.product.id, ref) for ref in row.product.images}
-        for row in catalog.rows if row.product.images
+        for row in catalog.rows
+        if row.product.images
     }
     stale_by_product: dict[str, list[str]] = {}
     for pid, old in existing.items():
         if old.product_id in listed and pid not in listed[old.product_id]:
             stale_by_product.setdefault(old.product_id, []).append(pid)
-    stale = [pid for product_id, points in stale_by_product.items() if product_id in stored_products
-             for pid in points]
+    stale = [pid for product_id, points in stale_by_product.items() if product_id in stored_products for pid in points]
     had_points = {old.product_id for old in existing.values()}
     kept = sorted(pid for pid in listed if pid not in stored_products and pid in had_points)
     return Replaced(stale, kept)

@@ -51,8 +51,9 @@ from visearch.core.store.base import VectorStore
 class IngestService:
     """Writes products into one collection with one encoder: the CLI's index/sync and the API's upserts."""
 
-    def __init__(self, encoder: Encoder, store: VectorStore, settings: Settings, *,
-                 address_policy: AddressPolicy | None = None) -> None:
+    def __init__(
+        self, encoder: Encoder, store: VectorStore, settings: Settings, *, address_policy: AddressPolicy | None = None
+    ) -> None:
         """`address_policy`: where image URLs may be fetched from (the API's callers name them); None: anywhere."""
         self.encoder, self.store, self.settings, self.address_policy = encoder, store, settings, address_policy
 
@@ -90,11 +91,20 @@ class IngestService:
         before = await stored_product_ids(self.store) if rebuild else set()
         if rebuild:
             guard_rebuild(catalog, before, allow_mass_delete)
-        info = await self.store.ensure_collection(self.encoder.model_id, self.encoder.dim, recreate=recreate,
-                                                  text_dim=words_dim(self.encoder))
+        info = await self.store.ensure_collection(
+            self.encoder.model_id, self.encoder.dim, recreate=recreate, text_dim=words_dim(self.encoder)
+        )
         try:
-            await self._write_rows(catalog, base_dir, summary, info, sync=sync, only_listed=only_listed,
-                                   allow_mass_delete=allow_mass_delete, progress=progress)
+            await self._write_rows(
+                catalog,
+                base_dir,
+                summary,
+                info,
+                sync=sync,
+                only_listed=only_listed,
+                allow_mass_delete=allow_mass_delete,
+                progress=progress,
+            )
         except BaseException:
             if recreate:
                 await self.store.finish_rebuild(commit=False)
@@ -104,15 +114,26 @@ class IngestService:
         summary.problems.sort(key=lambda p: p.line or 0)
         return summary
 
-    async def _write_rows(self, catalog: Catalog, base_dir: Path, summary: IndexSummary, info: CollectionInfo, *,
-                          sync: bool, only_listed: bool, allow_mass_delete: bool, progress: Progress) -> None:
+    async def _write_rows(
+        self,
+        catalog: Catalog,
+        base_dir: Path,
+        summary: IndexSummary,
+        info: CollectionInfo,
+        *,
+        sync: bool,
+        only_listed: bool,
+        allow_mass_delete: bool,
+        progress: Progress,
+    ) -> None:
         """Fetch, embed and write every listed image, then delete what was replaced (and, with `sync`,
         what the catalog no longer lists)."""
         words = isinstance(self.encoder, WordsEncoder) and info.text_dim == self.encoder.words_dim
         if isinstance(self.encoder, WordsEncoder) and not words:
             summary.notes.append(
                 f"collection {info.name!r} was built before text signals: text queries match the photos only. "
-                "Rebuild it with `visearch index CATALOG --recreate` so they also match titles, tags and OCR text.")
+                "Rebuild it with `visearch index CATALOG --recreate` so they also match titles, tags and OCR text."
+            )
         existing = await scan_existing(self.store, [row.product.id for row in catalog.rows] if only_listed else None)
         plan = plan_sync(catalog, existing, allow_mass_delete=allow_mass_delete) if sync else None
 
@@ -127,14 +148,17 @@ class IngestService:
         if plan is not None:
             summary.deleted += await self._carry_out(plan, summary, progress)
 
-    async def _delete_replaced_images(self, catalog: Catalog, existing: dict[str, ExistingPoint],
-                                      summary: IndexSummary, progress: Progress) -> int:
+    async def _delete_replaced_images(
+        self, catalog: Catalog, existing: dict[str, ExistingPoint], summary: IndexSummary, progress: Progress
+    ) -> int:
         """Points of listed products whose image the product no longer lists, once a replacement is stored."""
         replaced = replaced_images(catalog, existing, summary.stored_products)
         if replaced.kept:
             summary.kept.extend(replaced.kept)
-            summary.notes.append(f"kept the stored photos of {len(replaced.kept)} product(s) none of whose new "
-                                 f"photos could be used: {ids_text(replaced.kept)}")
+            summary.notes.append(
+                f"kept the stored photos of {len(replaced.kept)} product(s) none of whose new "
+                f"photos could be used: {ids_text(replaced.kept)}"
+            )
         if replaced.stale:
             progress.message(f"deleting {len(replaced.stale)} photo(s) the products no longer list")
             await self.store.delete_points(replaced.stale)
@@ -147,8 +171,9 @@ class IngestService:
         progress.message(f"deleting {len(plan.gone)} product(s) no longer in the catalog")
         return await self.store.delete_products(plan.gone)
 
-    async def _finish_rebuild(self, catalog: Catalog, before: set[str], summary: IndexSummary,
-                              progress: Progress) -> None:
+    async def _finish_rebuild(
+        self, catalog: Catalog, before: set[str], summary: IndexSummary, progress: Progress
+    ) -> None:
         """Swap the rebuilt collection in when every product it had that the catalog names is stored;
         otherwise throw it away (`RebuildIncompleteError`) and the old one stays."""
         named = catalog.named_ids()
@@ -160,12 +185,15 @@ class IngestService:
         await self.store.finish_rebuild(commit=True)
         dropped = before - named
         if dropped:
-            summary.notes.append(f"the rebuilt collection leaves out {len(dropped)} product(s) the catalog does not "
-                                 f"list: {ids_text(sorted(dropped))}")
+            summary.notes.append(
+                f"the rebuilt collection leaves out {len(dropped)} product(s) the catalog does not "
+                f"list: {ids_text(sorted(dropped))}"
+            )
 
 
-def _image_jobs(catalog: Catalog, base_dir: Path, existing: dict[str, ExistingPoint],
-                summary: IndexSummary) -> list[ImageJob]:
+def _image_jobs(
+    catalog: Catalog, base_dir: Path, existing: dict[str, ExistingPoint], summary: IndexSummary
+) -> list[ImageJob]:
     """One job per listed image; a product without images is reported as skipped (its stored points stay)."""
     image_root = str(Path(base_dir).resolve())
     jobs: list[ImageJob] = []
@@ -174,13 +202,17 @@ def _image_jobs(catalog: Catalog, base_dir: Path, existing: dict[str, ExistingPo
             summary.skipped += 1
             kept = sum(1 for old in existing.values() if old.product_id == row.product.id)
             reason = "no image: a product needs at least one photo"
-            summary.problems.append(Problem(row.line, row.product.id, None,
-                                            reason + (f" (its {kept} stored image(s) are kept)" if kept else "")))
+            summary.problems.append(
+                Problem(
+                    row.line, row.product.id, None, reason + (f" (its {kept} stored image(s) are kept)" if kept else "")
+                )
+            )
             continue
         phash = product_hash(row.product, image_root)
         for index, ref in enumerate(row.product.images):
-            jobs.append(ImageJob(row.line, row.product, ref, index, point_id_for(row.product.id, ref), phash,
-                                 image_root))
+            jobs.append(
+                ImageJob(row.line, row.product, ref, index, point_id_for(row.product.id, ref), phash, image_root)
+            )
     return jobs
 
 
@@ -203,5 +235,10 @@ async def index_catalog(
     catalog_path = Path(catalog_path)
     catalog = await asyncio.to_thread(read_catalog, catalog_path)
     return await IngestService(encoder, store, settings).write(
-        catalog, catalog_path.parent, sync=sync, recreate=recreate, allow_mass_delete=allow_mass_delete,
-        progress=progress)
+        catalog,
+        catalog_path.parent,
+        sync=sync,
+        recreate=recreate,
+        allow_mass_delete=allow_mass_delete,
+        progress=progress,
+    )

@@ -65,17 +65,31 @@ class IndexSummary:
         return not (self.skipped or self.failed)
 
     def counts(self) -> dict[str, int]:
-        return {"products": self.products, "images": self.images, "indexed": self.indexed,
-                "embedded": self.embedded, "unchanged": self.unchanged, "updated": self.updated,
-                "skipped": self.skipped, "failed": self.failed, "deleted": self.deleted}
+        return {
+            "products": self.products,
+            "images": self.images,
+            "indexed": self.indexed,
+            "embedded": self.embedded,
+            "unchanged": self.unchanged,
+            "updated": self.updated,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "deleted": self.deleted,
+        }
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "counts": self.counts(), "problems": [str(p) for p in self.problems],
-                "notes": list(self.notes)}
+        return {
+            "ok": self.ok,
+            "counts": self.counts(),
+            "problems": [str(p) for p in self.problems],
+            "notes": list(self.notes),
+        }
 
     def describe(self) -> str:
         """One summary line (plus notes) for people."""
-        line = (f"{self.products} products: {self.indexed} images indexed, {self.unchanged} unchanged, "
-                f"{self.updated} updated (metadata only), {self.deleted} deleted; "
-                f"{self.skipped} rows skipped, {self.failed} images failed")
+        line = (
+            f"{self.products} products: {self.indexed} images indexed, {self.unchanged} unchanged, "
+            f"{self.updated} updated (metadata only), {self.deleted} deleted; "
+            f"{self.skipped} rows skipped, {self.failed} images failed"
+        )
         return "\n".join([line, *self.notes])

@@ -69,7 +69,6 @@ class ImageJob:
         return payload
 
 
-
 @dataclass(frozen=True, slots=True)
 class _Copy:
     """Write `job` with the vector stored under `source` (itself for a metadata update)."""
@@ -90,14 +89,27 @@ class _ProducerFailed:
 _Fetched = tuple[ImageJob, str | None]  # the job (bytes and hash filled in) or a failure reason
 
 
-
 class ImageWriter:
     """The state of one run's writes: what the store holds, what waits to be written, the counts."""
 
-    def __init__(self, encoder: Encoder, store: VectorStore, settings: Settings, summary: IndexSummary,
-                 existing: dict[str, ExistingPoint], progress: Progress, words: bool = False) -> None:
+    def __init__(
+        self,
+        encoder: Encoder,
+        store: VectorStore,
+        settings: Settings,
+        summary: IndexSummary,
+        existing: dict[str, ExistingPoint],
+        progress: Progress,
+        words: bool = False,
+    ) -> None:
         self.encoder, self.store, self.settings, self.summary, self.existing, self.progress = (
-            encoder, store, settings, summary, existing, progress)
+            encoder,
+            store,
+            settings,
+            summary,
+            existing,
+            progress,
+        )
         #: the collection holds text vectors: every written point gets the product's words embedded
         self.words = words
         self.reader = TextReader() if settings.ocr else None
@@ -140,8 +152,13 @@ class ImageWriter:
                 producer.cancel()
             await asyncio.gather(producer, return_exceptions=True)
 
-    async def _produce(self, fetcher: ImageFetcher, jobs: Sequence[ImageJob], base_dir: Path,
-                       queue: asyncio.Queue[_Fetched | _Done | _ProducerFailed]) -> None:
+    async def _produce(
+        self,
+        fetcher: ImageFetcher,
+        jobs: Sequence[ImageJob],
+        base_dir: Path,
+        queue: asyncio.Queue[_Fetched | _Done | _ProducerFailed],
+    ) -> None:
         pending = iter(jobs)
 
         async def worker() -> None:
@@ -193,8 +210,12 @@ class ImageWriter:
         updated = copied = 0
         for copy in copies:
             job, source = copy.job, stored.get(copy.source)
-            if (source is None or source.vector is None or source.payload.get("image_sha256") != job.sha256
-                    or (self.reader is not None and "ocr_text" not in source.payload)):
+            if (
+                source is None
+                or source.vector is None
+                or source.payload.get("image_sha256") != job.sha256
+                or (self.reader is not None and "ocr_text" not in source.payload)
+            ):
                 self.to_embed.append(job)
                 continue
             payload = {**job.payload(), "colours": source.payload.get("colours") or []}  # same bytes, same colours
@@ -219,7 +240,8 @@ class ImageWriter:
         if not jobs:
             return
         vectors, errors, embedded, colours, texts = await asyncio.to_thread(
-            decode_and_embed, jobs, self.encoder, self.settings.max_image_pixels, self.reader)
+            decode_and_embed, jobs, self.encoder, self.settings.max_image_pixels, self.reader
+        )
         records: list[PointRecord] = []
         for job, vector, error, names, text in zip(jobs, vectors, errors, colours, texts, strict=True):
             if error is not None:
@@ -247,8 +269,9 @@ class ImageWriter:
         assert isinstance(self.encoder, WordsEncoder)
         texts = [Product.from_payload(r.payload).words(str(r.payload.get("ocr_text") or "")) for r in records]
         vectors = await asyncio.to_thread(self.encoder.embed_words, texts)
-        return [r.model_copy(update={"text_vector": [float(x) for x in v]})
-                for r, v in zip(records, vectors, strict=True)]
+        return [
+            r.model_copy(update={"text_vector": [float(x) for x in v]}) for r, v in zip(records, vectors, strict=True)
+        ]
 
     def _fail(self, job: ImageJob, reason: str, *, advance: bool = True) -> None:
         job.data = None
@@ -311,7 +334,6 @@ def _decode_and_embed(
     colours = [names[slot_of[j.sha256]] if j.sha256 in slot_of else [] for j in jobs]
     texts = [read[slot_of[j.sha256]] if j.sha256 in slot_of else None for j in jobs]
     return vectors, errors, len(images), colours, texts
-
 
 
 async def fetch_and_hash(fetcher: ImageFetcher, job: ImageJob, base_dir: Path) -> _Fetched:

@@ -59,7 +59,9 @@ def is_onnx(backend: str) -> bool:
 def check_backend(backend: str) -> str:
     """The backend name, or an error that lists the valid ones (for code paths not using Settings)."""
     if backend not in BACKENDS:
-        raise EncoderUnavailableError(f"unknown encoder backend {backend!r}: set VISEARCH_BACKEND to one of {', '.join(BACKENDS)}")
+        raise EncoderUnavailableError(
+            f"unknown encoder backend {backend!r}: set VISEARCH_BACKEND to one of {', '.join(BACKENDS)}"
+        )
     return backend
 
 
@@ -92,8 +94,11 @@ def module_digest(module: Any, length: int = 16) -> str:
     digest = hashlib.sha256()
     for name, tensor in sorted(module.state_dict().items()):
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode() + b"\0")
-        digest.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes()
-                      if tensor.numel() else b"")
+        digest.update(
+            tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes()
+            if tensor.numel()
+            else b""
+        )
     return digest.hexdigest()[:length]
 
 
@@ -107,7 +112,9 @@ def writable_dir(preferred: Path, fallback: Path) -> Path:
             return folder
         except OSError:
             continue
-    raise EncoderUnavailableError(f"no writable folder for ONNX exports ({preferred}, {fallback}): set VISEARCH_ONNX_CACHE to a writable folder")
+    raise EncoderUnavailableError(
+        f"no writable folder for ONNX exports ({preferred}, {fallback}): set VISEARCH_ONNX_CACHE to a writable folder"
+    )
 
 
 def model_path(folder: Path, name: str, digest: str, int8: bool) -> Path:
@@ -115,8 +122,14 @@ def model_path(folder: Path, name: str, digest: str, int8: bool) -> Path:
     return folder / f"{name}-{digest}-{EXPORT_VERSION}{'.int8' if int8 else ''}.onnx"
 
 
-def export_module(module: Any, example: tuple[Any, ...], target: Path, input_names: list[str],
-                  output_names: list[str], dynamic_axes: dict[str, dict[int, str]]) -> None:
+def export_module(
+    module: Any,
+    example: tuple[Any, ...],
+    target: Path,
+    input_names: list[str],
+    output_names: list[str],
+    dynamic_axes: dict[str, dict[int, str]],
+) -> None:
     """torch.onnx.export (TorchScript exporter: no onnxscript needed) into `target`, atomically."""
     import torch
 
@@ -124,8 +137,17 @@ def export_module(module: Any, example: tuple[Any, ...], target: Path, input_nam
     try:
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings(record=True) as notes:
             warnings.simplefilter("always")
-            torch.onnx.export(module, example, str(tmp), input_names=input_names, output_names=output_names,
-                              dynamic_axes=dynamic_axes, opset_version=OPSET, do_constant_folding=True, dynamo=False)
+            torch.onnx.export(
+                module,
+                example,
+                str(tmp),
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_axes=dynamic_axes,
+                opset_version=OPSET,
+                do_constant_folding=True,
+                dynamo=False,
+            )
         # the exporter's notes on how it traced (shape checks traced as constants, though inputs are truncated
         # anyway; Slice ops not folded; index ops split up) are for developers: a log line at DEBUG each
         for category, message in dict.fromkeys((note.category.__name__, str(note.message)) for note in notes):
@@ -140,15 +162,22 @@ def quantize_file(source: Path, target: Path) -> None:
     try:
         from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError as exc:  # onnxruntime.quantization needs the `onnx` package
-        raise EncoderUnavailableError(f"VISEARCH_BACKEND=onnx-int8 needs the `onnx` package ({exc}): pip install onnx") from None
+        raise EncoderUnavailableError(
+            f"VISEARCH_BACKEND=onnx-int8 needs the `onnx` package ({exc}): pip install onnx"
+        ) from None
 
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     root = logging.getLogger()
     advice = _DropPreprocessingAdvice()
     root.addFilter(advice)
     try:
-        quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=list(QUANTIZED_OP_TYPES))
+        quantize_dynamic(
+            str(source),
+            str(tmp),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=list(QUANTIZED_OP_TYPES),
+        )
         os.replace(tmp, target)
     finally:
         root.removeFilter(advice)
@@ -179,13 +208,15 @@ def open_session(path: Path, threads: int) -> InferenceSession:
     """An ONNX Runtime CPU session for `path`."""
     import onnxruntime as ort
 
-    session: InferenceSession = ort.InferenceSession(str(path), session_options(threads),
-                                                     providers=["CPUExecutionProvider"])
+    session: InferenceSession = ort.InferenceSession(
+        str(path), session_options(threads), providers=["CPUExecutionProvider"]
+    )
     return session
 
 
-def cached_session(folder: Path, name: str, digest: str, int8: bool, threads: int,
-                   export: Callable[[Path], None]) -> InferenceSession:
+def cached_session(
+    folder: Path, name: str, digest: str, int8: bool, threads: int, export: Callable[[Path], None]
+) -> InferenceSession:
     """A session for the cached export of `name`, exporting (and quantizing) it first when missing.
 
     `export(path)` writes the fp32 graph to `path`. A cached file that does not load is deleted
@@ -201,16 +232,19 @@ def cached_session(folder: Path, name: str, digest: str, int8: bool, threads: in
             return open_session(target, threads)
         except EncoderUnavailableError:
             raise
-        except Exception as exc:  # noqa: BLE001 - ORT raises several unrelated types for a bad file
+        except Exception as exc:
             reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
             if attempt == 2:
                 raise EncoderUnavailableError(
                     f"ONNX Runtime cannot export or load {target} even on a second try ({reason}); "
-                    f"delete {folder} or set VISEARCH_BACKEND=torch") from None
+                    f"delete {folder} or set VISEARCH_BACKEND=torch"
+                ) from None
             if exporting:
                 logger.warning("exporting %s failed (%s): trying once more", target.name, reason)
             else:
-                logger.warning("cached ONNX file %s is unreadable (%s): deleting and exporting it again", target, reason)
+                logger.warning(
+                    "cached ONNX file %s is unreadable (%s): deleting and exporting it again", target, reason
+                )
             target.unlink(missing_ok=True)
             if int8:
                 fp32.unlink(missing_ok=True)

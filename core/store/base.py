@@ -80,8 +80,9 @@ class VectorStore(Protocol):
     #: and swaps it in at `finish_rebuild(commit=True)`; False when it drops the collection first
     safe_rebuild: bool
 
-    async def ensure_collection(self, encoder_id: str, dim: int, recreate: bool = False,
-                                text_dim: int | None = None) -> CollectionInfo:
+    async def ensure_collection(
+        self, encoder_id: str, dim: int, recreate: bool = False, text_dim: int | None = None
+    ) -> CollectionInfo:
         """Create the collection (with payload indexes) or verify it matches the encoder.
 
         `text_dim` adds a second named vector for the catalog's words when the collection is created;
@@ -104,8 +105,9 @@ class VectorStore(Protocol):
         """Points by id (missing ids are skipped)."""
         ...
 
-    async def search(self, vector: Sequence[float], filters: Filters | None, limit: int,
-                     using: VectorName = "image") -> list[Hit]:
+    async def search(
+        self, vector: Sequence[float], filters: Filters | None, limit: int, using: VectorName = "image"
+    ) -> list[Hit]:
         """Nearest points by cosine of the `using` vector, best first, filtered by payload; exact when filtered.
 
         Searching "text" in a collection without text vectors returns no hits."""
@@ -123,8 +125,9 @@ class VectorStore(Protocol):
         """Number of points (not products) matching the filters."""
         ...
 
-    def scroll(self, batch_size: int = 256, with_vectors: bool = False,
-               product_ids: Sequence[str] | None = None) -> AsyncIterator[StoredPoint]:
+    def scroll(
+        self, batch_size: int = 256, with_vectors: bool = False, product_ids: Sequence[str] | None = None
+    ) -> AsyncIterator[StoredPoint]:
         """Every point of the collection (or of these products only), in batches under the hood."""
         ...
 

@@ -168,7 +168,9 @@ def _vector_config(meta: dict[str, Any], on_disk: bool = False) -> EdgeVectorPar
     sizes = vector_sizes(meta)
     if "" in sizes:  # schema 1
         return EdgeVectorParams(size=sizes[""], distance=Distance.Cosine, on_disk=on_disk)
-    return {name: EdgeVectorParams(size=size, distance=Distance.Cosine, on_disk=on_disk) for name, size in sizes.items()}
+    return {
+        name: EdgeVectorParams(size=size, distance=Distance.Cosine, on_disk=on_disk) for name, size in sizes.items()
+    }
 
 
 def _edge_config(meta: dict[str, Any], index: IndexSettings) -> EdgeConfig:
@@ -176,8 +178,11 @@ def _edge_config(meta: dict[str, Any], index: IndexSettings) -> EdgeConfig:
 
     `indexing_threshold` only matters when `optimize()` runs (the engine never indexes by itself),
     so a low value means "index everything when asked", not "index while writing"."""
-    quantization = (ScalarQuantizationConfig(type=ScalarType.Int8, quantile=0.99, always_ram=True)
-                    if index.quantization == "int8" else None)
+    quantization = (
+        ScalarQuantizationConfig(type=ScalarType.Int8, quantile=0.99, always_ram=True)
+        if index.quantization == "int8"
+        else None
+    )
     return EdgeConfig(
         vectors=_vector_config(meta, index.vectors_on_disk),
         hnsw_config=HnswIndexConfig(m=index.hnsw_m, ef_construct=index.hnsw_ef_construct, full_scan_threshold=10_000),
@@ -194,8 +199,9 @@ def search_params(filtered: bool, index: IndexSettings) -> SearchParams:
     if filtered and index.filtered == "exact":
         return SearchParams(exact=True, quantization=QuantizationSearchParams(ignore=True))
     if index.quantization == "int8":
-        quantization = QuantizationSearchParams(rescore=index.quantization_rescore,
-                                                oversampling=index.quantization_oversampling)
+        quantization = QuantizationSearchParams(
+            rescore=index.quantization_rescore, oversampling=index.quantization_oversampling
+        )
     else:
         quantization = QuantizationSearchParams(ignore=True)  # a quantized copy left from before is not used
     acorn = AcornSearchParams(enable=True) if filtered else None
@@ -522,10 +528,15 @@ class EdgeStore:
             return []
         records = {str(r.id): r for r in shard.retrieve(ids, True, with_vectors)}
         assert self._meta is not None
-        return [stored_point(self._meta, pid, records[pid].payload, records[pid].vector)
-                for pid in dict.fromkeys(str(i) for i in ids) if pid in records]
+        return [
+            stored_point(self._meta, pid, records[pid].payload, records[pid].vector)
+            for pid in dict.fromkeys(str(i) for i in ids)
+            if pid in records
+        ]
 
-    def _search_sync(self, vector: Sequence[float], filters: Filters | None, limit: int, using: VectorName) -> list[Hit]:
+    def _search_sync(
+        self, vector: Sequence[float], filters: Filters | None, limit: int, using: VectorName
+    ) -> list[Hit]:
         shard = self._require_sync()
         assert self._meta is not None
         name = search_vector_name(self._meta, using)
@@ -561,8 +572,9 @@ class EdgeStore:
     def _count_sync(self, filters: Filters | None) -> int:
         return self._require_sync().count(CountRequest(exact=True, filter=edge_filter(filters)))
 
-    def _scroll_sync(self, offset: Any, limit: int, with_vectors: bool,
-                     product_ids: list[str] | None = None) -> tuple[list[StoredPoint], Any]:
+    def _scroll_sync(
+        self, offset: Any, limit: int, with_vectors: bool, product_ids: list[str] | None = None
+    ) -> tuple[list[StoredPoint], Any]:
         shard = self._require_sync()
         only = None if product_ids is None else edge_tree(products_condition(product_ids))
         records, next_offset = shard.scroll(
@@ -591,17 +603,27 @@ class EdgeStore:
         info = shard.info()
         notes: list[str] = []
         if self.index.quantization == "none" and _persisted_quantization(self.shard_path):
-            notes.append("the shard keeps an int8 copy from an earlier optimize (the engine cannot drop it); "
-                         "searches ignore it. `visearch index CATALOG --recreate` frees it.")
-        return IndexReport(backend=self.backend, collection=self.collection, changed=changed,
-                           segments=info.segments_count, points=info.points_count,
-                           indexed_vectors=info.indexed_vectors_count, seconds=seconds,
-                           settings=self.index, notes=tuple(notes))
+            notes.append(
+                "the shard keeps an int8 copy from an earlier optimize (the engine cannot drop it); "
+                "searches ignore it. `visearch index CATALOG --recreate` frees it."
+            )
+        return IndexReport(
+            backend=self.backend,
+            collection=self.collection,
+            changed=changed,
+            segments=info.segments_count,
+            points=info.points_count,
+            indexed_vectors=info.indexed_vectors_count,
+            seconds=seconds,
+            settings=self.index,
+            notes=tuple(notes),
+        )
 
     # --- VectorStore ------------------------------------------------------------------------
 
-    async def ensure_collection(self, encoder_id: str, dim: int, recreate: bool = False,
-                                text_dim: int | None = None) -> CollectionInfo:
+    async def ensure_collection(
+        self, encoder_id: str, dim: int, recreate: bool = False, text_dim: int | None = None
+    ) -> CollectionInfo:
         """Create the collection (metadata, shard, payload indexes) or verify the encoder that built it."""
         return await self._run(self._ensure_sync, encoder_id, dim, recreate, text_dim)
 
@@ -627,8 +649,9 @@ class EdgeStore:
         """Points by id in the order asked; missing or malformed ids are skipped."""
         return await self._run(self._retrieve_sync, list(point_ids), with_vectors)
 
-    async def search(self, vector: Sequence[float], filters: Filters | None, limit: int,
-                     using: VectorName = "image") -> list[Hit]:
+    async def search(
+        self, vector: Sequence[float], filters: Filters | None, limit: int, using: VectorName = "image"
+    ) -> list[Hit]:
         """Cosine nearest points by the image or the text vector, best first; exact search whenever a filter applies."""
         return await self._run(self._search_sync, list(vector), filters, limit, using)
 
@@ -647,8 +670,9 @@ class EdgeStore:
         """Exact number of points matching the filters."""
         return await self._run(self._count_sync, filters)
 
-    async def scroll(self, batch_size: int = 256, with_vectors: bool = False,
-                     product_ids: Sequence[str] | None = None) -> AsyncIterator[StoredPoint]:
+    async def scroll(
+        self, batch_size: int = 256, with_vectors: bool = False, product_ids: Sequence[str] | None = None
+    ) -> AsyncIterator[StoredPoint]:
         """Every point (or those of `product_ids`), `batch_size` at a time (other calls can run between batches)."""
         offset: Any = None
         only = None if product_ids is None else [str(p) for p in product_ids]

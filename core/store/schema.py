@@ -26,15 +26,17 @@ TEXT_VECTOR = "text"
 #: how a payload index is typed; each backend maps these to its own client's schema types
 PayloadKind = Literal["keyword", "float", "bool"]
 #: payload fields with an index (the filter fields); both backends create these
-PAYLOAD_INDEXES: Mapping[str, PayloadKind] = MappingProxyType({
-    "product_id": "keyword",
-    "f_category": "keyword",
-    "f_brand": "keyword",
-    "f_tags": "keyword",
-    "colours": "keyword",
-    "price": "float",
-    "in_stock": "bool",
-})
+PAYLOAD_INDEXES: Mapping[str, PayloadKind] = MappingProxyType(
+    {
+        "product_id": "keyword",
+        "f_category": "keyword",
+        "f_brand": "keyword",
+        "f_tags": "keyword",
+        "colours": "keyword",
+        "price": "float",
+        "in_stock": "bool",
+    }
+)
 
 
 def new_metadata(encoder_id: str, dim: int, text_dim: int | None = None) -> dict[str, Any]:
@@ -106,8 +108,7 @@ def verify_encoder(collection: str, meta: Mapping[str, Any], encoder_id: str, di
 def collection_not_found(collection: str, where: str) -> CollectionNotFoundError:
     """The error for every operation that needs a collection which does not exist yet."""
     return CollectionNotFoundError(
-        f"collection {collection!r} does not exist yet in {where}: "
-        "index a catalog first with `visearch index CATALOG`"
+        f"collection {collection!r} does not exist yet in {where}: index a catalog first with `visearch index CATALOG`"
     )
 
 
@@ -136,8 +137,10 @@ def check_dims(points: Sequence[PointRecord], ids: Sequence[str], meta: Mapping[
                 f"point {point_id} has a {len(point.vector)}-d vector but collection {collection!r} holds {dim}-d vectors"
             )
         if point.text_vector is not None and text_dim is not None and len(point.text_vector) != text_dim:
-            raise StoreError(f"point {point_id} has a {len(point.text_vector)}-d text vector but collection "
-                             f"{collection!r} holds {text_dim}-d text vectors")
+            raise StoreError(
+                f"point {point_id} has a {len(point.text_vector)}-d text vector but collection "
+                f"{collection!r} holds {text_dim}-d text vectors"
+            )
 
 
 def plain_vector(vector: Any, name: str = "") -> list[float] | None:
@@ -168,5 +171,9 @@ def point_vectors(meta: Mapping[str, Any], point: PointRecord) -> list[float] | 
 
 def stored_point(meta: Mapping[str, Any], point_id: str, payload: dict[str, Any] | None, vector: Any) -> StoredPoint:
     """A point read back, its image and text vectors picked out of whatever layout the collection has."""
-    return StoredPoint(point_id=point_id, payload=payload or {}, vector=plain_vector(vector, image_vector_name(meta)),
-                       text_vector=plain_vector(vector, TEXT_VECTOR) if text_vector_dim(meta) else None)
+    return StoredPoint(
+        point_id=point_id,
+        payload=payload or {},
+        vector=plain_vector(vector, image_vector_name(meta)),
+        text_vector=plain_vector(vector, TEXT_VECTOR) if text_vector_dim(meta) else None,
+    )

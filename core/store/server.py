@@ -116,8 +116,9 @@ def server_search_params(filtered: bool, index: IndexSettings) -> models.SearchP
         return models.SearchParams(exact=True, quantization=models.QuantizationSearchParams(ignore=True))
     quantization = None
     if index.quantization == "int8":
-        quantization = models.QuantizationSearchParams(rescore=index.quantization_rescore,
-                                                       oversampling=index.quantization_oversampling)
+        quantization = models.QuantizationSearchParams(
+            rescore=index.quantization_rescore, oversampling=index.quantization_oversampling
+        )
     acorn = models.AcornSearchParams(enable=True) if filtered else None
     return models.SearchParams(hnsw_ef=index.hnsw_ef, quantization=quantization, acorn=acorn)
 
@@ -207,8 +208,7 @@ class ServerStore:
             detail = self._redact(exc.content.decode("utf-8", "replace")[:300]) if exc.content else exc.reason_phrase
             if status in (401, 403):
                 raise StoreError(
-                    f"the Qdrant server at {self.url} refused access (HTTP {status}): "
-                    "check VISEARCH_QDRANT_API_KEY"
+                    f"the Qdrant server at {self.url} refused access (HTTP {status}): check VISEARCH_QDRANT_API_KEY"
                 ) from None
             if status == 404 and "ollection" in detail:
                 self._meta = None
@@ -242,8 +242,10 @@ class ServerStore:
 
     async def _create(self, encoder_id: str, dim: int, text_dim: int | None) -> None:
         meta = new_metadata(encoder_id, dim, text_dim)
-        vectors = {name: models.VectorParams(size=size, distance=models.Distance.COSINE)
-                   for name, size in vector_sizes(meta).items()}
+        vectors = {
+            name: models.VectorParams(size=size, distance=models.Distance.COSINE)
+            for name, size in vector_sizes(meta).items()
+        }
         with self._errors():
             try:
                 await self._client.create_collection(
@@ -274,8 +276,9 @@ class ServerStore:
 
     # --- VectorStore ------------------------------------------------------------------------
 
-    async def ensure_collection(self, encoder_id: str, dim: int, recreate: bool = False,
-                                text_dim: int | None = None) -> CollectionInfo:
+    async def ensure_collection(
+        self, encoder_id: str, dim: int, recreate: bool = False, text_dim: int | None = None
+    ) -> CollectionInfo:
         """Create the collection (with payload indexes and metadata) or verify the encoder that built it."""
         if recreate:
             with self._errors():
@@ -314,7 +317,9 @@ class ServerStore:
         meta = await self._require()
         ids = [require_point_id(p.id) for p in points]
         check_dims(points, ids, meta, self.collection)
-        batch = [models.PointStruct(id=pid, vector=point_vectors(meta, p), payload=p.payload) for pid, p in zip(ids, points)]
+        batch = [
+            models.PointStruct(id=pid, vector=point_vectors(meta, p), payload=p.payload) for pid, p in zip(ids, points)
+        ]
         with self._errors():
             await self._client.upsert(self.collection, points=batch, wait=True)
 
@@ -339,8 +344,9 @@ class ServerStore:
         meta = await self._require()
         return [stored_point(meta, pid, by_id[pid].payload, by_id[pid].vector) for pid in ids if pid in by_id]
 
-    async def search(self, vector: Sequence[float], filters: Filters | None, limit: int,
-                     using: VectorName = "image") -> list[Hit]:
+    async def search(
+        self, vector: Sequence[float], filters: Filters | None, limit: int, using: VectorName = "image"
+    ) -> list[Hit]:
         """Cosine nearest points by the image or the text vector, best first; exact search whenever a filter applies."""
         meta = await self._require()
         name = search_vector_name(meta, using)
@@ -391,8 +397,9 @@ class ServerStore:
             result = await self._client.count(self.collection, count_filter=server_filter(filters), exact=True)
         return result.count
 
-    async def scroll(self, batch_size: int = 256, with_vectors: bool = False,
-                     product_ids: Sequence[str] | None = None) -> AsyncIterator[StoredPoint]:
+    async def scroll(
+        self, batch_size: int = 256, with_vectors: bool = False, product_ids: Sequence[str] | None = None
+    ) -> AsyncIterator[StoredPoint]:
         """Every point (or those of `product_ids`), fetched `batch_size` at a time."""
         meta = await self._require()
         if product_ids is not None and not product_ids:
@@ -402,7 +409,11 @@ class ServerStore:
         while True:
             with self._errors():
                 records, offset = await self._client.scroll(
-                    self.collection, limit=batch_size, offset=offset, scroll_filter=only, with_payload=True,
+                    self.collection,
+                    limit=batch_size,
+                    offset=offset,
+                    scroll_filter=only,
+                    with_payload=True,
                     with_vectors=with_vectors,
                 )
             for r in records:
@@ -427,10 +438,18 @@ class ServerStore:
             described = await self._client.get_collection(self.collection)
         status = getattr(described.status, "value", described.status)
         notes = ("qdrant-client's local mode has no index: it keeps searching exactly",) if self._local else ()
-        return IndexReport(backend=self.backend, collection=self.collection, changed=bool(changed),
-                           segments=described.segments_count, points=described.points_count or 0,
-                           indexed_vectors=described.indexed_vectors_count, seconds=time.perf_counter() - started,
-                           settings=self.index, status=str(status), notes=notes)
+        return IndexReport(
+            backend=self.backend,
+            collection=self.collection,
+            changed=bool(changed),
+            segments=described.segments_count,
+            points=described.points_count or 0,
+            indexed_vectors=described.indexed_vectors_count,
+            seconds=time.perf_counter() - started,
+            settings=self.index,
+            status=str(status),
+            notes=notes,
+        )
 
     async def close(self) -> None:
         """Close the HTTP connections. Idempotent."""

@@ -186,8 +186,13 @@ def render_reference() -> str:
         lines.append("")
     retired = retired_settings()
     if retired:
-        lines += ["## Retired settings", "", "Still accepted, so an old `.env` keeps starting, but ignored, with a",
-                  "warning at start that says why.", ""]
+        lines += [
+            "## Retired settings",
+            "",
+            "Still accepted, so an old `.env` keeps starting, but ignored, with a",
+            "warning at start that says why.",
+            "",
+        ]
         lines += ["| variable | why it does nothing |", "|---|---|"]
         lines += [f"| `{env_name}` | {markdown_text(why)} |" for env_name, why in retired]
         lines.append("")
@@ -200,7 +205,7 @@ def fill_reference(page: str) -> str:
     start, end = page.find(BEGIN_MARKER), page.find(END_MARKER)
     if start < 0 or end < start:
         raise MissingMarkersError(f"{REFERENCE_PAGE} needs the lines {BEGIN_MARKER!r} and {END_MARKER!r}")
-    return page[:start] + render_reference() + page[end + len(END_MARKER):]
+    return page[:start] + render_reference() + page[end + len(END_MARKER) :]
 
 
 def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:

@@ -80,7 +80,7 @@ class ScriptedServer:
 
 def _handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             server.enter()
             self._counted = True
             try:
@@ -117,7 +117,7 @@ def _handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
             if reply.truncate_at is not None:
                 self.close_connection = True
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's naming
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
     return Handler
@@ -130,7 +130,9 @@ def scripted_server() -> Iterator[ScriptedServer]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(script))
     httpd.daemon_threads = True
     script.base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="scripted-http", daemon=True)
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="scripted-http", daemon=True
+    )
     thread.start()
     try:
         yield script

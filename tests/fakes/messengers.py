@@ -81,8 +81,9 @@ class _FakeServer:
             if len(found) >= count:
                 return found
             await asyncio.sleep(0.02)
-        raise AssertionError(f"timed out waiting for {count} message(s) to {user}; sent: "
-                             f"{[(s.path, s.status) for s in self.sent][-20:]}")
+        raise AssertionError(
+            f"timed out waiting for {count} message(s) to {user}; sent: {[(s.path, s.status) for s in self.sent][-20:]}"
+        )
 
     async def settle(self, quiet: float = 0.4, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -170,8 +171,9 @@ class FakeViber(_FakeServer):
             return web.json_response({"status": 2, "status_message": "invalidAuthToken"})
         check = json.dumps({"event": "webhook", "timestamp": int(time.time() * 1000), "message_token": 1}).encode()
         async with httpx.AsyncClient() as client:  # Viber checks the URL with a signed 'webhook' event
-            answer = await client.post(body["url"], content=check,
-                                       headers={"X-Viber-Content-Signature": viber_signature(check)})
+            answer = await client.post(
+                body["url"], content=check, headers={"X-Viber-Content-Signature": viber_signature(check)}
+            )
         if answer.status_code != 200:
             return web.json_response({"status": 1, "status_message": "invalidUrl"})
         return web.json_response({"status": 0, "status_message": "ok", "event_types": body.get("event_types", [])})
@@ -183,9 +185,16 @@ def viber_signature(body: bytes, token: str = VIBER_TOKEN) -> str:
 
 def viber_message(user: str, message: dict[str, Any], token: int) -> bytes:
     """A `message` callback as Viber sends it."""
-    return json.dumps({"event": "message", "timestamp": int(time.time() * 1000), "message_token": token,
-                       "sender": {"id": user, "name": "Customer", "language": "en", "country": "SE", "api_version": 10},
-                       "message": message, "silent": False}).encode()
+    return json.dumps(
+        {
+            "event": "message",
+            "timestamp": int(time.time() * 1000),
+            "message_token": token,
+            "sender": {"id": user, "name": "Customer", "language": "en", "country": "SE", "api_version": 10},
+            "message": message,
+            "silent": False,
+        }
+    ).encode()
 
 
 class FakeWhatsApp(_FakeServer):
@@ -212,8 +221,10 @@ class FakeWhatsApp(_FakeServer):
 
     @staticmethod
     def _error(status: int, message: str, code: int) -> web.Response:
-        return web.json_response({"error": {"message": message, "type": "OAuthException", "code": code,
-                                            "fbtrace_id": "AbCdEf"}}, status=status)
+        return web.json_response(
+            {"error": {"message": message, "type": "OAuthException", "code": code, "fbtrace_id": "AbCdEf"}},
+            status=status,
+        )
 
     async def _media_info(self, request: web.Request) -> web.Response:
         if not self._authorised(request):
@@ -223,9 +234,16 @@ class FakeWhatsApp(_FakeServer):
         if media_id not in self.media:
             return self._error(404, "Unsupported get request", 100)
         data, mime = self.media[media_id]
-        return web.json_response({"messaging_product": "whatsapp", "url": f"{self.url}/download/{media_id}",
-                                  "mime_type": mime, "sha256": hashlib.sha256(data).hexdigest(),
-                                  "file_size": len(data), "id": media_id})
+        return web.json_response(
+            {
+                "messaging_product": "whatsapp",
+                "url": f"{self.url}/download/{media_id}",
+                "mime_type": mime,
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "file_size": len(data),
+                "id": media_id,
+            }
+        )
 
     async def _download(self, request: web.Request) -> web.Response:
         self.media_headers.append(dict(request.headers))
@@ -249,8 +267,13 @@ class FakeWhatsApp(_FakeServer):
         if problem:
             call.status = 400
             return self._error(400, problem, 131009)
-        return web.json_response({"messaging_product": "whatsapp", "contacts": [{"input": body["to"], "wa_id": body["to"]}],
-                                  "messages": [{"id": f"wamid.{next(self._ids)}"}]})
+        return web.json_response(
+            {
+                "messaging_product": "whatsapp",
+                "contacts": [{"input": body["to"], "wa_id": body["to"]}],
+                "messages": [{"id": f"wamid.{next(self._ids)}"}],
+            }
+        )
 
     @staticmethod
     def _check(body: dict[str, Any]) -> str | None:
@@ -261,14 +284,20 @@ class FakeWhatsApp(_FakeServer):
             return None if 0 < len(body["text"].get("body", "")) <= 4096 else "text body must be 1-4096 characters"
         if kind == "image":
             image = body.get("image") or {}
-            return None if image.get("link") and len(image.get("caption", "")) <= 1024 else "image needs a link, caption <= 1024"
+            return (
+                None
+                if image.get("link") and len(image.get("caption", "")) <= 1024
+                else "image needs a link, caption <= 1024"
+            )
         if kind == "interactive":
             inter = body.get("interactive") or {}
             if not 0 < len((inter.get("body") or {}).get("text", "")) <= 1024:
                 return "interactive body text must be 1-1024 characters"
             if inter.get("type") == "cta_url":
                 params = (inter.get("action") or {}).get("parameters") or {}
-                if not 0 < len(params.get("display_text", "")) <= 20 or not str(params.get("url", "")).startswith("http"):
+                if not 0 < len(params.get("display_text", "")) <= 20 or not str(params.get("url", "")).startswith(
+                    "http"
+                ):
                     return "cta_url needs display_text (<= 20) and an http(s) url"
                 return None
             if inter.get("type") == "button":
@@ -290,9 +319,24 @@ def whatsapp_signature(body: bytes, secret: str = WHATSAPP_APP_SECRET) -> str:
 
 def whatsapp_payload(user: str, message: dict[str, Any]) -> bytes:
     """A `messages` webhook as the Cloud API sends it."""
-    return json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "WABA_ID", "changes": [{
-        "field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550001111", "phone_number_id": PHONE_NUMBER_ID},
-            "contacts": [{"profile": {"name": "Customer"}, "wa_id": user}],
-            "messages": [{"from": user, "timestamp": str(int(time.time())), **message}]}}]}]}).encode()
+    return json.dumps(
+        {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {
+                    "id": "WABA_ID",
+                    "changes": [
+                        {
+                            "field": "messages",
+                            "value": {
+                                "messaging_product": "whatsapp",
+                                "metadata": {"display_phone_number": "15550001111", "phone_number_id": PHONE_NUMBER_ID},
+                                "contacts": [{"profile": {"name": "Customer"}, "wa_id": user}],
+                                "messages": [{"from": user, "timestamp": str(int(time.time())), **message}],
+                            },
+                        }
+                    ],
+                }
+            ],
+        }
+    ).encode()

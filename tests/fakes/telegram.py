@@ -30,10 +30,35 @@ from aiohttp import web
 from aiohttp.web_request import FileField
 
 TOKEN = "123456:TEST-visearch-fake-token"
-JSON_FIELDS = {"reply_markup", "media", "allowed_updates", "commands", "entities", "caption_entities",
-               "link_preview_options", "reply_parameters", "scope"}
-ALLOWED_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "a", "code", "pre", "tg-spoiler",
-                "span", "blockquote", "tg-emoji"}
+JSON_FIELDS = {
+    "reply_markup",
+    "media",
+    "allowed_updates",
+    "commands",
+    "entities",
+    "caption_entities",
+    "link_preview_options",
+    "reply_parameters",
+    "scope",
+}
+ALLOWED_TAGS = {
+    "b",
+    "strong",
+    "i",
+    "em",
+    "u",
+    "ins",
+    "s",
+    "strike",
+    "del",
+    "a",
+    "code",
+    "pre",
+    "tg-spoiler",
+    "span",
+    "blockquote",
+    "tg-emoji",
+}
 DOWNLOAD_LIMIT = 20 * 1024 * 1024
 
 
@@ -87,8 +112,14 @@ class FakeTelegram:
     files: dict[str, StoredFile] = field(default_factory=dict)
     messages: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
     webhook: dict[str, Any] = field(default_factory=lambda: {"url": "", "secret_token": None})
-    bot_user: dict[str, Any] = field(default_factory=lambda: {
-        "id": 4242, "is_bot": True, "first_name": "visearch test", "username": "visearch_test_bot"})
+    bot_user: dict[str, Any] = field(
+        default_factory=lambda: {
+            "id": 4242,
+            "is_bot": True,
+            "first_name": "visearch test",
+            "username": "visearch_test_bot",
+        }
+    )
 
     def __post_init__(self) -> None:
         self._updates: list[dict[str, Any]] = []
@@ -156,21 +187,40 @@ class FakeTelegram:
 
     def user_message(self, chat_id: int, **content: Any) -> dict[str, Any]:
         """A message from a private chat's user (the user id equals the chat id)."""
-        return {"message_id": next(self._message_ids), "date": int(time.time()),
-                "chat": {"id": chat_id, "type": "private", "first_name": "Customer"},
-                "from": {"id": chat_id, "is_bot": False, "first_name": "Customer", "language_code": "en"},
-                **content}
+        return {
+            "message_id": next(self._message_ids),
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": "private", "first_name": "Customer"},
+            "from": {"id": chat_id, "is_bot": False, "first_name": "Customer", "language_code": "en"},
+            **content,
+        }
 
-    def send_photo_from_user(self, chat_id: int, data: bytes, caption: str | None = None,
-                             media_group_id: str | None = None, size: int | None = None) -> int:
+    def send_photo_from_user(
+        self,
+        chat_id: int,
+        data: bytes,
+        caption: str | None = None,
+        media_group_id: str | None = None,
+        size: int | None = None,
+    ) -> int:
         """A compressed photo: Telegram sends several sizes; the bot should take the largest."""
         full = self.add_file(data, "photos/photo.jpg", size)
         thumb = self.add_file(data[: max(1, len(data) // 8)], "photos/thumb.jpg")
         sizes = [
-            {"file_id": thumb.file_id, "file_unique_id": "u" + thumb.file_id, "width": 90, "height": 90,
-             "file_size": thumb.size},
-            {"file_id": full.file_id, "file_unique_id": "u" + full.file_id, "width": max(full.width, 91),
-             "height": max(full.height, 91), "file_size": full.size},
+            {
+                "file_id": thumb.file_id,
+                "file_unique_id": "u" + thumb.file_id,
+                "width": 90,
+                "height": 90,
+                "file_size": thumb.size,
+            },
+            {
+                "file_id": full.file_id,
+                "file_unique_id": "u" + full.file_id,
+                "width": max(full.width, 91),
+                "height": max(full.height, 91),
+                "file_size": full.size,
+            },
         ]
         content: dict[str, Any] = {"photo": sizes}
         if caption:
@@ -179,15 +229,23 @@ class FakeTelegram:
             content["media_group_id"] = media_group_id
         return self.push_update(message=self.user_message(chat_id, **content))
 
-    def send_document_from_user(self, chat_id: int, data: bytes, mime_type: str, file_name: str,
-                                size: int | None = None) -> int:
+    def send_document_from_user(
+        self, chat_id: int, data: bytes, mime_type: str, file_name: str, size: int | None = None
+    ) -> int:
         stored = self.add_file(data, f"documents/{file_name}", size)
-        document = {"file_id": stored.file_id, "file_unique_id": "u" + stored.file_id, "file_name": file_name,
-                    "mime_type": mime_type, "file_size": stored.size}
+        document = {
+            "file_id": stored.file_id,
+            "file_unique_id": "u" + stored.file_id,
+            "file_name": file_name,
+            "mime_type": mime_type,
+            "file_size": stored.size,
+        }
         return self.push_update(message=self.user_message(chat_id, document=document))
 
     def send_text_from_user(self, chat_id: int, text: str) -> int:
-        entities = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}] if text.startswith("/") else None
+        entities = (
+            [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}] if text.startswith("/") else None
+        )
         content: dict[str, Any] = {"text": text}
         if entities:
             content["entities"] = entities
@@ -201,10 +259,15 @@ class FakeTelegram:
         """The user taps an inline button of a message the bot sent."""
         query_id = f"cbq{next(self._callback_ids)}"
         self._open_callbacks.add(query_id)
-        self.push_update(callback_query={
-            "id": query_id, "chat_instance": f"ci{chat_id}", "data": data, "message": message,
-            "from": {"id": chat_id, "is_bot": False, "first_name": "Customer"},
-        })
+        self.push_update(
+            callback_query={
+                "id": query_id,
+                "chat_instance": f"ci{chat_id}",
+                "data": data,
+                "message": message,
+                "from": {"id": chat_id, "is_bot": False, "first_name": "Customer"},
+            }
+        )
         return query_id
 
     # --- inspection ------------------------------------------------------------------------------
@@ -212,8 +275,11 @@ class FakeTelegram:
     def sent_to(self, chat_id: int, *methods: str) -> list[Call]:
         """Successful calls addressed to a chat (all methods, or the ones named)."""
         wanted = {m.lower() for m in methods}
-        return [c for c in self.calls if c.chat_id == chat_id and c.status == 200
-                and (not wanted or c.method.lower() in wanted)]
+        return [
+            c
+            for c in self.calls
+            if c.chat_id == chat_id and c.status == 200 and (not wanted or c.method.lower() in wanted)
+        ]
 
     def replies_to(self, chat_id: int) -> list[Call]:
         """Messages sent to a chat (sendMessage, sendPhoto, sendMediaGroup)."""
@@ -332,15 +398,19 @@ class FakeTelegram:
                     if not stack:
                         raise ApiError(f"Bad Request: can't parse entities: Unexpected end tag at byte offset {offset}")
                     if stack[-1] != name:
-                        raise ApiError(f'Bad Request: can\'t parse entities: Unmatched end tag at byte offset {offset}, '
-                                       f'expected "</{stack[-1]}>", found "</{name}>"')
+                        raise ApiError(
+                            f"Bad Request: can't parse entities: Unmatched end tag at byte offset {offset}, "
+                            f'expected "</{stack[-1]}>", found "</{name}>"'
+                        )
                     stack.pop()
                 else:
                     match = re.match(r"[A-Za-z][A-Za-z0-9-]*", tag)
                     name = match.group(0).lower() if match else ""
                     if name not in ALLOWED_TAGS:
-                        raise ApiError(f'Bad Request: can\'t parse entities: Unsupported start tag "{name}" '
-                                       f"at byte offset {offset}")
+                        raise ApiError(
+                            f'Bad Request: can\'t parse entities: Unsupported start tag "{name}" '
+                            f"at byte offset {offset}"
+                        )
                     stack.append(name)
                 pos = end + 1
                 continue
@@ -353,7 +423,9 @@ class FakeTelegram:
             out.append(ch)
             pos += 1
         if stack:
-            raise ApiError(f'Bad Request: can\'t parse entities: Can\'t find end tag corresponding to start tag "{stack[-1]}"')
+            raise ApiError(
+                f"Bad Request: can't parse entities: Can't find end tag corresponding to start tag \"{stack[-1]}\""
+            )
         return "".join(out)
 
     @staticmethod
@@ -382,7 +454,7 @@ class FakeTelegram:
         if key in uploads:
             data = uploads[key]
         elif isinstance(value, str) and value.startswith("attach://"):
-            name = value[len("attach://"):]
+            name = value[len("attach://") :]
             if name not in uploads:
                 raise ApiError("Bad Request: wrong file identifier/HTTP URL specified")
             data = uploads[name]
@@ -402,8 +474,13 @@ class FakeTelegram:
         return stored
 
     def _new_message(self, chat_id: Any, **content: Any) -> dict[str, Any]:
-        message = {"message_id": next(self._message_ids), "date": int(time.time()), "from": self.bot_user,
-                   "chat": {"id": int(chat_id), "type": "private", "first_name": "Customer"}, **content}
+        message = {
+            "message_id": next(self._message_ids),
+            "date": int(time.time()),
+            "from": self.bot_user,
+            "chat": {"id": int(chat_id), "type": "private", "first_name": "Customer"},
+            **content,
+        }
         self.messages[(int(chat_id), message["message_id"])] = message
         return message
 
@@ -423,8 +500,11 @@ class FakeTelegram:
 
     async def _m_getupdates(self, params: dict[str, Any], uploads: dict[str, bytes]) -> Any:
         if self.webhook["url"]:
-            raise ApiError("Conflict: can't use getUpdates method while webhook is active; "
-                           "use deleteWebhook to delete the webhook first", 409)
+            raise ApiError(
+                "Conflict: can't use getUpdates method while webhook is active; "
+                "use deleteWebhook to delete the webhook first",
+                409,
+            )
         offset = int(params.get("offset") or 0)
         if offset:
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
@@ -444,8 +524,12 @@ class FakeTelegram:
             raise ApiError("Bad Request: invalid file_id")
         if stored.size > DOWNLOAD_LIMIT:
             raise ApiError("Bad Request: file is too big")
-        return {"file_id": stored.file_id, "file_unique_id": "u" + stored.file_id, "file_size": stored.size,
-                "file_path": stored.path}
+        return {
+            "file_id": stored.file_id,
+            "file_unique_id": "u" + stored.file_id,
+            "file_size": stored.size,
+            "file_path": stored.path,
+        }
 
     async def _m_sendmessage(self, params: dict[str, Any], uploads: dict[str, bytes]) -> Any:
         text = self.visible_text(str(params.get("text") or ""), params.get("parse_mode"))
@@ -461,8 +545,15 @@ class FakeTelegram:
         caption = self._caption(params)
         self._check_markup(params.get("reply_markup"))
         stored = self._resolve_photo(params.get("photo"), uploads, "photo")
-        sizes = [{"file_id": stored.file_id, "file_unique_id": "u" + stored.file_id,
-                  "width": stored.width, "height": stored.height, "file_size": stored.size}]
+        sizes = [
+            {
+                "file_id": stored.file_id,
+                "file_unique_id": "u" + stored.file_id,
+                "width": stored.width,
+                "height": stored.height,
+                "file_size": stored.size,
+            }
+        ]
         extra = {"reply_markup": params["reply_markup"]} if params.get("reply_markup") else {}
         return self._new_message(params["chat_id"], photo=sizes, **caption, **extra)
 
@@ -474,8 +565,15 @@ class FakeTelegram:
         sent = []
         for item in media:
             stored = self._resolve_photo(item.get("media"), uploads, "")
-            sizes = [{"file_id": stored.file_id, "file_unique_id": "u" + stored.file_id,
-                      "width": stored.width, "height": stored.height, "file_size": stored.size}]
+            sizes = [
+                {
+                    "file_id": stored.file_id,
+                    "file_unique_id": "u" + stored.file_id,
+                    "width": stored.width,
+                    "height": stored.height,
+                    "file_size": stored.size,
+                }
+            ]
             sent.append(self._new_message(params["chat_id"], photo=sizes, media_group_id=group, **self._caption(item)))
         return sent
 
@@ -490,8 +588,10 @@ class FakeTelegram:
         markup = params.get("reply_markup")
         self._check_markup(markup)
         if markup == message.get("reply_markup"):
-            raise ApiError("Bad Request: message is not modified: specified new message content and reply markup "
-                           "are exactly the same as a current content and reply markup of the message")
+            raise ApiError(
+                "Bad Request: message is not modified: specified new message content and reply markup "
+                "are exactly the same as a current content and reply markup of the message"
+            )
         message["reply_markup"] = markup
         return message
 
