@@ -23,7 +23,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from tests.conftest import copy_collection, free_port
-from tests.test_api import WRITE, run_api
+from tests.bots.test_api import WRITE, run_api
 from visearch.core.catalog import read_catalog
 from visearch.core.config import Settings, load_settings
 from visearch.core.errors import CatalogError, MassDeleteError, RebuildIncompleteError

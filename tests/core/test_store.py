@@ -27,7 +27,7 @@ from visearch.core.store.server import ServerStore
 
 DIM = 8
 ENCODER = "test-encoder@v1"
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # qdrant-client warns (rightly, for operators) when an API key travels over plain http
 pytestmark = pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection")
@@ -409,7 +409,7 @@ async def test_edge_upsert_survives_a_crash(tmp_path: Path) -> None:
     result = run_python(f"""
         import asyncio, os
         from visearch.core.store.edge import EdgeStore
-        from tests.test_store import ENCODER, DIM, make_points
+        from tests.core.test_store import ENCODER, DIM, make_points
 
         async def main():
             store = EdgeStore({str(tmp_path)!r}, "products")

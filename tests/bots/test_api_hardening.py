@@ -24,8 +24,8 @@ import uvicorn
 
 from tests.conftest import copy_collection, free_port
 from tests.fakes.messengers import viber_message, whatsapp_payload
-from tests.test_api import KEYS, WRITE, png_bytes
-from tests.test_server import SAMPLE, TG_SECRET, Served, serve
+from tests.bots.test_api import KEYS, WRITE, png_bytes
+from tests.bots.test_server import SAMPLE, TG_SECRET, Served, serve
 from visearch.bots.server.app import create_app, open_photo, read_all
 from visearch.bots.server.config import load_server_settings
 from visearch.bots.telegram.config import load_telegram_settings

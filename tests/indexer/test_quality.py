@@ -22,7 +22,7 @@ from visearch.core.search import SearchService
 from visearch.core.store.factory import open_store
 from visearch.indexer.train import TrainConfig, train_offline
 
-SAMPLE = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery"
+SAMPLE = Path(__file__).resolve().parents[2] / "indexer" / "demo_data" / "grocery"
 
 
 def recompressed(img: Image.Image, scale: float, quality: int) -> Image.Image:

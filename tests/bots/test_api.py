@@ -26,7 +26,7 @@ from visearch.core.config import Settings
 from visearch.core.search import SearchService
 from visearch.core.store.factory import open_store
 
-SAMPLE = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery"
+SAMPLE = Path(__file__).resolve().parents[2] / "indexer" / "demo_data" / "grocery"
 KEYS = "key-one-Aa1,key-two-Bb2"
 WRITE = {"Authorization": "Bearer key-one-Aa1"}
 

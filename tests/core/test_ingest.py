@@ -21,7 +21,7 @@ from visearch.core.ingest import IngestService, SilentProgress
 from visearch.core.store.base import VectorStore
 from visearch.core.store.factory import open_store
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 class RecordingProgress:

@@ -21,7 +21,7 @@ from visearch.core.batching import MicroBatcher
 from visearch.core.errors import EncoderBusyError, ImageError, VisearchError
 from visearch.core.images import decode_image
 
-SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery" / "images"
+SAMPLE_IMAGES = Path(__file__).resolve().parents[2] / "indexer" / "demo_data" / "grocery" / "images"
 
 
 class CountingEncoder:

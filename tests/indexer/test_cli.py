@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from visearch.indexer.cli import app
 
-SAMPLE = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery"
+SAMPLE = Path(__file__).resolve().parents[2] / "indexer" / "demo_data" / "grocery"
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from visearch.core.search import PointNotFoundError, SearchService
 from visearch.core.store.factory import open_store
 from visearch.core.store.server import ServerStore
 
-SAMPLE = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery"
+SAMPLE = Path(__file__).resolve().parents[2] / "indexer" / "demo_data" / "grocery"
 
 
 @pytest.fixture(scope="module")

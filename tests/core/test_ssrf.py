@@ -20,17 +20,17 @@ from aiohttp import web
 
 from tests.conftest import copy_collection, free_port
 from tests.fakes.http_server import Reply, scripted_server
-from tests.test_api import KEYS, WRITE, run_api
+from tests.bots.test_api import KEYS, WRITE, run_api
 from visearch.core.config import Settings
 from visearch.core.errors import ConfigError
 from visearch.core.fetch import FetchError, ImageFetcher
 from visearch.core.netguard import REFUSED_MESSAGE, AddressPolicy, GuardedTransport, is_public, parse_networks
 
-SAMPLE = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery"
+SAMPLE = Path(__file__).resolve().parents[2] / "indexer" / "demo_data" / "grocery"
 BANANA = (SAMPLE / "images" / "banana.jpg").read_bytes()
 LOOPBACK_ONLY = "127.0.0.1/32"
 #: a self-signed certificate (and its key) for images.shop.test only, valid until 2126; test use only
-TLS_PEM = Path(__file__).resolve().parent / "fakes" / "tls" / "images.shop.test.pem"
+TLS_PEM = Path(__file__).resolve().parents[1] / "fakes" / "tls" / "images.shop.test.pem"
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import copy_collection
-from tests.test_api import WRITE, Api, png_bytes, run_api
+from tests.bots.test_api import WRITE, Api, png_bytes, run_api
 from visearch.core.config import Settings
 
 

@@ -83,7 +83,7 @@ def test_a_bad_catalog_is_reported_before_any_model_loads(
         assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
 
 
-SAMPLE = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery"
+SAMPLE = Path(__file__).resolve().parents[2] / "indexer" / "demo_data" / "grocery"
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from visearch.core.errors import ImageError
 from visearch.core.images import decode_image, load_image_file
 
 LIMIT = 40_000_000
-SAMPLE_JPEG = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery" / "images" / "banana.jpg"
+SAMPLE_JPEG = Path(__file__).resolve().parents[2] / "indexer" / "demo_data" / "grocery" / "images" / "banana.jpg"
 
 
 def encode(img: Image.Image, fmt: str, **kwargs: object) -> bytes:
@@ -66,7 +66,7 @@ def test_transparent_png_goes_onto_white() -> None:
 @pytest.mark.parametrize("mode", ["CMYK", "L", "P", "I;16", "1"])
 def test_other_modes_become_rgb(mode: str) -> None:
     img = Image.new(mode, (16, 16))
-    fmt = "JPEG" if mode == "CMYK" else "PNG"  # 16-bit greyscale: PNG (TIFF is refused, tests/test_image_bounds.py)
+    fmt = "JPEG" if mode == "CMYK" else "PNG"  # 16-bit greyscale: PNG (TIFF is refused, tests/core/test_image_bounds.py)
     assert decode_image(encode(img, fmt), LIMIT).mode == "RGB"
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.test_api import WRITE, Api, api, api_catalog, run_api
+from tests.bots.test_api import WRITE, Api, api, api_catalog, run_api
 from visearch.core.config import Settings
 from visearch.core.errors import EncoderBusyError, ImageError
 from visearch.core.images import MAX_JPEG_SCANS, decode_image, open_image

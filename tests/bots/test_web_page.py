@@ -20,7 +20,7 @@ from tests.conftest import copy_collection
 from tests.serving import app_in_thread
 from visearch.core.config import Settings
 
-SAMPLE = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery"
+SAMPLE = Path(__file__).resolve().parents[2] / "indexer" / "demo_data" / "grocery"
 #: as the probe of this machine kind starts it: no background traffic, no sandbox as root
 CHROMIUM_ARGS = [
     "--headless",

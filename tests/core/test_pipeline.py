@@ -35,7 +35,7 @@ from visearch.core.store.base import VectorStore
 from visearch.core.store.factory import open_store
 from visearch.indexer.progress import TqdmProgress
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 N = 6  # good products in the basic catalog; batch_size=2 makes that three batches
 
 

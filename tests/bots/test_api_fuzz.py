@@ -27,7 +27,7 @@ from tests.fakes.http_server import Reply, scripted_server
 from tests.serving import app_in_thread
 from visearch.core.config import Settings
 
-SAMPLE = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery"
+SAMPLE = Path(__file__).resolve().parents[2] / "indexer" / "demo_data" / "grocery"
 KEY = "fuzz-key-123"
 EXAMPLES = 40
 KEPT = {"granny-smith", "banana"}

@@ -39,7 +39,7 @@ from visearch.core.errors import (
 from visearch.core.search import CursorExpiredError, PointNotFoundError, SearchService
 from visearch.core.store.factory import open_store
 
-QUERIES = Path(__file__).resolve().parents[1] / "indexer" / "demo_data" / "grocery" / "queries"
+QUERIES = Path(__file__).resolve().parents[2] / "indexer" / "demo_data" / "grocery" / "queries"
 TELEGRAM = Channel("telegram", 20 * 1024 * 1024, admins=frozenset({"777"}), cards_per_answer=3)
 VIBER = Channel("viber", 10 * 1024 * 1024, cards_per_answer=3)
 WHATSAPP = Channel("whatsapp", 5 * 1024 * 1024, cards_per_answer=3)

@@ -2,7 +2,7 @@
 media host), and delivery ids outlive a restart, so a platform's retry is never answered twice.
 
 Over real HTTP on 127.0.0.1 with the fake Viber and WhatsApp servers (tests/fakes/messengers.py)
-and the server under uvicorn, as in tests/test_server.py; the delivery-id file's rules (TTL,
+and the server under uvicorn, as in tests/bots/test_server.py; the delivery-id file's rules (TTL,
 bound, a file that cannot be used) are checked on `PersistentSeenIds` itself.
 """
 
@@ -18,11 +18,11 @@ from aiohttp import web
 
 from tests.conftest import copy_collection
 from tests.fakes.messengers import VIBER_TOKEN, viber_message
-from tests.test_server import Served, card_titles, photo, serve, served
+from tests.bots.test_server import Served, card_titles, photo, serve, served
 from visearch.bots.server.work import DELIVERIES_FILE, PersistentSeenIds
 from visearch.core.config import Settings
 
-# delivery tokens of this module; tests/test_server.py uses 1001-1010 on the same data directory
+# delivery tokens of this module; tests/bots/test_server.py uses 1001-1010 on the same data directory
 TOKENS = iter(range(9_100_001, 9_100_100))
 
 
