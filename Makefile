@@ -36,13 +36,13 @@ stage:
 	mkdir -p $(STAGE)
 	for package in core bots indexer; do ln -sfn ../../../$$package $(STAGE)/$$package; done
 
-# Static checks, one command per line (import contracts: [tool.importlinter]; types: [tool.mypy], strict on core).
+# Static checks, one command per line (import contracts: [tool.importlinter]; types: [tool.mypy], strict on core;
+# lint and format: [tool.ruff]).
 check: install stage
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy -p visearch.core -p visearch.bots -p visearch.indexer
-# enabled once the tree is formatted:
-#	$(BIN)/ruff check .
-#	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py

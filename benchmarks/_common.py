@@ -142,7 +142,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], numeric_right: 
     lines = []
     for n, row in enumerate(cells):
         parts = [
-            cell.rjust(w) if aligned[i] and n > 0 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))
+            cell.rjust(w) if aligned[i] and n > 0 else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
         ]
         lines.append("  ".join(parts).rstrip())
         if n == 0:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -72,10 +73,8 @@ async def raw_post(
         else:
             if chunked:
                 writer.write(b"0\r\n\r\n")
-                try:
+                with contextlib.suppress(ConnectionError, OSError):
                     await writer.drain()
-                except (ConnectionError, OSError):
-                    pass
         data = await asyncio.wait_for(answer, timeout=300)
     except (TimeoutError, ConnectionError, OSError):
         data = answer.result() if answer.done() and not answer.exception() else b""

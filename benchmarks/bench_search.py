@@ -438,7 +438,7 @@ async def run_size(n_points: int, args: argparse.Namespace, tmp: Path) -> dict[s
     if "edge" in tops and "local" in tops:
         agree = {}
         for kind in kinds:
-            pairs = list(zip(tops["edge"][kind], tops["local"][kind]))
+            pairs = list(zip(tops["edge"][kind], tops["local"][kind], strict=True))
             agree[kind] = float(np.mean([len(set(a) & set(b)) / max(len(a), 1) for a, b in pairs])) if pairs else None
         result["top20_agreement"] = agree
     return result
@@ -468,7 +468,9 @@ async def index_rows(store: VectorStore, queries: np.ndarray, args: argparse.Nam
         lat = await time_queries(store, queries, "none", args.queries, args.warmup)
         res["rows"][row] = {**latency_stats_ms(lat), "note": ""}
         approx = await top_ids(store, queries, "none", k)
-        res["recall_at_10"][row] = float(np.mean([len(set(a[:10]) & set(e[:10])) / 10 for a, e in zip(approx, exact)]))
+        res["recall_at_10"][row] = float(
+            np.mean([len(set(a[:10]) & set(e[:10])) / 10 for a, e in zip(approx, exact, strict=True)])
+        )
         log(f"edge {row}: p50 {res['rows'][row]['p50_ms']:.2f} ms, recall@10 {res['recall_at_10'][row]:.3f}")
     for kind in ("selective", "broad"):
         lat = await time_queries(store, queries, kind, args.queries, args.warmup)
@@ -481,7 +483,10 @@ async def index_rows(store: VectorStore, queries: np.ndarray, args: argparse.Nam
         planned = await top_ids(store, queries, kind, k)
         res["recall_at_10"][row] = float(
             np.mean(
-                [len(set(a[:10]) & set(e[:10])) / max(1, len(e[:10])) for a, e in zip(planned, exact_filtered[kind])]
+                [
+                    len(set(a[:10]) & set(e[:10])) / max(1, len(e[:10]))
+                    for a, e in zip(planned, exact_filtered[kind], strict=True)
+                ]
             )
         )
         log(f"edge {row}: p50 {res['rows'][row]['p50_ms']:.2f} ms, recall@10 {res['recall_at_10'][row]:.3f}")

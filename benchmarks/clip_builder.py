@@ -18,6 +18,7 @@ is padded to 49,408 entries with `<|startoftext|>` = 49406 and `<|endoftext|>` =
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Iterable
@@ -54,13 +55,13 @@ def bytes_to_unicode() -> dict[int, str]:
             bs.append(b)
             cs.append(256 + n)
             n += 1
-    return dict(zip(bs, map(chr, cs)))
+    return dict(zip(bs, map(chr, cs), strict=True))
 
 
 def _bpe(symbols: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
     """Standard CLIP/GPT-2 BPE: repeatedly merge the lowest-ranked adjacent pair."""
     while len(symbols) > 1:
-        pairs = [(ranks.get((a, b)), i) for i, (a, b) in enumerate(zip(symbols, symbols[1:]))]
+        pairs = [(ranks.get((a, b)), i) for i, (a, b) in enumerate(itertools.pairwise(symbols))]
         best = min((r for r, _ in pairs if r is not None), default=None)
         if best is None:
             return symbols

@@ -217,7 +217,7 @@ class Load:
 
     async def client(self, number: int, deadline: float) -> None:
         rng = random.Random(self.rng.random())
-        ops, weights = zip(*MIX.items())
+        ops, weights = zip(*MIX.items(), strict=True)
         async with httpx.AsyncClient(base_url=self.server.url, timeout=30) as http:
             while time.monotonic() < deadline:
                 if self.down.is_set():

@@ -25,6 +25,7 @@ of letting a backlog grow without bound.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -141,10 +142,8 @@ class MicroBatcher:
         for running in [task, *self._in_flight]:
             if running is not None and not running.done():
                 running.cancel()
-                try:
+                with contextlib.suppress(asyncio.CancelledError, RuntimeError):  # RuntimeError: the task's loop is gone
                     await running
-                except (asyncio.CancelledError, RuntimeError):  # RuntimeError: the task's loop is gone
-                    pass
         self._fail_waiting(EncoderBusyError("the search service is shutting down: please try again"))
 
     # -- internals -------------------------------------------------------------------------------
@@ -215,10 +214,9 @@ class MicroBatcher:
             delay = lane[0].arrived + self.wait - time.monotonic()
             if delay > 0 and sum(r.size for r in lane) < self.max_batch:
                 wakeup.clear()
-                try:  # woken early by each new request, to leave as soon as the batch is full
+                # woken early by each new request, to leave as soon as the batch is full
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wakeup.wait(), delay)
-                except TimeoutError:
-                    pass
                 continue
             batch = self._take(lane)
             if batch:
@@ -241,7 +239,12 @@ class MicroBatcher:
             raise
         except Exception as exc:
             outcomes = [_Outcome(error=exc)] * len(batch)
-        for request, outcome in zip(batch, outcomes):
+        if len(outcomes) != len(batch):  # not expected (an encoder returned too few or too many vectors): fail them all
+            mismatch = VisearchError(
+                f"the encoder returned {len(outcomes)} results for a batch of {len(batch)} queries"
+            )
+            outcomes = [_Outcome(error=mismatch)] * len(batch)
+        for request, outcome in zip(batch, outcomes, strict=True):
             if not request.future.done():  # cancelled while on the encoder: nobody to answer
                 if outcome.error is not None:
                     request.future.set_exception(outcome.error)
@@ -301,7 +304,7 @@ class MicroBatcher:
             outcomes.append(_Outcome())
         if images:
             vectors = np.asarray(self.encoder.embed_images(images), dtype=np.float32)
-            for outcome, span in zip(outcomes, spans):
+            for outcome, span in zip(outcomes, spans, strict=True):
                 if span is not None:  # an album's vector: the normalised mean of its photos
                     outcome.vector = l2_normalise(vectors[span[0] : span[1]].mean(axis=0, keepdims=True))[0]
         return outcomes

@@ -97,7 +97,7 @@ def dominant_colours(img: Image.Image) -> list[str]:
     points = _foreground(lab, SIDE)
     centres, sizes = _kmeans(points, K)
     names: dict[str, float] = {}
-    for centre, size in zip(centres, sizes):
+    for centre, size in zip(centres, sizes, strict=True):
         share = size / max(1, len(points))
         name = name_of(centre)
         names[name] = names.get(name, 0.0) + share

@@ -24,6 +24,7 @@ No global state is touched: `Image.MAX_IMAGE_PIXELS` stays as it is, the size ch
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 import zlib
@@ -145,10 +146,8 @@ def _apply_orientation(img: Image.Image) -> Image.Image:
 
     In place: an upright photo (most of them) is not copied.
     """
-    try:
+    with contextlib.suppress(Exception):
         ImageOps.exif_transpose(img, in_place=True)
-    except Exception:
-        pass
     return img
 
 
@@ -182,7 +181,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         img, mode = img.convert("RGBA"), "RGBA"
     if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
+        background = Image.new("RGBA", rgba.size, (*BACKGROUND, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     if mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
         return _high_depth_to_rgb(img)

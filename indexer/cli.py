@@ -436,9 +436,7 @@ def search(
     tag: Annotated[list[str] | None, typer.Option("--tag", help="every one of these tags")] = None,
     min_price: Annotated[float | None, typer.Option("--min-price")] = None,
     max_price: Annotated[float | None, typer.Option("--max-price")] = None,
-    in_stock: Annotated[
-        bool | None, typer.Option("--in-stock/--out-of-stock", help="only in / out of stock")
-    ] = None,
+    in_stock: Annotated[bool | None, typer.Option("--in-stock/--out-of-stock", help="only in / out of stock")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000)] = 5,
     as_json: JsonOpt = False,
     encoder: EncoderOpt = None,

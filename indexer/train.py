@@ -191,7 +191,7 @@ def score(queries: np.ndarray, query_owner: Sequence[int], gallery: np.ndarray, 
     owners = np.asarray(gallery_owner)
     hits1 = hits5 = 0
     rr = 0.0
-    for row, want in zip(sims, query_owner):
+    for row, want in zip(sims, query_owner, strict=True):
         order = np.argsort(-row)
         ranked: list[int] = []
         for j in order:

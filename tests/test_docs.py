@@ -114,7 +114,7 @@ def test_a_setting_without_description_stops_the_reference(reference: ModuleType
     class Undocumented(BaseSettings):
         knob: int = 3
 
-    with pytest.raises(reference.MissingDescriptionError, match="Undocumented.knob"):
+    with pytest.raises(reference.MissingDescriptionError, match=r"Undocumented\.knob"):
         list(reference.rows_of(Undocumented))
 
 

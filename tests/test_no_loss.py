@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from PIL import Image
 from typer.testing import CliRunner
 
-from tests.conftest import copy_collection, free_port
 from tests.bots.test_api import WRITE, run_api
+from tests.conftest import copy_collection, free_port
 from visearch.core.catalog import read_catalog
 from visearch.core.config import Settings, load_settings
 from visearch.core.errors import CatalogError, MassDeleteError, RebuildIncompleteError
@@ -262,9 +262,9 @@ async def test_sync_that_would_delete_most_products_stops_and_asks(
     six: Any, pipeline_settings: Settings, offline_encoder: Any
 ) -> None:
     catalog, store = six
-    truncated = rows(6)[:2] + [{"id": "NEW-1", "title": "New", "image": "q.jpg", "price": "1"}]
+    truncated = [*rows(6)[:2], {"id": "NEW-1", "title": "New", "image": "q.jpg", "price": "1"}]
     write_rows(catalog, truncated)
-    with pytest.raises(MassDeleteError, match="would delete 4 of the 6 products.*--allow-mass-delete"):
+    with pytest.raises(MassDeleteError, match=r"would delete 4 of the 6 products.*--allow-mass-delete"):
         await index_catalog(catalog, offline_encoder, store, pipeline_settings, sync=True)
     assert await product_ids(store) == {f"SKU-{i}" for i in range(6)}  # NEW-1 not written either
     half = rows(6)[:3]

@@ -23,10 +23,7 @@ def utf16_len(text: str) -> int:
 def cut(text: str, limit: int, *, length: Callable[[str], int] = len, keep_lines: bool = False) -> str:
     """Cut to `limit` (as `length` counts) with an ellipsis, at a word boundary when one is near.
     Runs of spaces collapse; line breaks stay only with `keep_lines`."""
-    if keep_lines:
-        text = "\n".join(" ".join(line.split()) for line in text.splitlines())
-    else:
-        text = " ".join(text.split())
+    text = "\n".join(" ".join(line.split()) for line in text.splitlines()) if keep_lines else " ".join(text.split())
     if length(text) <= limit:
         return text
     budget = limit - length(ELLIPSIS)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import signal
@@ -108,10 +109,8 @@ class AiogramRunner:
 
     async def stop(self) -> None:
         if self._task is not None:
-            try:
+            with contextlib.suppress(RuntimeError):  # polling ended on its own
                 await self.dispatcher.stop_polling()
-            except RuntimeError:  # polling ended on its own
-                pass
             await self._task
             self._task = None
         if self._site_runner is not None:
@@ -189,10 +188,8 @@ async def serve_forever(runner: BotRunner) -> None:
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread, or Windows
             loop.add_signal_handler(sig, stopped.set)
-        except (NotImplementedError, RuntimeError):  # not the main thread, or Windows
-            pass
     await runner.start()
     log.info("Telegram bot running; press Ctrl+C to stop")
     try:

@@ -8,6 +8,7 @@ gets False and sends the user a short "busy" reply instead of dropping the messa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
@@ -167,10 +168,8 @@ class PersistentSeenIds(SeenIds):
         """Queue the id for the file, stamped when it was first seen (the TTL counts from there)."""
         text = self._normal(key)
         at = self._seen.get(text)
-        try:
+        with contextlib.suppress(RuntimeError):  # closed (shutting down): the id is still remembered in memory
             self._writer.submit(self._record, text, self._clock() if at is None else at)
-        except RuntimeError:  # closed (shutting down): the id is still remembered in memory
-            pass
 
     def _normal(self, key: Hashable) -> str:
         return _key_text(key)

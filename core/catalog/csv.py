@@ -92,7 +92,10 @@ def read_csv(text: str, source: str) -> Iterator[CatalogItem]:
                     structural=True,
                 )
             continue
-        if any(("\n" in value or "\r" in value) and name != "description" for name, value in zip(lowered, cells)):
+        if any(
+            ("\n" in value or "\r" in value) and name != "description"
+            for name, value in zip(lowered, cells, strict=False)
+        ):
             yield SuspectRow(line)
         if len(cells) > len(names):
             surplus = cells[len(names) :]
@@ -105,7 +108,8 @@ def read_csv(text: str, source: str) -> Iterator[CatalogItem]:
                     structural=True,
                 )
                 continue
-        yield product_from_record(line, {name: value for name, value in zip(names, cells) if name})
+        # a short row (trailing empty fields left out) leaves its last columns unset; a long row's surplus is empty here
+        yield product_from_record(line, {name: value for name, value in zip(names, cells, strict=False) if name})
 
 
 #: a multi-line field in one of these columns is a quote left open, not a real value
@@ -133,7 +137,7 @@ def _swallowed_line(cells: list[str], names: list[str], lowered: list[str]) -> _
     one-line column, or a line inside the field that reads as a row (a whole row's commas, or an id
     and an image reference in their columns, as when rows leave their trailing empty fields out)."""
     opened = 0
-    for name, value in zip(lowered, cells):
+    for name, value in zip(lowered, cells, strict=False):  # rows may be shorter or longer than the header
         inner = _LINE_BREAK.split(value)
         if len(inner) == 1:
             continue

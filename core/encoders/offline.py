@@ -244,7 +244,7 @@ class OfflineEncoder:
         """The k most likely ImageNet classes per image (for diagnostics and tags)."""
         _, probs = self.image_features(images)
         top = np.argsort(-probs, axis=1)[:, :k]
-        return [[(self.class_names[j], float(p[j])) for j in row] for row, p in zip(top, probs)]
+        return [[(self.class_names[j], float(p[j])) for j in row] for row, p in zip(top, probs, strict=True)]
 
     def _image_features_onnx(
         self, images: Sequence[Image.Image], session: InferenceSession

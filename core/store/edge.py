@@ -509,7 +509,7 @@ class EdgeStore:
         assert self._meta is not None
         ids = [require_point_id(p.id) for p in points]
         check_dims(points, ids, self._meta, self.collection)
-        batch = [Point(pid, point_vectors(self._meta, p), p.payload) for pid, p in zip(ids, points)]
+        batch = [Point(pid, point_vectors(self._meta, p), p.payload) for pid, p in zip(ids, points, strict=True)]
         shard.update(UpdateOperation.upsert_points(batch))
         shard.flush()
 

@@ -131,7 +131,7 @@ def require_point_id(point_id: str) -> str:
 def check_dims(points: Sequence[PointRecord], ids: Sequence[str], meta: Mapping[str, Any], collection: str) -> None:
     """Refuse vectors of the wrong length with a message naming the point, before the engine does cryptically."""
     dim, text_dim = meta["dim"], text_vector_dim(meta)
-    for point_id, point in zip(ids, points):
+    for point_id, point in zip(ids, points, strict=True):
         if len(point.vector) != dim:
             raise StoreError(
                 f"point {point_id} has a {len(point.vector)}-d vector but collection {collection!r} holds {dim}-d vectors"

@@ -318,7 +318,8 @@ class ServerStore:
         ids = [require_point_id(p.id) for p in points]
         check_dims(points, ids, meta, self.collection)
         batch = [
-            models.PointStruct(id=pid, vector=point_vectors(meta, p), payload=p.payload) for pid, p in zip(ids, points)
+            models.PointStruct(id=pid, vector=point_vectors(meta, p), payload=p.payload)
+            for pid, p in zip(ids, points, strict=True)
         ]
         with self._errors():
             await self._client.upsert(self.collection, points=batch, wait=True)

@@ -22,10 +22,10 @@ import httpx
 import pytest
 import uvicorn
 
-from tests.conftest import copy_collection, free_port
-from tests.fakes.messengers import viber_message, whatsapp_payload
 from tests.bots.test_api import KEYS, WRITE, png_bytes
 from tests.bots.test_server import SAMPLE, TG_SECRET, Served, serve
+from tests.conftest import copy_collection, free_port
+from tests.fakes.messengers import viber_message, whatsapp_payload
 from visearch.bots.server.app import create_app, open_photo, read_all
 from visearch.bots.server.config import load_server_settings
 from visearch.bots.telegram.config import load_telegram_settings
@@ -136,7 +136,7 @@ async def test_webhook_bodies_over_the_limit_get_413_and_nothing_is_processed(ha
 
 async def test_other_routes_take_no_big_body_and_the_api_refuses_a_huge_declared_length(hard: Served) -> None:
     is_error(await hard.http.request("GET", "/healthz", content=b"x" * 20_000), 413, "too_large", "16384 bytes")
-    status, headers, body = await raw_http(
+    status, _, body = await raw_http(
         hard.url, "POST /api/v1/search HTTP/1.1\nHost: x\nContent-Type: application/json\nContent-Length: 1000000000\n"
     )
     assert status == 413 and "65536 bytes" in json.loads(body)["error"]  # a JSON search is a few KB
@@ -453,7 +453,7 @@ async def test_a_client_that_hangs_up_mid_body_is_no_server_error(
     caplog.set_level(logging.INFO, logger="visearch")
     for path in ("/api/v1/search", "/webhooks/viber"):
         where = urlsplit(hard.url)
-        reader, writer = await asyncio.open_connection(where.hostname, where.port)
+        _, writer = await asyncio.open_connection(where.hostname, where.port)
         writer.write(
             f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             'Content-Length: 4000\r\n\r\n{"text": '.encode()

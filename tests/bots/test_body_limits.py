@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import copy_collection
 from tests.bots.test_api import WRITE, Api, png_bytes, run_api
+from tests.conftest import copy_collection
 from visearch.core.config import Settings
 
 

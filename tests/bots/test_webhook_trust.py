@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from tests.bots.test_server import Served, card_titles, photo, serve, served
 from tests.conftest import copy_collection
 from tests.fakes.messengers import VIBER_TOKEN, viber_message
-from tests.bots.test_server import Served, card_titles, photo, serve, served
 from visearch.bots.server.work import DELIVERIES_FILE, PersistentSeenIds
 from visearch.core.config import Settings
 

@@ -109,7 +109,7 @@ def test_concurrent_queries_share_calls_and_match_unbatched_vectors(offline_enco
     assert len(image_calls) < 20  # batched: 20 queries, fewer encoder calls
     assert max(image_calls) <= 8  # never beyond max_batch
     assert ("text", 1) in encoder.calls  # texts go in their own call, never mixed with images
-    for got, want in zip(vectors, expected):
+    for got, want in zip(vectors, expected, strict=True):
         assert _cos(got, want) > 0.9999
     assert _cos(text_vector, expected_text) > 0.9999
 
@@ -207,6 +207,31 @@ def test_a_broken_photo_fails_only_its_own_request(offline_encoder, photos) -> N
     assert h_calls(encoder) == [2]  # the good ones, still in one call
     assert _cos(results[0], offline_encoder.embed_images([_decode(photos[0])])[0]) > 0.9999
     assert _cos(results[3], offline_encoder.embed_images([_decode(photos[3])])[0]) > 0.9999
+
+
+class ShortTextEncoder(CountingEncoder):
+    """An encoder with a bug: one text vector fewer than the texts it was given."""
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        return super().embed_texts(texts)[:-1]
+
+
+def test_an_encoder_that_returns_too_few_vectors_fails_the_whole_batch(offline_encoder) -> None:
+    encoder = ShortTextEncoder(offline_encoder)
+
+    async def main() -> list[Any]:
+        h = Harness(encoder, wait_ms=50, max_batch=8)
+        try:
+            queries = asyncio.gather(
+                *(h.batcher.embed_text(t) for t in ("apple", "milk", "bread")), return_exceptions=True
+            )
+            return list(await asyncio.wait_for(queries, timeout=30))  # no request is left waiting
+        finally:
+            await h.close()
+
+    results = asyncio.run(main())
+    assert encoder.calls == [("text", 3)]  # one batch
+    assert all(isinstance(r, VisearchError) and "2 results for a batch of 3" in str(r) for r in results), results
 
 
 def test_cancelling_a_waiting_request_leaves_the_others_alone(offline_encoder, photos) -> None:

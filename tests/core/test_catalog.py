@@ -215,5 +215,5 @@ def test_unreadable_catalog_is_a_clear_error(tmp_path: Path, name: str, content:
 def test_non_utf8_catalog_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "c.csv"
     path.write_bytes("id,title,image\nA,Käse,a.jpg\n".encode("latin-1"))
-    with pytest.raises(CatalogError, match="not UTF-8.*save the catalog as UTF-8"):
+    with pytest.raises(CatalogError, match=r"not UTF-8.*save the catalog as UTF-8"):
         read_catalog(path)

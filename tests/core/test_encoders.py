@@ -87,7 +87,7 @@ def test_hub_probe_tells_a_hub_from_a_gateway(monkeypatch: pytest.MonkeyPatch) -
         state, why = hub_status("org/gateway")  # unscripted: a plain-text 404, like an intercepting gateway
         assert state == "unreachable" and "not as the Hugging Face Hub" in why
         started = time.monotonic()
-        with pytest.raises(EncoderUnavailableError, match="has no model 'org/absent'.*VISEARCH_ENCODER=offline"):
+        with pytest.raises(EncoderUnavailableError, match=r"has no model 'org/absent'.*VISEARCH_ENCODER=offline"):
             ClipEncoder("org/absent")
         assert time.monotonic() - started < 10
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

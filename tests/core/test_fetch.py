@@ -72,7 +72,7 @@ async def test_client_errors_are_not_retried(tmp_path: Path, http_server: Script
 async def test_gives_up_after_retries(tmp_path: Path, http_server: ScriptedServer) -> None:
     url = http_server.route("/down.jpg", Reply(500, b"", "text/plain"))
     async with fetcher() as f:
-        with pytest.raises(FetchError, match="^HTTP 500 after 3 attempts$"):
+        with pytest.raises(FetchError, match=r"^HTTP 500 after 3 attempts$"):
             await f.fetch(url, tmp_path)
     assert http_server.hits["/down.jpg"] == 3
 
@@ -80,7 +80,7 @@ async def test_gives_up_after_retries(tmp_path: Path, http_server: ScriptedServe
 async def test_timeout_is_retried_then_reported(tmp_path: Path, http_server: ScriptedServer) -> None:
     url = http_server.route("/hang.jpg", Reply(200, JPEG, delay_s=1.0))
     async with fetcher(fetch_timeout=0.2) as f:
-        with pytest.raises(FetchError, match="^timed out after 3 attempts$"):
+        with pytest.raises(FetchError, match=r"^timed out after 3 attempts$"):
             await f.fetch(url, tmp_path)
     assert http_server.hits["/hang.jpg"] == 3
 
@@ -90,7 +90,7 @@ async def test_a_server_dripping_bytes_cannot_hold_a_slot_forever(tmp_path: Path
     url = http_server.route("/drip.jpg", Reply(200, JPEG * 10, chunk_size=20, chunk_delay_s=0.1))
     async with ImageFetcher(settings(fetch_retries=0, fetch_timeout=1.0), attempt_deadline_s=0.5) as f:
         started = time.monotonic()
-        with pytest.raises(FetchError, match="^timed out after 1 attempt$"):
+        with pytest.raises(FetchError, match=r"^timed out after 1 attempt$"):
             await f.fetch(url, tmp_path)
         assert time.monotonic() - started < 1.5
 
@@ -149,7 +149,7 @@ async def test_redirects_are_followed_but_not_forever(tmp_path: Path, http_serve
     ftp = http_server.route("/ftp.jpg", Reply(302, b"", "text/plain", {"Location": "ftp://example.test/a.jpg"}))
     async with fetcher() as f:
         assert await f.fetch(moved, tmp_path) == JPEG
-        with pytest.raises(FetchError, match="^more than 5 redirects$"):
+        with pytest.raises(FetchError, match=r"^more than 5 redirects$"):
             await f.fetch(loop, tmp_path)
         with pytest.raises(FetchError, match="unsupported URL scheme"):
             await f.fetch(ftp, tmp_path)
@@ -193,9 +193,9 @@ async def test_local_paths(tmp_path: Path) -> None:
         assert await f.fetch("sub/b:c.jpg", tmp_path) == JPEG
         assert await f.fetch(str(tmp_path / "a.jpg"), Path("/nonexistent")) == JPEG  # absolute paths too
         assert await f.fetch("empty.jpg", tmp_path) == b""  # the decoder reports "empty file (0 bytes)"
-        with pytest.raises(FetchError, match="^file not found: .*nope.jpg$"):
+        with pytest.raises(FetchError, match=r"^file not found: .*nope\.jpg$"):
             await f.fetch("nope.jpg", tmp_path)
-        with pytest.raises(FetchError, match="^is a directory"):
+        with pytest.raises(FetchError, match=r"^is a directory"):
             await f.fetch("sub", tmp_path)
         with pytest.raises(FetchError, match=r"^larger than 1000 bytes \(2.0 KB\)$"):
             await f.fetch("big.jpg", tmp_path)

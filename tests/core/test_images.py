@@ -38,7 +38,7 @@ def test_not_an_image(data: bytes, reason: str) -> None:
 
 def test_truncated_jpeg() -> None:
     data = SAMPLE_JPEG.read_bytes()
-    with pytest.raises(ImageError, match="broken|truncated"):
+    with pytest.raises(ImageError, match=r"broken|truncated"):
         decode_image(data[: len(data) // 3], LIMIT)
 
 
@@ -66,7 +66,8 @@ def test_transparent_png_goes_onto_white() -> None:
 @pytest.mark.parametrize("mode", ["CMYK", "L", "P", "I;16", "1"])
 def test_other_modes_become_rgb(mode: str) -> None:
     img = Image.new(mode, (16, 16))
-    fmt = "JPEG" if mode == "CMYK" else "PNG"  # 16-bit greyscale: PNG (TIFF is refused, tests/core/test_image_bounds.py)
+    # 16-bit greyscale: PNG (TIFF is refused, tests/core/test_image_bounds.py)
+    fmt = "JPEG" if mode == "CMYK" else "PNG"
     assert decode_image(encode(img, fmt), LIMIT).mode == "RGB"
 
 
@@ -89,7 +90,7 @@ def test_animated_gif_uses_first_frame() -> None:
     frames = [Image.new("RGB", (16, 16), colour) for colour in ((255, 0, 0), (0, 0, 255))]
     buf = io.BytesIO()
     frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
-    r, g, b = decode_image(buf.getvalue(), LIMIT).getpixel((8, 8))
+    r, _, b = decode_image(buf.getvalue(), LIMIT).getpixel((8, 8))
     assert r > 200 and b < 50
 
 
@@ -102,9 +103,9 @@ def test_large_jpeg_is_decoded_at_reduced_size() -> None:
 def test_load_image_file_names_the_path(tmp_path: Path) -> None:
     bad = tmp_path / "photo.jpg"
     bad.write_bytes(b"")
-    with pytest.raises(ImageError, match="photo.jpg"):
+    with pytest.raises(ImageError, match=r"photo\.jpg"):
         load_image_file(bad, LIMIT)
-    with pytest.raises(ImageError, match="missing.jpg"):
+    with pytest.raises(ImageError, match=r"missing\.jpg"):
         load_image_file(tmp_path / "missing.jpg", LIMIT)
 
 
@@ -127,13 +128,13 @@ def test_animated_webp_uses_first_frame() -> None:
     frames = [Image.new("RGB", (16, 16), colour) for colour in ((0, 255, 0), (255, 0, 255))]
     buf = io.BytesIO()
     frames[0].save(buf, format="WEBP", save_all=True, append_images=frames[1:], duration=100, lossless=True)
-    r, g, b = decode_image(buf.getvalue(), LIMIT).getpixel((8, 8))
+    r, g, _ = decode_image(buf.getvalue(), LIMIT).getpixel((8, 8))
     assert g > 200 and r < 50
 
 
 def test_truncated_png_and_zip() -> None:
     data = encode(Image.effect_noise((64, 64), 50).convert("RGB"), "PNG")
-    with pytest.raises(ImageError, match="broken|truncated"):
+    with pytest.raises(ImageError, match=r"broken|truncated"):
         decode_image(data[: len(data) // 2], LIMIT)
     with pytest.raises(ImageError, match="ZIP"):
         decode_image(b"PK\x03\x04" + b"\x00" * 40, LIMIT)

@@ -142,7 +142,7 @@ def test_collect_folds_any_reader_stream() -> None:
     ]
     assert catalog.warnings == ["column 'x' is ignored"] and catalog.suspect_lines == [5]
     assert catalog.named_ids() == {"a", "b", "gone"} and not catalog.structurally_sound
-    with pytest.raises(CatalogError, match="feed.xml: the catalog has no product rows"):
+    with pytest.raises(CatalogError, match=r"feed\.xml: the catalog has no product rows"):
         collect("feed.xml", [CatalogWarning("nothing else")])
 
 

@@ -164,7 +164,7 @@ def test_bogus_backend_is_a_clear_config_error() -> None:
 
     with pytest.raises(ConfigError, match="VISEARCH_BACKEND"):
         load_settings(backend="bogus", _env_file=None)
-    with pytest.raises(EncoderUnavailableError, match="VISEARCH_BACKEND.*torch, onnx, onnx-int8"):
+    with pytest.raises(EncoderUnavailableError, match=r"VISEARCH_BACKEND.*torch, onnx, onnx-int8"):
         check_backend("bogus")
 
 

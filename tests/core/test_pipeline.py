@@ -191,7 +191,8 @@ async def test_bad_rows_and_images_are_reported_and_the_rest_indexed(
     busy = Reply(503, b"busy", "text/plain")
     remote = http_server.route("/p4.jpg", busy, Reply(200, (catalog_dir / "p4.jpg").read_bytes()))
     html = http_server.route("/page", Reply(200, b"<html>soon</html>", "text/html; charset=utf-8"))
-    rows = good_rows(4) + [
+    rows = [
+        *good_rows(4),
         {"id": "remote", "title": "From a URL (503 first)", "image": remote},  # line 6
         {"id": "", "title": "No id", "image": "p0.jpg"},  # line 7
         {"id": "broken", "title": "Broken JPEG", "image": "broken.jpg"},  # line 8
@@ -343,7 +344,7 @@ async def test_identical_images_are_embedded_once(
     catalog_dir: Path, settings: Settings, edge_store: CountingStore, offline_encoder: Any
 ) -> None:
     shutil.copyfile(catalog_dir / "p0.jpg", catalog_dir / "copy.jpg")
-    rows = good_rows(3) + [{"id": "twin", "title": "Same photo", "image": "copy.jpg|p1.jpg"}]
+    rows = [*good_rows(3), {"id": "twin", "title": "Same photo", "image": "copy.jpg|p1.jpg"}]
     encoder = CountingEncoder(offline_encoder)
     summary = await index(write_catalog(catalog_dir / "catalog.csv", rows), encoder, edge_store, settings)
     assert (summary.indexed, summary.embedded) == (5, 3)
@@ -374,7 +375,7 @@ async def test_sync_removes_dropped_products_but_keeps_broken_rows(
     assert "sync removed 1 product(s) no longer in the catalog: p5" in synced.notes
 
     # a broken row without a readable id could be any product: sync then deletes nothing
-    rows = good_rows(3) + [{"id": "", "title": "who am I", "image": "p3.jpg"}]
+    rows = [*good_rows(3), {"id": "", "title": "who am I", "image": "p3.jpg"}]
     anonymous = await index(write_catalog(catalog, rows), offline_encoder, store, settings, sync=True)
     assert anonymous.deleted == 0 and await store.count() == 5
     assert any(
@@ -575,6 +576,6 @@ async def test_other_encoder_is_refused_before_any_work(
     await index(catalog, offline_encoder, edge_store, settings)
     clip = ClipEncoder(str(tiny_clip_dir), device="cpu", batch_size=8)
     edge_store.writes.clear()
-    with pytest.raises(EncoderMismatchError, match="offline:.*clip:"):
+    with pytest.raises(EncoderMismatchError, match=r"offline:.*clip:"):
         await index(catalog, clip, edge_store, settings, sync=True)
     assert not edge_store.writes and await edge_store.count() == N

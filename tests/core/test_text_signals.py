@@ -102,7 +102,7 @@ async def test_collection_from_before_text_signals_still_opens_and_searches(
         assert info.text_dim is None and info.points == 1
         await reopened.upsert([record("y", [0, 1, 0, 0, 0, 0], [1, 0, 0, 0])])
         hits = await reopened.search(unit([0, 1, 0, 0, 0, 0]), None, 5)
-        assert [h.payload["product_id"] for h in hits][0] == "y"
+        assert hits[0].payload["product_id"] == "y"
         assert await reopened.search(unit([1, 0, 0, 0]), None, 5, using="text") == []
         (point,) = await reopened.retrieve([hits[0].point_id], with_vectors=True)
         assert point.vector is not None and point.text_vector is None
@@ -122,7 +122,7 @@ def test_fusion_puts_what_both_signals_found_first(method: str) -> None:
     fused = fuse(
         [Signal("image", hits("a", "b", "c"), cut_off=0.3), Signal("words", hits("c", "d"), cut_off=0.3)], method
     )  # type: ignore[arg-type]
-    assert [h.payload["product_id"] for h in fused][0] == "c"
+    assert fused[0].payload["product_id"] == "c"
     assert {h.payload["product_id"] for h in fused} == {"a", "b", "c", "d"}
     assert set(fused[0].signals) == {"image", "words"}
 

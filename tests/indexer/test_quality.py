@@ -36,7 +36,10 @@ def test_phash_finds_near_duplicates_and_cosine_ranks_like_hamming() -> None:
     banana = Image.open(SAMPLE / "images" / "banana.jpg").convert("RGB")
     milk = Image.open(SAMPLE / "images" / "arla-standard-milk.jpg").convert("RGB")
     copy = recompressed(banana, 0.5, 40)
-    hamming = lambda x, y: int(np.sum(phash_bits(x) != phash_bits(y)))
+
+    def hamming(x: Image.Image, y: Image.Image) -> int:
+        return int(np.sum(phash_bits(x) != phash_bits(y)))
+
     assert hamming(banana, copy) <= 6 < hamming(banana, milk)
     vectors = PHashEncoder().embed_images([banana, copy, milk])
     cosines = vectors[0] @ vectors.T
