@@ -285,57 +285,6 @@ class ImageWriter:
             self.progress.advance(n, self.summary.counts())
 
 
-async def _fetch_and_hash(fetcher: ImageFetcher, job: ImageJob, base_dir: Path) -> _Fetched:
-    """Bytes and sha256 of one image, or a reason; never raises (but for cancellation)."""
-    try:
-        data = await fetcher.fetch(job.ref, base_dir)
-        if len(data) > HASH_IN_THREAD_BYTES:
-            digest = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
-        else:
-            digest = hashlib.sha256(data).hexdigest()
-    except FetchError as exc:
-        return job, str(exc)
-    except Exception as exc:  # one odd image must not stop a catalog of thousands
-        return job, f"unexpected error while fetching: {type(exc).__name__}: {exc}"
-    job.data, job.sha256 = data, digest
-    return job, None
-
-
-def _decode_and_embed(
-    jobs: Sequence[ImageJob], encoder: Encoder, max_pixels: int, reader: TextReader | None = None
-) -> tuple[list[list[float] | None], list[str | None], int, list[list[str]], list[str | None]]:
-    """Decode each distinct image once (a bad one is reported, the rest go on), embed the good ones
-    in one call. Returns per-job vectors and errors, how many images the encoder saw, the dominant
-    colour names per job (for the colour filter) and, with a `reader`, the text read off each photo."""
-    images = []
-    slot_of: dict[str, int] = {}  # image hash -> position in `images`
-    errors_by_sha: dict[str, str] = {}
-    for job in jobs:
-        if job.sha256 in slot_of or job.sha256 in errors_by_sha:
-            continue
-        try:
-            assert job.data is not None
-            images.append(decode_image(job.data, max_pixels, target_size=DECODE_SIZE_HINT))
-            slot_of[job.sha256] = len(images) - 1
-        except ImageError as exc:
-            errors_by_sha[job.sha256] = str(exc)
-        except Exception as exc:  # Pillow raises odd things on odd files; report, do not stop
-            errors_by_sha[job.sha256] = f"cannot decode image: {type(exc).__name__}: {exc}"
-    rows: list[list[float]] = []
-    if images:
-        embedded = encoder.embed_images(images)
-        if len(embedded) != len(images):
-            raise RuntimeError(f"encoder returned {len(embedded)} vectors for {len(images)} images")
-        rows = [[float(x) for x in vector] for vector in embedded]
-    names = [dominant_colours(img) for img in images]
-    read = [reader.read(img) for img in images] if reader is not None else [None] * len(images)
-    vectors = [rows[slot_of[j.sha256]] if j.sha256 in slot_of else None for j in jobs]
-    errors = [errors_by_sha.get(j.sha256) for j in jobs]
-    colours = [names[slot_of[j.sha256]] if j.sha256 in slot_of else [] for j in jobs]
-    texts = [read[slot_of[j.sha256]] if j.sha256 in slot_of else None for j in jobs]
-    return vectors, errors, len(images), colours, texts
-
-
 async def fetch_and_hash(fetcher: ImageFetcher, job: ImageJob, base_dir: Path) -> _Fetched:
     """Bytes and sha256 of one image, or a reason; never raises (but for cancellation)."""
     try:
