@@ -16,13 +16,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 from PIL import Image
 
 from visearch.core.encoders.base import l2_normalise
-from visearch.core.encoders.offline import OfflineEncoder
+from visearch.core.encoders.offline import OfflineEncoder, OfflineOptions
 from visearch.core.errors import EncoderUnavailableError
 
 MODEL_FILE = "visearch-model.json"
@@ -55,15 +55,7 @@ def apply_head(weights: dict[str, np.ndarray], visual: np.ndarray) -> np.ndarray
 class FineTunedOfflineEncoder(OfflineEncoder):
     """The offline encoder with a trained head on its visual features."""
 
-    def __init__(
-        self,
-        model_dir: Path | str,
-        device: str = "cpu",
-        batch_size: int = 32,
-        backend: str = "torch",
-        threads: int = 1,
-        onnx_cache: Path | str | None = None,
-    ) -> None:
+    def __init__(self, model_dir: Path | str, **options: Unpack[OfflineOptions]) -> None:
         model_dir = Path(model_dir)
         info = read_model_info(model_dir)
         if info is None or info.get("base") != "offline":
@@ -75,7 +67,7 @@ class FineTunedOfflineEncoder(OfflineEncoder):
                 self._head = {name: data[name].astype(np.float32) for name in ("w1", "b1", "w2", "b2")}
         except (OSError, KeyError, ValueError) as exc:
             raise EncoderUnavailableError(f"{model_dir / HEAD_FILE} cannot be loaded: {exc}") from None
-        super().__init__(device=device, batch_size=batch_size, backend=backend, threads=threads, onnx_cache=onnx_cache)
+        super().__init__(**options)
         self.model_info = info
         self.model_id = f"{self.model_id}+head:{info['version']}"
 

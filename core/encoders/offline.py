@@ -46,7 +46,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 import numpy as np
 from PIL import Image
@@ -96,6 +96,16 @@ def load_imagenet_classes(path: Path = CLASSES_FILE) -> list[str]:
     if len(names) != 1000:
         raise EncoderUnavailableError(f"{path} should list 1000 ImageNet class names, it has {len(names)}")
     return names
+
+
+class OfflineOptions(TypedDict, total=False):
+    """`OfflineEncoder`'s keyword options, for a subclass that passes them on unchanged."""
+
+    device: str
+    batch_size: int
+    backend: str
+    threads: int
+    onnx_cache: Path | str | None
 
 
 class OfflineEncoder:
