@@ -192,54 +192,47 @@ def _pooled(output: Any) -> Any:
 
 def export_image_tower(model: Any, path: Path) -> None:
     """Export pixel_values (n, 3, H, W) -> projected image embeddings (n, dim); dynamic batch."""
-    import torch
     from PIL import Image as PILImage
 
-    from visearch.core.runtime.onnx import export_module
-
-    clip = _clip_model(model)
-
-    class ImageTower(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.clip = clip
-
-        def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-            return _pooled(self.clip.get_image_features(pixel_values=pixel_values))
-
     pixels = model.preprocess([PILImage.new("RGB", (64, 48)), PILImage.new("RGB", (48, 64))])["pixel_values"]
-    export_module(
-        ImageTower().float().cpu().eval(),
-        (pixels.float().cpu(),),
-        path,
-        ["pixel_values"],
-        ["image_embeds"],
-        {"pixel_values": {0: "n"}, "image_embeds": {0: "n"}},
-    )
+    axes = {"pixel_values": {0: "n"}, "image_embeds": {0: "n"}}
+    _export_tower(model, path, "get_image_features", (pixels.float().cpu(),), ["pixel_values"], "image_embeds", axes)
 
 
 def export_text_tower(model: Any, path: Path) -> None:
     """Export input_ids, attention_mask (n, seq) -> projected text embeddings (n, dim); dynamic batch and length."""
+    features = model.preprocess(["a photo of the milk and more words", "milk"])
+    example = (features["input_ids"].cpu(), features["attention_mask"].cpu())
+    axes = {"input_ids": {0: "n", 1: "seq"}, "attention_mask": {0: "n", 1: "seq"}, "text_embeds": {0: "n"}}
+    _export_tower(model, path, "get_text_features", example, ["input_ids", "attention_mask"], "text_embeds", axes)
+
+
+def _export_tower(
+    model: Any,
+    path: Path,
+    features_method: str,
+    example: tuple[Any, ...],
+    input_names: list[str],
+    output_name: str,
+    dynamic_axes: dict[str, dict[int, str]],
+) -> None:
+    """Export one CLIP tower: `features_method` of the CLIPModel, its inputs named as the method takes them."""
     import torch
 
     from visearch.core.runtime.onnx import export_module
 
     clip = _clip_model(model)
 
-    class TextTower(torch.nn.Module):
+    class Tower(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.clip = clip
 
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            return _pooled(self.clip.get_text_features(input_ids=input_ids, attention_mask=attention_mask))
+        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+            named = dict(zip(input_names, inputs, strict=True))
+            return _pooled(getattr(self.clip, features_method)(**named))
 
-    features = model.preprocess(["a photo of the milk and more words", "milk"])
-    example = (features["input_ids"].cpu(), features["attention_mask"].cpu())
-    axes = {"input_ids": {0: "n", 1: "seq"}, "attention_mask": {0: "n", 1: "seq"}, "text_embeds": {0: "n"}}
-    export_module(
-        TextTower().float().cpu().eval(), example, path, ["input_ids", "attention_mask"], ["text_embeds"], axes
-    )
+    export_module(Tower().float().cpu().eval(), example, path, input_names, [output_name], dynamic_axes)
 
 
 def weights_digest(folder: Path, length: int = 12) -> str:
