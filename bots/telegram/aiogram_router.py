@@ -11,7 +11,6 @@ plain data and are sent here. Include the router after your own so your commands
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 from pathlib import Path
@@ -37,16 +36,20 @@ from aiogram.types import (
     Message,
 )
 
-from visearch.bots.conversation import COMMANDS, MORE_LIKE_THIS, NEXT_PAGE, OWN_COMMANDS
+from visearch.bots.conversation import MORE_LIKE_THIS, NEXT_PAGE
 from visearch.bots.telegram import presentation as ui
 from visearch.bots.telegram.config import TelegramSettings
 from visearch.bots.telegram.conversation import (
     PhotoInput,
     PhotoRejected,
     TelegramConversation,
-    deliver,
+    answered_commands,
+    carries_unsupported_content,
+    command_name,
+    conversation_or_default,
     is_photo_problem,
     route_message,
+    with_flood_retries,
 )
 
 log = logging.getLogger("visearch.telegram")
@@ -62,15 +65,18 @@ class RetryAfterMiddleware(BaseRequestMiddleware):
     async def __call__(
         self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot, method: TelegramMethod[TelegramType]
     ) -> Response[TelegramType]:
-        for attempt in range(self.attempts):
-            try:
-                return await make_request(bot, method)
-            except TelegramRetryAfter as exc:
-                if attempt == self.attempts - 1 or exc.retry_after > self.max_wait:
-                    raise
-                log.warning("Telegram flood control: waiting %s s before %s", exc.retry_after, method.__api_method__)
-                await asyncio.sleep(exc.retry_after)
-        raise AssertionError("unreachable")
+        return await with_flood_retries(
+            lambda: make_request(bot, method),
+            TelegramRetryAfter,
+            _retry_after_seconds,
+            attempts=self.attempts,
+            max_wait=self.max_wait,
+            what=method.__api_method__,
+        )
+
+
+def _retry_after_seconds(exc: TelegramRetryAfter) -> float:
+    return float(exc.retry_after)
 
 
 def create_bot(telegram: TelegramSettings) -> Bot:
@@ -136,6 +142,47 @@ class ConversationRouter(Router):
         self.visearch_conversation = conversation
 
 
+class AiogramHandlers:
+    """The router's handlers: each translates one kind of update for the conversation and sends its replies."""
+
+    def __init__(self, conversation: TelegramConversation) -> None:
+        self.conversation = conversation
+
+    async def send(self, bot: Bot, chat_id: int, replies: list[ui.Reply]) -> None:
+        await self.conversation.send_replies(replies, AiogramSender(bot, chat_id))
+
+    async def on_command(self, message: Message, bot: Bot) -> None:
+        user_id = message.from_user.id if message.from_user else None
+        await self.send(
+            bot, message.chat.id, await self.conversation.handle_command(command_name(message.text), user_id)
+        )
+
+    async def on_search(self, message: Message, bot: Bot) -> None:
+        async def progress() -> None:
+            await bot.send_chat_action(message.chat.id, ChatAction.UPLOAD_PHOTO)
+
+        async def fetch(file_id: str) -> bytes:
+            return await _download(bot, file_id)
+
+        await self.send(bot, message.chat.id, await route_message(self.conversation, message, fetch, progress))
+
+    async def on_unsupported(self, message: Message, bot: Bot) -> None:
+        await self.send(bot, message.chat.id, await route_message(self.conversation, message, _no_download))
+
+    async def on_button(self, callback: CallbackQuery, bot: Bot) -> None:
+        answer = await self.conversation.handle_callback(callback.from_user.id, callback.data or "")
+        try:
+            await callback.answer(answer.toast)
+        except TelegramBadRequest as exc:  # query too old (bot was down): the cards are still useful
+            log.info("callback answer refused: %s", exc.message)
+        message = callback.message
+        if message is None:
+            return
+        if answer.drop_page_button and isinstance(message, Message) and message.reply_markup:
+            await _drop_page_button(bot, message)
+        await self.send(bot, message.chat.id, answer.replies)
+
+
 def create_router(
     conversation: TelegramConversation | None = None, *, with_commands: bool = True, name: str = "visearch"
 ) -> ConversationRouter:
@@ -145,82 +192,22 @@ def create_router(
     the dispatcher starts and released when it stops. `with_commands=False` leaves /start and /help
     to your bot (/filters and /stats stay).
     """
-    if conversation is None:
-        from visearch.bots.telegram.config import load_telegram_settings
-
-        conversation = TelegramConversation(load_telegram_settings())
-    router = ConversationRouter(conversation, name=name)
-    convo = conversation
-
-    async def send(bot: Bot, chat_id: int, replies: list[ui.Reply]) -> None:
-        try:
-            await deliver(replies, AiogramSender(bot, chat_id), convo.photo_ids)
-        except Exception:
-            convo.reply_failed()
-            log.exception("could not send the answer to a Telegram chat")
-
-    async def download(bot: Bot, file_id: str) -> bytes:
-        buffer = io.BytesIO()
-        await bot.download(file_id, destination=buffer)
-        return buffer.getvalue()
-
-    commands = COMMANDS if with_commands else tuple(c for c in COMMANDS if c not in OWN_COMMANDS)
-
-    @router.message(Command(*commands))
-    async def on_command(message: Message, bot: Bot) -> None:
-        command = (message.text or "/").split()[0][1:].split("@")[0]
-        user_id = message.from_user.id if message.from_user else None
-        await send(bot, message.chat.id, await convo.handle_command(command, user_id))
-
-    @router.message(F.photo | F.document | (F.text & ~F.text.startswith("/")))
-    async def on_search(message: Message, bot: Bot) -> None:
-        async def progress() -> None:
-            await bot.send_chat_action(message.chat.id, ChatAction.UPLOAD_PHOTO)
-
-        async def fetch(file_id: str) -> bytes:
-            return await download(bot, file_id)
-
-        await send(bot, message.chat.id, await route_message(convo, message, fetch, progress))
-
-    @router.message(
-        F.sticker
-        | F.voice
-        | F.audio
-        | F.video
-        | F.video_note
-        | F.animation
-        | F.location
-        | F.contact
-        | F.venue
-        | F.poll
-        | F.dice
-    )
-    async def on_unsupported(message: Message, bot: Bot) -> None:
-        await send(bot, message.chat.id, await route_message(convo, message, _no_download))
-
-    @router.callback_query(F.data.startswith(MORE_LIKE_THIS) | F.data.startswith(NEXT_PAGE))
-    async def on_button(callback: CallbackQuery, bot: Bot) -> None:
-        answer = await convo.handle_callback(callback.from_user.id, callback.data or "")
-        try:
-            await callback.answer(ui.cut(answer.notice, ui.CALLBACK_ANSWER_LIMIT) if answer.notice else None)
-        except TelegramBadRequest as exc:  # query too old (bot was down): the cards are still useful
-            log.info("callback answer refused: %s", exc.message)
-        message = callback.message
-        if message is None:
-            return
-        if answer.drop_page_button and isinstance(message, Message) and message.reply_markup:
-            await _drop_page_button(bot, message)
-        await send(bot, message.chat.id, answer.replies)
-
-    @router.startup()
-    async def on_startup() -> None:
-        await convo.start()
-
-    @router.shutdown()
-    async def on_shutdown() -> None:
-        await convo.close()
-
+    convo = conversation_or_default(conversation)
+    router = ConversationRouter(convo, name=name)
+    handlers = AiogramHandlers(convo)
+    router.message(Command(*answered_commands(with_commands)))(handlers.on_command)
+    router.message(F.photo | F.document | (F.text & ~F.text.startswith("/")))(handlers.on_search)
+    router.message(F.func(carries_unsupported_content))(handlers.on_unsupported)
+    router.callback_query(F.data.startswith(MORE_LIKE_THIS) | F.data.startswith(NEXT_PAGE))(handlers.on_button)
+    router.startup()(convo.start)
+    router.shutdown()(convo.close)
     return router
+
+
+async def _download(bot: Bot, file_id: str) -> bytes:
+    buffer = io.BytesIO()
+    await bot.download(file_id, destination=buffer)
+    return buffer.getvalue()
 
 
 async def _drop_page_button(bot: Bot, message: Message) -> None:
@@ -239,4 +226,12 @@ async def _no_download(file_id: str) -> bytes:
     raise AssertionError(f"unsupported content is never downloaded ({file_id})")
 
 
-__all__ = ["AiogramSender", "ConversationRouter", "RetryAfterMiddleware", "create_bot", "create_router", "keyboard"]
+__all__ = [
+    "AiogramHandlers",
+    "AiogramSender",
+    "ConversationRouter",
+    "RetryAfterMiddleware",
+    "create_bot",
+    "create_router",
+    "keyboard",
+]

@@ -14,9 +14,11 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from visearch.bots.conversation import (
+    COMMANDS,
+    OWN_COMMANDS,
     AlbumCollector,
     Channel,
     ContentKind,
@@ -27,7 +29,7 @@ from visearch.bots.conversation import (
 )
 from visearch.bots.conversation.metrics import ConversationMetrics
 from visearch.bots.telegram import presentation as ui
-from visearch.bots.telegram.config import TelegramSettings
+from visearch.bots.telegram.config import TelegramSettings, load_telegram_settings
 from visearch.core.config import Settings, load_settings
 from visearch.core.search import SearchService
 
@@ -37,6 +39,8 @@ CHANNEL = "telegram"
 #: gets a file's bytes by its Telegram file id
 Download = Callable[[str], Awaitable[bytes]]
 Progress = Callable[[], Awaitable[object]]
+T = TypeVar("T")
+FloodError = TypeVar("FloodError", bound=Exception)
 
 #: message content we cannot search by (Bot API field names)
 UNSUPPORTED_CONTENT = MappingProxyType(
@@ -210,6 +214,56 @@ class TelegramConversation:
     def reply_failed(self) -> None:
         """An answer could not be sent (counted in /stats errors)."""
         self.metrics.reply_failed(CHANNEL)
+
+    async def send_replies(self, replies: list[ui.Reply], sender: Sender) -> None:
+        """Deliver replies to one chat; a failure is logged and counted, never raised into the framework."""
+        try:
+            await deliver(replies, sender, self.photo_ids)
+        except Exception:
+            self.reply_failed()
+            log.exception("could not send the answer to a Telegram chat")
+
+
+def conversation_or_default(conversation: TelegramConversation | None) -> TelegramConversation:
+    """The given conversation, or one built from the `VISEARCH_*` settings (a shop's bot adding our handlers)."""
+    return conversation if conversation is not None else TelegramConversation(load_telegram_settings())
+
+
+def answered_commands(with_commands: bool) -> tuple[str, ...]:
+    """The commands the adapters answer: all, or without /start and /help when the shop's bot has its own."""
+    return COMMANDS if with_commands else tuple(c for c in COMMANDS if c not in OWN_COMMANDS)
+
+
+def command_name(text: str | None) -> str:
+    """'/help@ShopBot more words' -> 'help'."""
+    return (text or "/").split()[0][1:].split("@")[0]
+
+
+def carries_unsupported_content(message: Any) -> bool:
+    """The adapters' filter for content we cannot search by (the one table, `UNSUPPORTED_CONTENT`)."""
+    return unsupported_content(message) is not None
+
+
+async def with_flood_retries(
+    send: Callable[[], Awaitable[T]],
+    flood: type[FloodError],
+    seconds: Callable[[FloodError], float],
+    *,
+    attempts: int,
+    max_wait: float,
+    what: str,
+) -> T:
+    """Honour HTTP 429 `retry_after`: wait as long as Telegram asks (up to `max_wait`), then send again."""
+    for attempt in range(attempts):
+        try:
+            return await send()
+        except flood as exc:
+            wait = seconds(exc)
+            if attempt == attempts - 1 or wait > max_wait:
+                raise
+            log.warning("Telegram flood control: waiting %s s before %s", wait, what)
+            await asyncio.sleep(wait)
+    raise AssertionError("unreachable")
 
 
 def _by_file_id(download: Download) -> Callable[[IncomingFile], Awaitable[bytes]]:

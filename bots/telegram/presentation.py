@@ -91,6 +91,11 @@ class CallbackAnswer:
     replies: list[Reply] = field(default_factory=list)
     drop_page_button: bool = False
 
+    @property
+    def toast(self) -> str | None:
+        """The notice as answerCallbackQuery shows it (cut to its limit), or None for no toast."""
+        return cut(self.notice, CALLBACK_ANSWER_LIMIT) if self.notice else None
+
 
 # --- text helpers --------------------------------------------------------------------------------
 

@@ -12,7 +12,6 @@ photos of an album are gathered into one answer. Pass `group=` to order them aft
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import warnings
@@ -41,16 +40,20 @@ from telegram.ext import (
     filters,
 )
 
-from visearch.bots.conversation import COMMANDS, MORE_LIKE_THIS, NEXT_PAGE, OWN_COMMANDS
+from visearch.bots.conversation import MORE_LIKE_THIS, NEXT_PAGE
 from visearch.bots.telegram import presentation as ui
 from visearch.bots.telegram.config import TelegramSettings
 from visearch.bots.telegram.conversation import (
     PhotoInput,
     PhotoRejected,
     TelegramConversation,
-    deliver,
+    answered_commands,
+    carries_unsupported_content,
+    command_name,
+    conversation_or_default,
     is_photo_problem,
     route_message,
+    with_flood_retries,
 )
 
 log = logging.getLogger("visearch.telegram")
@@ -89,16 +92,14 @@ class RetryAfterLimiter(BaseRateLimiter[None]):
         data: dict[str, Any],
         rate_limit_args: None,
     ) -> bool | dict[str, Any] | list[dict[str, Any]]:
-        for attempt in range(self.attempts):
-            try:
-                return await callback(*args, **kwargs)
-            except RetryAfter as exc:
-                wait = _seconds(exc)
-                if attempt == self.attempts - 1 or wait > self.max_wait:
-                    raise
-                log.warning("Telegram flood control: waiting %s s before %s", wait, endpoint)
-                await asyncio.sleep(wait)
-        raise AssertionError("unreachable")
+        return await with_flood_retries(
+            lambda: callback(*args, **kwargs),
+            RetryAfter,
+            _seconds,
+            attempts=self.attempts,
+            max_wait=self.max_wait,
+            what=endpoint,
+        )
 
 
 def build_application(telegram: TelegramSettings) -> AnyApplication:
@@ -159,40 +160,31 @@ class PtbSender:
         return sent.photo[-1].file_id if sent.photo else ""
 
 
-def add_visearch_handlers(
-    application: AnyApplication,
-    conversation: TelegramConversation | None = None,
-    *,
-    group: int = 0,
-    with_commands: bool = True,
-) -> TelegramConversation:
-    """Register visearch's handlers on `application`; returns the conversation (for `start()`/`close()`).
+class UnsupportedContentFilter(filters.MessageFilter):
+    """Messages carrying content we cannot search by (the one table, `UNSUPPORTED_CONTENT`)."""
 
-    Without a conversation, one is built from the `VISEARCH_*` settings. `with_commands=False`
-    leaves /start and /help to your bot (/filters and /stats stay).
-    """
-    if conversation is None:
-        from visearch.bots.telegram.config import load_telegram_settings
+    def filter(self, message: Message) -> bool:
+        return carries_unsupported_content(message)
 
-        conversation = TelegramConversation(load_telegram_settings())
-    convo = conversation
 
-    async def send(bot: Any, chat_id: int, replies: list[ui.Reply]) -> None:
-        try:
-            await deliver(replies, PtbSender(bot, chat_id), convo.photo_ids)
-        except Exception:
-            convo.reply_failed()
-            log.exception("could not send the answer to a Telegram chat")
+class PtbHandlers:
+    """The application's handlers: each translates one kind of update for the conversation and sends its replies."""
 
-    async def on_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    def __init__(self, conversation: TelegramConversation) -> None:
+        self.conversation = conversation
+
+    async def send(self, bot: Any, chat_id: int, replies: list[ui.Reply]) -> None:
+        await self.conversation.send_replies(replies, PtbSender(bot, chat_id))
+
+    async def on_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
         if message is None:
             return
-        command = (message.text or "/").split()[0][1:].split("@")[0]
         user_id = update.effective_user.id if update.effective_user else None
-        await send(context.bot, message.chat.id, await convo.handle_command(command, user_id))
+        replies = await self.conversation.handle_command(command_name(message.text), user_id)
+        await self.send(context.bot, message.chat.id, replies)
 
-    async def on_message(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    async def on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
         if message is None:
             return
@@ -205,15 +197,15 @@ def add_visearch_handlers(
             file = await bot.get_file(file_id)
             return bytes(await file.download_as_bytearray())
 
-        await send(bot, message.chat.id, await route_message(convo, message, download, progress))
+        await self.send(bot, message.chat.id, await route_message(self.conversation, message, download, progress))
 
-    async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    async def on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query
         if query is None:
             return
-        answer = await convo.handle_callback(query.from_user.id, query.data or "")
+        answer = await self.conversation.handle_callback(query.from_user.id, query.data or "")
         try:
-            await query.answer(ui.cut(answer.notice, ui.CALLBACK_ANSWER_LIMIT) if answer.notice else None)
+            await query.answer(answer.toast)
         except BadRequest as exc:  # query too old (bot was down): the cards are still useful
             log.info("callback answer refused: %s", exc.message)
         message = query.message
@@ -221,30 +213,30 @@ def add_visearch_handlers(
             return
         if answer.drop_page_button and message.reply_markup:
             await _drop_page_button(message)
-        await send(context.bot, message.chat.id, answer.replies)
+        await self.send(context.bot, message.chat.id, answer.replies)
 
-    commands = list(COMMANDS if with_commands else tuple(c for c in COMMANDS if c not in OWN_COMMANDS))
-    unsupported = (
-        filters.Sticker.ALL
-        | filters.VOICE
-        | filters.AUDIO
-        | filters.VIDEO
-        | filters.VIDEO_NOTE
-        | filters.ANIMATION
-        | filters.LOCATION
-        | filters.CONTACT
-        | filters.VENUE
-        | filters.POLL
-        | filters.Dice.ALL
-    )
+
+def add_visearch_handlers(
+    application: AnyApplication,
+    conversation: TelegramConversation | None = None,
+    *,
+    group: int = 0,
+    with_commands: bool = True,
+) -> TelegramConversation:
+    """Register visearch's handlers on `application`; returns the conversation (for `start()`/`close()`).
+
+    Without a conversation, one is built from the `VISEARCH_*` settings. `with_commands=False`
+    leaves /start and /help to your bot (/filters and /stats stay).
+    """
+    convo = conversation_or_default(conversation)
+    handlers = PtbHandlers(convo)
+    searchable = filters.PHOTO | filters.Document.ALL | (filters.TEXT & ~filters.COMMAND)
     application.add_handlers(
         [
-            CommandHandler(commands, on_command, block=False),
-            MessageHandler(
-                filters.PHOTO | filters.Document.ALL | (filters.TEXT & ~filters.COMMAND), on_message, block=False
-            ),
-            MessageHandler(unsupported, on_message, block=False),
-            CallbackQueryHandler(on_button, pattern=rf"^({MORE_LIKE_THIS}|{NEXT_PAGE})", block=False),
+            CommandHandler(list(answered_commands(with_commands)), handlers.on_command, block=False),
+            MessageHandler(searchable, handlers.on_message, block=False),
+            MessageHandler(UnsupportedContentFilter(), handlers.on_message, block=False),
+            CallbackQueryHandler(handlers.on_button, pattern=rf"^({MORE_LIKE_THIS}|{NEXT_PAGE})", block=False),
         ],
         group=group,
     )
