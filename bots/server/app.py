@@ -5,7 +5,7 @@ when its credentials are configured), /api/v1/... (catalog and search API, OpenA
 /api/v1/openapi.json; see `bots/api`), GET / (the search page), GET /healthz (process alive),
 GET /readyz (store reachable, collection present, encoder loaded), GET /metrics (Prometheus),
 GET /media/{point_id} (catalog photos for platforms and browsers that fetch images by URL).
-Webhooks answer at once; their searches run on a bounded queue (see `bots/server/work.py`).
+Webhooks answer at once; their searches run on a bounded queue (see `bots/webhooks/work.py`).
 """
 
 from __future__ import annotations

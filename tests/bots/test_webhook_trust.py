@@ -19,7 +19,7 @@ from aiohttp import web
 from tests.bots.test_server import Served, card_titles, photo, serve, served
 from tests.conftest import copy_collection
 from tests.fakes.messengers import VIBER_TOKEN, viber_message
-from visearch.bots.server.work import DELIVERIES_FILE, PersistentSeenIds
+from visearch.bots.webhooks.work import DELIVERIES_FILE, PersistentSeenIds
 from visearch.core.config import Settings
 
 # delivery tokens of this module; tests/bots/test_server.py uses 1001-1010 on the same data directory
