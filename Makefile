@@ -10,7 +10,7 @@ VENV ?= .venv
 TORCH_INDEX ?=
 BIN := $(VENV)/bin
 
-.PHONY: demo test install bench check stage clean
+.PHONY: demo test install bench check stage docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ check: install stage
 	$(BIN)/mypy -p visearch.core -p visearch.bots -p visearch.indexer
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(MAKE) --no-print-directory docs
+
+# The documentation site (mkdocs.yml, Material theme): strict, so a broken link or a page outside the nav fails.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir build/site
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py
