@@ -1,6 +1,6 @@
 # Two commands do all the set-up from a fresh clone:
 #   make demo   - virtualenv + install + index the bundled sample + a photo and a text search
-#   make test   - virtualenv + install + the test suite
+#   make test   - virtualenv + install + static checks (make check) + the test suite
 # On a machine with internet and no local torch wheel, add
 #   TORCH_INDEX=https://download.pytorch.org/whl/cpu
 # so pip takes torch's CPU build instead of several GB of CUDA packages.
