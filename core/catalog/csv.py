@@ -13,6 +13,7 @@ import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from visearch.core.catalog.model import CatalogItem, MentionedIds, RowError, SuspectRow
 from visearch.core.catalog.records import (
@@ -35,6 +36,28 @@ def read_csv(text: str, source: str) -> Iterator[CatalogItem]:
     (`CatalogError` naming the line the row starts on) instead of silently swallowing the rows after it.
     """
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    names = _read_header(reader, source)
+    lowered = [n.lower() for n in names]
+    yield from reserved_warnings(names)
+    yield MentionedIds(frozenset(_ids_on_lines(text)))
+
+    start = reader.line_num + 1
+    while (cells := _next_row(reader, text, source, start)) is not None:
+        line, start = start, reader.line_num + 1
+        if any(c.strip() for c in cells):  # else a blank line (or a row of empty cells)
+            yield from _row_items(line, cells, names, lowered)
+
+
+class _RowReader(Protocol):
+    """What `csv.reader` returns, as this module uses it: rows, and the line the last one ended on."""
+
+    line_num: int
+
+    def __next__(self) -> list[str]: ...
+
+
+def _read_header(reader: _RowReader, source: str) -> list[str]:
+    """The header's column names; `CatalogError` for a broken, empty or repeating header, or one without id and title."""
     try:
         header = next(reader, None)
     except csv.Error as exc:
@@ -50,66 +73,69 @@ def read_csv(text: str, source: str) -> Iterator[CatalogItem]:
     if missing:
         found = ", ".join(n for n in names if n) or "nothing"
         raise CatalogError(f"{source}: the header has no {', '.join(sorted(missing))} column (found: {found})")
-    yield from reserved_warnings(names)
-    yield MentionedIds(frozenset(_ids_on_lines(text)))
+    return names
 
-    start = reader.line_num + 1
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            if _quote_left_open(text, start):
-                raise CatalogError(
-                    f"{source}:{start}: a quoted field in the row starting on line {start} is never "
-                    "closed, so every line after it would be read as one field; close the quote "
-                    '(a quote inside a field is written twice: "")'
-                ) from None
+
+def _next_row(reader: _RowReader, text: str, source: str, start: int) -> list[str] | None:
+    """The row starting on line `start`, None at the end; broken CSV is a `CatalogError` that stops the file."""
+    try:
+        return next(reader)
+    except StopIteration:
+        return None
+    except csv.Error as exc:
+        if _quote_left_open(text, start):
             raise CatalogError(
-                f"{source}:{start}: broken CSV in the row starting on line {start} ({exc}); "
-                "a field with a quote must be quoted whole, with inner quotes doubled"
+                f"{source}:{start}: a quoted field in the row starting on line {start} is never "
+                "closed, so every line after it would be read as one field; close the quote "
+                '(a quote inside a field is written twice: "")'
             ) from None
-        line, start = start, reader.line_num + 1
-        if not any(c.strip() for c in cells):
-            continue  # blank line (or a row of empty cells)
-        swallowed = _swallowed_line(cells, names, lowered)
-        if swallowed is not None:
-            product_id = cells[lowered.index("id")].strip() or None
-            yield RowError(
-                line,
-                product_id,
-                f"a quoted field spans {swallowed.span} lines and holds what looks "
-                "like other rows: a quote is probably not closed where it should be",
-                structural=True,
-            )
-            opened = line + swallowed.opened
-            for offset, swallowed_id in swallowed.rows:
-                yield RowError(
-                    opened + offset,
-                    swallowed_id,
-                    f"this row was swallowed by the quote opened on line {opened}: close that quote",
-                    structural=True,
-                )
-            continue
-        if any(
-            ("\n" in value or "\r" in value) and name != "description"
-            for name, value in zip(lowered, cells, strict=False)
-        ):
-            yield SuspectRow(line)
-        if len(cells) > len(names):
-            surplus = cells[len(names) :]
-            if any(c.strip() for c in surplus):
-                product_id = cells[lowered.index("id")].strip() or None
-                yield RowError(
-                    line,
-                    product_id,
-                    f"{len(cells)} fields but the header has {len(names)} (a field with a comma or | must be quoted)",
-                    structural=True,
-                )
-                continue
-        # a short row (trailing empty fields left out) leaves its last columns unset; a long row's surplus is empty here
-        yield product_from_record(line, {name: value for name, value in zip(names, cells, strict=False) if name})
+        raise CatalogError(
+            f"{source}:{start}: broken CSV in the row starting on line {start} ({exc}); "
+            "a field with a quote must be quoted whole, with inner quotes doubled"
+        ) from None
+
+
+def _row_items(line: int, cells: list[str], names: list[str], lowered: list[str]) -> Iterator[CatalogItem]:
+    """What one non-blank row yields: its product (after a `SuspectRow` when a one-line field spans lines),
+    or structural errors when a quote swallowed other rows or the row has non-empty surplus fields."""
+    swallowed = _swallowed_line(cells, names, lowered)
+    if swallowed is not None:
+        yield from _swallowed_errors(line, cells[lowered.index("id")].strip() or None, swallowed)
+        return
+    if any(
+        ("\n" in value or "\r" in value) and name != "description" for name, value in zip(lowered, cells, strict=False)
+    ):
+        yield SuspectRow(line)
+    if any(c.strip() for c in cells[len(names) :]):
+        product_id = cells[lowered.index("id")].strip() or None
+        yield RowError(
+            line,
+            product_id,
+            f"{len(cells)} fields but the header has {len(names)} (a field with a comma or | must be quoted)",
+            structural=True,
+        )
+        return
+    # a short row (trailing empty fields left out) leaves its last columns unset; a long row's surplus is empty here
+    yield product_from_record(line, {name: value for name, value in zip(names, cells, strict=False) if name})
+
+
+def _swallowed_errors(line: int, product_id: str | None, swallowed: _Swallowed) -> Iterator[RowError]:
+    """The row whose quoted field holds other rows, then each row it swallowed: all structural errors."""
+    yield RowError(
+        line,
+        product_id,
+        f"a quoted field spans {swallowed.span} lines and holds what looks "
+        "like other rows: a quote is probably not closed where it should be",
+        structural=True,
+    )
+    opened = line + swallowed.opened
+    for offset, swallowed_id in swallowed.rows:
+        yield RowError(
+            opened + offset,
+            swallowed_id,
+            f"this row was swallowed by the quote opened on line {opened}: close that quote",
+            structural=True,
+        )
 
 
 #: a multi-line field in one of these columns is a quote left open, not a real value
