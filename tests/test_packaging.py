@@ -123,3 +123,29 @@ def test_the_wheel_holds_the_package_data(wheel_names: set[str]) -> None:
     assert images and {f"{demo}images/{name}" for name in images} <= wheel_names
     queries = {p.name for p in (ROOT / "indexer" / "demo_data" / "grocery" / "queries").glob("*.jpg")}
     assert {f"{demo}queries/{name}" for name in queries} <= wheel_names
+
+
+PUBLIC_SURFACE = """
+import importlib, sys
+import visearch.core.domain
+assert "visearch.core.search" not in sys.modules, "importing a core module pulled in the whole engine"
+for package in ("visearch.core", "visearch.bots.telegram", "visearch.bots.server"):
+    module = importlib.import_module(package)
+    assert module.__all__, package
+    for name in module.__all__:
+        assert getattr(module, name) is not None, (package, name)
+"""
+
+AIOGRAM_ONLY = """
+import sys
+from visearch.bots.telegram import create_router
+assert callable(create_router)
+assert "telegram" not in sys.modules, "the aiogram router imported python-telegram-bot"
+"""
+
+
+@pytest.mark.parametrize("script", [PUBLIC_SURFACE, AIOGRAM_ONLY], ids=["every-public-name", "aiogram-alone"])
+def test_the_public_import_paths_work(script: str) -> None:
+    """What the README tells a shop to import resolves, and a shop on aiogram never loads the other framework."""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
