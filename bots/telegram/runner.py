@@ -49,8 +49,8 @@ def webhook_secret(telegram: TelegramSettings) -> str:
     return telegram.webhook_secret_value or secrets.token_urlsafe(32)
 
 
-class AiogramRunner:
-    """aiogram's Dispatcher with our router: polling, or aiohttp's webhook server."""
+class RunnerBase:
+    """What both runners are given: the settings, the conversation, and where a webhook listens (None: polling)."""
 
     def __init__(
         self,
@@ -60,16 +60,27 @@ class AiogramRunner:
         listen: str = "0.0.0.0",
         port: int = 8080,
     ) -> None:
+        self.telegram = telegram
+        self.conversation = conversation
+        self.webhook_url, self.listen, self.port = webhook_url, listen, port
+        self._build()
+
+    def _build(self) -> None:
+        """Create the framework's objects (imported here: only the chosen framework is loaded)."""
+        raise NotImplementedError
+
+
+class AiogramRunner(RunnerBase):
+    """aiogram's Dispatcher with our router: polling, or aiohttp's webhook server."""
+
+    def _build(self) -> None:
         from aiogram import Dispatcher
 
         from visearch.bots.telegram.aiogram_router import create_bot, create_router
 
-        self.telegram = telegram
-        self.conversation = conversation
-        self.webhook_url, self.listen, self.port = webhook_url, listen, port
-        self.bot = create_bot(telegram)
+        self.bot = create_bot(self.telegram)
         self.dispatcher = Dispatcher()
-        self.dispatcher.include_router(create_router(conversation))
+        self.dispatcher.include_router(create_router(self.conversation))
         self._task: asyncio.Task[None] | None = None
         self._site_runner: web.AppRunner | None = None
 
@@ -120,24 +131,14 @@ class AiogramRunner:
         await self.bot.session.close()
 
 
-class PtbRunner:
+class PtbRunner(RunnerBase):
     """python-telegram-bot's Application with our handlers: polling, or its webhook server."""
 
-    def __init__(
-        self,
-        telegram: TelegramSettings,
-        conversation: TelegramConversation,
-        webhook_url: str | None = None,
-        listen: str = "0.0.0.0",
-        port: int = 8080,
-    ) -> None:
+    def _build(self) -> None:
         from visearch.bots.telegram.ptb_handlers import add_visearch_handlers, build_application
 
-        self.telegram = telegram
-        self.conversation = conversation
-        self.webhook_url, self.listen, self.port = webhook_url, listen, port
-        self.application = build_application(telegram)
-        add_visearch_handlers(self.application, conversation)
+        self.application = build_application(self.telegram)
+        add_visearch_handlers(self.application, self.conversation)
 
     async def start(self) -> None:
         from telegram import Update
