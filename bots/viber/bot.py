@@ -14,19 +14,16 @@ import logging
 from types import MappingProxyType
 from typing import Any
 
-from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from visearch.bots.conversation import (
     Answer,
     Cards,
-    Channel,
     ContentKind,
     Conversation,
     IncomingFile,
     Notice,
     NoticeReason,
-    Silence,
 )
 from visearch.bots.conversation import wording as say
 from visearch.bots.http import (
@@ -36,7 +33,8 @@ from visearch.bots.http import (
     json_object,
 )
 from visearch.bots.viber import messages
-from visearch.bots.webhooks.runtime import Rejected, Runtime, verified_json
+from visearch.bots.webhooks.bot import WebhookBot
+from visearch.bots.webhooks.runtime import Runtime
 
 log = logging.getLogger("visearch.server")
 
@@ -60,10 +58,13 @@ def signature(token: str, body: bytes) -> str:
     return hmac.new(token.encode(), body, hashlib.sha256).hexdigest()
 
 
-class ViberBot:
+class ViberBot(WebhookBot):
     """The Viber adapter: webhook endpoint, replies, webhook registration."""
 
     name = "viber"
+    signature_header = "x-viber-content-signature"
+    refused_status = 403
+    unsupported_types = UNSUPPORTED_TYPES
 
     def __init__(
         self,
@@ -76,32 +77,19 @@ class ViberBot:
         max_media_bytes: int,
         cards_per_answer: int = 3,
     ) -> None:
+        super().__init__(
+            conversation, runtime, viber_client(token, api_url), public_url, max_media_bytes, cards_per_answer
+        )
         self._token = token
         self.sender_name = sender_name
-        self.conversation = conversation
-        self.channel = Channel(self.name, max_media_bytes, cards_per_answer=cards_per_answer)
-        self.runtime = runtime
-        self.public_url = public_url
-        self.max_media_bytes = max_media_bytes
-        self.client = viber_client(token, api_url)
-
-    async def close(self) -> None:
-        await self.client.close()
 
     # --- webhook ----------------------------------------------------------------------------------
 
-    async def webhook(self, request: Request) -> Response:
-        """POST /webhooks/viber."""
-        body = await request.body()
-        try:
-            event = verified_json(
-                body,
-                request.headers.get("x-viber-content-signature", ""),
-                signature(self._token, body),
-                refused_status=403,
-            )
-        except Rejected as exc:
-            return self._done(exc.outcome, Response(exc.message, status_code=exc.status))
+    def signature_of(self, body: bytes) -> str:
+        return signature(self._token, body)
+
+    def handle(self, event: dict[str, Any]) -> Response:
+        """A verified POST /webhooks/viber: Viber's URL check, the welcome message, or a user's message."""
         if not isinstance(event.get("event"), str):
             return self._done("malformed", Response("no event", status_code=400))
         kind = event["event"]
@@ -122,9 +110,6 @@ class ViberBot:
         outcome = self.runtime.accept(self, user, str(token), lambda: self._search(user, message))
         return self._done(outcome, JSONResponse({}))
 
-    def _done(self, outcome: str, response: Response) -> Response:
-        return self.runtime.counted(self.name, outcome, response)
-
     async def _search(self, user: str, message: dict[str, Any]) -> Answer:
         """Translate a Viber message into the conversation's terms."""
         kind = message.get("type")
@@ -135,7 +120,7 @@ class ViberBot:
             )
         if kind == "text" and isinstance(message.get("text"), str):
             return await self.conversation.text(self.channel, user, message["text"])
-        return self.conversation.unsupported(self.channel, UNSUPPORTED_TYPES.get(str(kind), ContentKind.OTHER))
+        return self._unsupported(kind)
 
     async def _download(self, file: IncomingFile) -> bytes:
         data, _ = await self.client.download(file.file_id, self.max_media_bytes)
@@ -143,16 +128,11 @@ class ViberBot:
 
     # --- replies ----------------------------------------------------------------------------------
 
-    async def send(self, user: str, answer: Answer) -> None:
-        """Cards as a carousel (pictures when rich media is refused); a notice as a text message."""
-        if isinstance(answer, Cards):
-            await self.send_cards(user, answer)
-        elif isinstance(answer, Notice):
-            await self._send(messages.text_message(user, self.sender_name, say.words(answer)))
-        else:
-            assert isinstance(answer, Silence)
+    async def send_notice(self, user: str, notice: Notice) -> None:
+        await self._send(messages.text_message(user, self.sender_name, say.words(notice)))
 
     async def send_cards(self, user: str, answer: Cards) -> None:
+        """Cards as a carousel (pictures when rich media is refused)."""
         rich = messages.carousel(user, self.sender_name, answer.cards, answer.next_cursor, self.public_url)
         if rich is not None:
             try:

@@ -25,7 +25,6 @@ from visearch.bots.conversation import (
     NEXT_PAGE,
     Answer,
     Cards,
-    Channel,
     ContentKind,
     Conversation,
     IncomingFile,
@@ -33,10 +32,9 @@ from visearch.bots.conversation import (
     MediaTooLargeError,
     NotAnImageError,
     Notice,
-    Silence,
 )
 from visearch.bots.conversation import wording as say
-from visearch.bots.conversation.text import card_price
+from visearch.bots.conversation.text import card_facts
 from visearch.bots.conversation.text import cut as cut_text
 from visearch.bots.http import (
     RETRY_STATUSES,
@@ -45,7 +43,8 @@ from visearch.bots.http import (
     json_object,
 )
 from visearch.bots.media import public_photo_url
-from visearch.bots.webhooks.runtime import Rejected, Runtime, verified_json
+from visearch.bots.webhooks.bot import WebhookBot
+from visearch.bots.webhooks.runtime import Runtime
 from visearch.core.domain import Card
 
 log = logging.getLogger("visearch.server")
@@ -81,17 +80,20 @@ def card_caption(card: Card) -> str:
     """Title, price and category, a short description; WhatsApp's *bold* for the title."""
     lines = [
         say.WHATSAPP.bold(cut(card.title, 200)),
-        " · ".join(p for p in (card_price(card), card.category or "") if p),
+        card_facts(card),
     ]
     if card.description:
         lines.append(cut(card.description, 300))
     return cut("\n".join(line for line in lines if line), CAPTION_LIMIT)
 
 
-class WhatsAppBot:
+class WhatsAppBot(WebhookBot):
     """The WhatsApp adapter: verification, webhook endpoint, replies."""
 
     name = "whatsapp"
+    signature_header = "x-hub-signature-256"
+    refused_status = 401
+    unsupported_types = UNSUPPORTED_TYPES
 
     def __init__(
         self,
@@ -107,20 +109,13 @@ class WhatsAppBot:
         max_media_bytes: int,
         cards_per_answer: int = 3,
     ) -> None:
+        client = PlatformClient("whatsapp", api_url, {"Authorization": f"Bearer {token}"})
+        super().__init__(conversation, runtime, client, public_url, max_media_bytes, cards_per_answer)
         self._token = token
         self._app_secret = app_secret
         self._verify_token = verify_token
         self.phone_number_id = phone_number_id
         self.version = api_version
-        self.conversation = conversation
-        self.channel = Channel(self.name, max_media_bytes, cards_per_answer=cards_per_answer)
-        self.runtime = runtime
-        self.public_url = public_url
-        self.max_media_bytes = max_media_bytes
-        self.client = PlatformClient("whatsapp", api_url, {"Authorization": f"Bearer {token}"})
-
-    async def close(self) -> None:
-        await self.client.close()
 
     # --- webhook ----------------------------------------------------------------------------------
 
@@ -132,27 +127,17 @@ class WhatsAppBot:
             return PlainTextResponse(params.get("hub.challenge", ""))
         return PlainTextResponse("verification failed", status_code=403)
 
-    async def webhook(self, request: Request) -> Response:
-        """POST /webhooks/whatsapp."""
-        body = await request.body()
-        try:
-            payload = verified_json(
-                body,
-                request.headers.get("x-hub-signature-256", ""),
-                signature(self._app_secret, body),
-                refused_status=401,
-            )
-        except Rejected as exc:
-            return self._done(exc.outcome, Response(exc.message, status_code=exc.status))
+    def signature_of(self, body: bytes) -> str:
+        return signature(self._app_secret, body)
+
+    def handle(self, payload: dict[str, Any]) -> Response:
+        """A verified POST /webhooks/whatsapp: every user message in it is queued."""
         if not isinstance(payload.get("entry"), list):
             return self._done("malformed", Response("no entry", status_code=400))
         outcomes = [self._accept(message) for message in _messages(payload)]
         return self._done(
             outcomes[0] if len(outcomes) == 1 else ("ignored" if not outcomes else "batch"), JSONResponse({})
         )
-
-    def _done(self, outcome: str, response: Response) -> Response:
-        return self.runtime.counted(self.name, outcome, response)
 
     def _accept(self, message: dict[str, Any]) -> str:
         user, message_id = message.get("from"), message.get("id")
@@ -175,7 +160,7 @@ class WhatsAppBot:
             return await talk.button(channel, user, str(reply.get("id", "")))
         if kind == "button" and isinstance(message.get("button"), dict):
             return await talk.button(channel, user, str(message["button"].get("payload", "")))
-        return talk.unsupported(channel, UNSUPPORTED_TYPES.get(str(kind), ContentKind.OTHER))
+        return self._unsupported(kind)
 
     async def _download(self, file: IncomingFile) -> bytes:
         return await self.download_media(file.file_id)
@@ -197,19 +182,14 @@ class WhatsAppBot:
 
     # --- replies ----------------------------------------------------------------------------------
 
-    async def send(self, user: str, answer: Answer) -> None:
-        """Cards as one message each plus a reply-button message; a notice as a text message."""
-        if isinstance(answer, Cards):
-            await self.send_cards(user, answer)
-        elif isinstance(answer, Notice):
-            await self.send_text(user, say.words(answer, say.WHATSAPP))
-        else:
-            assert isinstance(answer, Silence)
+    async def send_notice(self, user: str, notice: Notice) -> None:
+        await self.send_text(user, say.words(notice, say.WHATSAPP))
 
     async def send_text(self, user: str, text: str) -> None:
         await self._send({"to": user, "type": "text", "text": {"body": cut(text, TEXT_LIMIT), "preview_url": False}})
 
     async def send_cards(self, user: str, answer: Cards) -> None:
+        """One message per card, then a reply-button message ("More like this", "Show more")."""
         if not answer.cards:
             return
         for card in answer.cards:
