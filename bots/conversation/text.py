@@ -15,6 +15,11 @@ def card_price(card: Card) -> str:
     return price_text(card.price, card.currency)
 
 
+def card_facts(card: Card, *more: str) -> str:
+    """'price · category' (and any `more`), leaving out what the card lacks: the line under a card's title."""
+    return " · ".join(p for p in (card_price(card), card.category or "", *more) if p)
+
+
 def utf16_len(text: str) -> int:
     """Length as Telegram counts it (UTF-16 code units: most emoji count 2)."""
     return len(text.encode("utf-16-le")) // 2
@@ -47,4 +52,4 @@ def is_web_url(url: str | None) -> bool:
     return bool(url) and str(url).startswith(("http://", "https://")) and len(str(url)) <= 2048
 
 
-__all__ = ["ELLIPSIS", "THOUSANDS", "card_price", "cut", "is_web_url", "price_text", "utf16_len"]
+__all__ = ["ELLIPSIS", "THOUSANDS", "card_facts", "card_price", "cut", "is_web_url", "price_text", "utf16_len"]

@@ -127,16 +127,7 @@ _is_web_url = common.is_web_url
 def card_caption(card: Card) -> str:
     """Title in bold, then price and category, then a short description; within the caption limit."""
     title = cut(card.title, TITLE_LIMIT)
-    facts = " · ".join(
-        p
-        for p in (
-            format_price(card.price, card.currency),
-            card.category or "",
-            "" if card.in_stock else say.OUT_OF_STOCK,
-        )
-        if p
-    )
-    facts = cut(facts, 200)
+    facts = cut(common.card_facts(card, "" if card.in_stock else say.OUT_OF_STOCK), 200)
     used = utf16_len(title) + utf16_len(facts) + 2
     description = cut(card.description, min(DESCRIPTION_LIMIT, CAPTION_LIMIT - used - 1)) if card.description else ""
     lines = [f"<b>{escape(title)}</b>"]

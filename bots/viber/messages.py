@@ -14,7 +14,7 @@ from typing import Any
 
 from visearch.bots.conversation import MORE_LIKE_THIS, NEXT_PAGE
 from visearch.bots.conversation import wording as say
-from visearch.bots.conversation.text import card_price
+from visearch.bots.conversation.text import card_facts, card_price
 from visearch.bots.conversation.text import cut as cut_text
 from visearch.bots.media import public_photo_url
 from visearch.core.domain import Card
@@ -47,7 +47,7 @@ def text_message(receiver: str, sender_name: str, text: str, keyboard: dict[str,
 def _card_blocks(card: Card, public_url: str | None) -> list[dict[str, Any]]:
     """One carousel block (6 columns x 6 rows): photo, title + price, Open / More like this."""
     image = public_photo_url(card.point_id, card.photo, public_url)
-    facts = " · ".join(p for p in (card_price(card), card.category or "") if p)
+    facts = card_facts(card)
     text = f"<b>{html.escape(cut(card.title, 80))}</b>"
     if facts:
         text += f"<br>{html.escape(cut(facts, 60))}"
@@ -95,24 +95,20 @@ def _card_blocks(card: Card, public_url: str | None) -> list[dict[str, Any]]:
     return blocks
 
 
+def reply_button(token: str, text: str) -> dict[str, Any]:
+    """A full-width keyboard button that sends `token` back silently (our reply tokens)."""
+    return {"Columns": 6, "Rows": 1, "ActionType": "reply", "ActionBody": token, "Text": text, "Silent": True}
+
+
+def keyboard(buttons: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"Type": "keyboard", "DefaultHeight": False, "Buttons": buttons}
+
+
 def show_more_keyboard(next_cursor: str | None) -> dict[str, Any] | None:
     """A keyboard under the carousel with 'Show more' when there is a next page."""
     if not next_cursor:
         return None
-    return {
-        "Type": "keyboard",
-        "DefaultHeight": False,
-        "Buttons": [
-            {
-                "Columns": 6,
-                "Rows": 1,
-                "ActionType": "reply",
-                "ActionBody": NEXT_PAGE + next_cursor,
-                "Text": say.SHOW_MORE_LABEL,
-                "Silent": True,
-            }
-        ],
-    }
+    return keyboard([reply_button(NEXT_PAGE + next_cursor, say.SHOW_MORE_LABEL)])
 
 
 def carousel(
@@ -149,7 +145,7 @@ def fallback(
     """Picture (or text) messages, one per card, and a keyboard with the card buttons at the end."""
     messages: list[dict[str, Any]] = []
     for card in cards:
-        lines = [cut(card.title, 200), " · ".join(p for p in (card_price(card), card.category or "") if p)]
+        lines = [cut(card.title, 200), card_facts(card)]
         if card.url:
             lines.append(card.url)
         caption = "\n".join(line for line in lines if line)
@@ -166,34 +162,8 @@ def fallback(
             )
         else:
             messages.append(text_message(receiver, sender_name, caption))
-    buttons = [
-        {
-            "Columns": 6,
-            "Rows": 1,
-            "ActionType": "reply",
-            "ActionBody": MORE_LIKE_THIS + c.point_id,
-            "Text": say.more_like(cut(c.title, 30)),
-            "Silent": True,
-        }
-        for c in cards
-    ]
+    buttons = [reply_button(MORE_LIKE_THIS + c.point_id, say.more_like(cut(c.title, 30))) for c in cards]
     if next_cursor:
-        buttons.append(
-            {
-                "Columns": 6,
-                "Rows": 1,
-                "ActionType": "reply",
-                "ActionBody": NEXT_PAGE + next_cursor,
-                "Text": say.SHOW_MORE_LABEL,
-                "Silent": True,
-            }
-        )
-    messages.append(
-        text_message(
-            receiver,
-            sender_name,
-            say.MORE_LIKE_ONE_OF_THESE,
-            {"Type": "keyboard", "DefaultHeight": False, "Buttons": buttons},
-        )
-    )
+        buttons.append(reply_button(NEXT_PAGE + next_cursor, say.SHOW_MORE_LABEL))
+    messages.append(text_message(receiver, sender_name, say.MORE_LIKE_ONE_OF_THESE, keyboard(buttons)))
     return messages
