@@ -185,28 +185,21 @@ def _rate_limited(n: Notice, s: Style) -> str:
     return f"⏳ You're sending a lot at once. Please wait {max(1, round(n.wait_seconds or 0))} s and try again."
 
 
-def _busy(n: Notice, s: Style) -> str:
-    return "⏳ We're busy right now. Please send it again in a minute."
+#: notices worded the same whatever they carry, in every style
+FIXED_SENTENCES: Mapping[NoticeReason, str] = MappingProxyType(
+    {
+        NoticeReason.ADMIN_ONLY: "This command is for the shop's admins.",
+        NoticeReason.BUSY: "⏳ We're busy right now. Please send it again in a minute.",
+        NoticeReason.UNAVAILABLE: "⚠️ Search is not available right now. Please try again later.",
+        NoticeReason.EXPIRED: "These results have expired. Please send the photo or the words again.",
+        NoticeReason.PRODUCT_GONE: "This product is no longer in the catalogue.",
+        NoticeReason.FAILURE: "⚠️ Something went wrong on our side. Please try again in a moment.",
+    }
+)
 
 
-def _unavailable(n: Notice, s: Style) -> str:
-    return "⚠️ Search is not available right now. Please try again later."
-
-
-def _expired(n: Notice, s: Style) -> str:
-    return "These results have expired. Please send the photo or the words again."
-
-
-def _product_gone(n: Notice, s: Style) -> str:
-    return "This product is no longer in the catalogue."
-
-
-def _failure(n: Notice, s: Style) -> str:
-    return "⚠️ Something went wrong on our side. Please try again in a moment."
-
-
-def _admin_only(n: Notice, s: Style) -> str:
-    return "This command is for the shop's admins."
+def _fixed(n: Notice, s: Style) -> str:
+    return FIXED_SENTENCES[n.reason]
 
 
 def _filters_list(n: Notice, s: Style) -> str:
@@ -222,7 +215,7 @@ WORDING: Mapping[NoticeReason, Callable[[Notice, Style], str]] = MappingProxyTyp
         NoticeReason.WELCOME: _welcome,
         NoticeReason.FILTERS_LIST: _filters_list,
         NoticeReason.STATS: _stats,
-        NoticeReason.ADMIN_ONLY: _admin_only,
+        NoticeReason.ADMIN_ONLY: _fixed,
         NoticeReason.FILTERS_ONLY: _filters_only,
         NoticeReason.NO_MATCH: _no_match,
         NoticeReason.BAD_IMAGE: _bad_image,
@@ -231,11 +224,11 @@ WORDING: Mapping[NoticeReason, Callable[[Notice, Style], str]] = MappingProxyTyp
         NoticeReason.NOT_AN_IMAGE: _not_an_image,
         NoticeReason.UNSUPPORTED: _unsupported,
         NoticeReason.RATE_LIMITED: _rate_limited,
-        NoticeReason.BUSY: _busy,
-        NoticeReason.UNAVAILABLE: _unavailable,
-        NoticeReason.EXPIRED: _expired,
-        NoticeReason.PRODUCT_GONE: _product_gone,
-        NoticeReason.FAILURE: _failure,
+        NoticeReason.BUSY: _fixed,
+        NoticeReason.UNAVAILABLE: _fixed,
+        NoticeReason.EXPIRED: _fixed,
+        NoticeReason.PRODUCT_GONE: _fixed,
+        NoticeReason.FAILURE: _fixed,
     }
 )
 
