@@ -69,71 +69,92 @@ def _amount(value: str) -> float:
 
 def parse_query_text(message: str) -> ParsedQuery:
     """Split a message into search words and `Filters`; `understood` lists the filter phrases found."""
-    text = " ".join((message or "").split())
-    understood: list[str] = []
-    categories: list[str] = []
-    brands: list[str] = []
-    tags: list[str] = []
-    colours: list[str] = []
+    reading = _Reading(text=" ".join((message or "").split()))
+    for pattern, handler in _PHRASES:
+        reading.take(pattern, handler)
+    return ParsedQuery(text=" ".join(reading.text.split()), filters=reading.filters(), understood=reading.understood)
+
+
+@dataclass
+class _Reading:
+    """One message being read: the text still left, the phrases taken out of it and what they set."""
+
+    text: str
+    understood: list[str] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)
+    brands: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    colours: list[str] = field(default_factory=list)
     price_min: float | None = None
     price_max: float | None = None
     in_stock: bool | None = None
 
-    def take(pattern: re.Pattern[str], handler: Callable[[re.Match[str]], object]) -> None:
-        nonlocal text
-        while match := pattern.search(text):
-            handler(match)
-            understood.append(match.group(0).strip())
-            text = (text[: match.start()] + " " + text[match.end() :]).strip()
+    def take(self, pattern: re.Pattern[str], handler: Callable[[_Reading, re.Match[str]], None]) -> None:
+        """Hand each match of `pattern` to `handler` and cut it out of the text, until none is left."""
+        while match := pattern.search(self.text):
+            handler(self, match)
+            self.understood.append(match.group(0).strip())
+            self.text = (self.text[: match.start()] + " " + self.text[match.end() :]).strip()
 
-    def on_field(m: re.Match[str]) -> None:
+    def on_field(self, m: re.Match[str]) -> None:
         value = (m.group(2) or m.group(3) or m.group(4)).strip()
-        {"category": categories, "cat": categories, "brand": brands, "tag": tags, "colour": colours, "color": colours}[
-            m.group(1).lower()
-        ].append(value)
+        lists = {
+            "category": self.categories,
+            "cat": self.categories,
+            "brand": self.brands,
+            "tag": self.tags,
+            "colour": self.colours,
+            "color": self.colours,
+        }
+        lists[m.group(1).lower()].append(value)
 
-    def on_range(m: re.Match[str]) -> None:
-        nonlocal price_min, price_max
-        low, high = sorted((_amount(m.group(1)), _amount(m.group(2))))
-        price_min, price_max = low, high
+    def on_hashtag(self, m: re.Match[str]) -> None:
+        self.tags.append(m.group(1))
 
-    def on_max(m: re.Match[str]) -> None:
-        nonlocal price_max
-        price_max = _amount(m.group(1))
+    def on_range(self, m: re.Match[str]) -> None:
+        self.price_min, self.price_max = sorted((_amount(m.group(1)), _amount(m.group(2))))
 
-    def on_min(m: re.Match[str]) -> None:
-        nonlocal price_min
-        price_min = _amount(m.group(1))
+    def on_max(self, m: re.Match[str]) -> None:
+        self.price_max = _amount(m.group(1))
 
-    def on_price(m: re.Match[str]) -> None:  # a bare price: exactly that amount
-        on_min(m)
-        on_max(m)
+    def on_min(self, m: re.Match[str]) -> None:
+        self.price_min = _amount(m.group(1))
 
-    def on_stock(_: re.Match[str]) -> None:
-        nonlocal in_stock
-        in_stock = True
+    def on_price(self, m: re.Match[str]) -> None:
+        """A bare price: exactly that amount."""
+        self.on_min(m)
+        self.on_max(m)
 
-    take(_FIELD, on_field)
-    take(_HASHTAG, lambda m: tags.append(m.group(1)))
-    take(_BETWEEN, on_range)
-    take(_RANGE, on_range)
-    take(_MAX, on_max)
-    take(_MIN, on_min)
-    take(_PRICE_ONLY, on_price)
-    take(_IN_STOCK, on_stock)
+    def on_stock(self, _: re.Match[str]) -> None:
+        self.in_stock = True
 
-    if price_min is not None and price_max is not None and price_min > price_max:
-        price_min, price_max = price_max, price_min
-    filters = Filters(
-        categories=categories,
-        brands=brands,
-        tags=tags,
-        colours=colours,
-        price_min=price_min,
-        price_max=price_max,
-        in_stock=in_stock,
-    )
-    return ParsedQuery(text=" ".join(text.split()), filters=filters, understood=understood)
+    def filters(self) -> Filters:
+        """What the phrases set, as `Filters`; a minimum above the maximum is read the other way round."""
+        price_min, price_max = self.price_min, self.price_max
+        if price_min is not None and price_max is not None and price_min > price_max:
+            price_min, price_max = price_max, price_min
+        return Filters(
+            categories=self.categories,
+            brands=self.brands,
+            tags=self.tags,
+            colours=self.colours,
+            price_min=price_min,
+            price_max=price_max,
+            in_stock=self.in_stock,
+        )
+
+
+#: the filter phrases, taken out in this order (`from 10 to 50` is read as a range before `from 10` can be a minimum)
+_PHRASES: tuple[tuple[re.Pattern[str], Callable[[_Reading, re.Match[str]], None]], ...] = (
+    (_FIELD, _Reading.on_field),
+    (_HASHTAG, _Reading.on_hashtag),
+    (_BETWEEN, _Reading.on_range),
+    (_RANGE, _Reading.on_range),
+    (_MAX, _Reading.on_max),
+    (_MIN, _Reading.on_min),
+    (_PRICE_ONLY, _Reading.on_price),
+    (_IN_STOCK, _Reading.on_stock),
+)
 
 
 def describe_filters(filters: Filters) -> str:
