@@ -143,6 +143,8 @@ OcrOpt = Annotated[
 ModelOpt = Annotated[
     Path | None, typer.Option("--model", help="a model folder from `visearch train` (VISEARCH_MODEL_DIR)")
 ]
+CatalogArg = Annotated[Path, typer.Argument(help="catalog file: .csv or .jsonl")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")]
 
 
 def settings_from(**overrides: Any) -> Settings:
@@ -237,7 +239,7 @@ def similarities(card: Card, result: SearchResult) -> str:
 
 @app.command()
 def index(
-    catalog: Annotated[Path, typer.Argument(help="catalog file: .csv or .jsonl")],
+    catalog: CatalogArg,
     recreate: Annotated[
         bool,
         typer.Option(
@@ -247,7 +249,7 @@ def index(
     reembed: Annotated[
         bool, typer.Option("--reembed", help="rebuild every vector with the configured model (after `visearch train`)")
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    quiet: QuietOpt = False,
     as_json: JsonOpt = False,
     encoder: EncoderOpt = None,
     model: ModelOpt = None,
@@ -266,21 +268,22 @@ def index(
 
     --recreate / --reembed build the new collection beside the current one (embedded store) and
     swap it in only once every product the catalog lists is stored; until then nothing changes."""
+    settings = settings_from(model_dir=model, encoder=encoder, data_dir=data_dir, collection=collection, ocr=ocr)
     _index_command(
         catalog,
+        settings,
         sync=False,
         recreate=recreate or reembed,
+        allow_mass_delete=allow_mass_delete,
         quiet=quiet,
         as_json=as_json,
-        settings=settings_from(model_dir=model, encoder=encoder, data_dir=data_dir, collection=collection, ocr=ocr),
-        allow_mass_delete=allow_mass_delete,
     )
 
 
 @app.command()
 def sync(
-    catalog: Annotated[Path, typer.Argument(help="catalog file: .csv or .jsonl")],
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    catalog: CatalogArg,
+    quiet: QuietOpt = False,
     as_json: JsonOpt = False,
     encoder: EncoderOpt = None,
     model: ModelOpt = None,
@@ -299,27 +302,23 @@ def sync(
 
     Deletes nothing when the catalog has a broken row that may hide others, and stops before
     touching anything when more than half of the collection would go (see --allow-mass-delete)."""
+    settings = settings_from(model_dir=model, encoder=encoder, data_dir=data_dir, collection=collection, ocr=ocr)
     _index_command(
-        catalog,
-        sync=True,
-        recreate=False,
-        quiet=quiet,
-        as_json=as_json,
-        settings=settings_from(model_dir=model, encoder=encoder, data_dir=data_dir, collection=collection, ocr=ocr),
-        allow_mass_delete=allow_mass_delete,
+        catalog, settings, sync=True, recreate=False, allow_mass_delete=allow_mass_delete, quiet=quiet, as_json=as_json
     )
 
 
 def _index_command(
     catalog: Path,
+    settings: Settings,
     *,
     sync: bool,
     recreate: bool,
+    allow_mass_delete: bool,
     quiet: bool,
     as_json: bool,
-    settings: Settings,
-    allow_mass_delete: bool = False,
 ) -> None:
+    """`index` and `sync`: read the catalog, write it into the collection, print the summary; exit 1 on problems."""
     from visearch.core.catalog import read_catalog
     from visearch.core.ingest import IngestService
     from visearch.indexer.progress import TqdmProgress
