@@ -48,6 +48,16 @@ from visearch.core.netguard import AddressPolicy
 from visearch.core.store.base import VectorStore
 
 
+def _opening_summary(catalog: Catalog) -> IndexSummary:
+    """The summary before anything is written: the catalog's products, warnings and rows skipped as unreadable."""
+    summary = IndexSummary(products=len(catalog.rows))
+    summary.notes.extend(catalog.warnings)
+    for err in catalog.errors:
+        summary.skipped += 1
+        summary.problems.append(Problem(err.line, err.product_id, None, err.reason))
+    return summary
+
+
 class IngestService:
     """Writes products into one collection with one encoder: the CLI's index/sync and the API's upserts."""
 
@@ -81,12 +91,7 @@ class IngestService:
             raise ValueError("sync deletes unlisted products: it cannot be combined with only_listed")
         if progress is None:
             progress = SilentProgress()
-        summary = IndexSummary(products=len(catalog.rows))
-        summary.notes.extend(catalog.warnings)
-        for err in catalog.errors:
-            summary.skipped += 1
-            summary.problems.append(Problem(err.line, err.product_id, None, err.reason))
-
+        summary = _opening_summary(catalog)
         rebuild = recreate and self.store.safe_rebuild
         before = await stored_product_ids(self.store) if rebuild else set()
         if rebuild:
