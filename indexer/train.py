@@ -423,13 +423,32 @@ def train_head(
     return run_epochs(learner, owners, train_idx, cfg, on_epoch=on_epoch)
 
 
+def write_model_info(output: Path, base: str, version: str, info: dict[str, Any]) -> None:
+    """visearch-model.json, which every trained model folder carries: its format, base encoder and version first."""
+    info = {"format": FORMAT, "base": base, "version": version, **info}
+    (output / MODEL_FILE).write_text(json.dumps(info, indent=2, default=str), encoding="utf-8")
+
+
+def run_record(catalog: Path, cfg: TrainConfig, result: TrainResult, started: float) -> dict[str, Any]:
+    """What visearch-model.json records of the training run, for every kind of model."""
+    return {
+        "trained_on": str(catalog),
+        "config": asdict(cfg),
+        "before": asdict(result.before),
+        "after": asdict(result.after),
+        "best_epoch": result.best_epoch,
+        "images": result.images,
+        "products": result.products,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
 def save_model(output: Path, weights: dict[str, np.ndarray], info: dict[str, Any]) -> str:
     """Write head.npz and visearch-model.json; the version is a hash of the weights."""
     output.mkdir(parents=True, exist_ok=True)
     np.savez(output / HEAD_FILE, allow_pickle=False, **weights)  # numeric arrays only
     version = hashlib.sha256((output / HEAD_FILE).read_bytes()).hexdigest()[:12]
-    info = {"format": FORMAT, "base": "offline", "version": version, **info}
-    (output / MODEL_FILE).write_text(json.dumps(info, indent=2, default=str), encoding="utf-8")
+    write_model_info(output, "offline", version, info)
     return version
 
 
@@ -497,20 +516,7 @@ def train_offline(
 
     weights, result = train_head(visual, owners, train_idx, cfg, evaluate, on_epoch)
     result.images, result.products = len(images), len(product_ids)
-    result.version = save_model(
-        output,
-        weights,
-        {
-            "base_model_id": encoder.model_id,
-            "trained_on": str(catalog),
-            "config": asdict(cfg),
-            "before": asdict(result.before),
-            "after": asdict(result.after),
-            "best_epoch": result.best_epoch,
-            "images": len(images),
-            "products": len(product_ids),
-            "seconds": round(time.monotonic() - started, 1),
-        },
-    )
+    record = {"base_model_id": encoder.model_id, **run_record(catalog, cfg, result, started)}
+    result.version = save_model(output, weights, record)
     result.model_dir = output
     return result

@@ -18,7 +18,6 @@ the usual one for tuning a pretrained projection, not one tuned on the grocery s
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import time
@@ -32,7 +31,6 @@ import numpy as np
 from PIL import Image
 
 from visearch.core.encoders.clip import ClipEncoder, weights_digest
-from visearch.core.encoders.finetuned import FORMAT, MODEL_FILE
 from visearch.core.errors import CatalogError, ConfigError
 from visearch.indexer.train import (
     Scores,
@@ -41,8 +39,10 @@ from visearch.indexer.train import (
     augment,
     holdout_split,
     run_epochs,
+    run_record,
     score,
     similarity_groups,
+    write_model_info,
 )
 
 #: photos are shrunk once to this many times the model's input side: enough for random crops, and
@@ -272,8 +272,7 @@ def save_clip_model(st_model: Any, output: Path, info: dict[str, Any]) -> str:
     output.mkdir(parents=True, exist_ok=True)
     st_model.save(str(output))
     version = weights_digest(output)
-    info = {"format": FORMAT, "base": "clip", "version": version, **info}
-    (output / MODEL_FILE).write_text(json.dumps(info, indent=2, default=str), encoding="utf-8")
+    write_model_info(output, "clip", version, info)
     return version
 
 
@@ -307,24 +306,14 @@ def train_clip(
 
         result = fit(trainer, photos, owners, split.train, clip_cfg, evaluate, progress, on_epoch)
     result.images, result.products = len(images), len(product_ids)
-    result.version = save_clip_model(
-        base.sentence_transformer,
-        output,
-        {
-            "base_model_id": base.model_id,
-            "base_model": model_source,
-            "trained_on": str(catalog),
-            "config": asdict(clip_cfg),
-            "device": device,
-            "before": asdict(result.before),
-            "after": asdict(result.after),
-            "best_epoch": result.best_epoch,
-            "epochs_run": result.epochs_run,
-            "losses": result.losses,
-            "images": len(images),
-            "products": len(product_ids),
-            "seconds": round(time.monotonic() - started, 1),
-        },
-    )
+    record = {
+        "base_model_id": base.model_id,
+        "base_model": model_source,
+        "device": device,
+        "epochs_run": result.epochs_run,
+        "losses": result.losses,
+        **run_record(catalog, clip_cfg, result, started),
+    }
+    result.version = save_clip_model(base.sentence_transformer, output, record)
     result.model_dir = output
     return result
