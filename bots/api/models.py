@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from visearch.core.domain import MAX_IMAGES, MAX_NAME, MAX_TAGS, Card, Filters, Product
 
@@ -126,26 +127,22 @@ class DeleteOut(BaseModel):
     deleted_points: int
 
 
-class CardOut(BaseModel):
-    """One product in a search answer (the best-matching photo of it)."""
+#: the core Card's fields a client never sees: a server path, the internal image ref, the ordering value
+HIDDEN_CARD_FIELDS = frozenset({"image", "image_file", "rank_score"})
 
-    product_id: str
-    point_id: str
-    title: str
+
+class CardOut(Card):
+    """One product in a search answer (the best-matching photo of it): the core Card's fields, with the
+    photo as a URL a browser can get instead of the server's own references."""
+
+    image: SkipJsonSchema[str | None] = Field(None, exclude=True)
+    image_file: SkipJsonSchema[str | None] = Field(None, exclude=True)
+    rank_score: SkipJsonSchema[float | None] = Field(None, exclude=True)
     image_url: str | None
-    price: float | None = None
-    currency: str | None = None
-    url: str | None = None
-    description: str = ""
-    category: str | None = None
-    brand: str | None = None
-    in_stock: bool = True
-    score: float
-    signals: dict[str, float] = Field(default_factory=dict)
 
     @classmethod
     def of(cls, card: Card, image_url: str | None) -> CardOut:
-        return cls(**card.model_dump(exclude={"image", "image_file"}), image_url=image_url)
+        return cls(**card.model_dump(exclude=set(HIDDEN_CARD_FIELDS)), image_url=image_url)
 
 
 FilterValue = Annotated[str, StringConstraints(max_length=MAX_NAME)]
