@@ -79,6 +79,20 @@ class ApiState(Protocol):
     def server(self) -> ApiSettings: ...
 
 
+def still_starting() -> ApiError:
+    """A request that came before the service (or the writer) was opened."""
+    return ApiError(503, "the server is still starting: try again in a few seconds", "unavailable")
+
+
+def product_not_found(product_id: str) -> ApiError:
+    return ApiError(404, f"no product with id {product_id!r}", "not_found", "product_id")
+
+
+def auth_refused(message: str) -> ApiError:
+    """401 with the header that tells a client to send a bearer key."""
+    return ApiError(401, message, "auth", headers={"WWW-Authenticate": "Bearer"})
+
+
 def state_of(request: Request) -> ApiState:
     state: ApiState = request.app.state.visearch  # set by the server's create_app
     return state
@@ -87,14 +101,14 @@ def state_of(request: Request) -> ApiState:
 def service_of(request: Request) -> SearchService:
     service = state_of(request).service
     if service is None:
-        raise ApiError(503, "the server is still starting: try again in a few seconds", "unavailable")
+        raise still_starting()
     return service
 
 
 def writer_of(request: Request) -> CatalogWriter:
     writer = state_of(request).writer
     if writer is None:
-        raise ApiError(503, "the server is still starting: try again in a few seconds", "unavailable")
+        raise still_starting()
     return writer
 
 
@@ -118,22 +132,12 @@ def key_matches(given: str, keys: list[str]) -> bool:
 def check_key(request: Request, server: ApiSettings) -> None:
     keys = server.api_key_list
     if not keys:
-        raise ApiError(
-            401,
-            "this server has no API keys: set VISEARCH_API_KEYS to enable this endpoint",
-            "auth",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise auth_refused("this server has no API keys: set VISEARCH_API_KEYS to enable this endpoint")
     given = given_key(request)
     if not given:
-        raise ApiError(
-            401,
-            "an API key is required: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
-            "auth",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise auth_refused("an API key is required: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'")
     if not key_matches(given, keys):
-        raise ApiError(401, "the API key is not valid", "auth", headers={"WWW-Authenticate": "Bearer"})
+        raise auth_refused("the API key is not valid")
 
 
 def require_write_key(request: Request) -> None:
@@ -417,7 +421,7 @@ async def similar_products(
     service, writer = service_of(request), writer_of(request)
     points = await writer.points(product_id)
     if not points:
-        raise ApiError(404, f"no product with id {product_id!r}", "not_found", "product_id")
+        raise product_not_found(product_id)
     start = next((p for p in points if p.point_id == point_id), points[0])
     result = await service.search(CoreQuery(similar_to=start.point_id, limit=limit))
     return search_answer(result, request)
@@ -432,7 +436,7 @@ async def similar_products(
 async def get_product(product_id: str, request: Request) -> ProductOut:
     product = await writer_of(request).product(product_id, base_url(request))
     if product is None:
-        raise ApiError(404, f"no product with id {product_id!r}", "not_found", "product_id")
+        raise product_not_found(product_id)
     return product
 
 
@@ -446,7 +450,7 @@ async def get_product(product_id: str, request: Request) -> ProductOut:
 async def delete_product(product_id: str, request: Request) -> DeleteOut:
     removed = await writer_of(request).delete(product_id)
     if not removed:
-        raise ApiError(404, f"no product with id {product_id!r}", "not_found", "product_id")
+        raise product_not_found(product_id)
     return DeleteOut(id=product_id, deleted_points=removed)
 
 
