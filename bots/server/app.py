@@ -142,74 +142,103 @@ def create_app(
 async def _start(state: ServerState) -> None:
     if state.service is None:
         state.service = await _open_service(state)
-    metrics, server = state.metrics, state.server
-    state.writer = CatalogWriter(state.service, state.settings.uploads_dir, server.api_fetch_policy)
+    await _open_writer(state, state.service)
+    state.runtime = await _open_runtime(state)
+    state.conversation = conversation = _shared_conversation(state, state.service)
+    _build_viber(state, conversation, state.runtime)
+    _build_whatsapp(state, conversation, state.runtime)
+    if state.telegram_enabled:
+        _build_telegram(state, state.service, conversation)
+    log.info("visearch serve: webhooks enabled for %s", ", ".join(state.enabled()) or "no platform")
+
+
+async def _open_writer(state: ServerState, service: SearchService) -> None:
+    """The API's catalog writer; uploads an interrupted write left behind are dropped, and a CLI run on the
+    same data directory is told where this server listens."""
+    state.writer = CatalogWriter(service, state.settings.uploads_dir, state.server.api_fetch_policy)
     orphans = await state.writer.drop_orphan_uploads()
     if orphans:
         log.info("dropped %d uploaded file(s) no product refers to (left by an interrupted write)", orphans)
-    announce = getattr(state.service.store, "announce", None)
-    if announce is not None and state.listen_url:  # a CLI run on the same data directory is told where we are
+    announce = getattr(service.store, "announce", None)
+    if announce is not None and state.listen_url:
         announce(f"visearch serve at {state.listen_url} (API: {state.listen_url}/api/v1)")
-    queue = WorkQueue(server.queue_size, server.workers, on_depth=metrics.queue_depth.set)
+
+
+async def _open_runtime(state: ServerState) -> Runtime:
+    """The webhook work queue (started) and the delivery ids kept across restarts."""
+    server = state.server
+    queue = WorkQueue(server.queue_size, server.workers, on_depth=state.metrics.queue_depth.set)
     queue.start()
     seen = await PersistentSeenIds.open(state.settings.data_dir / DELIVERIES_FILE, server.dedupe_ttl)
-    state.runtime = Runtime(queue, seen, metrics)
-    service = state.service
-    # one conversation, one rate limit (VISEARCH_RATE_LIMIT / VISEARCH_RATE_WINDOW) for every channel
-    state.conversation = conversation = Conversation(
-        service,
-        ConversationSettings(
-            rate_limit=server.rate_limit,
-            rate_window=server.rate_window,
-            album_wait=state.telegram.album_wait,
-            shop_name=server.viber_sender_name,
-        ),
-        metrics,
+    return Runtime(queue, seen, state.metrics)
+
+
+def _shared_conversation(state: ServerState, service: SearchService) -> Conversation:
+    """One conversation, one rate limit (VISEARCH_RATE_LIMIT / VISEARCH_RATE_WINDOW) for every channel."""
+    server = state.server
+    settings = ConversationSettings(
+        rate_limit=server.rate_limit,
+        rate_window=server.rate_window,
+        album_wait=state.telegram.album_wait,
+        shop_name=server.viber_sender_name,
+    )
+    return Conversation(service, settings, state.metrics)
+
+
+def _build_viber(state: ServerState, conversation: Conversation, runtime: Runtime) -> None:
+    """The Viber adapter, when VISEARCH_VIBER_TOKEN is set."""
+    server, token = state.server, state.server.viber_credential
+    if token is None:
+        return
+    from visearch.bots.viber.bot import ViberBot
+
+    state.viber = ViberBot(
+        token,
+        server.viber_api_url,
+        server.viber_sender_name,
+        conversation,
+        runtime,
+        server.public_url,
+        server.viber_max_media_bytes,
+        server.cards_per_answer,
     )
 
-    viber_token, whatsapp = server.viber_credential, server.whatsapp_credentials
-    if viber_token is not None:
-        from visearch.bots.viber.bot import ViberBot
 
-        state.viber = ViberBot(
-            viber_token,
-            server.viber_api_url,
-            server.viber_sender_name,
-            conversation,
-            state.runtime,
-            server.public_url,
-            server.viber_max_media_bytes,
-            server.cards_per_answer,
-        )
-    if whatsapp is not None:
-        from visearch.bots.whatsapp.bot import WhatsAppBot
+def _build_whatsapp(state: ServerState, conversation: Conversation, runtime: Runtime) -> None:
+    """The WhatsApp adapter, when its credentials are set."""
+    server, whatsapp = state.server, state.server.whatsapp_credentials
+    if whatsapp is None:
+        return
+    from visearch.bots.whatsapp.bot import WhatsAppBot
 
-        state.whatsapp = WhatsAppBot(
-            whatsapp.token,
-            whatsapp.app_secret,
-            whatsapp.verify_token,
-            whatsapp.phone_number_id,
-            server.whatsapp_api_url,
-            server.whatsapp_api_version,
-            conversation,
-            state.runtime,
-            server.public_url,
-            server.whatsapp_max_media_bytes,
-            server.cards_per_answer,
-        )
-    if state.telegram_enabled:
-        from aiogram import Dispatcher
+    state.whatsapp = WhatsAppBot(
+        whatsapp.token,
+        whatsapp.app_secret,
+        whatsapp.verify_token,
+        whatsapp.phone_number_id,
+        server.whatsapp_api_url,
+        server.whatsapp_api_version,
+        conversation,
+        runtime,
+        server.public_url,
+        server.whatsapp_max_media_bytes,
+        server.cards_per_answer,
+    )
 
-        from visearch.bots.telegram.aiogram_router import create_bot, create_router
-        from visearch.bots.telegram.conversation import TelegramConversation
 
-        state.telegram_conversation = TelegramConversation(
-            state.telegram, state.settings, service=service, conversation=conversation
-        )
-        state.telegram_bot = create_bot(state.telegram)
-        state.telegram_dispatcher = dispatcher = Dispatcher()
-        dispatcher.include_router(create_router(state.telegram_conversation))
-    log.info("visearch serve: webhooks enabled for %s", ", ".join(state.enabled()) or "no platform")
+def _build_telegram(state: ServerState, service: SearchService, conversation: Conversation) -> None:
+    """Telegram's webhook side: the bot, and an aiogram dispatcher with our router over the shared conversation."""
+    from aiogram import Dispatcher
+
+    from visearch.bots.telegram.aiogram_router import create_bot, create_router
+    from visearch.bots.telegram.conversation import TelegramConversation
+
+    state.telegram_conversation = TelegramConversation(
+        state.telegram, state.settings, service=service, conversation=conversation
+    )
+    state.telegram_bot = create_bot(state.telegram)
+    state.telegram_dispatcher = dispatcher = Dispatcher()
+    dispatcher.include_router(create_router(state.telegram_conversation))
 
 
 async def _open_service(state: ServerState) -> SearchService:
