@@ -7,8 +7,9 @@ are imported on first use, so `import visearch.core.domain` stays light.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from visearch.core.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from visearch.core.catalog import Catalog, read_catalog
@@ -53,9 +54,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name from its module on first use."""
-    module = _PUBLIC.get(name)
-    if module is None:
-        raise AttributeError(f"module 'visearch.core' has no attribute {name!r}")
-    return getattr(import_module(module), name)
+__getattr__ = lazy_exports(__name__, _PUBLIC)

@@ -8,8 +8,9 @@ Names are imported on first use, so using one framework never imports the other.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from visearch.core.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from visearch.bots.telegram.aiogram_router import create_bot, create_router
@@ -39,9 +40,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name from its module on first use."""
-    module = _PUBLIC.get(name)
-    if module is None:
-        raise AttributeError(f"module 'visearch.bots.telegram' has no attribute {name!r}")
-    return getattr(import_module(module), name)
+__getattr__ = lazy_exports(__name__, _PUBLIC)
