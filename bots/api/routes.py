@@ -465,53 +465,59 @@ async def search(request: Request) -> SearchOut:
     """A multipart form (`image` file and/or `text`, `filters` JSON, `limit`) or JSON
     (`text` or `cursor`, `filters`, `limit`)."""
     service = service_of(request)
-    if is_form(request):
-        form = await request.form(max_files=1, max_fields=10)
-        photo = form.get("image")
-        images: list[bytes] = []
-        if photo is not None:
-            if not isinstance(photo, UploadFile):
-                raise ApiError(422, "image: expected a file", "validation", "image")
-            data = await photo.read()
-            if not data:
-                raise ApiError(422, "image: the file is empty", "validation", "image")
-            images = [data]
-        text = (multipart_text(form, "text") or "").strip() or None
-        if text is not None and len(text) > SEARCH_TEXT_MAX:
-            raise ApiError(422, f"text: at most {SEARCH_TEXT_MAX} characters, got {len(text)}", "validation", "text")
-        raw_filters = multipart_text(form, "filters")
-        filters = (
-            parse_model(FiltersIn, await parse_json_field(raw_filters, "filters"), "filters").core()
-            if raw_filters
-            else Filters()
-        )
-        raw_limit = multipart_text(form, "limit")
-        try:
-            limit = int(raw_limit) if raw_limit not in (None, "") else 12
-        except ValueError:
-            raise ApiError(422, "limit: not a whole number", "validation", "limit") from None
-        if not 1 <= limit <= 100:
-            raise ApiError(422, "limit: must be between 1 and 100", "validation", "limit")
-        if not images and not text:
-            raise ApiError(422, "image: send a photo or some text to search with", "validation", "image")
-        query = parse_model(CoreQuery, {"images": images, "text": text, "filters": filters, "limit": limit})
-    else:
-        body = parse_model(SearchIn, await read_json(request))
-        if not body.text and not body.cursor:
-            raise ApiError(
-                422,
-                "text: send words to search with (or the `cursor` of an earlier answer; photos go in a multipart form)",
-                "validation",
-                "text",
-            )
-        if body.cursor:
-            query = parse_model(CoreQuery, {"cursor": body.cursor, "limit": body.limit})
-        else:
-            query = parse_model(CoreQuery, {"text": body.text, "filters": body.filters.core(), "limit": body.limit})
+    query = await form_query(request) if is_form(request) else await json_query(request)
     outcome = await search_outcome(service, query)
     if isinstance(outcome, Notice):
         raise api_error_of(outcome)
     return search_answer(outcome, request)
+
+
+async def form_query(request: Request) -> CoreQuery:
+    """A search from a multipart form: an `image` file and/or `text`, `filters` as JSON, `limit`."""
+    form = await request.form(max_files=1, max_fields=10)
+    photo = form.get("image")
+    images: list[bytes] = []
+    if photo is not None:
+        if not isinstance(photo, UploadFile):
+            raise ApiError(422, "image: expected a file", "validation", "image")
+        data = await photo.read()
+        if not data:
+            raise ApiError(422, "image: the file is empty", "validation", "image")
+        images = [data]
+    text = (multipart_text(form, "text") or "").strip() or None
+    if text is not None and len(text) > SEARCH_TEXT_MAX:
+        raise ApiError(422, f"text: at most {SEARCH_TEXT_MAX} characters, got {len(text)}", "validation", "text")
+    raw_filters = multipart_text(form, "filters")
+    filters = (
+        parse_model(FiltersIn, await parse_json_field(raw_filters, "filters"), "filters").core()
+        if raw_filters
+        else Filters()
+    )
+    raw_limit = multipart_text(form, "limit")
+    try:
+        limit = int(raw_limit) if raw_limit not in (None, "") else 12
+    except ValueError:
+        raise ApiError(422, "limit: not a whole number", "validation", "limit") from None
+    if not 1 <= limit <= 100:
+        raise ApiError(422, "limit: must be between 1 and 100", "validation", "limit")
+    if not images and not text:
+        raise ApiError(422, "image: send a photo or some text to search with", "validation", "image")
+    return parse_model(CoreQuery, {"images": images, "text": text, "filters": filters, "limit": limit})
+
+
+async def json_query(request: Request) -> CoreQuery:
+    """A search from JSON: `text` (with `filters`) or the `cursor` of an earlier answer."""
+    body = parse_model(SearchIn, await read_json(request))
+    if not body.text and not body.cursor:
+        raise ApiError(
+            422,
+            "text: send words to search with (or the `cursor` of an earlier answer; photos go in a multipart form)",
+            "validation",
+            "text",
+        )
+    if body.cursor:
+        return parse_model(CoreQuery, {"cursor": body.cursor, "limit": body.limit})
+    return parse_model(CoreQuery, {"text": body.text, "filters": body.filters.core(), "limit": body.limit})
 
 
 def api_error_of(notice: Notice) -> Exception:
