@@ -308,8 +308,7 @@ def run_epochs(
     epoch, early stopping after `cfg.patience` epochs without a better one. Returns the best epoch's weights."""
     import torch
 
-    params = learner.parameters()
-    optimiser = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimiser = torch.optim.AdamW(learner.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = loss_function(cfg.loss, cfg)
     rng = random.Random(cfg.seed)
     by_product = products_of(owners, train_idx)
@@ -317,31 +316,21 @@ def run_epochs(
     if len(products) < 2:
         raise CatalogError("training needs at least 2 products with photos (in-batch negatives)")
     batches = [products[s : s + cfg.products_per_batch] for s in range(0, len(products), cfg.products_per_batch)]
-    steps_per_epoch = sum(1 for chosen in batches if len(chosen) >= 2)
+    total_steps = sum(1 for chosen in batches if len(chosen) >= 2) * cfg.epochs
+    done = [0]
+
+    def step_done() -> None:
+        done[0] += 1
+        if progress:
+            progress("train", done[0], total_steps)
+
     before = learner.evaluate()
     best, best_state, best_epoch, stale = before, learner.snapshot(), 0, 0
     losses: list[float] = []
-    epochs_run = done = 0
+    epochs_run = 0
     for epoch in range(1, cfg.epochs + 1):
         epochs_run = epoch
-        rng.shuffle(products)
-        learner.set_training(True)
-        epoch_loss, steps = 0.0, 0
-        for start in range(0, len(products), cfg.products_per_batch):
-            chosen = products[start : start + cfg.products_per_batch]
-            if len(chosen) < 2:
-                continue
-            emb, labels = learner.embed_batch(chosen, by_product, rng)
-            loss = loss_fn(emb, torch.tensor(labels, device=emb.device))
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            epoch_loss += loss.item()
-            steps += 1
-            done += 1
-            if progress:
-                progress("train", done, steps_per_epoch * cfg.epochs)
-        losses.append(epoch_loss / max(1, steps))
+        losses.append(train_epoch(learner, optimiser, loss_fn, products, by_product, cfg, rng, step_done))
         learner.set_training(False)
         current = learner.evaluate()
         if on_epoch:
@@ -355,6 +344,38 @@ def run_epochs(
     return best_state, TrainResult(
         before=before, after=best, epochs_run=epochs_run, best_epoch=best_epoch, losses=losses
     )
+
+
+def train_epoch(
+    learner: Learner[Any],
+    optimiser: Any,
+    loss_fn: Callable[..., Any],
+    products: list[int],
+    by_product: dict[int, list[int]],
+    cfg: TrainConfig,
+    rng: random.Random,
+    step_done: Callable[[], None],
+) -> float:
+    """One pass over the products (shuffled in place) in batches of P, one optimiser step a batch; the mean loss.
+    A last batch of a single product is skipped: it has no in-batch negative."""
+    import torch
+
+    rng.shuffle(products)
+    learner.set_training(True)
+    epoch_loss, steps = 0.0, 0
+    for start in range(0, len(products), cfg.products_per_batch):
+        chosen = products[start : start + cfg.products_per_batch]
+        if len(chosen) < 2:
+            continue
+        emb, labels = learner.embed_batch(chosen, by_product, rng)
+        loss = loss_fn(emb, torch.tensor(labels, device=emb.device))
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        epoch_loss += loss.item()
+        steps += 1
+        step_done()
+    return epoch_loss / max(1, steps)
 
 
 class _HeadLearner:
@@ -452,6 +473,82 @@ def save_model(output: Path, weights: dict[str, np.ndarray], info: dict[str, Any
     return version
 
 
+@dataclass
+class _FeatureSplit:
+    """The held-out score's photos: which train, which form the gallery, and the queries' plain-photo features."""
+
+    train: list[int]
+    gallery: list[int]
+    query_visual: np.ndarray  # (queries, 1, 1280)
+    query_semantic: np.ndarray
+    query_owner: list[int]
+
+
+def features_cache_key(catalog: Path, images: int, cfg: TrainConfig, model_id: str) -> str:
+    """What the cached features depend on: the catalog file, its photo count, the views drawn and the backbone."""
+    facts = [str(catalog.resolve()), catalog.stat().st_mtime_ns, images, cfg.views, cfg.colour, cfg.seed, model_id]
+    return hashlib.sha256(json.dumps(facts).encode()).hexdigest()
+
+
+def catalog_features(
+    encoder: OfflineEncoder,
+    images: Sequence[Image.Image],
+    catalog: Path,
+    output: Path,
+    cfg: TrainConfig,
+    tick: Callable[[int], None],
+) -> tuple[np.ndarray, np.ndarray]:
+    """`cached_features` of the catalog's photos, kept in the output folder: a re-run skips the backbone."""
+    cache = output / "features-cache.npz"
+    key = features_cache_key(catalog, len(images), cfg, encoder.model_id)
+    if cache.is_file():
+        with np.load(cache, allow_pickle=False) as data:
+            if str(data["key"]) == key:
+                return data["visual"], data["semantic"]
+    visual, semantic = cached_features(encoder, images, cfg.views, cfg.colour, cfg.seed, tick)
+    output.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, key=np.array(key), visual=visual, semantic=semantic)
+    return visual, semantic
+
+
+def split_features(
+    visual: np.ndarray,
+    semantic: np.ndarray,
+    owners: Sequence[int],
+    product_ids: Sequence[str],
+    encoder: OfflineEncoder,
+    eval_queries: list[tuple[Image.Image, str]] | None,
+    cfg: TrainConfig,
+    tick: Callable[[int], None],
+) -> _FeatureSplit:
+    """Every photo trains and `eval_queries` score (their features computed here), or `holdout_split`'s photos."""
+    if eval_queries:
+        index = {pid: i for i, pid in enumerate(product_ids)}
+        kept = [(img, index[pid]) for img, pid in eval_queries if pid in index]
+        q_visual, q_semantic = cached_features(encoder, [img for img, _ in kept], 1, False, cfg.seed, tick)
+        everything = list(range(len(owners)))
+        return _FeatureSplit(everything, everything, q_visual, q_semantic, [owner for _, owner in kept])
+    train_idx, held, gallery_idx = holdout_split(owners, cfg.seed)
+    if not held:
+        raise CatalogError("no product has 3 or more photos to hold one out: pass --eval-queries")
+    return _FeatureSplit(train_idx, gallery_idx, visual[held][:, :1], semantic[held], [owners[i] for i in held])
+
+
+def head_scorer(
+    visual: np.ndarray, semantic: np.ndarray, owners: Sequence[int], split: _FeatureSplit, encoder: OfflineEncoder
+) -> Callable[[dict[str, np.ndarray] | None], Scores]:
+    """The held-out score of a head (None: the zero-shot encoder), searched as the deployed encoder would."""
+    a, b = encoder.visual_weight, encoder.semantic_weight  # the deployed mix of the two blocks
+    gallery_owner = [owners[i] for i in split.gallery]
+
+    def evaluate(head: dict[str, np.ndarray] | None) -> Scores:
+        gallery = full_vectors(visual[split.gallery, 0], semantic[split.gallery], head, a, b)
+        queries = full_vectors(split.query_visual[:, 0], split.query_semantic, head, a, b)
+        return score(queries, split.query_owner, gallery, gallery_owner)
+
+    return evaluate
+
+
 def train_offline(
     catalog: Path,
     output: Path,
@@ -471,50 +568,10 @@ def train_offline(
         if progress:
             progress("features", done[0], len(images) + len(eval_queries or []))
 
-    cache = output / "features-cache.npz"
-    key = hashlib.sha256(
-        json.dumps(
-            [
-                str(catalog.resolve()),
-                catalog.stat().st_mtime_ns,
-                len(images),
-                cfg.views,
-                cfg.colour,
-                cfg.seed,
-                encoder.model_id,
-            ]
-        ).encode()
-    ).hexdigest()
-    visual = semantic = None
-    if cache.is_file():
-        with np.load(cache, allow_pickle=False) as data:
-            if str(data["key"]) == key:
-                visual, semantic = data["visual"], data["semantic"]
-    if visual is None or semantic is None:
-        visual, semantic = cached_features(encoder, images, cfg.views, cfg.colour, cfg.seed, tick)
-        output.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, key=np.array(key), visual=visual, semantic=semantic)  # a re-run skips the backbone
-    a, b = encoder.visual_weight, encoder.semantic_weight  # the deployed mix of the two blocks
-    if eval_queries:
-        index = {pid: i for i, pid in enumerate(product_ids)}
-        kept = [(img, index[pid]) for img, pid in eval_queries if pid in index]
-        q_visual, q_semantic = cached_features(encoder, [img for img, _ in kept], 1, False, cfg.seed, tick)
-        train_idx, query_owner = list(range(len(images))), [owner for _, owner in kept]
-        gallery_idx = train_idx
-    else:
-        train_idx, held, gallery_idx = holdout_split(owners, cfg.seed)
-        if not held:
-            raise CatalogError("no product has 3 or more photos to hold one out: pass --eval-queries")
-        q_visual, q_semantic = visual[held][:, :1], semantic[held]
-        query_owner = [owners[i] for i in held]
-    gallery_owner = [owners[i] for i in gallery_idx]
-
-    def evaluate(head: dict[str, np.ndarray] | None) -> Scores:
-        gallery = full_vectors(visual[gallery_idx, 0], semantic[gallery_idx], head, a, b)
-        queries = full_vectors(q_visual[:, 0], q_semantic, head, a, b)
-        return score(queries, query_owner, gallery, gallery_owner)
-
-    weights, result = train_head(visual, owners, train_idx, cfg, evaluate, on_epoch)
+    visual, semantic = catalog_features(encoder, images, catalog, output, cfg, tick)
+    split = split_features(visual, semantic, owners, product_ids, encoder, eval_queries, cfg, tick)
+    evaluate = head_scorer(visual, semantic, owners, split, encoder)
+    weights, result = train_head(visual, owners, split.train, cfg, evaluate, on_epoch)
     result.images, result.products = len(images), len(product_ids)
     record = {"base_model_id": encoder.model_id, **run_record(catalog, cfg, result, started)}
     result.version = save_model(output, weights, record)
