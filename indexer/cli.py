@@ -10,10 +10,11 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -24,6 +25,13 @@ from visearch.core.config import Settings, load_settings
 from visearch.core.domain import Card, Filters, Query, SearchResult, price_text
 from visearch.core.errors import CollectionNotFoundError, VisearchError
 from visearch.core.search import SearchService
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+
+    from visearch.core.encoders.baselines import ImageFeatures
+    from visearch.indexer.evaluate import Calibration, EvalQuery
+    from visearch.indexer.train import TrainResult
 
 T = TypeVar("T")
 
@@ -499,6 +507,21 @@ def read_file(path: Path) -> bytes:
 
 
 EVAL_METHODS = ("encoder", "phash", "cnn")
+#: the photos of an --unrelated folder
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    """What `visearch eval` measures every method on, and how."""
+
+    catalog: Path
+    queries: Path
+    ks: tuple[int, ...]
+    calibrate: bool
+    keep: float
+    unrelated: Path | None
+    show_progress: bool
 
 
 @app.command("eval")
@@ -530,80 +553,13 @@ def eval_command(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Recall@k and MRR: index CATALOG with each method, run every query of QUERIES, one table."""
-    from visearch.core.ingest import index_catalog
-    from visearch.indexer.evaluate import calibrate, evaluate, read_queries, top_scores
-    from visearch.indexer.progress import TqdmProgress
-
-    try:
-        ks = tuple(sorted({int(x) for x in k.split(",") if x.strip()}))
-        if not ks or min(ks) < 1:
-            raise ValueError
-    except ValueError:
-        typer.echo(f"error: --k must be positive integers separated by commas, got {k!r}", err=True)
-        raise typer.Exit(2) from None
-    methods = [m.strip() for m in method.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in EVAL_METHODS]
-    if unknown or not methods:
-        typer.echo(f"error: --method takes {', '.join(EVAL_METHODS)} (comma-separated), got {method!r}", err=True)
-        raise typer.Exit(2)
+    ks = parse_cut_offs(k)
+    methods = parse_methods(method)
     check_catalog_file(catalog)
     if unrelated is not None and not unrelated.is_dir():
         typer.echo(f"error: --unrelated {unrelated} is not a folder of photos", err=True)
         raise typer.Exit(2)
-
-    async def job(settings: Settings, baseline_settings: Settings) -> list[dict[str, Any]]:
-        from visearch.core.encoders.baselines import CnnFeatureEncoder, ImageFeatures, PHashEncoder
-        from visearch.core.encoders.offline import OfflineEncoder
-        from visearch.core.store.factory import open_store
-
-        parsed = read_queries(queries)
-        results = []
-        offline: ImageFeatures | None = None
-        for name in methods:
-            if name == "encoder":
-                service = await open_service(settings)
-                if type(service.encoder) is OfflineEncoder:  # not a fine-tuned one: the baseline is the raw features
-                    offline = service.encoder
-            else:
-                if name == "cnn" and offline is None:
-                    offline = await asyncio.to_thread(OfflineEncoder, settings.device, settings.batch_size)
-                base = PHashEncoder() if name == "phash" else CnnFeatureEncoder(offline)
-                target = baseline_settings.model_copy(update={"collection": f"eval-{name}"})
-                service = SearchService(base, open_store(target), target)
-            try:
-                with TqdmProgress(enabled=not as_json) as progress:
-                    summary = await index_catalog(
-                        catalog,
-                        service.encoder,
-                        service.store,
-                        service.settings,
-                        sync=False,
-                        recreate=False,
-                        progress=progress,
-                    )
-                report = await evaluate(service, parsed, ks)
-                junk = None
-                if calibrate_cutoff and unrelated is not None:
-                    photos = sorted(
-                        p for p in unrelated.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp")
-                    )
-                    junk = {"image": await top_scores(service, photos)}
-                calibration = calibrate(report, keep, junk) if calibrate_cutoff else []
-            finally:
-                await service.close()
-            results.append(
-                {
-                    "method": name,
-                    "encoder": service.encoder.model_id,
-                    "catalog": str(catalog),
-                    **report.as_dict(),
-                    "indexing": summary.as_dict()["counts"],
-                    "_report": report,
-                    "calibration": [c.__dict__ for c in calibration],
-                }
-            )
-        return results
-
+    plan = EvalPlan(catalog, queries, ks, calibrate_cutoff, keep, unrelated, show_progress=not as_json)
     with tempfile.TemporaryDirectory(prefix="visearch-eval-") as tmp:
         # no --collection: a throw-away embedded collection; with it: reuse (and update) that one
         throwaway = collection is None
@@ -615,11 +571,114 @@ def eval_command(
             qdrant_url="" if throwaway else None,
         )
         baseline_settings = settings.model_copy(update={"data_dir": Path(tmp), "qdrant_url": None})
-        results = run(lambda: job(settings, baseline_settings))
+        results = run(lambda: evaluate_methods(methods, plan, settings, baseline_settings))
     if as_json:
         clean = [{k_: v for k_, v in r.items() if k_ != "_report"} for r in results]
         typer.echo(json.dumps(clean[0] if len(clean) == 1 else clean, indent=2))
         return
+    print_eval_table(results, ks, catalog)
+    print_skipped_queries(results)
+    print_calibration(results)
+
+
+def parse_cut_offs(k: str) -> tuple[int, ...]:
+    """--k as sorted distinct positive integers; anything else is one line and exit 2."""
+    try:
+        ks = tuple(sorted({int(x) for x in k.split(",") if x.strip()}))
+        if not ks or min(ks) < 1:
+            raise ValueError
+    except ValueError:
+        typer.echo(f"error: --k must be positive integers separated by commas, got {k!r}", err=True)
+        raise typer.Exit(2) from None
+    return ks
+
+
+def parse_methods(method: str) -> list[str]:
+    """--method as a list of EVAL_METHODS; an unknown or empty one is one line and exit 2."""
+    methods = [m.strip() for m in method.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in EVAL_METHODS]
+    if unknown or not methods:
+        typer.echo(f"error: --method takes {', '.join(EVAL_METHODS)} (comma-separated), got {method!r}", err=True)
+        raise typer.Exit(2)
+    return methods
+
+
+async def evaluate_methods(
+    methods: list[str], plan: EvalPlan, settings: Settings, baseline_settings: Settings
+) -> list[dict[str, Any]]:
+    """One result row per method, in the order given; each method's service is closed before the next opens."""
+    from visearch.indexer.evaluate import read_queries
+
+    parsed = read_queries(plan.queries)
+    results = []
+    offline: ImageFeatures | None = None
+    for name in methods:
+        service, offline = await open_eval_service(name, settings, baseline_settings, offline)
+        try:
+            results.append(await measure_method(name, service, parsed, plan))
+        finally:
+            await service.close()
+    return results
+
+
+async def open_eval_service(
+    name: str, settings: Settings, baseline_settings: Settings, offline: ImageFeatures | None
+) -> tuple[SearchService, ImageFeatures | None]:
+    """The service method `name` is measured with: the configured encoder, or a baseline in a collection of its own.
+    `offline`: the raw CNN features loaded so far (the cnn baseline reuses the configured offline encoder's)."""
+    from visearch.core.encoders.baselines import CnnFeatureEncoder, PHashEncoder
+    from visearch.core.encoders.offline import OfflineEncoder
+    from visearch.core.store.factory import open_store
+
+    if name == "encoder":
+        service = await open_service(settings)
+        if type(service.encoder) is OfflineEncoder:  # not a fine-tuned one: the baseline is the raw features
+            offline = service.encoder
+        return service, offline
+    if name == "cnn" and offline is None:
+        offline = await asyncio.to_thread(OfflineEncoder, settings.device, settings.batch_size)
+    base = PHashEncoder() if name == "phash" else CnnFeatureEncoder(offline)
+    target = baseline_settings.model_copy(update={"collection": f"eval-{name}"})
+    return SearchService(base, open_store(target), target), offline
+
+
+async def measure_method(name: str, service: SearchService, parsed: list[EvalQuery], plan: EvalPlan) -> dict[str, Any]:
+    """Index the catalog with the service, run every query, calibrate cut-offs when asked: one row of the table."""
+    from visearch.core.ingest import index_catalog
+    from visearch.indexer.evaluate import calibrate, evaluate, top_scores
+    from visearch.indexer.progress import TqdmProgress
+
+    with TqdmProgress(enabled=plan.show_progress) as progress:
+        summary = await index_catalog(
+            plan.catalog,
+            service.encoder,
+            service.store,
+            service.settings,
+            sync=False,
+            recreate=False,
+            progress=progress,
+        )
+    report = await evaluate(service, parsed, plan.ks)
+    calibration: list[Calibration] = []
+    if plan.calibrate:
+        junk = None
+        if plan.unrelated is not None:
+            photos = sorted(p for p in plan.unrelated.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+            junk = {"image": await top_scores(service, photos)}
+        calibration = calibrate(report, plan.keep, junk)
+    return {
+        "method": name,
+        "encoder": service.encoder.model_id,
+        "catalog": str(plan.catalog),
+        **report.as_dict(),
+        "indexing": summary.as_dict()["counts"],
+        "_report": report,
+        "calibration": [c.__dict__ for c in calibration],
+    }
+
+
+def print_eval_table(results: list[dict[str, Any]], ks: tuple[int, ...], catalog: Path) -> None:
+    """One line per method: Recall@k for each k, MRR and how many queries were skipped."""
     first = results[0]["_report"]
     typer.echo(f"{first.queries + len(first.errors)} queries, catalog {catalog}")
     header = f"  {'method':<8} {'encoder':<58}" + "".join(f" Recall@{kk:<3}" for kk in ks) + f" MRR@{max(ks)}  skipped"
@@ -631,9 +690,17 @@ def eval_command(
             + "".join(f" {report.recall(kk):>9.3f}" for kk in ks)
             + f" {report.mrr:>7.3f}  {len(report.errors):>7}"
         )
+
+
+def print_skipped_queries(results: list[dict[str, Any]]) -> None:
+    """The first five queries each method could not run, on stderr."""
     for r in results:
         for err in r["_report"].errors[:5]:
             typer.echo(f"  {r['method']}: skipped query {err}", err=True)
+
+
+def print_calibration(results: list[dict[str, Any]]) -> None:
+    """Each recommended cut-off as the setting to put in .env, with what it keeps and lets through."""
     for r in results:
         for c in r["calibration"]:
             variable = "VISEARCH_MIN_SCORE_IMAGE" if c["kind"] == "image" else "VISEARCH_MIN_SCORE_TEXT"
@@ -692,20 +759,17 @@ def train(
     `--encoder offline` (default) trains a head on frozen features; `--encoder clip` trains CLIP's image
     projection (VISEARCH_CLIP_MODEL, or VISEARCH_MODEL_DIR) on CUDA when present, else on the CPU.
     """
-    from visearch.indexer.train import TrainConfig, TrainResult, train_offline
-
     if loss not in ("mnrl", "ms", "triplet"):
         typer.echo("error: --loss must be mnrl, ms or triplet", err=True)
         raise typer.Exit(2)
     settings = settings_from(encoder=encoder or "offline")
     check_catalog_file(catalog)
-    use_clip = settings.encoder == "clip"
-    if unfreeze_blocks and not use_clip:
+    if unfreeze_blocks and settings.encoder != "clip":
         typer.echo(
             "error: --unfreeze-blocks is for --encoder clip (the offline encoder's backbone stays frozen)", err=True
         )
         raise typer.Exit(2)
-    common: dict[str, Any] = {
+    options = {
         "loss": loss,
         "epochs": epochs,
         "views": views,
@@ -713,43 +777,90 @@ def train(
         "seed": seed,
         "max_pixels": settings.max_image_pixels,
     }
+    job = TrainJob(settings, catalog, output, options, unfreeze_blocks)
 
-    def train_with(
-        queries_: Any, progress: Callable[[str, int, int], None], on_epoch: Callable[..., None]
+    async def train_in_background() -> TrainResult:
+        photos = eval_photos(eval_queries, settings.max_image_pixels)
+        bar = TrainingBar(job.use_clip)
+        try:
+            return await asyncio.to_thread(job.run, photos, bar.progress, bar.on_epoch)
+        finally:
+            bar.close()
+
+    print_training(run(train_in_background), output)
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """What `visearch train` trains: the configured encoder's model on a catalog, into an output folder."""
+
+    settings: Settings
+    catalog: Path
+    output: Path
+    options: dict[str, Any]  # the TrainConfig fields the command sets
+    unfreeze_blocks: int
+
+    @property
+    def use_clip(self) -> bool:
+        return self.settings.encoder == "clip"
+
+    def run(
+        self,
+        photos: list[tuple[PILImage, str]] | None,
+        progress: Callable[[str, int, int], None],
+        on_epoch: Callable[..., None],
     ) -> TrainResult:
-        """The chosen encoder's training job (runs on a worker thread)."""
-        if use_clip:
-            from transformers.utils import logging as hf_logging
+        """The chosen encoder's training job (runs on a worker thread); `photos`: the --eval-queries ones."""
+        from visearch.indexer.train import TrainConfig, train_offline
 
-            from visearch.indexer.train_clip import ClipTrainConfig, train_clip
-
-            hf_logging.disable_progress_bar()  # transformers' load/save bars would break the training bar
-            source = str(settings.model_dir) if settings.model_dir else settings.clip_model
-            device = settings.device if "device" in settings.model_fields_set else None  # unset: CUDA when present
-            clip_cfg = ClipTrainConfig(**common, unfreeze_blocks=unfreeze_blocks)
-            return train_clip(catalog, output, source, clip_cfg, queries_, progress, on_epoch, device)
+        if self.use_clip:
+            return self.run_clip(photos, progress, on_epoch)
         from visearch.core.encoders.offline import OfflineEncoder
 
-        cfg = TrainConfig(**common)
-        return train_offline(
-            catalog, output, OfflineEncoder(settings.device, settings.batch_size), cfg, queries_, progress, on_epoch
-        )
+        base = OfflineEncoder(self.settings.device, self.settings.batch_size)
+        cfg = TrainConfig(**self.options)
+        return train_offline(self.catalog, self.output, base, cfg, photos, progress, on_epoch)
 
-    async def job() -> Any:
+    def run_clip(
+        self,
+        photos: list[tuple[PILImage, str]] | None,
+        progress: Callable[[str, int, int], None],
+        on_epoch: Callable[..., None],
+    ) -> TrainResult:
+        """CLIP's image side, from the model folder (VISEARCH_MODEL_DIR) or VISEARCH_CLIP_MODEL."""
+        from transformers.utils import logging as hf_logging
+
+        from visearch.indexer.train_clip import ClipTrainConfig, train_clip
+
+        hf_logging.disable_progress_bar()  # transformers' load/save bars would break the training bar
+        settings = self.settings
+        source = str(settings.model_dir) if settings.model_dir else settings.clip_model
+        device = settings.device if "device" in settings.model_fields_set else None  # unset: CUDA when present
+        cfg = ClipTrainConfig(**self.options, unfreeze_blocks=self.unfreeze_blocks)
+        return train_clip(self.catalog, self.output, source, cfg, photos, progress, on_epoch, device)
+
+
+def eval_photos(eval_queries: Path | None, max_pixels: int) -> list[tuple[PILImage, str]] | None:
+    """The photo rows of --eval-queries, each with the first product it expects (text rows are left out)."""
+    if eval_queries is None:
+        return None
+    from visearch.core.images import load_image_file
+    from visearch.indexer.evaluate import read_queries
+
+    return [
+        (load_image_file(q.image, max_pixels), next(iter(q.expected)))
+        for q in read_queries(eval_queries)
+        if q.image is not None
+    ]
+
+
+class TrainingBar:
+    """The progress bar of `visearch train`: steps (clip) or feature images (offline), then each epoch's scores."""
+
+    def __init__(self, use_clip: bool) -> None:
         from tqdm import tqdm
 
-        from visearch.core.images import load_image_file
-
-        queries_ = None
-        if eval_queries is not None:
-            from visearch.indexer.evaluate import read_queries
-
-            queries_ = [
-                (load_image_file(q.image, settings.max_image_pixels), next(iter(q.expected)))
-                for q in read_queries(eval_queries)
-                if q.image is not None
-            ]
-        bar = tqdm(
+        self.bar = tqdm(
             total=0,
             unit="step" if use_clip else "img",
             desc="training" if use_clip else "features",
@@ -757,21 +868,21 @@ def train(
             dynamic_ncols=True,
         )
 
-        def progress(stage: str, done: int, total: int) -> None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
+    def progress(self, stage: str, done: int, total: int) -> None:
+        self.bar.total = total
+        self.bar.n = done
+        self.bar.refresh()
 
-        def on_epoch(epoch: int, loss_value: float, scores: Any) -> None:
-            bar.set_description(f"epoch {epoch}")
-            bar.set_postfix(loss=f"{loss_value:.3f}", R1=f"{scores.recall1:.3f}", refresh=True)
+    def on_epoch(self, epoch: int, loss_value: float, scores: Any) -> None:
+        self.bar.set_description(f"epoch {epoch}")
+        self.bar.set_postfix(loss=f"{loss_value:.3f}", R1=f"{scores.recall1:.3f}", refresh=True)
 
-        try:
-            return await asyncio.to_thread(train_with, queries_, progress, on_epoch)
-        finally:
-            bar.close()
+    def close(self) -> None:
+        self.bar.close()
 
-    result = run(job)
+
+def print_training(result: TrainResult, output: Path) -> None:
+    """Recall@1/5 and MRR before and after, and how to use the model."""
     typer.echo(
         f"trained on {result.images} photos of {result.products} products; "
         f"{result.epochs_run} epochs, best at epoch {result.best_epoch}"
