@@ -423,8 +423,10 @@ async def similar_products(
     if not points:
         raise product_not_found(product_id)
     start = next((p for p in points if p.point_id == point_id), points[0])
-    result = await service.search(CoreQuery(similar_to=start.point_id, limit=limit))
-    return search_answer(result, request)
+    outcome = await search_outcome(service, CoreQuery(similar_to=start.point_id, limit=limit))
+    if isinstance(outcome, Notice):
+        raise api_error_of(outcome)
+    return search_answer(outcome, request)
 
 
 @router.get(
