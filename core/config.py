@@ -26,16 +26,18 @@ RETIRED_SETTINGS: Mapping[str, str] = MappingProxyType(
 )
 
 
+def settings_config(env_prefix: str) -> SettingsConfigDict:
+    """How every visearch settings class reads its values: `<env_prefix>NAME` from the environment or
+    a `.env` file in the working directory, unknown names ignored, frozen once validated."""
+    return SettingsConfigDict(
+        env_prefix=env_prefix, env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+
 class Settings(BaseSettings):
     """Everything an operator can set. Validated once at start; errors name the variable."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="VISEARCH_",
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        frozen=True,
-    )
+    model_config = settings_config("VISEARCH_")
 
     # encoders
     encoder: EncoderName = Field(

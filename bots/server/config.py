@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings
 
-from visearch.core.config import load_settings_of
+from visearch.core.config import load_settings_of, settings_config
 from visearch.core.netguard import AddressPolicy, parse_networks
 
 
@@ -27,9 +27,7 @@ class WhatsAppCredentials(NamedTuple):
 class ServerSettings(BaseSettings):
     """`VISEARCH_*` variables read by the webhook server."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="VISEARCH_", env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
-    )
+    model_config = settings_config("VISEARCH_")
 
     public_url: str | None = Field(
         None, description="https URL this server is reachable at (product photos are served under /media)"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings
 
-from visearch.core.config import load_settings_of
+from visearch.core.config import load_settings_of, settings_config
 
 #: Telegram's own limits (Bot API): bots cannot download files over 20 MB through getFile
 TELEGRAM_DOWNLOAD_LIMIT = 20 * 1024 * 1024
@@ -14,13 +14,7 @@ TELEGRAM_DOWNLOAD_LIMIT = 20 * 1024 * 1024
 class TelegramSettings(BaseSettings):
     """What a shop sets to run its Telegram bot. The token is a secret and never printed."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="VISEARCH_TELEGRAM_",
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        frozen=True,
-    )
+    model_config = settings_config("VISEARCH_TELEGRAM_")
 
     token: SecretStr | None = Field(None, description="bot token from @BotFather")
     api_url: str = Field("https://api.telegram.org", description="Bot API server root (a self-hosted server works)")
