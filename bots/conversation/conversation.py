@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from visearch.bots.conversation.answers import (
     COMMANDS,
@@ -56,6 +56,8 @@ class Channel:
     max_media_bytes: int
     admins: frozenset[str] = frozenset()
     cards_per_answer: int = 3
+    #: this channel's own rate limit, when it has one (else the conversation's, shared by every channel)
+    limiter: RateLimiter | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -295,11 +297,12 @@ class Conversation:
     def _throttle(self, channel: Channel, user: str) -> Answer | None:
         """None when the user may search; else the polite notice once per blocked stretch, then silence."""
         key = (channel.name, user)
-        wait = self.limiter.hit(key)
+        limiter = channel.limiter or self.limiter
+        wait = limiter.hit(key)
         if not wait:
             return None
         self.metrics.answered(channel.name, NoticeReason.RATE_LIMITED.value)
-        if self.limiter.should_warn(key):
+        if limiter.should_warn(key):
             return Notice(NoticeReason.RATE_LIMITED, wait_seconds=wait)
         return Silence()
 

@@ -231,8 +231,13 @@ def _build_telegram(state: ServerState, service: SearchService, conversation: Co
     from aiogram import Dispatcher
 
     from visearch.bots.telegram.aiogram_router import create_bot, create_router
-    from visearch.bots.telegram.conversation import TelegramConversation
+    from visearch.bots.telegram.conversation import TelegramConversation, keeps_own_rate_limit
 
+    if keeps_own_rate_limit(state.telegram):
+        log.warning(
+            "VISEARCH_TELEGRAM_RATE_LIMIT / _RATE_WINDOW still limit Telegram here, but are deprecated inside "
+            "`visearch serve`: VISEARCH_RATE_LIMIT / VISEARCH_RATE_WINDOW limit every channel"
+        )
     state.telegram_conversation = TelegramConversation(
         state.telegram, state.settings, service=service, conversation=conversation
     )

@@ -34,8 +34,12 @@ class ServerSettings(BaseSettings):
     )
     queue_size: int = Field(64, ge=1, description="searches waiting at most; beyond it users get a 'busy' reply")
     workers: int = Field(4, ge=1, le=256, description="searches handled at once (encoding itself is one thread)")
-    rate_limit: int = Field(10, ge=0, description="Viber and WhatsApp searches per user per window; 0 = off")
-    rate_window: float = Field(60.0, gt=0, description="seconds of the per-user rate window (Viber and WhatsApp)")
+    rate_limit: int = Field(
+        10, ge=0, description="searches per user per window on every channel of `visearch serve`; 0 = off"
+    )
+    rate_window: float = Field(
+        60.0, gt=0, description="seconds of the per-user rate window (every channel of `visearch serve`)"
+    )
     cards_per_answer: int = Field(3, ge=1, le=6, description="product cards in one Viber or WhatsApp answer")
     dedupe_ttl: float = Field(
         3600.0,

@@ -20,8 +20,19 @@ class TelegramSettings(BaseSettings):
     api_url: str = Field("https://api.telegram.org", description="Bot API server root (a self-hosted server works)")
     admins: str = Field("", description="comma-separated Telegram user ids allowed to use /stats")
     cards_per_page: int = Field(3, ge=1, le=10, description="product cards sent per answer")
-    rate_limit: int = Field(10, ge=0, description="searches per user per rate window; 0 = no limit")
-    rate_window: float = Field(60.0, gt=0, description="seconds of the per-user rate window")
+    rate_limit: int = Field(
+        10,
+        ge=0,
+        description="searches per user per rate window of `visearch bot telegram`; 0 = no limit. Inside "
+        "`visearch serve`, VISEARCH_RATE_LIMIT limits every channel; this one still limits Telegram there "
+        "when set (deprecated)",
+    )
+    rate_window: float = Field(
+        60.0,
+        gt=0,
+        description="seconds of the per-user rate window of `visearch bot telegram` (inside `visearch serve`: "
+        "as VISEARCH_TELEGRAM_RATE_LIMIT)",
+    )
     album_wait: float = Field(0.8, gt=0, le=10, description="seconds to wait for the rest of an album")
     max_file_bytes: int = Field(
         TELEGRAM_DOWNLOAD_LIMIT,

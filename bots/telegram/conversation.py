@@ -28,6 +28,7 @@ from visearch.bots.conversation import (
     Metrics,
 )
 from visearch.bots.conversation.metrics import ConversationMetrics
+from visearch.bots.ratelimit import RateLimiter
 from visearch.bots.telegram import presentation as ui
 from visearch.bots.telegram.config import TelegramSettings, load_telegram_settings
 from visearch.core.config import Settings, load_settings
@@ -88,14 +89,26 @@ class PhotoIdCache:
         self._ids.pop(key, None)
 
 
-def telegram_channel(telegram: TelegramSettings) -> Channel:
-    """Telegram as the conversation sees it: 20 MB downloads, admins by user id, cards per page."""
+#: the Telegram settings that, set explicitly, give Telegram its own rate limit inside `visearch serve`
+TELEGRAM_RATE_SETTINGS = frozenset({"rate_limit", "rate_window"})
+
+
+def telegram_channel(telegram: TelegramSettings, *, own_rate_limit: bool = False) -> Channel:
+    """Telegram as the conversation sees it: 20 MB downloads, admins by user id, cards per page, and
+    (`own_rate_limit`) the VISEARCH_TELEGRAM_RATE_* limit instead of the conversation's shared one."""
     return Channel(
         CHANNEL,
         telegram.max_file_bytes,
         admins=frozenset(str(i) for i in telegram.admin_ids),
         cards_per_answer=telegram.cards_per_page,
+        limiter=RateLimiter(telegram.rate_limit, telegram.rate_window) if own_rate_limit else None,
     )
+
+
+def keeps_own_rate_limit(telegram: TelegramSettings) -> bool:
+    """True when the operator set VISEARCH_TELEGRAM_RATE_LIMIT / _WINDOW: inside `visearch serve` they
+    still limit Telegram (as before one rate limit served every channel), with a deprecation line."""
+    return bool(TELEGRAM_RATE_SETTINGS & telegram.model_fields_set)
 
 
 def conversation_settings(telegram: TelegramSettings, shop_name: str) -> ConversationSettings:
@@ -133,7 +146,10 @@ class TelegramConversation:
         self.conversation = conversation or Conversation(
             self.start, conversation_settings(telegram, shop_name), self.metrics
         )
-        self.channel = telegram_channel(telegram)
+        # inside `visearch serve` (a shared conversation) the Telegram limit applies only when set explicitly
+        self.channel = telegram_channel(
+            telegram, own_rate_limit=conversation is not None and keeps_own_rate_limit(telegram)
+        )
         self.photo_ids = PhotoIdCache()
 
     @property

@@ -241,3 +241,21 @@ async def test_commands_and_stats_read_the_same_counts(service: SearchService) -
     exposed = talk.metrics.render().decode()  # type: ignore[attr-defined]
     assert 'visearch_answers_total{channel="telegram",outcome="cards"} 1.0' in exposed
     assert 'visearch_search_latency_seconds_count{platform="telegram"} 1.0' in exposed
+
+
+async def test_telegram_keeps_its_own_rate_limit_inside_serve_only_when_set(service: SearchService) -> None:
+    """One limit (VISEARCH_RATE_LIMIT) serves every channel of `visearch serve`; a shop that set
+    VISEARCH_TELEGRAM_RATE_LIMIT before keeps it for Telegram (deprecated there, not silently dropped)."""
+    from visearch.bots.telegram.config import TelegramSettings
+    from visearch.bots.telegram.conversation import TelegramConversation
+
+    shared = conversation(service, rate_limit=5, rate_window=60)
+    set_by_shop = TelegramConversation(TelegramSettings(rate_limit=1), service=service, conversation=shared)
+    await set_by_shop.handle_text(501, "apple")
+    assert "wait" in " ".join(str(r) for r in await set_by_shop.handle_text(501, "apple")).lower()
+
+    not_set = TelegramConversation(TelegramSettings(), service=service, conversation=shared)
+    assert not_set.channel.limiter is None  # the shared limit: 5 searches pass
+    for _ in range(5):
+        assert not isinstance(await shared.text(not_set.channel, "502", "apple"), Notice)
+    assert reason(await shared.text(not_set.channel, "502", "apple")) is NoticeReason.RATE_LIMITED
