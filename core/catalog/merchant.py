@@ -1,0 +1,297 @@
+"""Google Merchant Center product feeds in XML (RSS 2.0 `rss/channel/item`, Atom `feed/entry`, `g:` attributes).
+
+The same attributes make a Meta (Facebook/Instagram) catalog feed. The document is read as a
+stream with defusedxml: entity declarations and external references are refused (a billion-laughs
+bomb or an XXE is one `CatalogError`, nothing indexed), and each finished item is cleared and
+dropped from its parent, so a 500,000-item feed never sits in memory. Each item becomes a flat
+record for `product_from_record`, so the Product rules (size caps, ids, extras) are the CSV ones.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+from typing import Any, BinaryIO
+from xml.etree.ElementTree import Element, ParseError, TreeBuilder
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import DefusedXMLParser, iterparse
+
+from visearch.core.catalog.model import CatalogItem, CatalogRow, RowError
+from visearch.core.catalog.records import _price, product_from_record
+from visearch.core.errors import CatalogError
+
+GOOGLE_NS = "http://base.google.com/ns/1.0"
+ATOM_NS = "http://www.w3.org/2005/Atom"
+
+_ITEM_TAGS = frozenset({"item", f"{{{ATOM_NS}}}entry"})
+_ITEM_PARENTS = frozenset({"channel", f"{{{ATOM_NS}}}feed"})
+_ROOT_TAGS = frozenset({"rss", f"{{{ATOM_NS}}}feed"})
+
+#: availability values (the current spelling and the older one with spaces) -> in stock now
+AVAILABILITY = {
+    "in_stock": True,
+    "in stock": True,
+    "available for order": True,  # retired Merchant value; Google read it as in stock
+    "out_of_stock": False,
+    "out of stock": False,
+    "preorder": False,  # orders taken, nothing ships yet
+    "pre-order": False,
+    "backorder": False,  # orders taken, ships when restocked
+}
+#: `g:` attributes kept in the product's extra fields under the same name
+EXTRA_ATTRIBUTES = (
+    "color",
+    "size",
+    "gender",
+    "material",
+    "pattern",
+    "age_group",
+    "condition",
+    "gtin",
+    "mpn",
+    "item_group_id",
+    "google_product_category",
+)
+_AMOUNT_AND_CURRENCY = re.compile(r"^\s*(?:(?P<pre>[A-Za-z]{3})\s+)?(?P<amount>.*?)(?:\s+(?P<post>[A-Za-z]{3}))?\s*$")
+_SPACES = re.compile(r"\s+")
+
+
+@dataclass
+class _FeedItem:
+    """The direct children of one item/entry, by attribute name (`g:` local name, or `rss:`/`atom:` name)."""
+
+    line: int | None
+    position: int
+    values: dict[str, list[str]] = field(default_factory=dict)
+
+    def first(self, *names: str) -> str:
+        """The first non-empty value among the names, in order of preference."""
+        for name in names:
+            for value in self.values.get(name, []):
+                if value:
+                    return value
+        return ""
+
+    def all(self, name: str) -> list[str]:
+        return [value for value in self.values.get(name, []) if value]
+
+
+class _LineRecordingTreeBuilder(TreeBuilder):
+    """A TreeBuilder that notes the line each item starts on: iterparse itself reports no positions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.expat: Any = None
+        self.item_lines: dict[int, int] = {}
+
+    def start(self, tag: str, attrs: dict[str, str]) -> Element:
+        element = super().start(tag, attrs)
+        if tag in _ITEM_TAGS and self.expat is not None:
+            self.item_lines[id(element)] = int(self.expat.CurrentLineNumber)
+        return element
+
+
+def read_merchant_xml(stream: BinaryIO, source: str, *, currency: str | None = None) -> Iterator[CatalogItem]:
+    """Each item of a Merchant RSS/Atom feed as a product or a row error; `currency` is for prices without one.
+
+    Raises `CatalogError` for a feed that is not well-formed XML (with its line and column) or that
+    declares entities or external references (refused outright: nothing from it is indexed)."""
+    builder = _LineRecordingTreeBuilder()
+    parser = DefusedXMLParser(target=builder, forbid_dtd=False, forbid_entities=True, forbid_external=True)
+    builder.expat = parser.parser
+    position = 0
+    stack: list[Element] = []
+    try:
+        for event, element in iterparse(stream, events=("start", "end"), parser=parser):
+            if event == "start":
+                if not stack and element.tag not in _ROOT_TAGS:
+                    raise CatalogError(
+                        f"{source}: not a Merchant feed: the document is <{element.tag}>, not RSS or Atom"
+                    )
+                stack.append(element)
+                continue
+            stack.pop()
+            if element.tag not in _ITEM_TAGS:
+                continue
+            line = builder.item_lines.pop(id(element), None)
+            parent = stack[-1] if stack else None
+            if parent is None or parent.tag not in _ITEM_PARENTS:
+                continue
+            position += 1
+            item = _feed_item(element, line, position)
+            element.clear()
+            parent.remove(element)  # the finished item leaves the tree: memory stays flat
+            yield _product(item, currency)
+    except DefusedXmlException as exc:
+        raise CatalogError(
+            f"{source}: refused: the feed declares XML entities or external references ({type(exc).__name__}); "
+            "a product feed needs neither, and expanding them could exhaust memory or read local files"
+        ) from None
+    except ParseError as exc:
+        line, column = exc.position
+        raise CatalogError(f"{source}: not well-formed XML at line {line}, column {column + 1}") from None
+
+
+def _feed_item(element: Element, line: int | None, position: int) -> _FeedItem:
+    """The item's direct children as text, keyed by attribute name; Atom's `<link href>` gives its href."""
+    item = _FeedItem(line=line, position=position)
+    for child in element:
+        name = _attribute_name(child.tag)
+        if name is None:
+            continue
+        text = child.get("href", "") if name == "atom:link" else "".join(child.itertext())
+        item.values.setdefault(name, []).append(text.strip())
+    return item
+
+
+def _attribute_name(tag: str) -> str | None:
+    """`{g-namespace}price` -> `price`; RSS's plain `title` -> `rss:title`; Atom's -> `atom:title`."""
+    if not tag.startswith("{"):
+        return f"rss:{tag}"
+    namespace, _, local = tag[1:].partition("}")
+    if namespace == GOOGLE_NS:
+        return local
+    if namespace == ATOM_NS:
+        return f"atom:{local}"
+    return None
+
+
+def _product(item: _FeedItem, currency: str | None) -> CatalogRow | RowError:
+    """One feed item -> a record for `product_from_record`; problems it cannot see (image, price
+    with currency, availability) are added to its reasons, so the report names them all at once."""
+    line = item.line if item.line is not None else item.position
+    reasons: list[str] = []
+    images = item.all("image_link")[:1] + item.all("additional_image_link")
+    if not images:
+        reasons.append("missing image (g:image_link)")
+    regular, regular_currency = _money(item.first("price"), "price", reasons)
+    sale, sale_currency = _money(item.first("sale_price"), "sale_price", reasons)
+    if sale is not None and not _sale_is_on(item.first("sale_price_effective_date")):
+        sale = None
+    in_stock = _availability(item.first("availability"), reasons)
+    category_path = item.first("product_type") or _category_name(item.first("google_product_category"))
+    record: dict[str, Any] = {
+        "id": item.first("id"),
+        "title": item.first("title", "rss:title", "atom:title"),
+        "description": html_to_text(item.first("description", "rss:description", "atom:summary", "atom:content")),
+        "url": item.first("link", "rss:link", "atom:link"),
+        "images": images,
+        "price": sale if sale is not None else regular,
+        "currency": (sale_currency if sale is not None else regular_currency) or currency,
+        "brand": item.first("brand"),
+        "category": _leaf(category_path),
+        "in_stock": in_stock,
+        "tags": [f"group:{group}" for group in item.all("item_group_id")[:1]],
+    }
+    extra: dict[str, Any] = {name: value for name in EXTRA_ATTRIBUTES if (value := item.first(name))}
+    if category_path and category_path != record["category"]:
+        extra["category_path"] = category_path
+    if sale is not None and regular is not None:
+        extra["regular_price"] = regular
+    if item.first("availability"):
+        extra["availability"] = item.first("availability")
+    record.update(extra)
+    result = product_from_record(line, record)
+    if not reasons:
+        return result
+    product_id = item.first("id") or None
+    if isinstance(result, RowError):
+        reasons.insert(0, result.reason)
+    return RowError(line, product_id, "; ".join(reasons))
+
+
+def _money(value: str, name: str, reasons: list[str]) -> tuple[float | None, str | None]:
+    """`15.00 USD` (or `USD 15.00`, or a bare `15.00`) -> (15.0, "USD"); a bad amount adds a reason."""
+    if not value:
+        return None, None
+    match = _AMOUNT_AND_CURRENCY.match(value)
+    assert match is not None  # the pattern matches any string
+    code = match["pre"] or match["post"]
+    try:
+        amount = _price(match["amount"], name)
+    except ValueError as exc:
+        reasons.append(str(exc))
+        return None, None
+    if amount is None:
+        reasons.append(f"{name}: no amount in {value!r}")
+    return amount, code.upper() if code else None
+
+
+def _sale_is_on(period: str) -> bool:
+    """`g:sale_price_effective_date` (`start/end`, ISO 8601): is now inside it? Unreadable or absent: yes."""
+    if not period:
+        return True
+    start_text, _, end_text = period.partition("/")
+    try:
+        start = datetime.fromisoformat(start_text.strip()) if start_text.strip() else None
+        end = datetime.fromisoformat(end_text.strip()) if end_text.strip() else None
+    except ValueError:
+        return True
+    now = datetime.now(UTC)
+    return (start is None or _aware(start) <= now) and (end is None or now < _aware(end))
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _availability(value: str, reasons: list[str]) -> bool | None:
+    """The Merchant availability value -> in stock now; absent -> None (the record's default, in stock)."""
+    if not value:
+        return None
+    known = AVAILABILITY.get(" ".join(value.split()).casefold())
+    if known is None:
+        reasons.append(f"availability: unknown value {value!r} (in_stock, out_of_stock, preorder or backorder)")
+    return known
+
+
+def _category_name(google_category: str) -> str:
+    """A Google product category given as a path is a category; its numeric id alone names nothing."""
+    return "" if google_category.isdigit() else google_category
+
+
+def _leaf(path: str) -> str:
+    """`Apparel > Shoes > Sneakers` -> `Sneakers`."""
+    return path.rsplit(">", 1)[-1].strip() if path else ""
+
+
+class _TextExtractor(HTMLParser):
+    """Collects the text of an HTML fragment; block-level tags separate words."""
+
+    _BREAKS = frozenset({"br", "p", "div", "li", "ul", "ol", "tr", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6"})
+    _HIDDEN = frozenset({"script", "style"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._hidden_depth = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._HIDDEN:
+            self._hidden_depth += 1
+        elif tag in self._BREAKS:
+            self.parts.append(" ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._HIDDEN:
+            self._hidden_depth = max(0, self._hidden_depth - 1)
+        elif tag in self._BREAKS:
+            self.parts.append(" ")
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden_depth:
+            self.parts.append(data)
+
+
+def html_to_text(fragment: str) -> str:
+    """Shop descriptions are HTML: tags dropped, entities unescaped, whitespace collapsed to single spaces."""
+    if "<" not in fragment and "&" not in fragment:
+        return _SPACES.sub(" ", fragment).strip()
+    extractor = _TextExtractor()
+    extractor.feed(fragment)
+    extractor.close()
+    return _SPACES.sub(" ", "".join(extractor.parts)).strip()

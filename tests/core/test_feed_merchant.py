@@ -1,0 +1,329 @@
+"""Google Merchant Center XML feeds (RSS 2.0 and Atom, `g:` namespace): mapping, bad items, hostile XML, memory."""
+
+from __future__ import annotations
+
+import io
+import time
+import tracemalloc
+from xml.etree.ElementTree import fromstring
+
+import pytest
+
+from visearch.core.catalog.merchant import html_to_text, read_merchant_xml
+from visearch.core.catalog.model import Catalog, CatalogRow, RowError, collect
+from visearch.core.domain import Product
+from visearch.core.errors import CatalogError
+
+# Written after the Merchant Center product data specification's RSS 2.0 example: plain RSS
+# `title`/`link`/`description` next to `g:` attributes, prices as "15.00 USD".
+RSS_FEED = """<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0" xmlns:g="http://base.google.com/ns/1.0">
+<channel>
+<title>Example - Online Store</title>
+<link>https://shop.example.test</link>
+<description>A shop's products</description>
+<item>
+<g:id>TS-RED-M</g:id>
+<title>Футболка «Лето», красная</title>
+<link>https://shop.example.test/t-shirt?color=red&amp;size=M</link>
+<description><![CDATA[<p>Soft <b>cotton</b> &amp; linen.</p><ul><li>Machine&nbsp;wash</li><li>Made in Kyiv</li></ul>]]></description>
+<g:image_link>https://shop.example.test/img/ts-red.jpg</g:image_link>
+<g:additional_image_link>https://shop.example.test/img/ts-red-back.jpg</g:additional_image_link>
+<g:additional_image_link>https://shop.example.test/img/ts-red-worn.jpg</g:additional_image_link>
+<g:price>15.00 USD</g:price>
+<g:sale_price>12.50 USD</g:sale_price>
+<g:availability>in_stock</g:availability>
+<g:brand>Лето</g:brand>
+<g:google_product_category>Apparel &amp; Accessories &gt; Clothing &gt; Shirts &amp; Tops</g:google_product_category>
+<g:product_type>Women &gt; Clothing &gt; T-shirts</g:product_type>
+<g:item_group_id>TS</g:item_group_id>
+<g:color>red</g:color>
+<g:size>M</g:size>
+<g:gender>female</g:gender>
+<g:material>cotton/linen</g:material>
+<g:condition>new</g:condition>
+<g:shipping><g:country>US</g:country><g:price>4.95 USD</g:price></g:shipping>
+</item>
+<item>
+<g:id>TS-BLUE-L</g:id>
+<g:title>T-shirt Summer, blue</g:title>
+<g:link>https://shop.example.test/t-shirt?color=blue&amp;size=L</g:link>
+<g:image_link>https://shop.example.test/img/ts-blue.jpg</g:image_link>
+<g:price>15.00 USD</g:price>
+<g:availability>out of stock</g:availability>
+<g:item_group_id>TS</g:item_group_id>
+<g:color>blue</g:color>
+<g:size>L</g:size>
+</item>
+<item>
+<g:id>MUG-1</g:id>
+<title>Mug</title>
+<g:image_link>https://shop.example.test/img/mug.jpg</g:image_link>
+<g:price>7</g:price>
+<g:availability>preorder</g:availability>
+<g:google_product_category>2169</g:google_product_category>
+</item>
+<item>
+<g:id>LAMP-1</g:id>
+<title>Lamp</title>
+<g:image_link>https://shop.example.test/img/lamp.jpg</g:image_link>
+<g:availability>backorder</g:availability>
+</item>
+</channel>
+</rss>
+"""
+
+# The specification's Atom 1.0 form: `entry` elements, every attribute as `g:`, Atom `link href`.
+ATOM_FEED = """<?xml version="1.0" encoding="UTF-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom" xmlns:g="http://base.google.com/ns/1.0">
+<title>Example - Online Store</title>
+<link rel="self" href="https://shop.example.test"/>
+<updated>2024-07-11T12:00:00Z</updated>
+<entry>
+<g:id>TV_123456</g:id>
+<title>LG 22LB4510 - 22" LED TV</title>
+<link href="https://shop.example.test/tv/22LB4510.html"/>
+<summary>Attractively styled &lt;i&gt;LED&lt;/i&gt; TV</summary>
+<g:image_link>https://shop.example.test/img/tv.png</g:image_link>
+<g:availability>in stock</g:availability>
+<g:price>159.00 EUR</g:price>
+<g:brand>LG</g:brand>
+<g:product_type>Electronics &gt; TVs</g:product_type>
+</entry>
+<entry>
+<g:id>TV_2</g:id>
+<g:title>Old TV</g:title>
+<g:description>Plain text</g:description>
+<g:image_link>https://shop.example.test/img/tv2.png</g:image_link>
+<g:price>1,299.00</g:price>
+<g:sale_price>999.00</g:sale_price>
+<g:sale_price_effective_date>2001-01-01T00:00Z/2002-01-01T00:00Z</g:sale_price_effective_date>
+</entry>
+</feed>
+"""
+
+
+def read(text: str | bytes, currency: str | None = None) -> Catalog:
+    data = text.encode() if isinstance(text, str) else text
+    return collect("feed.xml", read_merchant_xml(io.BytesIO(data), "feed.xml", currency=currency))
+
+
+def by_id(catalog: Catalog) -> dict[str, Product]:
+    return {product.id: product for product in catalog.products}
+
+
+def test_rss_items_map_to_products() -> None:
+    catalog = read(RSS_FEED)
+    assert not catalog.errors and not catalog.warnings
+    products = by_id(catalog)
+    assert list(products) == ["TS-RED-M", "TS-BLUE-L", "MUG-1", "LAMP-1"]
+    red = products["TS-RED-M"]
+    assert red.title == "Футболка «Лето», красная"
+    assert red.description == "Soft cotton & linen. Machine wash Made in Kyiv"
+    assert red.url == "https://shop.example.test/t-shirt?color=red&size=M"
+    assert red.images == [
+        "https://shop.example.test/img/ts-red.jpg",
+        "https://shop.example.test/img/ts-red-back.jpg",
+        "https://shop.example.test/img/ts-red-worn.jpg",
+    ]
+    assert (red.price, red.currency) == (12.5, "USD")  # the sale price is what the customer pays
+    assert red.brand == "Лето"
+    assert red.category == "T-shirts"  # product_type's leaf; the full path is kept
+    assert red.tags == ["group:TS"]
+    assert red.in_stock is True
+    assert red.extra == {
+        "category_path": "Women > Clothing > T-shirts",
+        "google_product_category": "Apparel & Accessories > Clothing > Shirts & Tops",
+        "regular_price": 15.0,
+        "availability": "in_stock",
+        "color": "red",
+        "size": "M",
+        "gender": "female",
+        "material": "cotton/linen",
+        "condition": "new",
+        "item_group_id": "TS",
+    }
+
+
+def test_variants_share_a_group_and_optional_fields_may_be_missing() -> None:
+    products = by_id(read(RSS_FEED))
+    blue = products["TS-BLUE-L"]
+    assert blue.title == "T-shirt Summer, blue" and blue.url == "https://shop.example.test/t-shirt?color=blue&size=L"
+    assert blue.tags == products["TS-RED-M"].tags == ["group:TS"]
+    assert (blue.price, blue.currency, blue.in_stock) == (15.0, "USD", False)
+    assert blue.description == "" and blue.brand is None and blue.category is None
+    mug = products["MUG-1"]
+    assert mug.category is None  # a numeric Google category id alone names nothing
+    assert mug.extra["google_product_category"] == "2169"
+    assert (mug.price, mug.currency) == (7.0, None)
+    lamp = products["LAMP-1"]
+    assert lamp.price is None and lamp.url is None and lamp.tags == []
+
+
+def test_every_availability_value() -> None:
+    values = {
+        "in_stock": True,
+        "in stock": True,
+        "IN STOCK": True,
+        "out_of_stock": False,
+        "out of stock": False,
+        "preorder": False,
+        "backorder": False,
+    }
+    items = "".join(
+        f"<item><g:id>P{n}</g:id><title>P{n}</title><g:image_link>https://x.test/{n}.jpg</g:image_link>"
+        f"<g:availability>{value}</g:availability></item>"
+        for n, value in enumerate(values)
+    )
+    items += "<item><g:id>NONE</g:id><title>No value</title><g:image_link>https://x.test/n.jpg</g:image_link></item>"
+    items += (
+        "<item><g:id>ODD</g:id><title>Odd</title><g:image_link>https://x.test/o.jpg</g:image_link>"
+        "<g:availability>maybe</g:availability></item>"
+    )
+    catalog = read(f'<rss version="2.0" xmlns:g="http://base.google.com/ns/1.0"><channel>{items}</channel></rss>')
+    products = by_id(catalog)
+    assert [products[f"P{n}"].in_stock for n in range(len(values))] == list(values.values())
+    assert products["NONE"].in_stock is True  # absent: in stock, as in the CSV catalog
+    [error] = catalog.errors
+    assert error.product_id == "ODD" and "availability: unknown value 'maybe'" in error.reason
+
+
+def test_atom_entries_map_like_rss_items() -> None:
+    catalog = read(ATOM_FEED, currency="UAH")
+    assert not catalog.errors
+    products = by_id(catalog)
+    tv = products["TV_123456"]
+    assert tv.title == 'LG 22LB4510 - 22" LED TV'
+    assert tv.url == "https://shop.example.test/tv/22LB4510.html"
+    assert tv.description == "Attractively styled LED TV"
+    assert (tv.price, tv.currency, tv.in_stock, tv.brand, tv.category) == (159.0, "EUR", True, "LG", "TVs")
+    old = products["TV_2"]
+    # the sale ran in 2001: the regular price counts; a price without a currency takes the feed's default
+    assert (old.price, old.currency, old.description) == (1299.0, "UAH", "Plain text")
+    assert "regular_price" not in old.extra
+
+
+def test_sale_price_inside_its_effective_dates_counts() -> None:
+    catalog = read(
+        ATOM_FEED.replace("2001-01-01T00:00Z/2002-01-01T00:00Z", "2001-01-01T00:00+01:00/2999-01-01T00:00+01:00")
+    )
+    old = by_id(catalog)["TV_2"]
+    assert (old.price, old.extra["regular_price"]) == (999.0, 1299.0)
+
+
+def test_bad_items_are_reported_with_their_line_and_skipped() -> None:
+    feed = (
+        '<rss version="2.0" xmlns:g="http://base.google.com/ns/1.0">\n'  # 1
+        "<channel>\n"  # 2
+        "<item><g:id>NO-IMAGE</g:id><title>No image</title></item>\n"  # 3
+        "<item>\n<title>No id</title><g:image_link>https://x.test/a.jpg</g:image_link></item>\n"  # 4-5
+        "<item><g:id>NO-TITLE</g:id><g:image_link>https://x.test/b.jpg</g:image_link></item>\n"  # 6
+        "<item><g:id>BAD-PRICE</g:id><title>T</title><g:image_link>https://x.test/c.jpg</g:image_link>"
+        "<g:price>cheap USD</g:price></item>\n"  # 7
+        "<item><g:id>GOOD</g:id><title>Good</title><g:image_link>https://x.test/d.jpg</g:image_link></item>\n"  # 8
+        "<item><g:id>BOTH</g:id><g:price>-1 USD</g:price></item>\n"  # 9
+        "</channel></rss>\n"
+    )
+    catalog = read(feed)
+    assert [row.product.id for row in catalog.rows] == ["GOOD"]
+    assert [row.line for row in catalog.rows] == [8]
+    errors = {(error.line, error.product_id): error.reason for error in catalog.errors}
+    assert errors == {
+        (3, "NO-IMAGE"): "missing image (g:image_link)",
+        (4, None): "missing id",
+        (6, "NO-TITLE"): "missing title",
+        (7, "BAD-PRICE"): "price: not a number ('cheap')",
+        (9, "BOTH"): "missing title; missing image (g:image_link); price: must not be negative ('-1')",
+    }
+    assert str(catalog.errors[0]) == "line 3 (NO-IMAGE): missing image (g:image_link)"
+
+
+def test_billion_laughs_is_refused_quickly() -> None:
+    entities = '<!ENTITY lol "lol">' + "".join(
+        f'<!ENTITY lol{n} "{("&lol" + str(n - 1) + ";") * 10 if n > 1 else "&lol;" * 10}">' for n in range(1, 10)
+    )
+    bomb = (
+        f'<?xml version="1.0"?><!DOCTYPE rss [{entities}]>'
+        '<rss version="2.0" xmlns:g="http://base.google.com/ns/1.0"><channel><item>'
+        "<g:id>1</g:id><title>&lol9;</title><g:image_link>https://x.test/a.jpg</g:image_link></item></channel></rss>"
+    )
+    started = time.perf_counter()
+    with pytest.raises(CatalogError, match=r"feed\.xml: refused: .*entities .*EntitiesForbidden"):
+        read(bomb)
+    assert time.perf_counter() - started < 1.0
+
+
+def test_external_entity_is_refused() -> None:
+    xxe = (
+        '<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY secret SYSTEM "file:///etc/passwd">]>'
+        '<rss version="2.0" xmlns:g="http://base.google.com/ns/1.0"><channel><item>'
+        "<g:id>1</g:id><title>&secret;</title><g:image_link>https://x.test/a.jpg</g:image_link></item></channel></rss>"
+    )
+    with pytest.raises(CatalogError, match=r"feed\.xml: refused: "):
+        read(xxe)
+
+
+def test_items_before_a_bomb_are_not_indexed() -> None:
+    """The DTD comes before any item, so a refused feed yields nothing at all."""
+    feed = (
+        '<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY a "x">]>'
+        '<rss version="2.0" xmlns:g="http://base.google.com/ns/1.0"><channel></channel></rss>'
+    )
+    seen: list[object] = []
+    with pytest.raises(CatalogError):
+        seen.extend(read_merchant_xml(io.BytesIO(feed.encode()), "feed.xml"))
+    assert seen == []
+
+
+def test_malformed_xml_names_line_and_column() -> None:
+    feed = (
+        '<rss version="2.0" xmlns:g="http://base.google.com/ns/1.0">\n<channel>\n'
+        "<item><g:id>1</g:id><title>A</title><g:image_link>https://x.test/a.jpg</g:image_link></item>\n"
+        "<item><g:id>2</g:id><title>B</titel></item>\n"
+    )
+    with pytest.raises(CatalogError, match=r"feed\.xml: not well-formed XML at line 4, column 31"):
+        read(feed)
+
+
+def test_a_document_that_is_not_rss_or_atom_is_refused() -> None:
+    with pytest.raises(CatalogError, match="not a Merchant feed: the document is <yml_catalog>"):
+        read('<yml_catalog date="2024-01-01"><shop/></yml_catalog>')
+
+
+def test_html_to_text() -> None:
+    assert html_to_text("<p>A&amp;B</p><p>C&eacute;</p>  <script>x()</script><br/>d\n\te") == "A&B Cé d e"
+    assert html_to_text("  plain   text ") == "plain text"
+
+
+def generated_feed(count: int) -> bytes:
+    """Lean items (the fields a feed must have), so the test measures the parse rather than the mapping."""
+    items = "".join(
+        f"<item><g:id>SKU-{n}</g:id><title>Product {n}</title>"
+        f"<g:image_link>https://shop.example.test/{n}.jpg</g:image_link><g:price>{n % 500}.99 USD</g:price></item>\n"
+        for n in range(count)
+    )
+    head = '<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0" xmlns:g="http://base.google.com/ns/1.0">'
+    return (head + "<channel><title>Big</title>\n" + items + "</channel></rss>\n").encode()
+
+
+def test_a_100000_item_feed_streams_in_flat_memory() -> None:
+    data = generated_feed(100_000)
+    tracemalloc.start()
+    try:
+        count = 0
+        last: CatalogRow | RowError | None = None
+        for item in read_merchant_xml(io.BytesIO(data), "big.xml", currency="USD"):
+            assert isinstance(item, CatalogRow)
+            count += 1
+            last = item
+        _, streamed_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        root = fromstring(data)
+        _, dom_peak = tracemalloc.get_traced_memory()
+        del root
+    finally:
+        tracemalloc.stop()
+    assert count == 100_000
+    assert isinstance(last, CatalogRow) and last.product.id == "SKU-99999" and last.line == 100_002
+    assert streamed_peak < 4 * 1024 * 1024, streamed_peak
+    assert dom_peak > 20 * streamed_peak, (dom_peak, streamed_peak)
