@@ -13,15 +13,15 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from html.parser import HTMLParser
 from typing import Any, BinaryIO
 from xml.etree.ElementTree import Element, ParseError, TreeBuilder
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser, iterparse
 
+from visearch.core.catalog.html import html_to_text
 from visearch.core.catalog.model import CatalogItem, CatalogRow, RowError
-from visearch.core.catalog.records import _price, product_from_record
+from visearch.core.catalog.records import parse_price, product_from_record
 from visearch.core.errors import CatalogError
 
 GOOGLE_NS = "http://base.google.com/ns/1.0"
@@ -57,7 +57,6 @@ EXTRA_ATTRIBUTES = (
     "google_product_category",
 )
 _AMOUNT_AND_CURRENCY = re.compile(r"^\s*(?:(?P<pre>[A-Za-z]{3})\s+)?(?P<amount>.*?)(?:\s+(?P<post>[A-Za-z]{3}))?\s*$")
-_SPACES = re.compile(r"\s+")
 
 
 @dataclass
@@ -212,7 +211,7 @@ def _money(value: str, name: str, reasons: list[str]) -> tuple[float | None, str
     assert match is not None  # the pattern matches any string
     code = match["pre"] or match["post"]
     try:
-        amount = _price(match["amount"], name)
+        amount = parse_price(match["amount"], name)
     except ValueError as exc:
         reasons.append(str(exc))
         return None, None
@@ -257,41 +256,3 @@ def _category_name(google_category: str) -> str:
 def _leaf(path: str) -> str:
     """`Apparel > Shoes > Sneakers` -> `Sneakers`."""
     return path.rsplit(">", 1)[-1].strip() if path else ""
-
-
-class _TextExtractor(HTMLParser):
-    """Collects the text of an HTML fragment; block-level tags separate words."""
-
-    _BREAKS = frozenset({"br", "p", "div", "li", "ul", "ol", "tr", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6"})
-    _HIDDEN = frozenset({"script", "style"})
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._hidden_depth = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self._HIDDEN:
-            self._hidden_depth += 1
-        elif tag in self._BREAKS:
-            self.parts.append(" ")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self._HIDDEN:
-            self._hidden_depth = max(0, self._hidden_depth - 1)
-        elif tag in self._BREAKS:
-            self.parts.append(" ")
-
-    def handle_data(self, data: str) -> None:
-        if not self._hidden_depth:
-            self.parts.append(data)
-
-
-def html_to_text(fragment: str) -> str:
-    """Shop descriptions are HTML: tags dropped, entities unescaped, whitespace collapsed to single spaces."""
-    if "<" not in fragment and "&" not in fragment:
-        return _SPACES.sub(" ", fragment).strip()
-    extractor = _TextExtractor()
-    extractor.feed(fragment)
-    extractor.close()
-    return _SPACES.sub(" ", "".join(extractor.parts)).strip()

@@ -83,7 +83,7 @@ def product_from_record(line: int | None, record: dict[str, Any]) -> CatalogRow 
         "id": product_id,
         "title": title,
         "description": take("description", _text) or "",
-        "price": take("price", _price),
+        "price": take("price", parse_price),
         "currency": take("currency", _text) or None,
         "category": take("category", _text) or None,
         "brand": take("brand", _text) or None,
@@ -150,7 +150,7 @@ def _list(value: Any, name: str) -> list[str]:
     return [part.strip() for part in str(value).split("|") if part.strip()]
 
 
-def _price(value: Any, name: str) -> float | None:
+def parse_price(value: Any, name: str) -> float | None:
     """Numbers as written in shops: `12.50`, `12,50`, `1 234,50`, `1,234.50`; never a guess."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None

@@ -13,15 +13,15 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from typing import Any, BinaryIO
 from xml.etree.ElementTree import Element, ParseError, TreeBuilder
 
 from defusedxml import DefusedXmlException, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml.ElementTree import DefusedXMLParser, iterparse
 
+from visearch.core.catalog.html import html_to_text
 from visearch.core.catalog.model import CatalogItem, CatalogRow, CatalogWarning, RowError
-from visearch.core.catalog.records import _price, product_from_record
+from visearch.core.catalog.records import parse_price, product_from_record
 from visearch.core.domain import MAX_DESCRIPTION, MAX_IMAGES, MAX_TAG, MAX_TAGS
 from visearch.core.errors import CatalogError
 
@@ -29,11 +29,6 @@ from visearch.core.errors import CatalogError
 YML_SHAPE = "a YML catalog (<yml_catalog><shop>…<offers><offer>)"
 #: how the full category path is joined in `extra["category_path"]`
 CATEGORY_SEPARATOR = " > "
-#: elements whose start and end say where a block of the HTML description ends: a space there keeps words apart
-_HTML_BREAKS = frozenset(
-    {"br", "p", "div", "li", "ul", "ol", "tr", "td", "th", "table", "h1", "h2", "h3", "h4", "h5", "h6", "hr"}
-)
-_HTML_HIDDEN = frozenset({"script", "style"})
 
 
 def read_yml(stream: BinaryIO, source: str, *, currency: str | None = None) -> Iterator[CatalogItem]:
@@ -229,7 +224,7 @@ def _old_price(offer: Element, reasons: list[str]) -> float | None:
     """`oldprice` (Rozetka: `price_old`): the price before the discount; `price` is what the customer pays."""
     raw = _text(offer, "oldprice") or _text(offer, "price_old")
     try:
-        return _price(raw, "oldprice")
+        return parse_price(raw, "oldprice")
     except ValueError as exc:
         reasons.append(str(exc))
         return None
@@ -279,38 +274,3 @@ def _refusal_reason(exc: DefusedXmlException) -> str:
     if isinstance(exc, ExternalReferenceForbidden):
         return "the feed references an external resource; external references are not followed"
     return f"the feed uses an XML feature that is not allowed ({type(exc).__name__})"
-
-
-def html_to_text(html: str) -> str:
-    """Shop descriptions are HTML: the words a customer reads, one space between them."""
-    if "<" not in html and "&" not in html:
-        return " ".join(html.split())
-    parser = _TextOnly()
-    parser.feed(html)
-    parser.close()
-    return " ".join("".join(parser.parts).split())
-
-
-class _TextOnly(HTMLParser):
-    """Collects text outside tags; block tags become spaces, script and style are dropped."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._hidden = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _HTML_HIDDEN:
-            self._hidden += 1
-        elif tag in _HTML_BREAKS:
-            self.parts.append(" ")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _HTML_HIDDEN:
-            self._hidden = max(0, self._hidden - 1)
-        elif tag in _HTML_BREAKS:
-            self.parts.append(" ")
-
-    def handle_data(self, data: str) -> None:
-        if not self._hidden:
-            self.parts.append(data)
