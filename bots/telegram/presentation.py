@@ -23,11 +23,10 @@ from visearch.bots.conversation import (
     Cards,
     Notice,
     NoticeReason,
-    SearchKind,
 )
 from visearch.bots.conversation import text as common
 from visearch.bots.conversation import wording as say
-from visearch.core.domain import Card, Facets, Filters
+from visearch.core.domain import Card, Facets
 
 PARSE_MODE = "HTML"
 CAPTION_LIMIT = 1024  # characters after entity parsing (Bot API)
@@ -111,11 +110,6 @@ def cut(text: str, limit: int) -> str:
 def escape(text: str) -> str:
     """Escape catalog text for HTML parse mode (`<`, `>`, `&` and quotes)."""
     return html.escape(text, quote=True)
-
-
-def format_price(price: float | None, currency: str | None) -> str:
-    """`27.78 SEK`, `12 EUR`; empty when the product has no price (the shared price format)."""
-    return common.price_text(price, currency)
 
 
 _is_web_url = common.is_web_url
@@ -207,11 +201,6 @@ def callback_answer(answer: Answer) -> CallbackAnswer:
     return CallbackAnswer(replies=render(answer), drop_page_button=isinstance(answer, Cards) and answer.paged)
 
 
-def filters_text(facets: Facets, shown: int = 12) -> str:
-    """/filters: the categories and brands with product counts, the price range, the syntax."""
-    return cut_html_lines(say.filters_lines(facets, say.HTML, shown), TEXT_LIMIT)
-
-
 def cut_html_lines(lines: list[str], limit: int) -> str:
     """Join whole lines while the visible text stays within `limit` (lines are never cut inside a tag)."""
     out: list[str] = []
@@ -226,8 +215,3 @@ def cut_html_lines(lines: list[str], limit: int) -> str:
 def visible_length(html_text: str) -> int:
     """Length of HTML parse-mode text as Telegram counts it: tags removed, entities decoded."""
     return utf16_len(html.unescape(re.sub(r"<[^>]+>", "", html_text)))
-
-
-def no_match_text(kind: str, words: str | None, filters: Filters) -> str:
-    """Nothing passed the relevance cut-off (`kind`: image, text or similar), as Telegram shows it."""
-    return notice_text(Notice(NoticeReason.NO_MATCH, search=SearchKind(kind), words=words, filters=filters))

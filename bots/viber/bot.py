@@ -38,7 +38,6 @@ from visearch.bots.webhooks.runtime import Runtime
 
 log = logging.getLogger("visearch.server")
 
-IGNORED_EVENTS = frozenset({"delivered", "seen", "subscribed", "unsubscribed", "failed", "client_status", "action"})
 UNSUPPORTED_TYPES = MappingProxyType(
     {
         "sticker": ContentKind.STICKER,

@@ -7,10 +7,12 @@ import asyncio
 import pytest
 
 from tests.fakes.telegram import FakeTelegram
+from visearch.bots.conversation import Notice, NoticeReason, SearchKind
+from visearch.bots.conversation import wording as say
 from visearch.bots.ratelimit import RateLimiter
 from visearch.bots.telegram import presentation as ui
 from visearch.bots.telegram.conversation import AlbumCollector, IncomingFile, PhotoIdCache
-from visearch.core.domain import Card, Facets, Filters
+from visearch.core.domain import Card, Facets, Filters, price_text
 
 
 def card(**overrides: object) -> Card:
@@ -56,7 +58,7 @@ def test_cut_counts_emoji_as_telegram_does() -> None:
     [(12.5, "SEK", "12.50 SEK"), (12.0, "EUR", "12 EUR"), (1234.5, None, "1\u202f234.50"), (None, "SEK", "")],
 )
 def test_prices(price: float | None, currency: str | None, shown: str) -> None:
-    assert ui.format_price(price, currency) == shown
+    assert price_text(price, currency) == shown  # the one price format every channel and the CLI use
 
 
 def test_buttons_fit_telegram_limits() -> None:
@@ -97,7 +99,7 @@ def test_filters_text_lists_values_with_counts_and_stays_valid() -> None:
         currencies=["SEK"],
         in_stock=2,
     )
-    visible = FakeTelegram.visible_text(ui.filters_text(facets), "HTML")
+    visible = FakeTelegram.visible_text(ui.notice_text(Notice(NoticeReason.FILTERS_LIST, facets=facets)), "HTML")
     assert 'category:"Dairy & <Eggs>" (2)' in visible and "brand:Arla (2)" in visible and "#eco (1)" in visible
     assert "5–40 SEK" in visible and "2 of 3" in visible
 
@@ -108,13 +110,16 @@ def test_filters_text_is_cut_to_the_message_limit() -> None:
         categories={f"category number {i}": 1 for i in range(5000)},
         tags={f"tag{i}" * 20: 1 for i in range(500)},
     )
-    text = ui.filters_text(facets, shown=400)
+    text = ui.cut_html_lines(say.filters_lines(facets, say.HTML, shown=400), ui.TEXT_LIMIT)
     assert ui.visible_length(text) <= ui.TEXT_LIMIT
     FakeTelegram.visible_text(text, "HTML")
 
 
 def test_no_match_names_the_filters_in_the_syntax_users_type() -> None:
-    text = ui.no_match_text("text", "red <shoes>", Filters(price_max=50, in_stock=True))
+    notice = Notice(
+        NoticeReason.NO_MATCH, search=SearchKind.TEXT, words="red <shoes>", filters=Filters(price_max=50, in_stock=True)
+    )
+    text = ui.notice_text(notice)
     visible = FakeTelegram.visible_text(text, "HTML")
     assert "red <shoes>" in visible and "under 50 in stock" in visible
 
