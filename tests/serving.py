@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -52,3 +54,17 @@ def app_in_thread(settings: Settings, encoder: Any, **server_options: object) ->
     finally:
         uv.should_exit = True
         thread.join(30)
+
+
+def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of a `visearch` subprocess over `settings`' collection: none of the caller's
+    VISEARCH_* (a developer's .env or shell must not change what a test runs), no model downloads."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VISEARCH_")}
+    env.update(
+        VISEARCH_DATA_DIR=str(settings.data_dir),
+        VISEARCH_COLLECTION=settings.collection,
+        HF_HUB_OFFLINE="1",
+        PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+    )
+    env.update(extra)
+    return env

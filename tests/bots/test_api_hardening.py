@@ -26,6 +26,7 @@ from tests.bots.test_api import KEYS, WRITE, png_bytes
 from tests.bots.test_server import SAMPLE, TG_SECRET, Served, serve
 from tests.conftest import copy_collection, free_port
 from tests.fakes.messengers import viber_message, whatsapp_payload
+from tests.serving import cli_env
 from visearch.bots.server.app import create_app, open_photo, read_all
 from visearch.bots.server.config import load_server_settings
 from visearch.bots.telegram.config import load_telegram_settings
@@ -490,14 +491,7 @@ async def test_a_second_serve_on_the_same_data_directory_says_so_in_one_line(
     try:
         while not uv.started:
             await asyncio.sleep(0.02)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VISEARCH_")}
-        env.update(
-            VISEARCH_DATA_DIR=str(hard_catalog.data_dir),
-            VISEARCH_COLLECTION=hard_catalog.collection,
-            VISEARCH_ENCODER="offline",
-            HF_HUB_OFFLINE="1",
-            PYTHONPATH=str(SAMPLE.parents[2]),
-        )
+        env = cli_env(hard_catalog, VISEARCH_ENCODER="offline")
         second = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

@@ -31,6 +31,7 @@ from tests.fakes.messengers import (
     whatsapp_signature,
 )
 from tests.fakes.telegram import TOKEN, FakeTelegram
+from tests.serving import cli_env
 from visearch.bots.server.app import create_app
 from visearch.bots.server.config import load_server_settings
 from visearch.bots.telegram.config import load_telegram_settings
@@ -497,13 +498,7 @@ async def test_serve_command_starts_reports_ready_and_stops_on_sigterm(bot_catal
     import sys
 
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VISEARCH_")}
-    env.update(
-        VISEARCH_DATA_DIR=str(bot_catalog.data_dir),
-        VISEARCH_COLLECTION=bot_catalog.collection,
-        HF_HUB_OFFLINE="1",
-        PYTHONPATH=str(SAMPLE.parents[2]),
-    )
+    env = cli_env(bot_catalog)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

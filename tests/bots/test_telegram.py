@@ -19,6 +19,7 @@ from PIL import Image
 
 from tests.conftest import SAMPLE_DIR, TRICKY_TITLE, free_port
 from tests.fakes.telegram import TOKEN, Call, FakeTelegram
+from tests.serving import cli_env
 from visearch.bots.telegram.config import load_telegram_settings
 from visearch.bots.telegram.conversation import TelegramConversation
 from visearch.bots.telegram.runner import make_runner
@@ -572,15 +573,11 @@ async def test_cli_bot_answers_a_photo_and_stops_cleanly_on_sigterm(bot_catalog:
 
     fake = FakeTelegram()
     await fake.start()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VISEARCH_")}
-    env.update(
+    env = cli_env(
+        bot_catalog,
         VISEARCH_TELEGRAM_TOKEN=TOKEN,
         VISEARCH_TELEGRAM_API_URL=fake.api_url,
         VISEARCH_TELEGRAM_POLL_TIMEOUT="1",
-        VISEARCH_DATA_DIR=str(bot_catalog.data_dir),
-        VISEARCH_COLLECTION=bot_catalog.collection,
-        HF_HUB_OFFLINE="1",
-        PYTHONPATH=str(SAMPLE.parents[2]),
     )
     process = await asyncio.create_subprocess_exec(
         sys.executable,
