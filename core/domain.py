@@ -115,6 +115,15 @@ def normalise_key(value: str) -> str:
     return " ".join(value.split()).casefold()
 
 
+def result_key(payload: dict[str, Any], point_id: str = "") -> str:
+    """What one search result stands for: the product's variant group when it has one (variants are one
+    card), else the product (its photos are one card)."""
+    group = payload.get("group")
+    if group:
+        return f"group\x00{group}"
+    return str(payload.get("product_id", point_id))
+
+
 def point_id_for(product_id: str, image_ref: str) -> str:
     """Deterministic point id from product id + image identity: re-indexing never duplicates."""
     return str(uuid.uuid5(POINT_NAMESPACE, f"{product_id}\x00{image_ref}"))
@@ -141,6 +150,12 @@ class Product(BaseModel):
         default_factory=list, max_length=MAX_TAGS, description=f"at most {MAX_TAGS}, {MAX_TAG} characters each"
     )
     url: str | None = Field(None, max_length=MAX_URL)
+    group: str | None = Field(
+        None,
+        max_length=MAX_NAME,
+        description="variants of one product (sizes, colours) share it: a search answers with one card per "
+        "group, the best-matching variant's (Merchant item_group_id, YML group_id, Shopify handle)",
+    )
     in_stock: bool = True
     images: list[ImageRef] = Field(default_factory=list, max_length=MAX_IMAGES, description="paths or http(s) URLs")
     extra: dict[str, Any] = Field(

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from visearch.core.domain import Hit
+from visearch.core.domain import Hit, result_key
 
 FusionMethod = Literal["rrf", "weighted"]
 
@@ -72,7 +72,7 @@ def has_all_terms(terms: frozenset[str], payload: dict[str, Any]) -> bool:
 
 
 def _product(hit: Hit) -> str:
-    return str(hit.payload.get("product_id", hit.point_id))
+    return result_key(hit.payload, hit.point_id)
 
 
 def fuse(signals: Sequence[Signal], method: FusionMethod = "rrf", k: float = 60.0) -> list[Hit]:

@@ -27,7 +27,7 @@ from PIL import Image
 
 from visearch.core.batching import MicroBatcher
 from visearch.core.config import Settings, decode_workers, encoder_workers
-from visearch.core.domain import Card, CollectionInfo, Facets, Filters, Hit, Query, SearchResult
+from visearch.core.domain import Card, CollectionInfo, Facets, Filters, Hit, Query, SearchResult, result_key
 from visearch.core.encoders.base import Encoder, WordsEncoder
 from visearch.core.errors import CollectionNotFoundError, EncoderBusyError, EncoderMismatchError, VisearchError
 from visearch.core.fusion import Signal, fuse, has_all_terms, query_terms
@@ -85,12 +85,13 @@ def compact_plan(plan: SearchPlan) -> SearchPlan:
 
 
 def group_by_product(hits: Sequence[Hit]) -> list[Hit]:
-    """Keep each product's best-scoring point, in score order (a product with 5 photos appears once)."""
+    """Keep each product's best-scoring point, in score order (a product with 5 photos appears once, and
+    so does a product group: its best-matching variant stands for it)."""
     best: dict[str, Hit] = {}
     for hit in hits:
-        product_id = str(hit.payload.get("product_id", hit.point_id))
-        if product_id not in best or hit.score > best[product_id].score:
-            best[product_id] = hit
+        key = result_key(hit.payload, hit.point_id)
+        if key not in best or hit.score > best[key].score:
+            best[key] = hit
     return sorted(best.values(), key=lambda h: h.score, reverse=True)
 
 
@@ -289,7 +290,7 @@ class SearchService:
         """
         groups = await self.search_vector(plan.vector, plan.filters, wanted)
         relevant = [hit for hit in groups if hit.score >= plan.min_score]  # relevance: the plain similarity
-        seen = {str(h.payload.get("product_id", h.point_id)) for h in groups}
+        seen = {result_key(h.payload, h.point_id) for h in groups}
         if plan.words_vector is not None:
             word_groups = await self.search_vector(plan.words_vector, plan.filters, wanted, using="text")
             word_hits = [
@@ -297,7 +298,7 @@ class SearchService:
                 for hit in word_groups
                 if hit.score >= plan.min_score_words or has_all_terms(plan.terms, hit.payload)
             ]
-            seen |= {str(h.payload.get("product_id", h.point_id)) for h in word_groups}
+            seen |= {result_key(h.payload, h.point_id) for h in word_groups}
             signals = [
                 Signal("image", relevant, self.settings.weight_image, plan.min_score),
                 Signal("words", word_hits, self.settings.weight_words, plan.min_score_words),

@@ -53,7 +53,6 @@ EXTRA_ATTRIBUTES = (
     "condition",
     "gtin",
     "mpn",
-    "item_group_id",
     "google_product_category",
 )
 _AMOUNT_AND_CURRENCY = re.compile(r"^\s*(?:(?P<pre>[A-Za-z]{3})\s+)?(?P<amount>.*?)(?:\s+(?P<post>[A-Za-z]{3}))?\s*$")
@@ -184,7 +183,7 @@ def _product(item: _FeedItem, currency: str | None) -> CatalogRow | RowError:
         "brand": item.first("brand"),
         "category": _leaf(category_path),
         "in_stock": in_stock,
-        "tags": [f"group:{group}" for group in item.all("item_group_id")[:1]],
+        "group": item.first("item_group_id"),
     }
     extra: dict[str, Any] = {name: value for name in EXTRA_ATTRIBUTES if (value := item.first(name))}
     if category_path and category_path != record["category"]:

@@ -176,6 +176,7 @@ def _offer_item(offer: Element, line: int, feed: _FeedState) -> CatalogRow | Row
         "category": path[-1] if path else None,
         "brand": _text(offer, "vendor"),
         "tags": _tags(offer, feed),
+        "group": (offer.get("group_id") or "").strip(),
         "url": _text(offer, "url"),
         "in_stock": _in_stock(offer),
         "images": pictures[:MAX_IMAGES],
@@ -244,12 +245,8 @@ def _in_stock(offer: Element) -> bool:
 
 
 def _tags(offer: Element, feed: _FeedState) -> list[str]:
-    """`group:<group_id>` (variants of one product; Product has no group field yet) and each `param` as
-    `name: value unit`, so `--tag "Колір: червоний"` filters on it."""
+    """Each `param` as `name: value unit`, so `--tag "Колір: червоний"` filters on it."""
     tags: list[str] = []
-    group_id = (offer.get("group_id") or "").strip()
-    if group_id:
-        tags.append(f"group:{group_id}")
     for param in offer.findall("param"):
         name = " ".join((param.get("name") or "").split())
         value = " ".join("".join(param.itertext()).split())

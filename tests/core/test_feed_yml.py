@@ -120,7 +120,6 @@ def test_offers_map_to_products() -> None:
     assert shoe.extra["vendor_code"] == "BR-42R"
     assert shoe.description == "Легкі кросівки для бігу. Сітка Гума Ціна & якість"
     assert shoe.tags == [
-        "group:SH",
         "Колір: червоний",
         "Розмір: 42",
         "Стать: чоловіча",
@@ -132,8 +131,8 @@ def test_offers_map_to_products() -> None:
 
 def test_variants_share_their_group_tag() -> None:
     products = by_id(read(FEED))
-    assert "group:SH" in products["SH-42-RED"].tags and "group:SH" in products["SH-43-RED"].tags
-    assert not any(tag.startswith("group:") for tag in products["MUG-1"].tags)
+    assert products["SH-42-RED"].group == products["SH-43-RED"].group == "SH"
+    assert products["MUG-1"].group is None
 
 
 def test_every_availability_form() -> None:
