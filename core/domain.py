@@ -118,7 +118,7 @@ def normalise_key(value: str) -> str:
 def result_key(payload: dict[str, Any], point_id: str = "") -> str:
     """What one search result stands for: the product's variant group when it has one (variants are one
     card), else the product (its photos are one card)."""
-    group = payload.get("group")
+    group = payload.get("group_id")
     if group:
         return f"group\x00{group}"
     return str(payload.get("product_id", point_id))
@@ -150,7 +150,7 @@ class Product(BaseModel):
         default_factory=list, max_length=MAX_TAGS, description=f"at most {MAX_TAGS}, {MAX_TAG} characters each"
     )
     url: str | None = Field(None, max_length=MAX_URL)
-    group: str | None = Field(
+    group_id: str | None = Field(
         None,
         max_length=MAX_NAME,
         description="variants of one product (sizes, colours) share it: a search answers with one card per "

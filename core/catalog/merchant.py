@@ -183,7 +183,7 @@ def _product(item: _FeedItem, currency: str | None) -> CatalogRow | RowError:
         "brand": item.first("brand"),
         "category": _leaf(category_path),
         "in_stock": in_stock,
-        "group": item.first("item_group_id"),
+        "group_id": item.first("item_group_id"),
     }
     extra: dict[str, Any] = {name: value for name in EXTRA_ATTRIBUTES if (value := item.first(name))}
     if category_path and category_path != record["category"]:

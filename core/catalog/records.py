@@ -29,7 +29,7 @@ KNOWN_COLUMNS = frozenset(
         "brand",
         "tags",
         "url",
-        "group",
+        "group_id",
         "in_stock",
     }
 )
@@ -90,7 +90,7 @@ def product_from_record(line: int | None, record: dict[str, Any]) -> CatalogRow 
         "brand": take("brand", _text) or None,
         "tags": take("tags", _list) or [],
         "url": take("url", _text) or None,
-        "group": take("group", _text) or None,
+        "group_id": take("group_id", _text) or None,
         "in_stock": take("in_stock", _bool),
         "images": list(dict.fromkeys(images)),  # the same image twice is one image
         "extra": {

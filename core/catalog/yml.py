@@ -176,7 +176,7 @@ def _offer_item(offer: Element, line: int, feed: _FeedState) -> CatalogRow | Row
         "category": path[-1] if path else None,
         "brand": _text(offer, "vendor"),
         "tags": _tags(offer, feed),
-        "group": (offer.get("group_id") or "").strip(),
+        "group_id": (offer.get("group_id") or "").strip(),
         "url": _text(offer, "url"),
         "in_stock": _in_stock(offer),
         "images": pictures[:MAX_IMAGES],

@@ -131,7 +131,7 @@ def test_rss_items_map_to_products() -> None:
     assert (red.price, red.currency) == (12.5, "USD")  # the sale price is what the customer pays
     assert red.brand == "Лето"
     assert red.category == "T-shirts"  # product_type's leaf; the full path is kept
-    assert red.group == "TS" and red.tags == []
+    assert red.group_id == "TS" and red.tags == []
     assert red.in_stock is True
     assert red.extra == {
         "category_path": "Women > Clothing > T-shirts",
@@ -150,7 +150,7 @@ def test_variants_share_a_group_and_optional_fields_may_be_missing() -> None:
     products = by_id(read(RSS_FEED))
     blue = products["TS-BLUE-L"]
     assert blue.title == "T-shirt Summer, blue" and blue.url == "https://shop.example.test/t-shirt?color=blue&size=L"
-    assert blue.group == products["TS-RED-M"].group == "TS"
+    assert blue.group_id == products["TS-RED-M"].group_id == "TS"
     assert (blue.price, blue.currency, blue.in_stock) == (15.0, "USD", False)
     assert blue.description == "" and blue.brand is None and blue.category is None
     mug = products["MUG-1"]

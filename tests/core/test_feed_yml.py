@@ -131,8 +131,8 @@ def test_offers_map_to_products() -> None:
 
 def test_variants_share_their_group_tag() -> None:
     products = by_id(read(FEED))
-    assert products["SH-42-RED"].group == products["SH-43-RED"].group == "SH"
-    assert products["MUG-1"].group is None
+    assert products["SH-42-RED"].group_id == products["SH-43-RED"].group_id == "SH"
+    assert products["MUG-1"].group_id is None
 
 
 def test_every_availability_form() -> None:
