@@ -5,13 +5,14 @@ stream with defusedxml: entity declarations and external references are refused 
 bomb or an XXE is one `CatalogError`, nothing indexed), and each finished item is cleared and
 dropped from its parent, so a 500,000-item feed never sits in memory. Each item becomes a flat
 record for `product_from_record`, so the Product rules (size caps, ids, extras) are the CSV ones.
+The text form (tab-separated or CSV, `merchant_table`) builds the same attribute values and goes
+through the same `merchant_product`, so both forms give the same product for the same data.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 from xml.etree.ElementTree import Element, ParseError, TreeBuilder
@@ -58,24 +59,22 @@ EXTRA_ATTRIBUTES = (
 _AMOUNT_AND_CURRENCY = re.compile(r"^\s*(?:(?P<pre>[A-Za-z]{3})\s+)?(?P<amount>.*?)(?:\s+(?P<post>[A-Za-z]{3}))?\s*$")
 
 
-@dataclass
-class _FeedItem:
-    """The direct children of one item/entry, by attribute name (`g:` local name, or `rss:`/`atom:` name)."""
+#: what both forms of a feed (XML items, text rows) are turned into: attribute name -> its values, in
+#: order (`price`, `additional_image_link`; XML's plain RSS/Atom elements as `rss:title`, `atom:link`)
+AttributeValues = Mapping[str, Sequence[str]]
 
-    line: int | None
-    position: int
-    values: dict[str, list[str]] = field(default_factory=dict)
 
-    def first(self, *names: str) -> str:
-        """The first non-empty value among the names, in order of preference."""
-        for name in names:
-            for value in self.values.get(name, []):
-                if value:
-                    return value
-        return ""
+def _first(values: AttributeValues, *names: str) -> str:
+    """The first non-empty value among the names, in order of preference."""
+    for name in names:
+        for value in values.get(name, ()):
+            if value:
+                return value
+    return ""
 
-    def all(self, name: str) -> list[str]:
-        return [value for value in self.values.get(name, []) if value]
+
+def _all(values: AttributeValues, name: str) -> list[str]:
+    return [value for value in values.get(name, ()) if value]
 
 
 class _LineRecordingTreeBuilder(TreeBuilder):
@@ -120,10 +119,10 @@ def read_merchant_xml(stream: BinaryIO, source: str, *, currency: str | None = N
             if parent is None or parent.tag not in _ITEM_PARENTS:
                 continue
             position += 1
-            item = _feed_item(element, line, position)
+            values = _item_values(element)
             element.clear()
             parent.remove(element)  # the finished item leaves the tree: memory stays flat
-            yield _product(item, currency)
+            yield merchant_product(values, line if line is not None else position, currency)
     except DefusedXmlException as exc:
         raise CatalogError(
             f"{source}: refused: the feed declares XML entities or external references ({type(exc).__name__}); "
@@ -134,16 +133,16 @@ def read_merchant_xml(stream: BinaryIO, source: str, *, currency: str | None = N
         raise CatalogError(f"{source}: not well-formed XML at line {line}, column {column + 1}") from None
 
 
-def _feed_item(element: Element, line: int | None, position: int) -> _FeedItem:
+def _item_values(element: Element) -> dict[str, list[str]]:
     """The item's direct children as text, keyed by attribute name; Atom's `<link href>` gives its href."""
-    item = _FeedItem(line=line, position=position)
+    values: dict[str, list[str]] = {}
     for child in element:
         name = _attribute_name(child.tag)
         if name is None:
             continue
         text = child.get("href", "") if name == "atom:link" else "".join(child.itertext())
-        item.values.setdefault(name, []).append(text.strip())
-    return item
+        values.setdefault(name, []).append(text.strip())
+    return values
 
 
 def _attribute_name(tag: str) -> str | None:
@@ -158,45 +157,46 @@ def _attribute_name(tag: str) -> str | None:
     return None
 
 
-def _product(item: _FeedItem, currency: str | None) -> CatalogRow | RowError:
-    """One feed item -> a record for `product_from_record`; problems it cannot see (image, price
-    with currency, availability) are added to its reasons, so the report names them all at once."""
-    line = item.line if item.line is not None else item.position
+def merchant_product(values: AttributeValues, line: int, currency: str | None) -> CatalogRow | RowError:
+    """One item's attribute values -> a product, the one mapping of the XML and the text forms (so the same
+    data gives the same product in either); `line` is where the item starts, `currency` is for prices
+    written without one. Problems `product_from_record` cannot see (image, price with currency,
+    availability) are added to its reasons, so the report names them all at once."""
     reasons: list[str] = []
-    images = item.all("image_link")[:1] + item.all("additional_image_link")
+    images = _all(values, "image_link")[:1] + _all(values, "additional_image_link")
     if not images:
         reasons.append("missing image (g:image_link)")
-    regular, regular_currency = _money(item.first("price"), "price", reasons)
-    sale, sale_currency = _money(item.first("sale_price"), "sale_price", reasons)
-    if sale is not None and not _sale_is_on(item.first("sale_price_effective_date")):
+    regular, regular_currency = _money(_first(values, "price"), "price", reasons)
+    sale, sale_currency = _money(_first(values, "sale_price"), "sale_price", reasons)
+    if sale is not None and not _sale_is_on(_first(values, "sale_price_effective_date")):
         sale = None
-    in_stock = _availability(item.first("availability"), reasons)
-    category_path = item.first("product_type") or _category_name(item.first("google_product_category"))
+    in_stock = _availability(_first(values, "availability"), reasons)
+    category_path = _first(values, "product_type") or _category_name(_first(values, "google_product_category"))
     record: dict[str, Any] = {
-        "id": item.first("id"),
-        "title": item.first("title", "rss:title", "atom:title"),
-        "description": html_to_text(item.first("description", "rss:description", "atom:summary", "atom:content")),
-        "url": item.first("link", "rss:link", "atom:link"),
+        "id": _first(values, "id"),
+        "title": _first(values, "title", "rss:title", "atom:title"),
+        "description": html_to_text(_first(values, "description", "rss:description", "atom:summary", "atom:content")),
+        "url": _first(values, "link", "rss:link", "atom:link"),
         "images": images,
         "price": sale if sale is not None else regular,
         "currency": (sale_currency if sale is not None else regular_currency) or currency,
-        "brand": item.first("brand"),
+        "brand": _first(values, "brand"),
         "category": _leaf(category_path),
         "in_stock": in_stock,
-        "group_id": item.first("item_group_id"),
+        "group_id": _first(values, "item_group_id"),
     }
-    extra: dict[str, Any] = {name: value for name in EXTRA_ATTRIBUTES if (value := item.first(name))}
+    extra: dict[str, Any] = {name: value for name in EXTRA_ATTRIBUTES if (value := _first(values, name))}
     if category_path and category_path != record["category"]:
         extra["category_path"] = category_path
     if sale is not None and regular is not None:
         extra["regular_price"] = regular
-    if item.first("availability"):
-        extra["availability"] = item.first("availability")
+    if _first(values, "availability"):
+        extra["availability"] = _first(values, "availability")
     record.update(extra)
     result = product_from_record(line, record)
     if not reasons:
         return result
-    product_id = item.first("id") or None
+    product_id = _first(values, "id") or None
     if isinstance(result, RowError):
         reasons.insert(0, result.reason)
     return RowError(line, product_id, "; ".join(reasons))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import gc
 import io
 import time
@@ -12,6 +13,7 @@ import pytest
 
 from visearch.core.catalog.html import html_to_text
 from visearch.core.catalog.merchant import read_merchant_xml
+from visearch.core.catalog.merchant_table import is_merchant_header, read_merchant_table
 from visearch.core.catalog.model import Catalog, CatalogRow, RowError, collect
 from visearch.core.domain import Product
 from visearch.core.errors import CatalogError
@@ -339,3 +341,229 @@ def test_a_large_feed_streams_in_flat_memory() -> None:
     assert isinstance(last, CatalogRow) and last.product.id == "SKU-9999" and last.line == 10_002
     assert streamed_peak < 2 * small_peak + 512 * 1024, (streamed_peak, small_peak)
     assert dom_peak > 8 * streamed_peak, (dom_peak, streamed_peak)
+
+
+# --- the text form: tab-separated (Google) or CSV (Meta), the same attributes in a header row ---
+
+#: the RSS and Atom feeds above as rows of the text form: attribute name -> value
+TABLE_ITEMS: list[dict[str, str]] = [
+    {
+        "id": "TS-RED-M",
+        "title": "Футболка «Лето», красная",
+        "link": "https://shop.example.test/t-shirt?color=red&size=M",
+        "description": "<p>Soft <b>cotton</b> &amp; linen.</p><ul><li>Machine&nbsp;wash</li><li>Made in Kyiv</li></ul>",
+        "image_link": "https://shop.example.test/img/ts-red.jpg",
+        "additional_image_link": "https://shop.example.test/img/ts-red-back.jpg,https://shop.example.test/img/ts-red-worn.jpg",
+        "price": "15.00 USD",
+        "sale_price": "12.50 USD",
+        "availability": "in_stock",
+        "brand": "Лето",
+        "google_product_category": "Apparel & Accessories > Clothing > Shirts & Tops",
+        "product_type": "Women > Clothing > T-shirts",
+        "item_group_id": "TS",
+        "color": "red",
+        "size": "M",
+        "gender": "female",
+        "material": "cotton/linen",
+        "condition": "new",
+        "shipping": "US:::4.95 USD",
+    },
+    {
+        "id": "TS-BLUE-L",
+        "title": "T-shirt Summer, blue",
+        "link": "https://shop.example.test/t-shirt?color=blue&size=L",
+        "image_link": "https://shop.example.test/img/ts-blue.jpg",
+        "price": "15.00 USD",
+        "availability": "out of stock",
+        "item_group_id": "TS",
+        "color": "blue",
+        "size": "L",
+    },
+    {
+        "id": "MUG-1",
+        "title": "Mug",
+        "image_link": "https://shop.example.test/img/mug.jpg",
+        "price": "7",
+        "availability": "preorder",
+        "google_product_category": "2169",
+    },
+    {
+        "id": "LAMP-1",
+        "title": "Lamp",
+        "image_link": "https://shop.example.test/img/lamp.jpg",
+        "availability": "backorder",
+    },
+]
+ATOM_TABLE_ITEMS: list[dict[str, str]] = [
+    {
+        "id": "TV_123456",
+        "title": 'LG 22LB4510 - 22" LED TV',
+        "link": "https://shop.example.test/tv/22LB4510.html",
+        "description": "Attractively styled <i>LED</i> TV",
+        "image_link": "https://shop.example.test/img/tv.png",
+        "availability": "in stock",
+        "price": "159.00 EUR",
+        "brand": "LG",
+        "product_type": "Electronics > TVs",
+    },
+    {
+        "id": "TV_2",
+        "title": "Old TV",
+        "description": "Plain text",
+        "image_link": "https://shop.example.test/img/tv2.png",
+        "price": "1,299.00",
+        "sale_price": "999.00",
+        "sale_price_effective_date": "2001-01-01T00:00Z/2002-01-01T00:00Z",
+    },
+]
+
+
+def table(items: list[dict[str, str]], delimiter: str = "\t", header: dict[str, str] | None = None) -> str:
+    """The items as a text feed, quoted the way Merchant Center's quoted fields and Meta's CSV are;
+    `header` renames columns (attribute -> the header cell written)."""
+    names = list(dict.fromkeys(name for item in items for name in item))
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
+    writer.writerow([(header or {}).get(name, name) for name in names])
+    writer.writerows([item.get(name, "") for name in names] for item in items)
+    return out.getvalue()
+
+
+def read_table(text: str | bytes, currency: str | None = None) -> Catalog:
+    data = text.encode() if isinstance(text, str) else text
+    return collect("feed.txt", read_merchant_table(io.BytesIO(data), "feed.txt", currency=currency))
+
+
+@pytest.mark.parametrize("delimiter", ["\t", ","], ids=["tsv", "csv"])
+def test_the_text_forms_give_the_xml_feeds_products(delimiter: str) -> None:
+    rss = read_table(table(TABLE_ITEMS, delimiter))
+    assert not rss.errors and not rss.warnings
+    assert by_id(rss) == by_id(read(RSS_FEED))  # every field, extras included
+    assert [row.line for row in rss.rows] == [2, 3, 4, 5]
+    atom = read_table(table(ATOM_TABLE_ITEMS, delimiter), currency="UAH")
+    assert by_id(atom) == by_id(read(ATOM_FEED, currency="UAH"))
+    assert (by_id(atom)["TV_2"].price, by_id(atom)["TV_2"].currency) == (1299.0, "UAH")  # the sale ended in 2002
+
+
+def test_header_names_are_normalised() -> None:
+    """`g:` prefixes, any case, the older English names with spaces, Merchant Center's template names."""
+    header = {
+        "id": "g:id",
+        "title": "Title",
+        "image_link": "image link",
+        "additional_image_link": "Additional Image Link",
+        "price": "G:PRICE",
+        "sale_price": "sale price",
+        "availability": "Availability [availability]",
+        "product_type": "product type",
+        "google_product_category": "Google product category [google_product_category]",
+        "item_group_id": "item group id",
+    }
+    renamed = read_table(table(TABLE_ITEMS, header=header))
+    assert not renamed.errors
+    assert by_id(renamed) == by_id(read(RSS_FEED))
+    assert is_merchant_header(table(TABLE_ITEMS, header=header).split("\n", 1)[0])
+
+
+def test_additional_images_are_comma_separated_in_one_field() -> None:
+    feed = (
+        "id,title,image_link,additional_image_link\n"
+        'A,Chair,https://x.test/a.jpg,"https://x.test/a2.jpg, https://x.test/a3.jpg,,https://x.test/a.jpg"\n'
+    )
+    [product] = read_table(feed).products
+    # the main image first, each image once, empty entries left out
+    assert product.images == ["https://x.test/a.jpg", "https://x.test/a2.jpg", "https://x.test/a3.jpg"]
+
+
+def test_a_bad_row_is_reported_with_its_line_and_skipped() -> None:
+    feed = (
+        "id\ttitle\tdescription\timage_link\tprice\n"  # 1
+        'MULTI\tMulti-line\t"<p>first line</p>\n<p>second\tline</p>"\thttps://x.test/m.jpg\t10 USD\n'  # 2-3
+        "NO-IMAGE\tNo image\t\t\t5 USD\n"  # 4
+        "\n"  # 5: blank
+        "BAD-PRICE\tBad price\t\thttps://x.test/b.jpg\tcheap\n"  # 6
+        "WIDE\tToo wide\t\thttps://x.test/w.jpg\t1 USD\tstray\n"  # 7
+        "GOOD\tGood\t\thttps://x.test/g.jpg\n"  # 8: a short row, the trailing empty field left out
+    )
+    catalog = read_table(feed)
+    assert [(row.line, row.product.id) for row in catalog.rows] == [(2, "MULTI"), (8, "GOOD")]
+    assert by_id(catalog)["MULTI"].description == "first line second line"
+    errors = {(error.line, error.product_id): error.reason for error in catalog.errors}
+    assert errors == {
+        (4, "NO-IMAGE"): "missing image (g:image_link)",
+        (6, "BAD-PRICE"): "price: not a number ('cheap')",
+        (7, "WIDE"): "6 fields but the header has 5 (a field with a tab or comma must be quoted)",
+    }
+    assert [error.structural for error in catalog.errors] == [False, False, True]  # a wide row stops sync's deletes
+    assert not catalog.structurally_sound
+
+
+def test_an_unclosed_quote_refuses_the_whole_feed() -> None:
+    feed = 'id\ttitle\timage_link\nA\tA\thttps://x.test/a.jpg\nB\t"never closed\thttps://x.test/b.jpg\nC\tC\tc.jpg\n'
+    with pytest.raises(CatalogError, match=r"feed\.txt:3: broken quoting in the row starting on line 3"):
+        read_table(feed)
+
+
+def test_non_ascii_text_with_or_without_a_byte_order_mark() -> None:
+    feed = "id\ttitle\tbrand\timage_link\nКР-1\tКросівки «Бриз» 42\tБриз\thttps://x.test/к.jpg\n光-2\t緑茶 (500 ml)\t\thttps://x.test/2.jpg\n"
+    for data in (feed.encode(), b"\xef\xbb\xbf" + feed.encode()):  # Excel writes UTF-8 with a BOM
+        catalog = read_table(data)
+        assert not catalog.errors
+        assert {p.id: (p.title, p.brand) for p in catalog.products} == {
+            "КР-1": ("Кросівки «Бриз» 42", "Бриз"),
+            "光-2": ("緑茶 (500 ml)", None),
+        }
+    with pytest.raises(CatalogError, match=r"feed\.txt: not UTF-8 text .* save the feed as UTF-8"):
+        read_table(feed.encode("cp1251", errors="replace"))
+
+
+def test_every_availability_value_in_the_text_form() -> None:
+    values = {
+        "in_stock": True,
+        "in stock": True,
+        "IN STOCK": True,
+        "out_of_stock": False,
+        "out of stock": False,
+        "preorder": False,
+        "backorder": False,
+        "": True,  # absent: in stock
+    }
+    rows = "".join(f"P{n}\tP{n}\thttps://x.test/{n}.jpg\t{value}\n" for n, value in enumerate(values))
+    catalog = read_table("id\ttitle\timage_link\tavailability\n" + rows + "ODD\tOdd\thttps://x.test/o.jpg\tmaybe\n")
+    products = by_id(catalog)
+    assert [products[f"P{n}"].in_stock for n in range(len(values))] == list(values.values())
+    [error] = catalog.errors
+    assert (error.line, error.product_id) == (10, "ODD") and "availability: unknown value 'maybe'" in error.reason
+
+
+def test_the_text_is_read_incrementally_and_the_stream_left_open() -> None:
+    rows = "".join(f"SKU-{n}\tProduct {n}\thttps://x.test/{n}.jpg\t{n}.99 USD\n" for n in range(20_000))
+    data = ("id\ttitle\timage_link\tprice\n" + rows).encode()
+    stream = io.BytesIO(data)
+    items = read_merchant_table(stream, "big.txt")
+    first = next(items)
+    assert isinstance(first, CatalogRow) and first.product.id == "SKU-0"
+    assert stream.tell() < len(data) // 10  # one buffer read, not the whole feed
+    assert sum(1 for _ in items) == 19_999
+    assert not stream.closed  # closing it is the caller's business
+
+
+@pytest.mark.parametrize(
+    ("line", "merchant"),
+    [
+        ("id\ttitle\tdescription\tlink\timage_link\tprice\tavailability", True),  # Google's tab-separated form
+        ("id,title,description,availability,condition,price,link,image_link,brand", True),  # Meta's CSV
+        ("\ufeffg:id\tg:title\tg:price\r\n", True),
+        ("ID [id]\tTitle [title]\tImage link [image_link]", True),  # Merchant Center's template
+        ("ID,Title,Image Link", True),
+        # visearch's own CSV: its demo catalog's header, and shorter ones, stay CSV (price alone is both)
+        ("id,title,image,description,price,currency,category,brand,tags,url,in_stock,origin,group", False),
+        ("id,title,images,price", False),
+        ("id,title,price,url", False),
+        ("id,title,description", False),  # no Merchant attribute beyond id and title
+        ("sku,name,image_link,price", False),  # no id or title
+        ("", False),
+    ],
+)
+def test_is_merchant_header(line: str, merchant: bool) -> None:
+    assert is_merchant_header(line) is merchant
