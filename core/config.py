@@ -197,6 +197,21 @@ class Settings(BaseSettings):
     fetch_timeout: float = Field(15.0, gt=0, description="seconds per connect or read of an image download")
     fetch_retries: int = Field(3, ge=0, le=10, description="retries of a failed image download (with back-off)")
 
+    # shop feeds
+    currency: str | None = Field(
+        None,
+        max_length=20,
+        description="currency of feed prices written without one (Shopify products.json has none), e.g. USD, UAH",
+    )
+    feed_max_bytes: int = Field(
+        2 * 1024**3,
+        ge=1024,
+        description="the largest feed (all its pages, after unpacking gzip); a larger one is refused and nothing is synced",
+    )
+    feed_timeout: float = Field(
+        600.0, gt=0, description="seconds a whole feed download may take (all its pages); longer: nothing is synced"
+    )
+
     @field_validator("qdrant_url")
     @classmethod
     def _url_has_scheme(cls, value: str | None) -> str | None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import typer
 from pydantic import ValidationError
@@ -29,6 +29,7 @@ from visearch.core.search import SearchService
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
+    from visearch.core.catalog.files import CatalogFormat
     from visearch.core.encoders.baselines import ImageFeatures
     from visearch.indexer.evaluate import Calibration, EvalQuery
     from visearch.indexer.train import TrainResult
@@ -151,7 +152,21 @@ OcrOpt = Annotated[
 ModelOpt = Annotated[
     Path | None, typer.Option("--model", help="a model folder from `visearch train` (VISEARCH_MODEL_DIR)")
 ]
-CatalogArg = Annotated[Path, typer.Argument(help="catalog file: .csv or .jsonl")]
+CatalogArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="SOURCE",
+        help="catalog file or feed URL: CSV, JSON Lines, Google Merchant / Meta (XML or tab-separated), YML, "
+        "Shopify products.json (or the store's URL with --format shopify), WooCommerce Store API; gzip is fine",
+    ),
+]
+FormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        help="csv | jsonl | merchant | yml | shopify | woocommerce (default: told from the content)",
+    ),
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")]
 
 
@@ -264,6 +279,7 @@ def index(
     data_dir: DataDirOpt = None,
     collection: CollectionOpt = None,
     ocr: OcrOpt = None,
+    fmt: FormatOpt = None,
     allow_mass_delete: Annotated[
         bool,
         typer.Option(
@@ -272,7 +288,7 @@ def index(
         ),
     ] = False,
 ) -> None:
-    """Index (add/update) every product of CATALOG; unchanged images are skipped.
+    """Index (add/update) every product of SOURCE (a file or a feed URL); unchanged images are skipped.
 
     --recreate / --reembed build the new collection beside the current one (embedded store) and
     swap it in only once every product the catalog lists is stored; until then nothing changes."""
@@ -280,11 +296,14 @@ def index(
     _index_command(
         catalog,
         settings,
-        sync=False,
-        recreate=recreate or reembed,
-        allow_mass_delete=allow_mass_delete,
-        quiet=quiet,
-        as_json=as_json,
+        IndexOptions(
+            fmt=catalog_format(fmt),
+            sync=False,
+            recreate=recreate or reembed,
+            allow_mass_delete=allow_mass_delete,
+            quiet=quiet,
+            as_json=as_json,
+        ),
     )
 
 
@@ -298,6 +317,14 @@ def sync(
     data_dir: DataDirOpt = None,
     collection: CollectionOpt = None,
     ocr: OcrOpt = None,
+    fmt: FormatOpt = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="a feed URL: read it even when it has not changed since the last sync")
+    ] = False,
+    refetch_images: Annotated[
+        bool,
+        typer.Option("--refetch-images", help="a feed URL: download every photo again, also those already stored"),
+    ] = False,
     allow_mass_delete: Annotated[
         bool,
         typer.Option(
@@ -306,33 +333,68 @@ def sync(
         ),
     ] = False,
 ) -> None:
-    """Like `index`, and also delete products that are no longer in CATALOG.
+    """Like `index`, and also delete products that are no longer in SOURCE (a file or a feed URL).
 
     Deletes nothing when the catalog has a broken row that may hide others, and stops before
-    touching anything when more than half of the collection would go (see --allow-mass-delete)."""
+    touching anything when more than half of the collection would go (see --allow-mass-delete).
+    A feed URL is downloaded whole before anything is written; when it has not changed since the
+    last sync (HTTP 304, or the same bytes) nothing is done, and photos already stored under the
+    same URL are not downloaded again."""
     settings = settings_from(model_dir=model, encoder=encoder, data_dir=data_dir, collection=collection, ocr=ocr)
-    _index_command(
-        catalog, settings, sync=True, recreate=False, allow_mass_delete=allow_mass_delete, quiet=quiet, as_json=as_json
+    options = IndexOptions(
+        fmt=catalog_format(fmt),
+        sync=True,
+        recreate=False,
+        allow_mass_delete=allow_mass_delete,
+        quiet=quiet,
+        as_json=as_json,
+        force=force,
+        refetch_images=refetch_images,
     )
+    _index_command(catalog, settings, options)
 
 
-def _index_command(
-    catalog: Path,
-    settings: Settings,
-    *,
-    sync: bool,
-    recreate: bool,
-    allow_mass_delete: bool,
-    quiet: bool,
-    as_json: bool,
-) -> None:
-    """`index` and `sync`: read the catalog, write it into the collection, print the summary; exit 1 on problems."""
+@dataclass(frozen=True)
+class IndexOptions:
+    """How `index` / `sync` write their source."""
+
+    fmt: CatalogFormat | None
+    sync: bool
+    recreate: bool
+    allow_mass_delete: bool
+    quiet: bool
+    as_json: bool
+    force: bool = False
+    refetch_images: bool = False
+
+
+def catalog_format(name: str | None) -> CatalogFormat | None:
+    """`--format`'s value checked against the known formats; exit 2 naming them otherwise."""
+    from visearch.core.catalog.files import FORMATS
+
+    if name is None:
+        return None
+    if name.lower() not in FORMATS:
+        typer.echo(f"error: --format {name!r} is not one of {', '.join(FORMATS)}", err=True)
+        raise typer.Exit(2)
+    return cast("CatalogFormat", name.lower())
+
+
+def _index_command(source: str, settings: Settings, options: IndexOptions) -> None:
+    """`index` and `sync`: read the source (a feed URL is downloaded first), write it into the collection,
+    print the summary; exit 1 on problems, 2 when the source cannot be read (nothing touched)."""
+    from visearch.core.catalog.remote import is_feed_url
+
+    if is_feed_url(source):
+        _sync_feed_url(source, settings, options)
+        return
     from visearch.core.catalog import read_catalog
     from visearch.core.ingest import IngestService
     from visearch.indexer.progress import TqdmProgress
 
+    path = Path(source)
     try:  # the catalog is read before a model loads: a missing or broken file costs no wait
-        rows = read_catalog(catalog)
+        rows = read_catalog(path, fmt=options.fmt, currency=settings.currency, max_bytes=settings.feed_max_bytes)
     except VisearchError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -340,19 +402,65 @@ def _index_command(
     async def job() -> Any:
         service = await open_service(settings)
         try:
-            with TqdmProgress(enabled=not (quiet or as_json)) as progress:
+            with TqdmProgress(enabled=not (options.quiet or options.as_json)) as progress:
                 return await IngestService(service.encoder, service.store, settings).write(
                     rows,
-                    catalog.parent,
-                    sync=sync,
-                    recreate=recreate,
-                    allow_mass_delete=allow_mass_delete,
+                    path.parent,
+                    sync=options.sync,
+                    recreate=options.recreate,
+                    allow_mass_delete=options.allow_mass_delete,
                     progress=progress,
                 )
         finally:
             await service.close()
 
-    summary = run(job)
+    _print_summary(run(job), options.as_json)
+
+
+def _sync_feed_url(url: str, settings: Settings, options: IndexOptions) -> None:
+    """A feed by URL: download and parse it before any model loads (exit 2, nothing touched, when it
+    cannot be had whole), then write it; an unchanged feed is one request and exit 0."""
+    from visearch.core.ingest.feeds import FeedIntake, FeedSync, Unchanged
+    from visearch.indexer.progress import TqdmProgress
+
+    if options.recreate:
+        typer.echo(
+            "error: --recreate takes a catalog file; download the feed first, or run `visearch sync URL`", err=True
+        )
+        raise typer.Exit(2)
+
+    async def job() -> Any:
+        intake = FeedIntake(settings)  # no model until the feed is read whole
+        prepared = await intake.prepare(url, fmt=options.fmt, force=options.force or not options.sync)
+        if isinstance(prepared, Unchanged):
+            return prepared
+        service = await open_service(settings)
+        try:
+            with TqdmProgress(enabled=not (options.quiet or options.as_json)) as progress:
+                return await FeedSync(service.encoder, service.store, settings, intake).apply(
+                    prepared,
+                    sync=options.sync,
+                    allow_mass_delete=options.allow_mass_delete,
+                    refetch_images=options.refetch_images,
+                    progress=progress,
+                )
+        finally:
+            await service.close()
+
+    outcome = run(job)
+    if isinstance(outcome, Unchanged):
+        if options.as_json:
+            typer.echo(json.dumps({"ok": True, "unchanged": True, "source": outcome.source, "how": outcome.how}))
+        else:
+            typer.echo(
+                f"{outcome.source}: unchanged since the last sync ({outcome.how}); nothing to do (--force reads it anyway)"
+            )
+        raise typer.Exit(0)
+    _print_summary(outcome, options.as_json)
+
+
+def _print_summary(summary: Any, as_json: bool) -> None:
+    """The run's problems and summary line (or JSON); exit 0 when everything went in, 1 otherwise."""
     if as_json:
         typer.echo(json.dumps(summary.as_dict(), indent=2, ensure_ascii=False))
     else:

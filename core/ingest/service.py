@@ -77,6 +77,7 @@ class IngestService:
         only_listed: bool = False,
         allow_mass_delete: bool = False,
         progress: Progress | None = None,
+        reuse_stored_urls: bool = False,
     ) -> IndexSummary:
         """Write every product of `catalog` (local image refs resolve against `base_dir`).
 
@@ -84,6 +85,7 @@ class IngestService:
         anew (beside the current one where the store can), swapped in only when complete.
         `only_listed` (the API's upserts): read back and touch only the listed products' points, not
         the whole collection; a product's images that it no longer lists are still deleted.
+        `reuse_stored_urls` (feed syncs): an image URL a product already has stored is not downloaded again.
         Raises `EncoderMismatchError`, `MassDeleteError`, `RebuildIncompleteError`, `StoreError`;
         a bad row or image is only reported in the summary.
         """
@@ -109,6 +111,7 @@ class IngestService:
                 only_listed=only_listed,
                 allow_mass_delete=allow_mass_delete,
                 progress=progress,
+                reuse_stored_urls=reuse_stored_urls and not recreate,
             )
         except BaseException:
             if recreate:
@@ -130,6 +133,7 @@ class IngestService:
         only_listed: bool,
         allow_mass_delete: bool,
         progress: Progress,
+        reuse_stored_urls: bool = False,
     ) -> None:
         """Fetch, embed and write every listed image, then delete what was replaced (and, with `sync`,
         what the catalog no longer lists)."""
@@ -146,7 +150,9 @@ class IngestService:
         summary.images = len(jobs)
         progress.total(len(jobs))
         async with ImageFetcher(self.settings, address_policy=self.address_policy) as fetcher:
-            writer = ImageWriter(self.encoder, self.store, self.settings, summary, existing, progress, words)
+            writer = ImageWriter(
+                self.encoder, self.store, self.settings, summary, existing, progress, words, reuse_stored_urls
+            )
             await writer.process(fetcher, jobs, Path(base_dir))
 
         summary.deleted += await self._delete_replaced_images(catalog, existing, summary, progress)

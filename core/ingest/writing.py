@@ -23,7 +23,7 @@ from visearch.core.config import Settings
 from visearch.core.domain import PointRecord, Product
 from visearch.core.encoders.base import Encoder, WordsEncoder
 from visearch.core.errors import ImageError
-from visearch.core.fetch import FetchError, ImageFetcher
+from visearch.core.fetch import FetchError, ImageFetcher, is_url
 from visearch.core.images import decode_image
 from visearch.core.ingest.planning import ExistingPoint
 from visearch.core.ingest.progress import Progress
@@ -101,6 +101,7 @@ class ImageWriter:
         existing: dict[str, ExistingPoint],
         progress: Progress,
         words: bool = False,
+        reuse_stored_urls: bool = False,
     ) -> None:
         self.encoder, self.store, self.settings, self.summary, self.existing, self.progress = (
             encoder,
@@ -112,6 +113,7 @@ class ImageWriter:
         )
         #: the collection holds text vectors: every written point gets the product's words embedded
         self.words = words
+        self.reuse_stored_urls = reuse_stored_urls
         self.reader = TextReader() if settings.ocr else None
         self.batch_size = settings.batch_size
         # a stored point for each image hash: identical bytes under a new id reuse its vector
@@ -163,7 +165,10 @@ class ImageWriter:
 
         async def worker() -> None:
             for job in pending:  # shared iterator: each job goes to exactly one worker
-                await queue.put(await fetch_and_hash(fetcher, job, base_dir))
+                if self._reuse_stored(job):
+                    await queue.put((job, None))
+                else:
+                    await queue.put(await fetch_and_hash(fetcher, job, base_dir))
 
         try:
             async with asyncio.TaskGroup() as group:
@@ -173,6 +178,18 @@ class ImageWriter:
             await queue.put(_ProducerFailed(exc))
             return
         await queue.put(_Done())
+
+    def _reuse_stored(self, job: ImageJob) -> bool:
+        """With `reuse_stored_urls` (a feed sync), an image URL the product already has stored is taken as
+        unchanged without downloading it again: its stored hash stands for it (shops' CDNs put a new URL on
+        a new photo). Never when the photo still needs reading (OCR turned on since)."""
+        if not self.reuse_stored_urls or not is_url(job.ref):
+            return False
+        old = self.existing.get(job.point_id)
+        if old is None or not old.sha256 or (self.reader is not None and not old.has_ocr):
+            return False
+        job.sha256 = old.sha256
+        return True
 
     def _sort(self, job: ImageJob) -> None:
         """Unchanged, metadata update, copy of an identical image, or embed."""

@@ -87,3 +87,36 @@ def test_an_xml_file_that_is_no_feed_is_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["index", str(path)], env={"VISEARCH_DATA_DIR": str(tmp_path / "d")})
     assert result.exit_code == 2
     assert "root element 'urlset'" in result.output and "Traceback" not in result.output
+
+
+def test_sync_by_url_indexes_then_an_unchanged_feed_costs_one_request_and_a_failing_one_deletes_nothing(
+    tmp_path: Path,
+) -> None:
+    from tests.core.feeds import merchant_rss, sample_items
+    from tests.fakes.shop import fake_shop
+
+    items = sample_items()
+    env = {"VISEARCH_DATA_DIR": str(tmp_path / "data"), "VISEARCH_ENCODER": "offline", "VISEARCH_COLLECTION": "u"}
+    runner = CliRunner()
+    with fake_shop() as shop:
+        for item in items:
+            shop.serve(item.image, item.photo.read_bytes(), "image/jpeg")
+        url = shop.serve("/feed.xml", merchant_rss(items, shop.base))
+
+        first = runner.invoke(app, ["sync", url, "--json"], env=env, catch_exceptions=False)
+        assert first.exit_code == 0, first.output
+        assert json.loads(first.stdout)["counts"]["indexed"] == len(items)
+
+        feed_hits, photo_hits = shop.hits_of("/feed.xml"), shop.hits_of("/img/")
+        again = runner.invoke(app, ["sync", url], env=env, catch_exceptions=False)
+        assert again.exit_code == 0, again.output
+        assert "unchanged" in again.output
+        assert (shop.hits_of("/feed.xml"), shop.hits_of("/img/")) == (feed_hits + 1, photo_hits)
+
+        shop.serve("/feed.xml", b"server error", "text/plain", status=500)
+        failed = runner.invoke(app, ["sync", url], env=env, catch_exceptions=False)
+        assert failed.exit_code == 2, failed.output
+        assert "500" in failed.output and "nothing" in failed.output.lower()
+
+    stats = runner.invoke(app, ["stats", "--json"], env=env, catch_exceptions=False)
+    assert json.loads(stats.stdout[stats.stdout.index("{") :])["products"] == len(items)
