@@ -196,6 +196,23 @@ class SearchOut(BaseModel):
     message: str | None = Field(None, description="a sentence for people when there is nothing to show")
 
 
+class FeedOut(BaseModel):
+    """One configured feed (VISEARCH_FEED_URL) and how its syncs went since the server started."""
+
+    source: str = Field(description="the feed's URL without query or credentials, or its path")
+    runs: int
+    failures: int
+    unchanged: int = Field(description="runs that found the feed as the last good sync read it (no work)")
+    last_outcome: Literal["synced", "unchanged", "failed"] | None
+    last_success: float | None = Field(description="unix time of the last run that did not fail")
+    last_duration_s: float | None
+    items: int = Field(description="products read from the feed by its last sync that wrote")
+    last_error: str | None
+    counts: dict[str, int] = Field(
+        description="the last written sync's counts (indexed, unchanged, updated, deleted...)"
+    )
+
+
 class StatsOut(BaseModel):
     collection: str
     backend: str
@@ -205,6 +222,27 @@ class StatsOut(BaseModel):
     collection_encoder: str | None
     dim: int
     uptime_s: float
+    feeds: list[FeedOut] = Field(default_factory=list, description="the feeds `visearch serve` keeps in sync")
+
+
+class FeedRunOut(BaseModel):
+    """What one sync of one feed did."""
+
+    source: str
+    outcome: Literal["synced", "unchanged", "failed"]
+    seconds: float
+    requests: int
+    items: int
+    counts: dict[str, int]
+    problems: list[str] = Field(description="the first 50 problems (bad items, photos that failed)")
+    error: str | None = Field(description="why the run failed (nothing was deleted then)")
+
+
+class FeedsSyncOut(BaseModel):
+    """The answer of POST /feeds:sync: the runs (with `wait=true`), or that one was started."""
+
+    started: bool
+    runs: list[FeedRunOut] | None = None
 
 
 #: what sort of error an answer is, for clients that branch on it

@@ -8,13 +8,15 @@ VISEARCH_API_PUBLIC_SEARCH=false. Every error is JSON with a sentence and the fi
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
+from starlette.responses import JSONResponse
 
 from visearch.bots.api.catalog import CatalogWriter, Upload, UploadError
 from visearch.bots.api.models import (
@@ -26,6 +28,9 @@ from visearch.bots.api.models import (
     DeleteOut,
     ErrorKind,
     ErrorOut,
+    FeedOut,
+    FeedRunOut,
+    FeedsSyncOut,
     FiltersIn,
     ProductIn,
     ProductOut,
@@ -40,6 +45,7 @@ from visearch.bots.jsonbody import JsonBodyError, parse_json_async
 from visearch.bots.media import public_photo_url
 from visearch.core.domain import Filters, SearchResult
 from visearch.core.domain import Query as CoreQuery
+from visearch.core.ingest.feeds import FeedRun
 from visearch.core.search import SearchService
 
 #: the OpenAPI description of every error response
@@ -77,6 +83,17 @@ class ApiState(Protocol):
 
     @property
     def server(self) -> ApiSettings: ...
+
+    @property
+    def feeds(self) -> FeedControl | None: ...
+
+
+class FeedControl(Protocol):
+    """The server's feed schedule, as the API drives it (`visearch.bots.server.feeds.FeedScheduler`)."""
+
+    def trigger(self) -> asyncio.Task[list[FeedRun]]: ...
+
+    def status(self) -> list[dict[str, Any]]: ...
 
 
 def still_starting() -> ApiError:
@@ -544,7 +561,50 @@ def api_error_of(notice: Notice) -> Exception:
 async def stats(request: Request) -> StatsOut:
     service = service_of(request)
     facets = await service.facets()
-    return StatsOut(**await service.stats(), products=facets.products)
+    feeds = state_of(request).feeds
+    return StatsOut(
+        **await service.stats(),
+        products=facets.products,
+        feeds=[FeedOut(**out) for out in feeds.status()] if feeds is not None else [],
+    )
+
+
+@router.post(
+    "/feeds:sync",
+    response_model=FeedsSyncOut,
+    status_code=202,
+    responses={200: {"model": FeedsSyncOut, "description": "with `wait=true`: the runs"}, 404: {"model": ErrorOut}},
+    dependencies=[Depends(require_write_key)],
+    summary="Sync the configured feeds now",
+)
+async def sync_feeds(
+    request: Request,
+    wait: Annotated[bool, Query(description="answer when the runs are done, with what they did")] = False,
+) -> Any:
+    """Runs every VISEARCH_FEED_URL feed now (joining the run in progress, if any): 202 at once, or
+    with `wait=true` 200 and each feed's run once done. The run goes on if the client disconnects."""
+    feeds = state_of(request).feeds
+    if feeds is None:
+        raise ApiError(404, "no feed is configured: set VISEARCH_FEED_URL and restart the server", "not_found")
+    task = feeds.trigger()
+    if not wait:
+        return FeedsSyncOut(started=True)
+    runs = await asyncio.shield(task)
+    return JSONResponse(FeedsSyncOut(started=True, runs=[feed_run_out(run) for run in runs]).model_dump(), 200)
+
+
+def feed_run_out(run: FeedRun) -> FeedRunOut:
+    summary = run.summary
+    return FeedRunOut(
+        source=run.source,
+        outcome=run.outcome,
+        seconds=round(run.seconds, 3),
+        requests=run.requests,
+        items=run.items,
+        counts=summary.counts() if summary is not None else {},
+        problems=[str(p) for p in summary.problems[:50]] if summary is not None else [],
+        error=run.error,
+    )
 
 
 @router.get("/facets", dependencies=[Depends(require_search_key)], summary="What the catalog can be filtered by")

@@ -34,10 +34,12 @@ from visearch.bots.api.catalog import CatalogWriter
 from visearch.bots.conversation import Conversation, ConversationSettings, Metrics, NoticeReason
 from visearch.bots.jsonbody import parse_json
 from visearch.bots.server.config import ServerSettings
+from visearch.bots.server.feeds import FeedCollector, FeedScheduler
 from visearch.bots.telegram.config import TelegramSettings
 from visearch.bots.webhooks.runtime import Runtime
 from visearch.bots.webhooks.work import DELIVERIES_FILE, PersistentSeenIds, WorkQueue
 from visearch.core.config import Settings
+from visearch.core.ingest.feeds import FeedSync
 from visearch.core.media import locate_photo
 from visearch.core.search import SearchService
 from visearch.core.store.base import VectorStore
@@ -72,6 +74,7 @@ class ServerState:
     owns_service: bool = False
     store: VectorStore | None = None  # opened by the caller (its lock already taken), for the service we open
     listen_url: str | None = None  # where this server answers (for the data directory's owner note)
+    feeds: FeedScheduler | None = None  # VISEARCH_FEED_URL's syncs
 
     def enabled(self) -> list[str]:
         names: list[str] = []
@@ -149,6 +152,7 @@ async def _start(state: ServerState) -> None:
     _build_whatsapp(state, conversation, state.runtime)
     if state.telegram_enabled:
         _build_telegram(state, state.service, conversation)
+    _start_feeds(state, state.service)
     log.info("visearch serve: webhooks enabled for %s", ", ".join(state.enabled()) or "no platform")
 
 
@@ -162,6 +166,17 @@ async def _open_writer(state: ServerState, service: SearchService) -> None:
     announce = getattr(service.store, "announce", None)
     if announce is not None and state.listen_url:
         announce(f"visearch serve at {state.listen_url} (API: {state.listen_url}/api/v1)")
+
+
+def _start_feeds(state: ServerState, service: SearchService) -> None:
+    """The feed schedule, when VISEARCH_FEED_URL names feeds; its figures join /metrics."""
+    sources = state.server.feed_sources
+    if not sources:
+        return
+    sync = FeedSync(service.encoder, service.store, state.settings)
+    state.feeds = FeedScheduler(sync, sources, state.server.feed_interval, on_change=service.catalog_changed)
+    state.metrics.registry.register(FeedCollector(state.feeds))
+    state.feeds.start()
 
 
 async def _open_runtime(state: ServerState) -> Runtime:
@@ -252,6 +267,8 @@ async def _open_service(state: ServerState) -> SearchService:
 
 
 async def _stop(state: ServerState) -> None:
+    if state.feeds is not None:  # first: a sync in progress stops before the store closes under it
+        await state.feeds.stop()
     if state.runtime is not None:
         await state.runtime.queue.stop()
         if isinstance(state.runtime.seen, PersistentSeenIds):

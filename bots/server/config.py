@@ -85,6 +85,15 @@ class ServerSettings(BaseSettings):
     )
     web_page: bool = Field(True, description="serve the search page at /")
 
+    # the shop's feeds, kept in step by `visearch serve`
+    feed_url: str = Field(
+        "",
+        description="the shop's product feeds (URLs or file paths, separated by spaces): synced at start and every VISEARCH_FEED_INTERVAL; logs and metrics show a URL without its query or credentials",
+    )
+    feed_interval: float = Field(
+        3600.0, ge=1, description="seconds between two syncs of VISEARCH_FEED_URL (an unchanged feed costs one request)"
+    )
+
     viber_token: SecretStr | None = Field(
         None, description="Viber bot token (secret); set = the Viber webhook is served"
     )
@@ -131,6 +140,21 @@ class ServerSettings(BaseSettings):
     def _cidr_list(cls, value: str) -> str:
         parse_networks(value)  # ValueError names the item that is not a range
         return value
+
+    @field_validator("feed_url")
+    @classmethod
+    def _feed_sources(cls, value: str) -> str:
+        for source in value.split():
+            if "://" in source and not source.lower().startswith(("http://", "https://")):
+                raise ValueError(
+                    f"{source.split('://', 1)[0]}:// is not a feed location: use an http(s) URL or a file path"
+                )
+        return value
+
+    @property
+    def feed_sources(self) -> list[str]:
+        """The configured feeds, in order (empty: no scheduled sync)."""
+        return self.feed_url.split()
 
     @property
     def api_fetch_policy(self) -> AddressPolicy:
