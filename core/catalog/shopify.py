@@ -35,8 +35,6 @@ from visearch.core.catalog.records import KNOWN_COLUMNS, RESERVED_COLUMNS, json_
 from visearch.core.domain import MAX_EXTRA_KEY, MAX_TAG, MAX_TAGS, product_id_problem
 from visearch.core.errors import CatalogError
 
-#: products a page asks for (`?limit=`): the most the endpoint gives
-SHOPIFY_PAGE_SIZE = 250
 #: the variant title (and option value) of a product sold in one variant only
 DEFAULT_TITLE = "Default Title"
 #: extra keys the reader sets itself: an option named like one gets an `option_` prefix

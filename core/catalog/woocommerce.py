@@ -29,8 +29,6 @@ from visearch.core.catalog.records import json_type, parse_price, product_from_r
 from visearch.core.domain import MAX_TAG, MAX_TAGS, product_id_problem
 from visearch.core.errors import CatalogError
 
-#: products a page asks for (`?per_page=`): the most the endpoint gives
-WOOCOMMERCE_PAGE_SIZE = 100
 #: how several category names are joined in `extra["categories"]`
 CATEGORY_SEPARATOR = " | "
 #: the Store API always sends `currency_minor_unit`; WooCommerce's default number of decimals otherwise
