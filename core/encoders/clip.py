@@ -10,6 +10,13 @@ letting huggingface_hub retry for a minute or more: the cache is tried first (no
 Hub's API is asked once, with a short timeout, whether the model exists, and only then are the
 files downloaded. Measured here (no network): 0.1 s to fail, versus 70 s for a plain
 `SentenceTransformer("clip-ViT-B-32")`.
+
+`text_model` (VISEARCH_CLIP_TEXT_MODEL) swaps CLIP's text tower for another sentence-transformers
+text model trained into the same space, e.g. `clip-ViT-B-32-multilingual-v1` (50+ languages,
+distilled into ViT-B/32's text space): it embeds the queries *and* the catalog's words, the image
+tower is untouched. Its name is appended to `model_id` (`+text:NAME`, always last), so a collection
+remembers it and one built with another text model (or none) is refused (`TextModelMismatchError`).
+It always runs on torch: VISEARCH_BACKEND=onnx / onnx-int8 applies to the image tower only.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from visearch.core.encoders.base import l2_normalise
-from visearch.core.errors import EncoderUnavailableError
+from visearch.core.errors import TEXT_MODEL_MARK, ConfigError, EncoderUnavailableError
 
 if TYPE_CHECKING:
     from visearch.core.runtime.onnx import InferenceSession
@@ -69,6 +76,7 @@ class ClipEncoder:
         backend: str = "torch",
         threads: int = 1,
         onnx_cache: Path | str | None = None,
+        text_model: str | None = None,
     ) -> None:
         from visearch.core.runtime.onnx import check_backend
 
@@ -82,6 +90,7 @@ class ClipEncoder:
         folder = Path(name).expanduser()
         self._image_session: InferenceSession | None = None
         self._text_session: InferenceSession | None = None
+        self._text_model: Any = None
         if folder.is_dir():
             self._model = _load_folder(folder, device)
             self.model_id = f"clip:{folder.resolve().name}@{weights_digest(folder)}"
@@ -99,17 +108,49 @@ class ClipEncoder:
             raise _unavailable(name, f"the model takes {sorted(modalities)}, not images: it is not a CLIP model")
         _cap_text_window(self._model)
         self.dim = _embedding_dim(self._model)
-        # the words signal: CLIP's own text tower on both sides (catalog words and the customer's)
+        # the words signal: the text side (CLIP's own tower, or the text model) on both sides
         self.words_dim = self.dim
         self.min_score_words = CLIP_MIN_SCORE_WORDS
+        #: the separate text model's name or folder as configured; None = CLIP's own text tower
+        self.text_model_name = (text_model or "").strip() or None
+        text_id = self._load_text_model(self.text_model_name, device) if self.text_model_name else None
         if self.backend != "torch":
             self._open_onnx(onnx_folder, threads, onnx_cache)
             if self.backend == "onnx-int8":
                 self.model_id += "+int8"
+        if text_id is not None:
+            self.model_id += f"{TEXT_MODEL_MARK}{text_id}"  # last: errors.split_text_model reads it from there
+
+    def _load_text_model(self, name: str, device: str) -> str:
+        """Load the separate text model; refuse one that takes no text or embeds into another dimension.
+        Returns its id (`name`, or folder name @ weights digest) for `model_id`."""
+        folder = Path(name).expanduser()
+        setting = "VISEARCH_CLIP_TEXT_MODEL"
+        if folder.is_dir():
+            model = _load_folder(folder, device, setting)
+            text_id = f"{folder.resolve().name}@{weights_digest(folder)}"
+        else:
+            if _looks_like_path(name):
+                raise _unavailable(name, f"folder {name} does not exist", setting)
+            model = _load_hub(name, device, setting)
+            text_id = _short_hub_name(name)
+        modalities = getattr(model, "modalities", None)
+        if modalities is not None and "text" not in modalities:
+            raise _unavailable(name, f"the model takes {sorted(modalities)}, not text", setting)
+        text_dim = _embedding_dim(model)
+        if text_dim != self.dim:
+            raise ConfigError(
+                f"VISEARCH_CLIP_TEXT_MODEL {name!r} embeds texts into {text_dim} dimensions, but the CLIP image "
+                f"model {self.name!r} into {self.dim}: the text model must be trained into the image model's space "
+                f"(e.g. clip-ViT-B-32-multilingual-v1 with clip-ViT-B-32). Pick a matching pair, or unset "
+                f"VISEARCH_CLIP_TEXT_MODEL to use CLIP's own text tower."
+            )
+        self._text_model = model
+        return text_id
 
     @property
     def sentence_transformer(self) -> Any:
-        """The loaded `SentenceTransformer`: `visearch train --encoder clip` fine-tunes and saves it."""
+        """The loaded CLIP `SentenceTransformer`: `visearch train --encoder clip` fine-tunes and saves it."""
         return self._model
 
     # -- the Encoder interface --------------------------------------------------------------------
@@ -119,22 +160,28 @@ class ClipEncoder:
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
         rgb = [img if img.mode == "RGB" else img.convert("RGB") for img in images]
-        return self._encode(rgb)
+        if self._image_session is not None:
+            return self._encode_onnx(rgb, self._image_session)
+        return self._encode(self._model, rgb)
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """(n, dim) float32 unit rows; texts beyond 77 tokens are truncated by the tokenizer."""
+        """(n, dim) float32 unit rows, from the text model when one is set, else CLIP's text tower
+        (texts beyond its window, 77 tokens for CLIP, are truncated by the tokenizer)."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return self._encode([str(t) for t in texts])
+        inputs = [str(t) for t in texts]
+        if self._text_model is not None:
+            return self._encode(self._text_model, inputs)
+        if self._text_session is not None:
+            return self._encode_onnx(inputs, self._text_session)
+        return self._encode(self._model, inputs)
 
     def embed_words(self, texts: Sequence[str]) -> np.ndarray:
-        """The words signal: the same text tower, compared with the catalog's embedded titles and tags."""
+        """The words signal: the same text side, compared with the catalog's embedded titles and tags."""
         return self.embed_texts(texts)
 
-    def _encode(self, inputs: list[Any]) -> np.ndarray:
-        if self._image_session is not None and self._text_session is not None:
-            return self._encode_onnx(inputs, self._image_session, self._text_session)
-        vectors = self._model.encode(
+    def _encode(self, model: Any, inputs: list[Any]) -> np.ndarray:
+        vectors = model.encode(
             inputs,
             batch_size=self.batch_size,
             convert_to_numpy=True,
@@ -143,23 +190,21 @@ class ClipEncoder:
         )
         return l2_normalise(np.asarray(vectors, dtype=np.float32))
 
-    def _encode_onnx(
-        self, inputs: list[Any], image_session: InferenceSession, text_session: InferenceSession
-    ) -> np.ndarray:
-        """The towers through ONNX Runtime; inputs prepared by the SentenceTransformer's own processor."""
+    def _encode_onnx(self, inputs: list[Any], session: InferenceSession) -> np.ndarray:
+        """One tower through ONNX Runtime; inputs prepared by the SentenceTransformer's own processor."""
         out: list[np.ndarray] = []
         for start in range(0, len(inputs), self.batch_size):
             features = self._model.preprocess(inputs[start : start + self.batch_size])
             if "pixel_values" in features:
                 feeds = {"pixel_values": np.asarray(features["pixel_values"], dtype=np.float32)}
-                out.append(image_session.run(None, feeds)[0])
             else:
                 feeds = {k: np.asarray(features[k], dtype=np.int64) for k in ("input_ids", "attention_mask")}
-                out.append(text_session.run(None, feeds)[0])
+            out.append(session.run(None, feeds)[0])
         return l2_normalise(np.concatenate(out))
 
     def _open_onnx(self, folder: Path | None, threads: int, onnx_cache: Path | str | None) -> None:
-        """Open (exporting once) both towers: next to a local model in onnx/, else in the cache folder."""
+        """Open (exporting once) both towers, the text tower only without a separate text model:
+        next to a local model in visearch-onnx/, else in the cache folder."""
         from visearch.core.runtime.onnx import cached_session, default_cache_dir, module_digest, writable_dir
 
         cache = default_cache_dir(onnx_cache)
@@ -170,9 +215,10 @@ class ClipEncoder:
         self._image_session = cached_session(
             target, f"{base}-image", digest, int8, threads, lambda path: export_image_tower(self._model, path)
         )
-        self._text_session = cached_session(
-            target, f"{base}-text", digest, int8, threads, lambda path: export_text_tower(self._model, path)
-        )
+        if self._text_model is None:
+            self._text_session = cached_session(
+                target, f"{base}-text", digest, int8, threads, lambda path: export_text_tower(self._model, path)
+            )
 
 
 def _clip_model(model: Any) -> Any:
@@ -251,16 +297,16 @@ def weights_digest(folder: Path, length: int = 12) -> str:
     return digest.hexdigest()[:length]
 
 
-def _load_folder(folder: Path, device: str) -> Any:
+def _load_folder(folder: Path, device: str, setting: str = "VISEARCH_CLIP_MODEL") -> Any:
     from sentence_transformers import SentenceTransformer
 
     try:
         return SentenceTransformer(str(folder), device=device, local_files_only=True)
     except Exception as exc:
-        raise _unavailable(str(folder), f"{type(exc).__name__}: {_first_line(exc)}") from exc
+        raise _unavailable(str(folder), f"{type(exc).__name__}: {_first_line(exc)}", setting) from exc
 
 
-def _load_hub(name: str, device: str) -> Any:
+def _load_hub(name: str, device: str, setting: str = "VISEARCH_CLIP_MODEL") -> Any:
     """Cache first (no network); then, only if the Hub answers quickly, a normal (downloading) load."""
     from sentence_transformers import SentenceTransformer
 
@@ -273,12 +319,12 @@ def _load_hub(name: str, device: str) -> Any:
     repo_id = name if "/" in name else f"{HUB_ORGANISATION}/{name}"
     state, why = hub_status(repo_id)
     if state != "available":
-        raise _unavailable(name, f"it is not in the local Hugging Face cache and {why}")
-    logger.info("downloading CLIP model %r from the Hugging Face Hub", name)
+        raise _unavailable(name, f"it is not in the local Hugging Face cache and {why}", setting)
+    logger.info("downloading model %r (%s) from the Hugging Face Hub", name, setting)
     try:
         return SentenceTransformer(name, device=device)
     except Exception as exc:
-        raise _unavailable(name, f"{type(exc).__name__}: {_first_line(exc)}") from exc
+        raise _unavailable(name, f"{type(exc).__name__}: {_first_line(exc)}", setting) from exc
 
 
 def hub_status(repo_id: str, timeout: float = HUB_PROBE_TIMEOUT) -> tuple[str, str]:
@@ -318,12 +364,16 @@ def hub_status(repo_id: str, timeout: float = HUB_PROBE_TIMEOUT) -> tuple[str, s
     return "unreachable", f"{endpoint} answered HTTP {response.status_code}"
 
 
-def _unavailable(name: str, reason: str) -> EncoderUnavailableError:
+def _unavailable(name: str, reason: str, setting: str = "VISEARCH_CLIP_MODEL") -> EncoderUnavailableError:
+    """The error naming the fix; `setting` is the variable that named the model (image or text side)."""
+    if setting == "VISEARCH_CLIP_MODEL":
+        other = "or set VISEARCH_ENCODER=offline to use the bundled offline encoder."
+    else:
+        other = f"or unset {setting} to use CLIP's own text tower."
     return EncoderUnavailableError(
-        f"CLIP weights could not be loaded for {name!r}: {reason}. "
-        f"Either point VISEARCH_CLIP_MODEL at a local folder that holds the model "
-        f"(for example one saved with SentenceTransformer.save on a machine with internet), "
-        f"or set VISEARCH_ENCODER=offline to use the bundled offline encoder."
+        f"{'CLIP' if setting == 'VISEARCH_CLIP_MODEL' else 'text model'} weights could not be loaded for {name!r}: "
+        f"{reason}. Either point {setting} at a local folder that holds the model "
+        f"(for example one saved with SentenceTransformer.save on a machine with internet), {other}"
     )
 
 

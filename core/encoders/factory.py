@@ -39,6 +39,7 @@ def load_encoder(settings: Settings) -> Encoder:
                 str(settings.model_dir),
                 device=settings.device,
                 batch_size=settings.batch_size,
+                text_model=settings.clip_text_model,
                 **runtime_options(settings),
             )
     if settings.encoder == "offline":
@@ -46,7 +47,8 @@ def load_encoder(settings: Settings) -> Encoder:
     try:
         return load_clip(settings)
     except EncoderUnavailableError:
-        if settings.encoder != "auto":
+        # a text model asked for by name is not traded for the offline encoder's English-only text side
+        if settings.encoder != "auto" or settings.clip_text_model is not None:
             raise
         logger.warning(
             "CLIP weights are not available here (no local copy, no network): using the offline "
@@ -56,11 +58,18 @@ def load_encoder(settings: Settings) -> Encoder:
 
 
 def load_clip(settings: Settings) -> Encoder:
-    """CLIP from VISEARCH_MODEL_DIR if set, else VISEARCH_CLIP_MODEL (a name or a folder)."""
+    """CLIP from VISEARCH_MODEL_DIR if set, else VISEARCH_CLIP_MODEL (a name or a folder); its text side
+    from VISEARCH_CLIP_TEXT_MODEL when set."""
     from visearch.core.encoders.clip import ClipEncoder
 
     source = str(settings.model_dir) if settings.model_dir else settings.clip_model
-    return ClipEncoder(source, device=settings.device, batch_size=settings.batch_size, **runtime_options(settings))
+    return ClipEncoder(
+        source,
+        device=settings.device,
+        batch_size=settings.batch_size,
+        text_model=settings.clip_text_model,
+        **runtime_options(settings),
+    )
 
 
 def load_offline(settings: Settings) -> Encoder:

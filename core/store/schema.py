@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from visearch.core.domain import PointRecord, StoredPoint
-from visearch.core.errors import CollectionNotFoundError, EncoderMismatchError, StoreError
+from visearch.core.errors import CollectionNotFoundError, StoreError, encoder_mismatch
 
 #: version of what visearch writes into a collection (payload layout + metadata); bump on breaking changes.
 #: 1: one unnamed image vector. 2: named vectors, "image" plus "text" (the catalog's words) when the
@@ -100,9 +100,10 @@ def check_metadata(collection: str, meta: Mapping[str, Any] | None, where: str) 
 
 
 def verify_encoder(collection: str, meta: Mapping[str, Any], encoder_id: str, dim: int) -> None:
-    """Raise `EncoderMismatchError` when the collection was built by another encoder or dimension."""
+    """Raise `EncoderMismatchError` when the collection was built by another encoder or dimension
+    (`TextModelMismatchError` when only VISEARCH_CLIP_TEXT_MODEL differs)."""
     if meta["encoder_id"] != encoder_id or meta["dim"] != dim:
-        raise EncoderMismatchError(collection, meta["encoder_id"], meta["dim"], encoder_id, dim)
+        raise encoder_mismatch(collection, meta["encoder_id"], meta["dim"], encoder_id, dim)
 
 
 def collection_not_found(collection: str, where: str) -> CollectionNotFoundError:
