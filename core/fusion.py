@@ -23,12 +23,30 @@ One exception, on the words side: a product whose own words contain every word o
 (`has_all_terms`) passes too. Embeddings see a brand like "tropicana" as sub-word pieces, and a
 one-word query against a long product text scores near the cut-off (0.55 for "tropicana" against
 "Item 1. TROPICANA Orange Juice"), so literal matches are kept by rule.
+
+The literal rule is the one part of text search that reads every script the same way, whatever the
+encoder (the offline encoder's text side is English-only), so words are compared after `fold`:
+
+* lower-cased with `str.casefold` ("Straße" -> "strasse") after NFKC (full-width and ligature forms);
+* accents dropped: a letter's combining marks go ("Café" -> "cafe", "Müsli" -> "musli", "ação" -> "acao",
+  Arabic harakat and hamza seats: "أ" -> "ا", tatweel dropped);
+* Cyrillic letters kept as they are, because there the marks make letters: "й" stays "й" (not "и"),
+  "ї" stays "ї"; the one exception is "ё" -> "е", which Russian writes either way;
+* no letter is ever mapped to another script: a Cyrillic "с" is not a Latin "c", so "сок" never
+  matches "cok" (a word that mixes scripts matches only the same mix);
+* digits of any script as ASCII digits ("٥٠٠" -> "500");
+* apostrophes inside a word (', ’, ʼ, ‘, `) are one apostrophe and keep the word whole: "м’ясо" and
+  "м'ясо" are the same query word. A product's words also count without the apostrophe and as their
+  parts ("women's" gives "women's", "womens", "women", "s"), so "women shirt" still finds "Women's shirt".
+
+A word is a run of letters, marks and digits (Unicode categories L*, M*, N*) with those apostrophes
+inside; anything else separates words ("xr-500" is "xr" and "500" on both sides, "_milk_" is "milk").
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
+import unicodedata
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -36,11 +54,88 @@ from visearch.core.domain import Hit, result_key
 
 FusionMethod = Literal["rrf", "weighted"]
 
-#: words too common to require in a literal match ("a dress" needs only "dress")
-STOP_WORDS = frozenset(["a", "an", "the", "and", "or", "of", "for", "with", "in", "on", "to", "by", "at", "from"])
+#: characters written as an apostrophe inside words (Ukrainian "м'ясо" is typed with any of them)
+APOSTROPHES = frozenset("'\u2019\u02bc\u2018`\u00b4")
+#: Unicode's Cyrillic blocks: their letters keep their marks ("й", "ї"), see `fold`
+_CYRILLIC = ((0x0400, 0x052F), (0x1C80, 0x1C8F), (0x2DE0, 0x2DFF), (0xA640, 0xA69F))
+#: the Cyrillic letters folded anyway (Russian writes "ё" as "е" as often as not)
+_CYRILLIC_FOLDS = {"ё": "е"}
+#: marks that are not letters: Arabic tatweel (a stretch of the line)
+_DROP = frozenset("\u0640")
+
+
+def fold(text: str) -> str:
+    """`text` as the literal rule compares it: casefolded, accents dropped except on Cyrillic letters,
+    ё -> е, digits as ASCII, every apostrophe as '. Never maps a letter to another script (module docstring)."""
+    out: list[str] = []
+    for char in unicodedata.normalize("NFC", unicodedata.normalize("NFKC", text).casefold()):
+        if char in APOSTROPHES:  # before the letters: ʼ (U+02BC) is a modifier *letter*
+            out.append("'")
+        elif any(low <= ord(char) <= high for low, high in _CYRILLIC):
+            out.append(_CYRILLIC_FOLDS.get(char, char))
+        elif char in _DROP:
+            continue
+        elif char.isdigit() and unicodedata.decimal(char, None) is not None:
+            out.append(str(unicodedata.decimal(char)))
+        else:
+            out.extend(c for c in unicodedata.normalize("NFD", char) if not unicodedata.combining(c))
+    return "".join(out)
+
+
+def _is_word_char(char: str) -> bool:
+    return unicodedata.category(char)[0] in "LMN"
+
+
+def words(text: str) -> Iterator[str]:
+    """The folded words of `text`, an apostrophe between two word characters kept as "'"."""
+    folded = fold(text)
+    current: list[str] = []
+    for i, char in enumerate(folded):
+        inside = char == "'" and bool(current) and i + 1 < len(folded) and _is_word_char(folded[i + 1])
+        if inside or _is_word_char(char):
+            current.append(char)
+        elif current:
+            yield "".join(current)
+            current = []
+    if current:
+        yield "".join(current)
+
+
+def product_words(text: str) -> set[str]:
+    """A product's words for the literal rule: each word, and one with an apostrophe also without it
+    and as its parts, so "womens" and "women" find "Women's" and "мясо" finds "м'ясо"."""
+    found: set[str] = set()
+    for word in words(text):
+        found.add(word)
+        if "'" in word:
+            found.add(word.replace("'", ""))
+            found.update(part for part in word.split("'") if part)
+    return found
+
+
+#: words too common to require in a literal match ("a dress" needs only "dress"): English and the
+#: shipped languages (uk, ru, es, de, pt, ar), only articles, conjunctions and prepositions, folded
+STOP_WORDS = frozenset(
+    fold(word)
+    for word in (
+        # en
+        *("a", "an", "the", "and", "or", "of", "for", "with", "in", "on", "to", "by", "at", "from"),
+        # uk
+        *("і", "й", "та", "в", "у", "з", "із", "зі", "до", "для", "на", "по", "від"),
+        # ru
+        *("и", "в", "во", "с", "со", "для", "на", "из", "по", "от", "к", "до"),
+        # es
+        *("el", "la", "los", "las", "un", "una", "y", "de", "del", "con", "para", "en", "por"),
+        # de
+        *("der", "die", "das", "den", "dem", "ein", "eine", "und", "mit", "für", "von", "im", "zum", "zur"),
+        # pt
+        *("o", "os", "as", "um", "uma", "e", "da", "do", "das", "dos", "com", "em", "no", "na", "para"),
+        # ar (standalone words; prefixes such as و and ال stay part of their word)
+        *("و", "في", "من", "مع", "على", "إلى", "عن"),
+    )
+)
 #: payload fields whose words count for a literal match (the same fields the words vector embeds)
 WORD_FIELDS = ("title", "brand", "category", "tags", "ocr_text", "description")
-_TOKEN = re.compile(r"\w+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +149,8 @@ class Signal:
 
 
 def query_terms(text: str) -> frozenset[str]:
-    """The words of a query that a literal match must find (lower-cased, stop words dropped)."""
-    return frozenset(t for t in _TOKEN.findall(text.casefold()) if t not in STOP_WORDS)
+    """The words of a query that a literal match must find (folded, see `fold`; stop words dropped)."""
+    return frozenset(word for word in words(text) if word not in STOP_WORDS)
 
 
 def has_all_terms(terms: frozenset[str], payload: dict[str, Any]) -> bool:
@@ -67,7 +162,7 @@ def has_all_terms(terms: frozenset[str], payload: dict[str, Any]) -> bool:
     for field in WORD_FIELDS:
         value = payload.get(field)
         text = " ".join(map(str, value)) if isinstance(value, list) else str(value or "")
-        found.update(_TOKEN.findall(text.casefold()))
+        found.update(product_words(text))
     return terms <= found
 
 
