@@ -45,6 +45,7 @@ inside; anything else separates words ("xr-500" is "xr" and "500" on both sides,
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -62,24 +63,36 @@ _CYRILLIC = ((0x0400, 0x052F), (0x1C80, 0x1C8F), (0x2DE0, 0x2DFF), (0xA640, 0xA6
 _CYRILLIC_FOLDS = {"ё": "е"}
 #: marks that are not letters: Arabic tatweel (a stretch of the line)
 _DROP = frozenset("\u0640")
+#: a word of folded ASCII text (the common case, 20x faster than the character loop)
+_ASCII_WORD = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")
 
 
 def fold(text: str) -> str:
     """`text` as the literal rule compares it: casefolded, accents dropped except on Cyrillic letters,
     ё -> е, digits as ASCII, every apostrophe as '. Never maps a letter to another script (module docstring)."""
+    if text.isascii():  # NFKC changes nothing, casefold is lower
+        return text.lower().replace("`", "'")
     out: list[str] = []
+    folded: dict[str, str] = {}  # per call: a text repeats few distinct characters
     for char in unicodedata.normalize("NFC", unicodedata.normalize("NFKC", text).casefold()):
-        if char in APOSTROPHES:  # before the letters: ʼ (U+02BC) is a modifier *letter*
-            out.append("'")
-        elif any(low <= ord(char) <= high for low, high in _CYRILLIC):
-            out.append(_CYRILLIC_FOLDS.get(char, char))
-        elif char in _DROP:
-            continue
-        elif char.isdigit() and unicodedata.decimal(char, None) is not None:
-            out.append(str(unicodedata.decimal(char)))
-        else:
-            out.extend(c for c in unicodedata.normalize("NFD", char) if not unicodedata.combining(c))
+        piece = folded.get(char)
+        if piece is None:
+            piece = folded[char] = _fold_char(char)
+        out.append(piece)
     return "".join(out)
+
+
+def _fold_char(char: str) -> str:
+    """One character of NFC, casefolded text as `fold` writes it."""
+    if char in APOSTROPHES:  # before the letters: ʼ (U+02BC) is a modifier *letter*
+        return "'"
+    if any(low <= ord(char) <= high for low, high in _CYRILLIC):
+        return _CYRILLIC_FOLDS.get(char, char)
+    if char in _DROP:
+        return ""
+    if char.isdigit() and unicodedata.decimal(char, None) is not None:
+        return str(unicodedata.decimal(char))
+    return "".join(c for c in unicodedata.normalize("NFD", char) if not unicodedata.combining(c))
 
 
 def _is_word_char(char: str) -> bool:
@@ -89,10 +102,14 @@ def _is_word_char(char: str) -> bool:
 def words(text: str) -> Iterator[str]:
     """The folded words of `text`, an apostrophe between two word characters kept as "'"."""
     folded = fold(text)
+    if folded.isascii():
+        yield from _ASCII_WORD.findall(folded)
+        return
+    kinds = {char: _is_word_char(char) for char in set(folded)}  # per call: few distinct characters
     current: list[str] = []
     for i, char in enumerate(folded):
-        inside = char == "'" and bool(current) and i + 1 < len(folded) and _is_word_char(folded[i + 1])
-        if inside or _is_word_char(char):
+        inside = char == "'" and bool(current) and i + 1 < len(folded) and kinds[folded[i + 1]]
+        if inside or kinds[char]:
             current.append(char)
         elif current:
             yield "".join(current)
