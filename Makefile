@@ -10,7 +10,7 @@ VENV ?= .venv
 TORCH_INDEX ?=
 BIN := $(VENV)/bin
 
-.PHONY: demo test install bench check stage docs clean
+.PHONY: demo test install bench check stage docs clean locales locales-extract locales-update
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,22 @@ check: install stage
 # The documentation site (mkdocs.yml, Material theme): strict, so a broken link or a page outside the nav fails.
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir build/site
+
+# Message catalogs (Babel, gettext): extract every N_/_()/plural() message of bots/ into the template,
+# merge it into each locale's .po (new messages arrive empty, changed ones fuzzy), compile the .mo files
+# that ship in the wheel. `make locales` runs all three; tests/bots/test_locales.py fails when a shipped
+# locale lacks a message, has a broken placeholder or a .mo older than its .po.
+LOCALES := bots/locales
+POT := $(LOCALES)/visearch.pot
+
+locales-extract: install
+	$(BIN)/pybabel -q extract -F babel.cfg -k N_ -k _ -k gettext -k plural:1,2 -k plural_form:1,2 -k NP_:1,2 -k _fill:2 --no-location --sort-output --omit-header -o $(POT) bots
+
+locales-update: locales-extract
+	$(BIN)/pybabel -q update -D visearch -i $(POT) -d $(LOCALES) --no-fuzzy-matching --ignore-obsolete
+
+locales: locales-update
+	$(BIN)/pybabel compile -D visearch -d $(LOCALES) --statistics
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py

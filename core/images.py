@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from visearch.core.errors import ImageError
+from visearch.core.errors import ImageError, ImageProblem
 
 #: smallest accepted width and height, in pixels
 MIN_SIDE = 8
@@ -81,15 +81,19 @@ def decode_image(data: bytes, max_pixels: int, target_size: int | None = None) -
             img.draft("RGB", (target_size, target_size))
         img.load()  # the first frame only: open_image never moves past it
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"image too large (decompression bomb guard): {_reason(exc)}") from None
+        raise ImageError(
+            f"image too large (decompression bomb guard): {_reason(exc)}", ImageProblem.TOO_LARGE
+        ) from None
     except _DECODE_ERRORS as exc:
-        raise ImageError(f"broken or truncated {fmt} image: {_reason(exc)}") from None
+        raise ImageError(f"broken or truncated {fmt} image: {_reason(exc)}", ImageProblem.BROKEN) from None
 
     try:
         oriented = _apply_orientation(img)
         return _to_rgb(_shrink(oriented, target_size) if target_size else oriented)
     except _DECODE_ERRORS as exc:
-        raise ImageError(f"unsupported {fmt} image (mode {img.mode}): {_reason(exc)}") from None
+        raise ImageError(
+            f"unsupported {fmt} image (mode {img.mode}): {_reason(exc)}", ImageProblem.UNSUPPORTED
+        ) from None
 
 
 def open_image(data: bytes, max_pixels: int) -> Image.Image:
@@ -99,33 +103,42 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
     Upload checks call this on its own, so an upload is refused by the same rules a search uses.
     """
     if not data:
-        raise ImageError("empty file (0 bytes)")
+        raise ImageError("empty file (0 bytes)", ImageProblem.EMPTY)
     try:
         img = Image.open(io.BytesIO(data), formats=FORMATS)
     except UnidentifiedImageError:
-        raise ImageError(f"not an image: {_sniff(data)}") from None
+        raise ImageError(f"not an image: {_sniff(data)}", ImageProblem.NOT_AN_IMAGE) from None
     except Image.DecompressionBombError:
-        raise ImageError(f"image too large: over {_mp(_PILLOW_BOMB_PIXELS)}, the limit is {_mp(max_pixels)}") from None
+        raise ImageError(
+            f"image too large: over {_mp(_PILLOW_BOMB_PIXELS)}, the limit is {_mp(max_pixels)}", ImageProblem.TOO_LARGE
+        ) from None
     except Image.DecompressionBombWarning:  # only where warnings are turned into errors
         raise ImageError(
-            f"image too large: over {_mp(_PILLOW_BOMB_PIXELS // 2)}, the limit is {_mp(max_pixels)}"
+            f"image too large: over {_mp(_PILLOW_BOMB_PIXELS // 2)}, the limit is {_mp(max_pixels)}",
+            ImageProblem.TOO_LARGE,
         ) from None
     except _DECODE_ERRORS as exc:
-        raise ImageError(f"broken image header: {_reason(exc)}") from None
+        raise ImageError(f"broken image header: {_reason(exc)}", ImageProblem.BROKEN) from None
 
     width, height = img.size
     if width * height > max_pixels:
-        raise ImageError(f"image too large: {width}x{height} ({_mp(width * height)}), the limit is {_mp(max_pixels)}")
+        raise ImageError(
+            f"image too large: {width}x{height} ({_mp(width * height)}), the limit is {_mp(max_pixels)}",
+            ImageProblem.TOO_LARGE,
+        )
     if img.format == "WEBP" and width * height > max_pixels // WEBP_COST:
         raise ImageError(
             f"image too large: {width}x{height} WebP ({_mp(width * height)}), "
-            f"the limit for WebP is {_mp(max_pixels // WEBP_COST)}"
+            f"the limit for WebP is {_mp(max_pixels // WEBP_COST)}",
+            ImageProblem.TOO_LARGE,
         )
     if width < MIN_SIDE or height < MIN_SIDE:
-        raise ImageError(f"image too small: {width}x{height} pixels, at least {MIN_SIDE}x{MIN_SIDE} needed")
+        raise ImageError(
+            f"image too small: {width}x{height} pixels, at least {MIN_SIDE}x{MIN_SIDE} needed", ImageProblem.TOO_SMALL
+        )
     if img.format in ("JPEG", "MPO") and (scans := data.count(b"\xff\xda")) > MAX_JPEG_SCANS:
         # entropy-coded data escapes 0xFF, so each FF DA is a scan header (or one in a thumbnail)
-        raise ImageError(f"unsupported JPEG: {scans} scans, at most {MAX_JPEG_SCANS}")
+        raise ImageError(f"unsupported JPEG: {scans} scans, at most {MAX_JPEG_SCANS}", ImageProblem.UNSUPPORTED)
     return img
 
 
@@ -134,11 +147,11 @@ def load_image_file(path: str | Path, max_pixels: int, target_size: int | None =
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise ImageError(f"{path}: cannot read file: {exc.strerror or exc}") from None
+        raise ImageError(f"{path}: cannot read file: {exc.strerror or exc}", ImageProblem.UNREADABLE) from None
     try:
         return decode_image(data, max_pixels, target_size=target_size)
     except ImageError as exc:
-        raise ImageError(f"{path}: {exc}") from None
+        raise ImageError(f"{path}: {exc}", exc.problem) from None
 
 
 def _apply_orientation(img: Image.Image) -> Image.Image:

@@ -1198,12 +1198,13 @@ def serve(
     settings = settings_from(model_dir=model, encoder=encoder, data_dir=data_dir, collection=collection)
     import uvicorn
 
+    from visearch.bots.conversation.i18n import load_locale_settings
     from visearch.bots.server.app import create_app
     from visearch.bots.server.config import load_server_settings
     from visearch.bots.telegram.config import load_telegram_settings
 
     try:
-        server, telegram = load_server_settings(), load_telegram_settings()
+        server, telegram, locales = load_server_settings(), load_telegram_settings(), load_locale_settings()
     except VisearchError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -1216,7 +1217,8 @@ def serve(
         raise typer.Exit(2) from None
     show_info_logs()
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    app_ = create_app(settings, server, telegram, listen_url=server.public_url or f"http://{host}:{port}", store=store)
+    listen_url = server.public_url or f"http://{host}:{port}"
+    app_ = create_app(settings, server, telegram, listen_url=listen_url, store=store, locales=locales)
     typer.echo(
         f"visearch serve on http://{host}:{port} (collection {settings.collection!r}): search page at /, "
         "API at /api/v1 (schema: /api/v1/openapi.json)",

@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
@@ -23,7 +23,8 @@ from starlette.staticfiles import StaticFiles
 
 from visearch.bots.api.limits import OTHER_MAX_BODY_BYTES, BodyLimit, Rule
 from visearch.bots.api.models import ErrorKind, ErrorOut, ProductIn, SearchIn
-from visearch.bots.api.routes import ApiError, router, validation_message
+from visearch.bots.api.page import page_locale, render_page
+from visearch.bots.api.routes import ApiError, router, state_of, validation_message
 from visearch.bots.api.settings import ApiSettings
 from visearch.core.errors import (
     CollectionNotFoundError,
@@ -208,6 +209,12 @@ def install_api(app: ApiApp, server: ApiSettings, max_image_bytes: int) -> None:
     if server.web_page:
         app.mount("/static", StaticFiles(directory=WEB / "static"), name="static")
 
+        template = (WEB / "index.html").read_text(encoding="utf-8")
+
         @app.get("/", include_in_schema=False)
-        async def page() -> FileResponse:
-            return FileResponse(WEB / "index.html", headers={"Cache-Control": "no-cache"})
+        async def page(request: Request, lang: str | None = None) -> HTMLResponse:
+            """The page in the visitor's language: `?lang=` (the switcher), else `Accept-Language`."""
+            wordings = state_of(request).wordings
+            locale = page_locale(wordings.locales, lang, request.headers.get("accept-language"))
+            body = render_page(template, wordings.of(locale), wordings.locales)
+            return HTMLResponse(body, headers={"Cache-Control": "no-cache", "Vary": "Accept-Language"})

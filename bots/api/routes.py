@@ -41,6 +41,7 @@ from visearch.bots.api.models import (
 )
 from visearch.bots.api.settings import ApiSettings
 from visearch.bots.conversation import Notice, NoticeReason, search_outcome
+from visearch.bots.conversation.wording import N_, Wordings
 from visearch.bots.jsonbody import JsonBodyError, parse_json_async
 from visearch.bots.media import public_photo_url
 from visearch.core.domain import Filters, SearchResult
@@ -53,7 +54,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "missing or wrong API key"},
     422: {"model": ErrorOut, "description": "a field is missing or invalid: `field` names it"},
 }
-NO_MATCH = "No matching products: try another photo, other words, or fewer filters."
+NO_MATCH = N_("No matching products: try another photo, other words, or fewer filters.")
 
 
 class ApiError(Exception):
@@ -86,6 +87,9 @@ class ApiState(Protocol):
 
     @property
     def feeds(self) -> FeedControl | None: ...
+
+    @property
+    def wordings(self) -> Wordings: ...
 
 
 class FeedControl(Protocol):
@@ -180,9 +184,14 @@ def search_answer(result: SearchResult, request: Request) -> SearchOut:
     cards = []
     for card in result.cards:
         cards.append(CardOut.of(card, public_photo_url(card.point_id, card.photo, base)))
-    return SearchOut(
-        cards=cards, cut_off=result.cut_off, next_cursor=result.next_cursor, message=None if cards else NO_MATCH
-    )
+    message = None if cards else no_match_message(request)
+    return SearchOut(cards=cards, cut_off=result.cut_off, next_cursor=result.next_cursor, message=message)
+
+
+def no_match_message(request: Request) -> str:
+    """The no-match sentence in the client's `Accept-Language` (the page sends its own language)."""
+    wordings = state_of(request).wordings
+    return wordings.for_header(request.headers.get("accept-language")).gettext(NO_MATCH)
 
 
 def validation_message(exc: ValidationError | RequestValidationError, prefix: str = "") -> tuple[str, str | None]:

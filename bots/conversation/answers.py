@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from visearch.core.domain import Card, Facets, Filters
+from visearch.core.errors import ImageProblem
 
 #: reply tokens of the buttons, the same on every channel: `more:<point id>`, `page:<cursor>`
 MORE_LIKE_THIS = "more:"
@@ -84,6 +85,7 @@ class Cards:
     cards: list[Card]
     next_cursor: str | None = None
     paged: bool = False
+    locale: str = "en"  # the customer's language: the buttons and prices are worded in it
 
 
 @dataclass(frozen=True)
@@ -96,13 +98,15 @@ class Notice:
     filters: Filters | None = None  # NO_MATCH, FILTERS_ONLY
     words: str | None = None  # NO_MATCH of words
     search: SearchKind | None = None  # NO_MATCH
-    detail: str | None = None  # BAD_IMAGE: why (the engine's own sentence)
+    detail: str | None = None  # BAD_IMAGE: why (the engine's own sentence, English: for logs and the API)
+    image_problem: ImageProblem | None = None  # BAD_IMAGE: why, as the customer is told it
     document: str | None = None  # NOT_AN_IMAGE: the document's MIME type
     content: ContentKind | None = None  # UNSUPPORTED
     shop_name: str | None = None  # WELCOME
     facets: Facets | None = None  # FILTERS_LIST
     stats: dict[str, Any] = field(default_factory=dict)  # STATS
     error: BaseException | None = field(default=None, compare=False, repr=False)  # what caused it, for logs and the API
+    locale: str = "en"  # the customer's language, chosen by the conversation from the channel's hint
 
 
 @dataclass(frozen=True)

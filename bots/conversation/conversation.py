@@ -12,7 +12,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from visearch.bots.conversation.answers import (
     COMMANDS,
@@ -26,6 +27,7 @@ from visearch.bots.conversation.answers import (
     SearchKind,
     Silence,
 )
+from visearch.bots.conversation.i18n import SOURCE_LOCALE, Locales
 from visearch.bots.conversation.incoming import (
     AlbumCollector,
     Download,
@@ -35,7 +37,7 @@ from visearch.bots.conversation.incoming import (
     Progress,
 )
 from visearch.bots.conversation.metrics import ConversationMetrics
-from visearch.bots.conversation.wording import DOCUMENT_NAMES
+from visearch.bots.conversation.wording import DOCUMENT_NAMES, Wording, Wordings
 from visearch.bots.ratelimit import RateLimiter
 from visearch.core.domain import Filters, Query, SearchResult
 from visearch.core.errors import EncoderBusyError, ImageError, VisearchError
@@ -68,12 +70,16 @@ class ConversationSettings:
     rate_window: float = 60.0
     album_wait: float = 0.8
     shop_name: str = "Shop"
+    #: the language of a customer whose platform tells none, or one not on offer (VISEARCH_DEFAULT_LOCALE)
+    default_locale: str = SOURCE_LOCALE
+    #: the shop's own catalogs, adding locales or overriding our wording (VISEARCH_LOCALES_DIR)
+    locales_dir: Path | None = None
 
 
 def search_outcome_of(exc: Exception) -> Notice:
     """The notice reason of a failed search: the one error mapping of every channel."""
     if isinstance(exc, ImageError):
-        return Notice(NoticeReason.BAD_IMAGE, detail=str(exc), error=exc)
+        return Notice(NoticeReason.BAD_IMAGE, detail=str(exc), image_problem=exc.problem, error=exc)
     if isinstance(exc, CursorExpiredError):
         return Notice(NoticeReason.EXPIRED, error=exc)
     if isinstance(exc, PointNotFoundError):
@@ -145,6 +151,8 @@ class Conversation:
         self.metrics = metrics
         self.limiter = RateLimiter(settings.rate_limit, settings.rate_window)
         self.albums = AlbumCollector(settings.album_wait)
+        self.locales = Locales(settings.default_locale, settings.locales_dir)
+        self.wordings = Wordings(self.locales)
 
     async def service(self) -> SearchService:
         """The search service (opened on first use when the conversation was given an opener)."""
@@ -152,22 +160,40 @@ class Conversation:
             return self._service
         return await self._service()
 
+    # --- the customer's language ---------------------------------------------------------------
+
+    def locale_for(self, language: str | None) -> str:
+        """The locale on offer that best fits the channel's hint (`uk`, `pt-BR`), else the shop's default."""
+        return self.locales.negotiate(language)
+
+    def wording(self, locale: str) -> Wording:
+        """The words of one locale (loaded once): what a channel renders an answer with."""
+        return self.wordings.of(locale)
+
+    def _in(self, language: str | None, answer: Answer) -> Answer:
+        """The answer stamped with the customer's locale (silence has no words)."""
+        if isinstance(answer, Notice | Cards):
+            return replace(answer, locale=self.locale_for(language))
+        return answer
+
     # --- what a user can send -------------------------------------------------------------------
 
-    async def command(self, channel: Channel, user: str, command: str) -> Answer:
+    async def command(self, channel: Channel, user: str, command: str, language: str | None = None) -> Answer:
         """/start, /help, /filters and the admin-only /stats; an unknown command is not ours: silence."""
-        return await self._guarded(channel, self._command(channel, user, command.lower()))
+        return self._in(language, await self._guarded(channel, self._command(channel, user, command.lower())))
 
-    async def text(self, channel: Channel, user: str, text: str, progress: Progress | None = None) -> Answer:
+    async def text(
+        self, channel: Channel, user: str, text: str, progress: Progress | None = None, language: str | None = None
+    ) -> Answer:
         """Typed words with filters; on channels whose buttons reply with text, a reply token or a /command."""
         text = text.strip()
         if text.startswith((MORE_LIKE_THIS, NEXT_PAGE)):
-            return await self.button(channel, user, text)
+            return await self.button(channel, user, text, language)
         if (name := command_name(text)) is not None:
-            return await self.command(channel, user, name)
-        return await self._guarded(channel, self._words(channel, user, text, progress))
+            return await self.command(channel, user, name, language)
+        return self._in(language, await self._guarded(channel, self._words(channel, user, text, progress)))
 
-    async def button(self, channel: Channel, user: str, token: str) -> Answer:
+    async def button(self, channel: Channel, user: str, token: str, language: str | None = None) -> Answer:
         """A tap on "More like this" (`more:<point>`) or "Show more" (`page:<cursor>`); other data is not ours."""
         limit = channel.cards_per_answer
         if token.startswith(MORE_LIKE_THIS):
@@ -177,8 +203,8 @@ class Conversation:
         else:
             return Silence()
         if (refusal := self._throttle(channel, user)) is not None:
-            return refusal
-        return await self._guarded(channel, self._search(channel, query, kind, None))
+            return self._in(language, refusal)
+        return self._in(language, await self._guarded(channel, self._search(channel, query, kind, None)))
 
     async def photos(
         self,
@@ -189,9 +215,11 @@ class Conversation:
         download: Download,
         album: str | None = None,
         progress: Progress | None = None,
+        language: str | None = None,
     ) -> Answer:
         """A photo, alone or one of an album (`album`: the channel's id of the album, answered once)."""
-        return await self._guarded(channel, self._photos(channel, user, file, caption, download, album, progress))
+        step = self._photos(channel, user, file, caption, download, album, progress)
+        return self._in(language, await self._guarded(channel, step))
 
     async def document(
         self,
@@ -202,21 +230,27 @@ class Conversation:
         download: Download,
         album: str | None = None,
         progress: Progress | None = None,
+        language: str | None = None,
     ) -> Answer:
         """A file sent as a document: an image is searched like a photo, anything else is refused."""
         if not is_document_image(file.mime_type):
-            return self._answered(channel, Notice(NoticeReason.NOT_AN_IMAGE, document=(file.mime_type or "").lower()))
-        return await self.photos(channel, user, file, caption, download, album, progress)
+            notice = Notice(NoticeReason.NOT_AN_IMAGE, document=(file.mime_type or "").lower())
+            return self._in(language, self._answered(channel, notice))
+        return await self.photos(channel, user, file, caption, download, album, progress, language)
 
-    def unsupported(self, channel: Channel, content: ContentKind) -> Answer:
+    def unsupported(self, channel: Channel, content: ContentKind, language: str | None = None) -> Answer:
         """Stickers, voice, video, contacts...: say what works."""
-        return self._answered(channel, Notice(NoticeReason.UNSUPPORTED, content=content))
+        return self._in(language, self._answered(channel, Notice(NoticeReason.UNSUPPORTED, content=content)))
 
-    def refused(self, channel: Channel, reason: NoticeReason) -> Notice:
+    def refused(self, channel: Channel, reason: NoticeReason, language: str | None = None) -> Notice:
         """A notice decided outside the conversation (the webhook queue is full: BUSY), counted like the others."""
-        notice = Notice(reason)
+        notice = Notice(reason, locale=self.locale_for(language))
         self._answered(channel, notice)
         return notice
+
+    def welcome(self, language: str | None = None) -> Notice:
+        """The welcome a channel shows unasked (Viber's conversation_started), not counted as an answer."""
+        return Notice(NoticeReason.WELCOME, shop_name=self.settings.shop_name, locale=self.locale_for(language))
 
     # --- the steps ------------------------------------------------------------------------------
 

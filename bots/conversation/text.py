@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from visearch.core.domain import PRICE_THOUSANDS, Card, price_text
@@ -25,10 +26,21 @@ def utf16_len(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
+_RUNS_OF_SPACES = re.compile(r"[ \t\r\f\v\u2028\u2029]+")
+
+
+def _collapse(line: str) -> str:
+    """Runs of ordinary spaces become one; no-break spaces (in prices: `SEK 12.50`, `1 234`) stay."""
+    return _RUNS_OF_SPACES.sub(" ", line).strip(" ")
+
+
 def cut(text: str, limit: int, *, length: Callable[[str], int] = len, keep_lines: bool = False) -> str:
     """Cut to `limit` (as `length` counts) with an ellipsis, at a word boundary when one is near.
     Runs of spaces collapse; line breaks stay only with `keep_lines`."""
-    text = "\n".join(" ".join(line.split()) for line in text.splitlines()) if keep_lines else " ".join(text.split())
+    if keep_lines:
+        text = "\n".join(_collapse(line) for line in text.splitlines())
+    else:
+        text = _collapse(text.replace("\n", " "))
     if length(text) <= limit:
         return text
     budget = limit - length(ELLIPSIS)

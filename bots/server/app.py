@@ -32,6 +32,8 @@ from visearch.bots.api import install_api
 from visearch.bots.api.app import PREFIX, ApiApp
 from visearch.bots.api.catalog import CatalogWriter
 from visearch.bots.conversation import Conversation, ConversationSettings, Metrics, NoticeReason
+from visearch.bots.conversation.i18n import Locales, LocaleSettings, load_locale_settings
+from visearch.bots.conversation.wording import Wordings
 from visearch.bots.jsonbody import parse_json
 from visearch.bots.server.config import ServerSettings
 from visearch.bots.server.feeds import FeedCollector, FeedScheduler
@@ -61,6 +63,7 @@ class ServerState:
     settings: Settings
     server: ServerSettings
     telegram: TelegramSettings
+    locales: LocaleSettings = field(default_factory=LocaleSettings)
     metrics: Metrics = field(default_factory=Metrics)
     service: SearchService | None = None
     runtime: Runtime | None = None
@@ -75,6 +78,10 @@ class ServerState:
     store: VectorStore | None = None  # opened by the caller (its lock already taken), for the service we open
     listen_url: str | None = None  # where this server answers (for the data directory's owner note)
     feeds: FeedScheduler | None = None  # VISEARCH_FEED_URL's syncs
+    wordings: Wordings = field(init=False)  # the page's and the API's words, by the visitor's language
+
+    def __post_init__(self) -> None:
+        self.wordings = Wordings(Locales.from_settings(self.locales))
 
     def enabled(self) -> list[str]:
         names: list[str] = []
@@ -100,12 +107,20 @@ def create_app(
     service: SearchService | None = None,
     listen_url: str | None = None,
     store: VectorStore | None = None,
+    locales: LocaleSettings | None = None,
 ) -> ApiApp:
     """The app. Without a service, one is opened from `settings` at startup (model load; the store
     given, else the configured one). `visearch serve` opens the store itself before the server
     starts, so a data directory another process owns stops it with one line, not a traceback."""
     state = ServerState(
-        settings, server, telegram, service=service, owns_service=service is None, listen_url=listen_url, store=store
+        settings,
+        server,
+        telegram,
+        locales=locales or load_locale_settings(),
+        service=service,
+        owns_service=service is None,
+        listen_url=listen_url,
+        store=store,
     )
 
     @asynccontextmanager
@@ -196,6 +211,8 @@ def _shared_conversation(state: ServerState, service: SearchService) -> Conversa
         rate_window=server.rate_window,
         album_wait=state.telegram.album_wait,
         shop_name=server.viber_sender_name,
+        default_locale=state.locales.default_locale,
+        locales_dir=state.locales.locales_dir,
     )
     return Conversation(service, settings, state.metrics)
 
@@ -238,6 +255,7 @@ def _build_whatsapp(state: ServerState, conversation: Conversation, runtime: Run
         server.public_url,
         server.whatsapp_max_media_bytes,
         server.cards_per_answer,
+        state.locales.calling_code_locales,
     )
 
 
@@ -458,11 +476,12 @@ async def telegram_webhook(request: Request) -> Response:
         counter.labels("telegram", "busy").inc()
         chat = update.message.chat.id if update.message else None
         if chat is not None:
-            runtime.spawn(_telegram_busy(state, bot, chat))
+            language = update.message.from_user.language_code if update.message and update.message.from_user else None
+            runtime.spawn(_telegram_busy(state, bot, chat, language))
     return JSONResponse({})
 
 
-async def _telegram_busy(state: ServerState, bot: Bot, chat_id: int) -> None:
+async def _telegram_busy(state: ServerState, bot: Bot, chat_id: int, language: str | None) -> None:
     """The queue is full: the BUSY notice, rendered and sent like every Telegram answer (best effort)."""
     from visearch.bots.telegram import presentation as ui
     from visearch.bots.telegram.aiogram_router import AiogramSender
@@ -471,8 +490,10 @@ async def _telegram_busy(state: ServerState, bot: Bot, chat_id: int) -> None:
     telegram = state.telegram_conversation
     if telegram is None:
         return
-    busy = telegram.conversation.refused(telegram.channel, NoticeReason.BUSY)
+    busy = telegram.conversation.refused(telegram.channel, NoticeReason.BUSY, language)
     try:
-        await deliver(ui.render(busy), AiogramSender(bot, chat_id), telegram.photo_ids)
+        await deliver(
+            ui.render(busy, telegram.conversation.wording(busy.locale)), AiogramSender(bot, chat_id), telegram.photo_ids
+        )
     except Exception as exc:  # the busy notice is best effort
         log.warning("telegram busy reply failed: %s", type(exc).__name__)

@@ -48,6 +48,7 @@ from visearch.bots.telegram.conversation import (
     command_name,
     conversation_or_default,
     is_photo_problem,
+    language_of,
     route_message,
     with_flood_retries,
 )
@@ -153,9 +154,9 @@ class AiogramHandlers:
 
     async def on_command(self, message: Message, bot: Bot) -> None:
         user_id = message.from_user.id if message.from_user else None
-        await self.send(
-            bot, message.chat.id, await self.conversation.handle_command(command_name(message.text), user_id)
-        )
+        language = language_of(message.from_user)
+        replies = await self.conversation.handle_command(command_name(message.text), user_id, language)
+        await self.send(bot, message.chat.id, replies)
 
     async def on_search(self, message: Message, bot: Bot) -> None:
         async def progress() -> None:
@@ -170,7 +171,9 @@ class AiogramHandlers:
         await self.send(bot, message.chat.id, await route_message(self.conversation, message, _no_download))
 
     async def on_button(self, callback: CallbackQuery, bot: Bot) -> None:
-        answer = await self.conversation.handle_callback(callback.from_user.id, callback.data or "")
+        answer = await self.conversation.handle_callback(
+            callback.from_user.id, callback.data or "", language_of(callback.from_user)
+        )
         try:
             await callback.answer(answer.toast)
         except TelegramBadRequest as exc:  # query too old (bot was down): the cards are still useful

@@ -20,13 +20,17 @@ from visearch.bots.conversation import (
     COMMANDS,
     OWN_COMMANDS,
     AlbumCollector,
+    Answer,
+    Cards,
     Channel,
     ContentKind,
     Conversation,
     ConversationSettings,
     IncomingFile,
     Metrics,
+    Notice,
 )
+from visearch.bots.conversation.i18n import LocaleSettings, load_locale_settings
 from visearch.bots.conversation.metrics import ConversationMetrics
 from visearch.bots.ratelimit import RateLimiter
 from visearch.bots.telegram import presentation as ui
@@ -111,13 +115,18 @@ def keeps_own_rate_limit(telegram: TelegramSettings) -> bool:
     return bool(TELEGRAM_RATE_SETTINGS & telegram.model_fields_set)
 
 
-def conversation_settings(telegram: TelegramSettings, shop_name: str) -> ConversationSettings:
+def conversation_settings(
+    telegram: TelegramSettings, shop_name: str, locales: LocaleSettings | None = None
+) -> ConversationSettings:
     """The conversation knobs of a Telegram-only bot (`visearch bot telegram`)."""
+    locales = locales or load_locale_settings()
     return ConversationSettings(
         rate_limit=telegram.rate_limit,
         rate_window=telegram.rate_window,
         album_wait=telegram.album_wait,
         shop_name=shop_name,
+        default_locale=locales.default_locale,
+        locales_dir=locales.locales_dir,
     )
 
 
@@ -180,14 +189,19 @@ class TelegramConversation:
 
     # --- what a user sends ------------------------------------------------------------------------
 
-    async def handle_command(self, command: str, user_id: int | None) -> list[ui.Reply]:
-        """/start, /help, /filters and the admin-only /stats."""
-        user = "" if user_id is None else str(user_id)
-        return ui.render(await self.conversation.command(self.channel, user, command))
+    def _render(self, answer: Answer) -> list[ui.Reply]:
+        return ui.render(answer, self.conversation.wording(_locale_of(answer)))
 
-    async def handle_text(self, user_id: int, text: str, progress: Progress | None = None) -> list[ui.Reply]:
+    async def handle_command(self, command: str, user_id: int | None, language: str | None = None) -> list[ui.Reply]:
+        """/start, /help, /filters and the admin-only /stats (`language`: the user's `language_code`)."""
+        user = "" if user_id is None else str(user_id)
+        return self._render(await self.conversation.command(self.channel, user, command, language))
+
+    async def handle_text(
+        self, user_id: int, text: str, progress: Progress | None = None, language: str | None = None
+    ) -> list[ui.Reply]:
         """Words (and filters) in, cards out."""
-        return ui.render(await self.conversation.text(self.channel, str(user_id), text, progress))
+        return self._render(await self.conversation.text(self.channel, str(user_id), text, progress, language))
 
     async def handle_photo(
         self,
@@ -197,12 +211,13 @@ class TelegramConversation:
         media_group_id: str | None,
         download: Download,
         progress: Progress | None = None,
+        language: str | None = None,
     ) -> list[ui.Reply]:
         """A photo (the largest size) or an image document, alone or as part of an album."""
         answer = await self.conversation.photos(
-            self.channel, str(user_id), photo, caption, _by_file_id(download), media_group_id, progress
+            self.channel, str(user_id), photo, caption, _by_file_id(download), media_group_id, progress, language
         )
-        return ui.render(answer)
+        return self._render(answer)
 
     async def handle_document(
         self,
@@ -212,20 +227,22 @@ class TelegramConversation:
         media_group_id: str | None,
         download: Download,
         progress: Progress | None = None,
+        language: str | None = None,
     ) -> list[ui.Reply]:
         """A file sent as a document: an image is searched like a photo, anything else is refused."""
         answer = await self.conversation.document(
-            self.channel, str(user_id), document, caption, _by_file_id(download), media_group_id, progress
+            self.channel, str(user_id), document, caption, _by_file_id(download), media_group_id, progress, language
         )
-        return ui.render(answer)
+        return self._render(answer)
 
-    def handle_unsupported(self, content: ContentKind) -> list[ui.Reply]:
+    def handle_unsupported(self, content: ContentKind, language: str | None = None) -> list[ui.Reply]:
         """Stickers, voice, video, contacts...: say what works."""
-        return ui.render(self.conversation.unsupported(self.channel, content))
+        return self._render(self.conversation.unsupported(self.channel, content, language))
 
-    async def handle_callback(self, user_id: int, data: str) -> ui.CallbackAnswer:
+    async def handle_callback(self, user_id: int, data: str, language: str | None = None) -> ui.CallbackAnswer:
         """'More like this' and 'Show more' taps."""
-        return ui.callback_answer(await self.conversation.button(self.channel, str(user_id), data))
+        answer = await self.conversation.button(self.channel, str(user_id), data, language)
+        return ui.callback_answer(answer, self.conversation.wording(_locale_of(answer)))
 
     def reply_failed(self) -> None:
         """An answer could not be sent (counted in /stats errors)."""
@@ -248,6 +265,25 @@ def conversation_or_default(conversation: TelegramConversation | None) -> Telegr
 def answered_commands(with_commands: bool) -> tuple[str, ...]:
     """The commands the adapters answer: all, or without /start and /help when the shop's bot has its own."""
     return COMMANDS if with_commands else tuple(c for c in COMMANDS if c not in OWN_COMMANDS)
+
+
+def command_menus(
+    conversation: Conversation, commands: tuple[str, ...] = COMMANDS
+) -> list[tuple[str | None, list[tuple[str, str]]]]:
+    """What setMyCommands registers: `(language_code, [(command, description)])`, first the shop's
+    default locale for every user (`None`: no language_code), then one menu per other locale on
+    offer under its two-letter language (Telegram's `language_code` is ISO 639-1: `pt_BR` -> `pt`)."""
+
+    def menu(locale: str) -> list[tuple[str, str]]:
+        wording = conversation.wording(locale)
+        return [(command, wording.command_description(command)) for command in commands]
+
+    menus: list[tuple[str | None, list[tuple[str, str]]]] = [(None, menu(conversation.locales.default))]
+    languages: dict[str, str] = {}
+    for locale in sorted(conversation.locales.available, key=lambda code: (len(code), code)):
+        languages.setdefault(locale.split("_")[0], locale)  # `pt` before `pt_BR` when both are on offer
+    menus += [(language, menu(locale)) for language, locale in sorted(languages.items())]
+    return menus
 
 
 def command_name(text: str | None) -> str:
@@ -282,6 +318,17 @@ async def with_flood_retries(
     raise AssertionError("unreachable")
 
 
+def _locale_of(answer: Answer) -> str:
+    """The locale an answer is worded in (silence has none: nothing is rendered)."""
+    return answer.locale if isinstance(answer, Cards | Notice) else "en"
+
+
+def language_of(user: Any) -> str | None:
+    """A Telegram user's `language_code` (an IETF tag such as `uk` or `pt-br`), when the client tells it."""
+    code = getattr(user, "language_code", None)
+    return code if isinstance(code, str) and code else None
+
+
 def _by_file_id(download: Download) -> Callable[[IncomingFile], Awaitable[bytes]]:
     async def fetch(file: IncomingFile) -> bytes:
         return await download(file.file_id)
@@ -310,20 +357,21 @@ async def route_message(
     user_id = user.id if user else message.chat.id
     caption = getattr(message, "caption", None)
     group = getattr(message, "media_group_id", None)
+    language = language_of(user)
     if getattr(message, "animation", None):  # a GIF also carries a `document`: name it properly
-        return conversation.handle_unsupported(ContentKind.ANIMATION)
+        return conversation.handle_unsupported(ContentKind.ANIMATION, language)
     if message.photo:
         largest = max(message.photo, key=lambda p: (p.width * p.height, p.file_size or 0))
         photo = IncomingFile(largest.file_id, largest.file_size, "image/jpeg")
-        return await conversation.handle_photo(user_id, photo, caption, group, download, progress)
+        return await conversation.handle_photo(user_id, photo, caption, group, download, progress, language)
     if message.document:
         doc = message.document
         document = IncomingFile(doc.file_id, doc.file_size, doc.mime_type, doc.file_name)
-        return await conversation.handle_document(user_id, document, caption, group, download, progress)
+        return await conversation.handle_document(user_id, document, caption, group, download, progress, language)
     if getattr(message, "text", None):
-        return await conversation.handle_text(user_id, message.text, progress)
+        return await conversation.handle_text(user_id, message.text, progress, language)
     what = unsupported_content(message)
-    return conversation.handle_unsupported(what) if what else []
+    return conversation.handle_unsupported(what, language) if what else []
 
 
 class PhotoRejected(Exception):

@@ -2,8 +2,8 @@
 
 `render` turns `Cards` / `Notice` / `Silence` into plain-data replies (`TextReply`, `PhotoReply`,
 `Button`); the adapters only translate them into their framework's calls, so the two bots answer
-the same update identically. Notices are worded by the one wording table
-(`visearch.bots.conversation.wording`) in its HTML style. Everything is HTML parse mode; every
+the same update identically. Every word comes from the answer's locale (`Wording`: notices in its
+HTML style, button labels, prices). Everything is HTML parse mode; every
 piece of catalog text goes through `escape` and is cut to Telegram's limits *before* escaping, so
 a title with `<`, `&`, `*`, `_` or emoji never breaks a message.
 """
@@ -25,7 +25,7 @@ from visearch.bots.conversation import (
     NoticeReason,
 )
 from visearch.bots.conversation import text as common
-from visearch.bots.conversation import wording as say
+from visearch.bots.conversation.wording import ENGLISH, HTML, Wording
 from visearch.core.domain import Card, Facets
 
 PARSE_MODE = "HTML"
@@ -118,10 +118,10 @@ _is_web_url = common.is_web_url
 # --- cards -----------------------------------------------------------------------------------------
 
 
-def card_caption(card: Card) -> str:
+def card_caption(card: Card, wording: Wording = ENGLISH) -> str:
     """Title in bold, then price and category, then a short description; within the caption limit."""
     title = cut(card.title, TITLE_LIMIT)
-    facts = cut(common.card_facts(card, "" if card.in_stock else say.OUT_OF_STOCK), 200)
+    facts = cut(wording.card_facts(card, "" if card.in_stock else wording.out_of_stock), 200)
     used = utf16_len(title) + utf16_len(facts) + 2
     description = cut(card.description, min(DESCRIPTION_LIMIT, CAPTION_LIMIT - used - 1)) if card.description else ""
     lines = [f"<b>{escape(title)}</b>"]
@@ -132,25 +132,25 @@ def card_caption(card: Card) -> str:
     return "\n".join(lines)
 
 
-def card_buttons(card: Card, next_cursor: str | None = None) -> Keyboard:
+def card_buttons(card: Card, next_cursor: str | None = None, wording: Wording = ENGLISH) -> Keyboard:
     """'More like this' and 'Open in shop' for a card; a 'Show more' row when a next page exists."""
     row = []
     if len((MORE_LIKE_THIS + card.point_id).encode()) <= CALLBACK_DATA_LIMIT:
-        row.append(Button(f"🔍 {say.MORE_LIKE_THIS_LABEL}", callback_data=MORE_LIKE_THIS + card.point_id))
+        row.append(Button(f"🔍 {wording.more_like_this}", callback_data=MORE_LIKE_THIS + card.point_id))
     if _is_web_url(card.url):
-        row.append(Button(f"🛒 {say.OPEN_IN_SHOP_LABEL}", url=card.url))
+        row.append(Button(f"🛒 {wording.open_in_shop}", url=card.url))
     rows: list[tuple[Button, ...]] = [tuple(row)] if row else []
     if next_cursor:
-        rows.append((Button(f"{say.SHOW_MORE_LABEL} ▸", callback_data=NEXT_PAGE + next_cursor),))
+        rows.append((Button(f"{wording.show_more} ▸", callback_data=NEXT_PAGE + next_cursor),))
     return tuple(rows)
 
 
-def card_replies(cards: list[Card], next_cursor: str | None) -> list[Reply]:
+def card_replies(cards: list[Card], next_cursor: str | None, wording: Wording = ENGLISH) -> list[Reply]:
     """One photo card per product; the last one carries the 'Show more' button."""
     replies: list[Reply] = []
     for i, card in enumerate(cards):
-        buttons = card_buttons(card, next_cursor if i == len(cards) - 1 else None)
-        caption = card_caption(card)
+        buttons = card_buttons(card, next_cursor if i == len(cards) - 1 else None, wording)
+        caption = card_caption(card, wording)
         fallback = TextReply(caption, buttons)
         photo = card.photo  # the local file is uploaded; Telegram fetches a catalog URL itself
         if photo.file is not None or _is_web_url(photo.url):
@@ -177,28 +177,29 @@ def without_page_button(rows: list[list[dict[str, Any]]]) -> list[list[dict[str,
 # --- notices ---------------------------------------------------------------------------------------
 
 
-def notice_text(notice: Notice) -> str:
+def notice_text(notice: Notice, wording: Wording = ENGLISH) -> str:
     """A notice in HTML parse mode, within the message limit."""
     if notice.reason is NoticeReason.FILTERS_LIST:
-        return cut_html_lines(say.filters_lines(notice.facets or Facets(products=0), say.HTML), TEXT_LIMIT)
-    return say.words(notice, say.HTML)
+        return cut_html_lines(wording.filters_lines(notice.facets or Facets(products=0), HTML), TEXT_LIMIT)
+    return wording.words(notice, HTML)
 
 
-def render(answer: Answer) -> list[Reply]:
-    """The replies that show an answer: photo cards, one notice message, or nothing."""
+def render(answer: Answer, wording: Wording) -> list[Reply]:
+    """The replies that show an answer (worded by `wording`, the answer's locale): photo cards, one
+    notice message, or nothing."""
     if isinstance(answer, Cards):
-        return card_replies(answer.cards, answer.next_cursor)
+        return card_replies(answer.cards, answer.next_cursor, wording)
     if isinstance(answer, Notice):
-        return [TextReply(notice_text(answer))]
+        return [TextReply(notice_text(answer, wording))]
     return []
 
 
-def callback_answer(answer: Answer) -> CallbackAnswer:
+def callback_answer(answer: Answer, wording: Wording) -> CallbackAnswer:
     """A button tap's answer: a stale or throttled tap is a toast on the tapped card, not a new
     message; a next page removes the 'Show more' button it was tapped on."""
     if isinstance(answer, Notice) and answer.reason in TOAST_REASONS:
-        return CallbackAnswer(notice=cut(say.words(answer), CALLBACK_ANSWER_LIMIT))
-    return CallbackAnswer(replies=render(answer), drop_page_button=isinstance(answer, Cards) and answer.paged)
+        return CallbackAnswer(notice=cut(wording.words(answer), CALLBACK_ANSWER_LIMIT))
+    return CallbackAnswer(replies=render(answer, wording), drop_page_button=isinstance(answer, Cards) and answer.paged)
 
 
 def cut_html_lines(lines: list[str], limit: int) -> str:

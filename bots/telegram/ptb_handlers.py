@@ -52,6 +52,7 @@ from visearch.bots.telegram.conversation import (
     command_name,
     conversation_or_default,
     is_photo_problem,
+    language_of,
     route_message,
     with_flood_retries,
 )
@@ -181,7 +182,8 @@ class PtbHandlers:
         if message is None:
             return
         user_id = update.effective_user.id if update.effective_user else None
-        replies = await self.conversation.handle_command(command_name(message.text), user_id)
+        language = language_of(update.effective_user)
+        replies = await self.conversation.handle_command(command_name(message.text), user_id, language)
         await self.send(context.bot, message.chat.id, replies)
 
     async def on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -203,7 +205,9 @@ class PtbHandlers:
         query = update.callback_query
         if query is None:
             return
-        answer = await self.conversation.handle_callback(query.from_user.id, query.data or "")
+        answer = await self.conversation.handle_callback(
+            query.from_user.id, query.data or "", language_of(query.from_user)
+        )
         try:
             await query.answer(answer.toast)
         except BadRequest as exc:  # query too old (bot was down): the cards are still useful

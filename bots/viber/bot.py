@@ -23,9 +23,7 @@ from visearch.bots.conversation import (
     Conversation,
     IncomingFile,
     Notice,
-    NoticeReason,
 )
-from visearch.bots.conversation import wording as say
 from visearch.bots.http import (
     RETRY_STATUSES,
     PlatformClient,
@@ -95,10 +93,10 @@ class ViberBot(WebhookBot):
         if kind == "webhook":
             return self._done("webhook_check", JSONResponse({}))
         if kind == "conversation_started":  # the response body is shown as the welcome message
-            welcome = Notice(NoticeReason.WELCOME, shop_name=self.conversation.settings.shop_name)
+            welcome = self.conversation.welcome(language_of(event.get("user")))
+            text = self.wording(welcome).words(welcome)
             return self._done(
-                "welcome",
-                JSONResponse({"sender": {"name": self.sender_name}, "type": "text", "text": say.words(welcome)}),
+                "welcome", JSONResponse({"sender": {"name": self.sender_name}, "type": "text", "text": text})
             )
         if kind != "message":
             return self._done("ignored", JSONResponse({}))
@@ -106,20 +104,27 @@ class ViberBot(WebhookBot):
         user = sender.get("id") if isinstance(sender, dict) else None
         if not isinstance(user, str) or not isinstance(message, dict) or token is None:
             return self._done("ignored", JSONResponse({}))
-        outcome = self.runtime.accept(self, user, str(token), lambda: self._search(user, message))
+        language = language_of(sender)
+        outcome = self.runtime.accept(
+            self,
+            user,
+            str(token),
+            lambda: self._search(user, message, language),
+            self.conversation.locale_for(language),
+        )
         return self._done(outcome, JSONResponse({}))
 
-    async def _search(self, user: str, message: dict[str, Any]) -> Answer:
-        """Translate a Viber message into the conversation's terms."""
+    async def _search(self, user: str, message: dict[str, Any], language: str | None) -> Answer:
+        """Translate a Viber message into the conversation's terms (`language`: the sender's)."""
         kind = message.get("type")
         if kind == "picture" and isinstance(message.get("media"), str):
             caption = message.get("text") if isinstance(message.get("text"), str) else None
             return await self.conversation.photos(
-                self.channel, user, IncomingFile(message["media"]), caption, self._download
+                self.channel, user, IncomingFile(message["media"]), caption, self._download, language=language
             )
         if kind == "text" and isinstance(message.get("text"), str):
-            return await self.conversation.text(self.channel, user, message["text"])
-        return self._unsupported(kind)
+            return await self.conversation.text(self.channel, user, message["text"], language=language)
+        return self._unsupported(kind, language)
 
     async def _download(self, file: IncomingFile) -> bytes:
         data, _ = await self.client.download(file.file_id, self.max_media_bytes)
@@ -128,11 +133,12 @@ class ViberBot(WebhookBot):
     # --- replies ----------------------------------------------------------------------------------
 
     async def send_notice(self, user: str, notice: Notice) -> None:
-        await self._send(messages.text_message(user, self.sender_name, say.words(notice)))
+        await self._send(messages.text_message(user, self.sender_name, self.wording(notice).words(notice)))
 
     async def send_cards(self, user: str, answer: Cards) -> None:
         """Cards as a carousel (pictures when rich media is refused)."""
-        rich = messages.carousel(user, self.sender_name, answer.cards, answer.next_cursor, self.public_url)
+        wording = self.wording(answer)
+        rich = messages.carousel(user, self.sender_name, answer.cards, answer.next_cursor, self.public_url, wording)
         if rich is not None:
             try:
                 await self._send(rich)
@@ -141,7 +147,8 @@ class ViberBot(WebhookBot):
                 if exc.status not in RICH_MEDIA_REFUSED:
                     raise
                 log.warning("viber refused rich media (%s); sending pictures instead", exc.description)
-        for message in messages.fallback(user, self.sender_name, answer.cards, answer.next_cursor, self.public_url):
+        pictures = messages.fallback(user, self.sender_name, answer.cards, answer.next_cursor, self.public_url, wording)
+        for message in pictures:
             await self._send(message)
 
     async def _send(self, message: dict[str, Any]) -> None:
@@ -165,6 +172,12 @@ class ViberBot(WebhookBot):
     async def set_webhook(self, url: str) -> dict[str, Any]:
         """Register the webhook URL (Viber checks it with a signed 'webhook' event first)."""
         return await register_webhook(self.client, url)
+
+
+def language_of(user: object) -> str | None:
+    """A Viber user's `language` (the phone's, e.g. `uk` or `pt-BR`), when the event carries one."""
+    language = user.get("language") if isinstance(user, dict) else None
+    return language if isinstance(language, str) and language else None
 
 
 def viber_client(token: str, api_url: str) -> PlatformClient:

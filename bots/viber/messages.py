@@ -13,9 +13,8 @@ import json
 from typing import Any
 
 from visearch.bots.conversation import MORE_LIKE_THIS, NEXT_PAGE
-from visearch.bots.conversation import wording as say
-from visearch.bots.conversation.text import card_facts, card_price
 from visearch.bots.conversation.text import cut as cut_text
+from visearch.bots.conversation.wording import ENGLISH, Wording
 from visearch.bots.media import public_photo_url
 from visearch.core.domain import Card
 
@@ -24,6 +23,8 @@ MAX_CAROUSEL = 6
 PICTURE_CAPTION_LIMIT = 512
 TEXT_LIMIT = 7000
 RICH_MEDIA_API_VERSION = 2
+#: a button's Text, in characters (Viber's keyboard and rich media docs)
+BUTTON_TEXT_LIMIT = 250
 
 
 def cut(text: str, limit: int) -> str:
@@ -44,10 +45,10 @@ def text_message(receiver: str, sender_name: str, text: str, keyboard: dict[str,
     return message
 
 
-def _card_blocks(card: Card, public_url: str | None) -> list[dict[str, Any]]:
+def _card_blocks(card: Card, public_url: str | None, wording: Wording) -> list[dict[str, Any]]:
     """One carousel block (6 columns x 6 rows): photo, title + price, Open / More like this."""
     image = public_photo_url(card.point_id, card.photo, public_url)
-    facts = card_facts(card)
+    facts = wording.card_facts(card)
     text = f"<b>{html.escape(cut(card.title, 80))}</b>"
     if facts:
         text += f"<br>{html.escape(cut(facts, 60))}"
@@ -78,7 +79,7 @@ def _card_blocks(card: Card, public_url: str | None) -> list[dict[str, Any]]:
         "Rows": 1,
         "ActionType": "reply",
         "ActionBody": MORE_LIKE_THIS + card.point_id,
-        "Text": f"<b>{html.escape(say.MORE_LIKE_THIS_LABEL)}</b>",
+        "Text": f"<b>{html.escape(wording.more_like_this)}</b>",
         "Silent": True,
     }
     if card.url:
@@ -88,7 +89,7 @@ def _card_blocks(card: Card, public_url: str | None) -> list[dict[str, Any]]:
                 "Rows": 1,
                 "ActionType": "open-url",
                 "ActionBody": card.url,
-                "Text": f"<b>{html.escape(say.OPEN_LABEL)}</b>",
+                "Text": f"<b>{html.escape(wording.open)}</b>",
             }
         )
     blocks.append(more)
@@ -104,24 +105,29 @@ def keyboard(buttons: list[dict[str, Any]]) -> dict[str, Any]:
     return {"Type": "keyboard", "DefaultHeight": False, "Buttons": buttons}
 
 
-def show_more_keyboard(next_cursor: str | None) -> dict[str, Any] | None:
+def show_more_keyboard(next_cursor: str | None, wording: Wording = ENGLISH) -> dict[str, Any] | None:
     """A keyboard under the carousel with 'Show more' when there is a next page."""
     if not next_cursor:
         return None
-    return keyboard([reply_button(NEXT_PAGE + next_cursor, say.SHOW_MORE_LABEL)])
+    return keyboard([reply_button(NEXT_PAGE + next_cursor, wording.show_more)])
 
 
 def carousel(
-    receiver: str, sender_name: str, cards: list[Card], next_cursor: str | None, public_url: str | None
+    receiver: str,
+    sender_name: str,
+    cards: list[Card],
+    next_cursor: str | None,
+    public_url: str | None,
+    wording: Wording = ENGLISH,
 ) -> dict[str, Any] | None:
     """The cards as one rich_media message, or None when it cannot fit Viber's 30 KB limit."""
-    buttons = [block for card in cards[:MAX_CAROUSEL] for block in _card_blocks(card, public_url)]
+    buttons = [block for card in cards[:MAX_CAROUSEL] for block in _card_blocks(card, public_url, wording)]
     message: dict[str, Any] = {
         "receiver": receiver,
         "sender": {"name": sender_name},
         "type": "rich_media",
         "min_api_version": RICH_MEDIA_API_VERSION,
-        "alt_text": "; ".join(f"{c.title} {card_price(c)}".strip() for c in cards)[:500],
+        "alt_text": "; ".join(f"{c.title} {wording.card_price(c)}".strip() for c in cards)[:500],
         "rich_media": {
             "Type": "rich_media",
             "ButtonsGroupColumns": 6,
@@ -130,7 +136,7 @@ def carousel(
             "Buttons": buttons,
         },
     }
-    keyboard = show_more_keyboard(next_cursor)
+    keyboard = show_more_keyboard(next_cursor, wording)
     if keyboard:
         message["keyboard"] = keyboard
         message["min_api_version"] = max(RICH_MEDIA_API_VERSION, 3)
@@ -140,12 +146,17 @@ def carousel(
 
 
 def fallback(
-    receiver: str, sender_name: str, cards: list[Card], next_cursor: str | None, public_url: str | None
+    receiver: str,
+    sender_name: str,
+    cards: list[Card],
+    next_cursor: str | None,
+    public_url: str | None,
+    wording: Wording = ENGLISH,
 ) -> list[dict[str, Any]]:
     """Picture (or text) messages, one per card, and a keyboard with the card buttons at the end."""
     messages: list[dict[str, Any]] = []
     for card in cards:
-        lines = [cut(card.title, 200), card_facts(card)]
+        lines = [cut(card.title, 200), wording.card_facts(card)]
         if card.url:
             lines.append(card.url)
         caption = "\n".join(line for line in lines if line)
@@ -162,8 +173,8 @@ def fallback(
             )
         else:
             messages.append(text_message(receiver, sender_name, caption))
-    buttons = [reply_button(MORE_LIKE_THIS + c.point_id, say.more_like(cut(c.title, 30))) for c in cards]
+    buttons = [reply_button(MORE_LIKE_THIS + c.point_id, wording.more_like(cut(c.title, 30))) for c in cards]
     if next_cursor:
-        buttons.append(reply_button(NEXT_PAGE + next_cursor, say.SHOW_MORE_LABEL))
-    messages.append(text_message(receiver, sender_name, say.MORE_LIKE_ONE_OF_THESE, keyboard(buttons)))
+        buttons.append(reply_button(NEXT_PAGE + next_cursor, wording.show_more))
+    messages.append(text_message(receiver, sender_name, wording.more_like_one_of_these, keyboard(buttons)))
     return messages

@@ -19,6 +19,7 @@ from visearch.bots.conversation import (
     Notice,
     Silence,
 )
+from visearch.bots.conversation.wording import Wording
 from visearch.bots.http import PlatformClient
 from visearch.bots.webhooks.runtime import Rejected, Runtime, verified_json
 
@@ -79,9 +80,14 @@ class WebhookBot:
     def _done(self, outcome: str, response: Response) -> Response:
         return self.runtime.counted(self.name, outcome, response)
 
-    def _unsupported(self, kind: object) -> Answer:
+    def _unsupported(self, kind: object, language: str | None = None) -> Answer:
         """The answer to a message type we cannot search by."""
-        return self.conversation.unsupported(self.channel, self.unsupported_types.get(str(kind), ContentKind.OTHER))
+        content = self.unsupported_types.get(str(kind), ContentKind.OTHER)
+        return self.conversation.unsupported(self.channel, content, language)
+
+    def wording(self, answer: Cards | Notice) -> Wording:
+        """The words of the answer's locale."""
+        return self.conversation.wording(answer.locale)
 
     # --- replies ----------------------------------------------------------------------------------
 

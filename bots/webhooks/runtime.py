@@ -14,6 +14,7 @@ import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import replace
 from typing import Any, Protocol, TypeVar
 
 from visearch.bots.conversation import Answer, Notice, NoticeReason, Silence
@@ -73,21 +74,29 @@ class Runtime:
         self.metrics.requests.labels(platform, outcome).inc()
         return response
 
-    def accept(self, replier: Replier, user: str, delivery_id: str, work: Callable[[], Awaitable[Answer]]) -> str:
-        """Queue the search for a new delivery; returns the outcome counted in the metrics."""
+    def accept(
+        self,
+        replier: Replier,
+        user: str,
+        delivery_id: str,
+        work: Callable[[], Awaitable[Answer]],
+        locale: str = "en",
+    ) -> str:
+        """Queue the search for a new delivery; returns the outcome counted in the metrics.
+        `locale` words the busy reply and an uncaught failure in the customer's language."""
         key = (replier.name, delivery_id)
         if not self.seen.first_time(key):
             return "duplicate"
 
         async def job() -> None:
-            self.settle(key, await self.answer(replier, user, work))
+            self.settle(key, await self.answer(replier, user, work, locale))
 
         if self.queue.try_submit(f"{replier.name}:{delivery_id}", job):
             return "queued"
 
         async def busy() -> None:
             self.metrics.answered(replier.name, NoticeReason.BUSY.value)
-            self.settle(key, await self.send(replier, user, Notice(NoticeReason.BUSY)))
+            self.settle(key, await self.send(replier, user, Notice(NoticeReason.BUSY, locale=locale)))
 
         self.spawn(busy())
         return "busy"
@@ -99,14 +108,16 @@ class Runtime:
         else:
             self.seen.forget(key)
 
-    async def answer(self, replier: Replier, user: str, work: Callable[[], Awaitable[Answer]]) -> bool:
+    async def answer(
+        self, replier: Replier, user: str, work: Callable[[], Awaitable[Answer]], locale: str = "en"
+    ) -> bool:
         """Run the work and send its answer; an error the conversation did not catch (the platform's
         own parsing, a bug) is logged and answered with the FAILURE notice, never silence.
         False when the answer could not be sent for a reason a retry may fix."""
         try:
             answer = await work()
         except Exception as exc:
-            answer = search_outcome_of(exc)
+            answer = replace(search_outcome_of(exc), locale=locale)
             log_notice(replier.name, answer)
             self.metrics.answered(replier.name, answer.reason.value)
         if isinstance(answer, Silence):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -33,9 +34,8 @@ from visearch.bots.conversation import (
     NotAnImageError,
     Notice,
 )
-from visearch.bots.conversation import wording as say
-from visearch.bots.conversation.text import card_facts
 from visearch.bots.conversation.text import cut as cut_text
+from visearch.bots.conversation.wording import ENGLISH, WHATSAPP, Wording
 from visearch.bots.http import (
     RETRY_STATUSES,
     PlatformClient,
@@ -76,11 +76,11 @@ def signature(app_secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def card_caption(card: Card) -> str:
+def card_caption(card: Card, wording: Wording = ENGLISH) -> str:
     """Title, price and category, a short description; WhatsApp's *bold* for the title."""
     lines = [
-        say.WHATSAPP.bold(cut(card.title, 200)),
-        card_facts(card),
+        WHATSAPP.bold(cut(card.title, 200)),
+        wording.card_facts(card),
     ]
     if card.description:
         lines.append(cut(card.description, 300))
@@ -108,6 +108,7 @@ class WhatsAppBot(WebhookBot):
         public_url: str | None,
         max_media_bytes: int,
         cards_per_answer: int = 3,
+        calling_code_locales: Mapping[str, str] = MappingProxyType({}),
     ) -> None:
         client = PlatformClient("whatsapp", api_url, {"Authorization": f"Bearer {token}"})
         super().__init__(conversation, runtime, client, public_url, max_media_bytes, cards_per_answer)
@@ -116,6 +117,8 @@ class WhatsAppBot(WebhookBot):
         self._verify_token = verify_token
         self.phone_number_id = phone_number_id
         self.version = api_version
+        #: WhatsApp tells no language: the sender's country calling code picks one (VISEARCH_WHATSAPP_LOCALES)
+        self.calling_code_locales = calling_code_locales
 
     # --- webhook ----------------------------------------------------------------------------------
 
@@ -143,24 +146,28 @@ class WhatsAppBot(WebhookBot):
         user, message_id = message.get("from"), message.get("id")
         if not isinstance(user, str) or not isinstance(message_id, str):
             return "ignored"
-        return self.runtime.accept(self, user, message_id, lambda: self._search(user, message))
+        language = language_of_number(user, self.calling_code_locales)
+        locale = self.conversation.locale_for(language)
+        return self.runtime.accept(self, user, message_id, lambda: self._search(user, message, language), locale)
 
-    async def _search(self, user: str, message: dict[str, Any]) -> Answer:
-        """Translate a WhatsApp message into the conversation's terms (reply buttons carry our tokens)."""
+    async def _search(self, user: str, message: dict[str, Any], language: str | None) -> Answer:
+        """Translate a WhatsApp message into the conversation's terms (reply buttons carry our tokens);
+        `language` comes from the sender's number, else the conversation answers in the shop's default."""
         kind = message.get("type")
         talk, channel = self.conversation, self.channel
         if kind == "image" and isinstance(message.get("image"), dict) and message["image"].get("id"):
             image = message["image"]
             caption = image.get("caption") if isinstance(image.get("caption"), str) else None
-            return await talk.photos(channel, user, IncomingFile(str(image["id"])), caption, self._download)
+            file = IncomingFile(str(image["id"]))
+            return await talk.photos(channel, user, file, caption, self._download, language=language)
         if kind == "text" and isinstance(message.get("text"), dict):
-            return await talk.text(channel, user, str(message["text"].get("body", "")))
+            return await talk.text(channel, user, str(message["text"].get("body", "")), language=language)
         if kind == "interactive" and isinstance(message.get("interactive"), dict):
             reply = message["interactive"].get("button_reply") or {}
-            return await talk.button(channel, user, str(reply.get("id", "")))
+            return await talk.button(channel, user, str(reply.get("id", "")), language)
         if kind == "button" and isinstance(message.get("button"), dict):
-            return await talk.button(channel, user, str(message["button"].get("payload", "")))
-        return self._unsupported(kind)
+            return await talk.button(channel, user, str(message["button"].get("payload", "")), language)
+        return self._unsupported(kind, language)
 
     async def _download(self, file: IncomingFile) -> bytes:
         return await self.download_media(file.file_id)
@@ -183,7 +190,7 @@ class WhatsAppBot(WebhookBot):
     # --- replies ----------------------------------------------------------------------------------
 
     async def send_notice(self, user: str, notice: Notice) -> None:
-        await self.send_text(user, say.words(notice, say.WHATSAPP))
+        await self.send_text(user, self.wording(notice).words(notice, WHATSAPP))
 
     async def send_text(self, user: str, text: str) -> None:
         await self._send({"to": user, "type": "text", "text": {"body": cut(text, TEXT_LIMIT), "preview_url": False}})
@@ -192,14 +199,15 @@ class WhatsAppBot(WebhookBot):
         """One message per card, then a reply-button message ("More like this", "Show more")."""
         if not answer.cards:
             return
+        wording = self.wording(answer)
         for card in answer.cards:
-            await self._send(self.card_message(user, card))
+            await self._send(self.card_message(user, card, wording))
         buttons = [
             {
                 "type": "reply",
                 "reply": {
                     "id": MORE_LIKE_THIS + answer.cards[0].point_id,
-                    "title": say.MORE_LIKE_THIS_LABEL[:BUTTON_TITLE_LIMIT],
+                    "title": wording.more_like_this[:BUTTON_TITLE_LIMIT],
                 },
             }
         ]
@@ -207,10 +215,10 @@ class WhatsAppBot(WebhookBot):
             buttons.append(
                 {
                     "type": "reply",
-                    "reply": {"id": NEXT_PAGE + answer.next_cursor, "title": say.SHOW_MORE_LABEL[:BUTTON_TITLE_LIMIT]},
+                    "reply": {"id": NEXT_PAGE + answer.next_cursor, "title": wording.show_more[:BUTTON_TITLE_LIMIT]},
                 }
             )
-        body = cut(say.more_like_prompt(answer.cards[0].title), BODY_LIMIT)
+        body = cut(wording.more_like_prompt(answer.cards[0].title), BODY_LIMIT)
         await self._send(
             {
                 "to": user,
@@ -219,17 +227,17 @@ class WhatsAppBot(WebhookBot):
             }
         )
 
-    def card_message(self, user: str, card: Card) -> dict[str, Any]:
+    def card_message(self, user: str, card: Card, wording: Wording = ENGLISH) -> dict[str, Any]:
         """cta_url with a photo header when the product has a link; else an image (or text) message."""
         image = public_photo_url(card.point_id, card.photo, self.public_url)
-        caption = card_caption(card)
+        caption = card_caption(card, wording)
         if card.url and card.url.startswith(("http://", "https://")):
             interactive: dict[str, Any] = {
                 "type": "cta_url",
                 "body": {"text": cut(caption, BODY_LIMIT)},
                 "action": {
                     "name": "cta_url",
-                    "parameters": {"display_text": say.OPEN_IN_SHOP_LABEL[:BUTTON_TITLE_LIMIT], "url": card.url},
+                    "parameters": {"display_text": wording.open_in_shop[:BUTTON_TITLE_LIMIT], "url": card.url},
                 },
             }
             if image:
@@ -250,6 +258,14 @@ class WhatsAppBot(WebhookBot):
                 response.status_code,
                 retryable=response.status_code in RETRY_STATUSES,
             )
+
+
+def language_of_number(wa_id: str, calling_code_locales: Mapping[str, str]) -> str | None:
+    """The locale mapped to the longest calling code the number starts with (`380...` -> `uk`), or None."""
+    for length in (4, 3, 2, 1):
+        if (locale := calling_code_locales.get(wa_id[:length])) is not None:
+            return locale
+    return None
 
 
 def _messages(payload: dict[str, Any]) -> list[dict[str, Any]]:

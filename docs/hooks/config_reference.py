@@ -31,6 +31,7 @@ SETTINGS_CLASSES: tuple[tuple[str, str], ...] = (
     ("visearch.core.config:Settings", "Search engine, encoders, store and indexing"),
     ("visearch.bots.server.config:ServerSettings", "`visearch serve`: webhooks, HTTP API, Viber and WhatsApp"),
     ("visearch.bots.telegram.config:TelegramSettings", "Telegram bot"),
+    ("visearch.bots.conversation.i18n:LocaleSettings", "The customer's language: every channel, the page and the API"),
 )
 
 BEGIN_MARKER = "<!-- BEGIN generated config reference: docs/hooks/config_reference.py -->"

@@ -108,9 +108,9 @@ async def test_the_same_situation_gets_the_same_notice_on_every_channel(
     )
     assert reason(too_big) is NoticeReason.TOO_LARGE and too_big.limit_bytes == channel.max_media_bytes  # type: ignore[union-attr]
     pdf = await talk.document(channel, user, IncomingFile("doc", mime_type="application/pdf"), None, files.download)
-    assert reason(pdf) is NoticeReason.NOT_AN_IMAGE and "PDF" in wording.words(pdf)  # type: ignore[arg-type]
+    assert reason(pdf) is NoticeReason.NOT_AN_IMAGE and "PDF" in wording.ENGLISH.words(pdf)  # type: ignore[arg-type]
     sticker = talk.unsupported(channel, ContentKind.STICKER)
-    assert reason(sticker) is NoticeReason.UNSUPPORTED and "stickers" in wording.words(sticker)  # type: ignore[arg-type]
+    assert reason(sticker) is NoticeReason.UNSUPPORTED and "stickers" in wording.ENGLISH.words(sticker)  # type: ignore[arg-type]
     assert reason(await talk.text(channel, user, "category:milk")) is NoticeReason.FILTERS_ONLY
     assert reason(await talk.text(channel, user, "  ")) is NoticeReason.WELCOME
     assert reason(await talk.text(channel, user, "/help")) is NoticeReason.WELCOME
@@ -162,7 +162,7 @@ async def test_download_problems_are_typed_notices(service: SearchService) -> No
 def test_one_error_mapping(error: Exception, wanted: NoticeReason) -> None:
     notice = search_outcome_of(error)
     assert notice.reason is wanted and notice.error is error
-    assert wording.words(notice)  # every reason has its words
+    assert wording.ENGLISH.words(notice)  # every reason has its words
 
 
 async def test_an_unexpected_error_is_a_failure_notice_logged_with_its_traceback(
@@ -175,7 +175,7 @@ async def test_an_unexpected_error_is_a_failure_notice_logged_with_its_traceback
     with caplog.at_level(logging.ERROR, logger="visearch.conversation"):
         answer = await talk.text(VIBER, "u", "green apple")
     assert reason(answer) is NoticeReason.FAILURE
-    assert "Something went wrong" in wording.words(answer)  # type: ignore[arg-type]
+    assert "Something went wrong" in wording.ENGLISH.words(answer)  # type: ignore[arg-type]
     [record] = [r for r in caplog.records if r.name == "visearch.conversation"]
     assert record.exc_info and "the service exploded" in caplog.text and "Traceback" in caplog.text
     assert talk.metrics.counts("viber")["errors"] == 1
@@ -236,7 +236,7 @@ async def test_commands_and_stats_read_the_same_counts(service: SearchService) -
     stats = await talk.command(TELEGRAM, "777", "stats")
     assert reason(stats) is NoticeReason.STATS
     assert stats.stats["searches"] == 1 and stats.stats["points"] == 82  # type: ignore[union-attr]
-    assert "searches: 1" in wording.words(stats)  # type: ignore[arg-type]
+    assert "searches: 1" in wording.ENGLISH.words(stats)  # type: ignore[arg-type]
     assert isinstance(await talk.command(TELEGRAM, "1", "unknown"), Silence)
     exposed = talk.metrics.render().decode()  # type: ignore[attr-defined]
     assert 'visearch_answers_total{channel="telegram",outcome="cards"} 1.0' in exposed

@@ -308,8 +308,8 @@ async def test_whatsapp_text_filter_and_button_reply(served: Served) -> None:
     await served.whatsapp.settle()
     sent = [s.body for s in served.whatsapp.to("46700000002")]
     for card in sent[:-1]:
-        price = card["interactive"]["body"]["text"].splitlines()[1].split(" SEK")[0]
-        assert float(price) <= 12
+        facts = card["interactive"]["body"]["text"].splitlines()[1]
+        assert float(facts.removeprefix("SEK\u00a0").split(" ")[0]) <= 12, facts
     more_id = sent[-1]["interactive"]["action"]["buttons"][0]["reply"]["id"]
     reply = {
         "id": "wamid.in3",

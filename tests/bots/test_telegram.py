@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,13 @@ def photo(name: str) -> bytes:
 
 def buttons(call: Call) -> list[dict]:
     return [b for row in (call.params.get("reply_markup") or {}).get("inline_keyboard", []) for b in row]
+
+
+def shown_price(facts: str) -> float:
+    """The amount of a card's "SEK 11.44 · Apple" line (Babel's English: the code before the amount)."""
+    found = re.search(r"SEK\u00a0(\d+(?:\.\d+)?)", facts)
+    assert found, facts
+    return float(found.group(1))
 
 
 def caption_of(call: Call) -> str:
@@ -218,7 +226,7 @@ async def test_text_with_price_ceiling(bot: Bot) -> None:
     bot.fake.send_text_from_user(chat, "apple under 12")
     for call in await bot.answer(chat):
         facts = caption_of(call).splitlines()[1]
-        assert float(facts.split(" SEK")[0]) <= 12, facts
+        assert shown_price(facts) <= 12, facts
 
 
 async def test_photo_caption_filters_the_cards(bot: Bot) -> None:
@@ -229,7 +237,7 @@ async def test_photo_caption_filters_the_cards(bot: Bot) -> None:
     for call in replies:
         text = caption_of(call)
         if call.method == "sendPhoto":
-            assert float(text.splitlines()[1].split(" SEK")[0]) <= 15, text
+            assert shown_price(text.splitlines()[1]) <= 15, text
         else:
             assert "under 15" in text  # nothing that cheap: the no-match names the filter
 
@@ -268,7 +276,7 @@ async def test_words_with_specials_are_echoed_safely(bot: Bot) -> None:
     reply = await bot.only_reply(1011)
     assert reply.status == 200
     # nothing in the catalog matches these words: the no-match reply quotes them back, as plain text
-    assert 'Nothing in the catalogue matches for <b>zzqx & "qqq" <unknown>.' in caption_of(reply)
+    assert 'Nothing in the catalogue matches <b>zzqx & "qqq" <unknown>.' in caption_of(reply)
 
 
 async def test_fake_server_rejects_unescaped_html_like_telegram() -> None:

@@ -43,7 +43,7 @@ def test_caption_is_valid_html_within_the_limit_whatever_the_title(title: str) -
 
 def test_caption_shows_price_category_and_stock() -> None:
     visible = FakeTelegram.visible_text(ui.card_caption(card(in_stock=False)), "HTML")
-    assert visible.splitlines() == ["Milk", "12.50 SEK · Dairy · out of stock", "Fresh milk."]
+    assert visible.splitlines() == ["Milk", "SEK\u00a012.50 · Dairy · out of stock", "Fresh milk."]
 
 
 def test_cut_counts_emoji_as_telegram_does() -> None:
@@ -101,7 +101,7 @@ def test_filters_text_lists_values_with_counts_and_stays_valid() -> None:
     )
     visible = FakeTelegram.visible_text(ui.notice_text(Notice(NoticeReason.FILTERS_LIST, facets=facets)), "HTML")
     assert 'category:"Dairy & <Eggs>" (2)' in visible and "brand:Arla (2)" in visible and "#eco (1)" in visible
-    assert "5–40 SEK" in visible and "2 of 3" in visible
+    assert "SEK\u00a05.00–SEK\u00a040.00" in visible and "2 of 3" in visible
 
 
 def test_filters_text_is_cut_to_the_message_limit() -> None:
@@ -110,7 +110,7 @@ def test_filters_text_is_cut_to_the_message_limit() -> None:
         categories={f"category number {i}": 1 for i in range(5000)},
         tags={f"tag{i}" * 20: 1 for i in range(500)},
     )
-    text = ui.cut_html_lines(say.filters_lines(facets, say.HTML, shown=400), ui.TEXT_LIMIT)
+    text = ui.cut_html_lines(say.ENGLISH.filters_lines(facets, say.HTML, shown=400), ui.TEXT_LIMIT)
     assert ui.visible_length(text) <= ui.TEXT_LIMIT
     FakeTelegram.visible_text(text, "HTML")
 

@@ -3,9 +3,25 @@
 "use strict";
 
 const API = "/api/v1";
-const PAGE = 12;
+const PAGE_SIZE = 12;
 const $ = (id) => document.getElementById(id);
 const state = { photo: null, cursor: null, latest: 0 };
+// The server fills #page-data with this page's locale: its sentences, and each plural message's
+// forms by CLDR category (the browser's Intl.PluralRules picks one, as the catalog would).
+const PAGE = JSON.parse(document.getElementById("page-data").textContent);
+const LANG = PAGE.lang;
+
+function t(key, values) {
+  let text = PAGE.messages[key] || key;
+  for (const [name, value] of Object.entries(values || {})) text = text.split("%(" + name + ")s").join(String(value));
+  return text;
+}
+
+function tn(key, count) {
+  const forms = PAGE.plurals[key];
+  const form = forms[new Intl.PluralRules(LANG).select(count)] || forms.other;
+  return form.split("%(num)s").join(new Intl.NumberFormat(LANG).format(count));
+}
 
 function showError(message) {
   const box = $("error");
@@ -44,32 +60,37 @@ async function latest(path, options) {
 async function call(path, options) {
   let response;
   try {
-    response = await fetch(API + path, options);
+    const headers = Object.assign({ "Accept-Language": LANG }, (options && options.headers) || {});
+    response = await fetch(API + path, Object.assign({}, options, { headers }));
   } catch (e) {
-    throw new Error("The server cannot be reached. Check your connection and try again.");
+    throw new Error(t("offline"));
   }
   let body = null;
   try { body = await response.json(); } catch (e) { body = null; }
   if (!response.ok) {
     const said = body && body.error ? body.error : "";
-    if (response.status === 413) throw new Error("That photo is too large. Try a smaller one.");
-    if (response.status === 503) throw new Error(said || "The search is busy. Try again in a moment.");
-    throw new Error(said ? humanise(said) : "Something went wrong (" + response.status + "). Try again.");
+    if (response.status === 413) throw new Error(t("too_large"));
+    if (response.status === 503) throw new Error(t("busy"));
+    throw new Error(said ? humanise(said) : t("failed", { status: response.status }));
   }
   return body;
 }
 
 function humanise(message) {
-  if (/^image: (not an image|empty file|broken image)/.test(message)) return "That file is not a photo we can read. Choose a JPEG, PNG or WebP image.";
-  if (/^image: image too large/.test(message)) return "That photo is too large. Try a smaller one.";
-  if (/^filters\.price/.test(message)) return "Check the price range: " + message.replace(/^filters\.[a-z_]+: /, "");
+  if (/^image: image too large/.test(message)) return t("too_large");
+  if (/^image: /.test(message)) return t("unreadable");
+  if (/^filters\.price/.test(message)) return t("check_price", { detail: message.replace(/^filters\.[a-z_]+: /, "") });
   return message;
 }
 
 function money(card) {
   if (card.price === null || card.price === undefined) return "";
-  const value = Number(card.price).toFixed(2);
-  return card.currency ? value + " " + card.currency : value;
+  const value = Number(card.price);
+  if (card.currency && /^[A-Za-z]{3}$/.test(card.currency)) {
+    try { return new Intl.NumberFormat(LANG, { style: "currency", currency: card.currency.toUpperCase() }).format(value); } catch (e) { /* not an ISO code */ }
+  }
+  const amount = new Intl.NumberFormat(LANG, { minimumFractionDigits: 2, maximumFractionDigits: 2 }).format(value);
+  return card.currency ? amount + " " + card.currency : amount;
 }
 
 function render(answer, append) {
@@ -87,28 +108,28 @@ function render(answer, append) {
     if (card.url) { photoLink.href = card.url; open.href = card.url; } else { photoLink.removeAttribute("href"); open.remove(); }
     node.querySelector(".title").textContent = card.title;
     node.querySelector(".price").textContent = money(card);
-    node.querySelector(".stock").textContent = card.in_stock ? "in stock" : "out of stock";
+    node.querySelector(".stock").textContent = card.in_stock ? t("in_stock") : t("out_of_stock");
     node.querySelector(".similar").addEventListener("click", () => similar(card));
     grid.appendChild(node);
   }
   state.cursor = answer.next_cursor || null;
   $("more").hidden = !state.cursor;
   const shown = grid.children.length;
-  setBusy(false, shown ? shown + (shown === 1 ? " product" : " products") : "");
-  if (!shown) showError(answer.message || "No matching products.");
+  setBusy(false, shown ? tn("products", shown) : "");
+  if (!shown) showError(answer.message || t("no_match"));
 }
 
 async function search(event) {
   if (event) event.preventDefault();
   const text = $("text").value.trim();
-  if (!state.photo && !text) { showError("Choose a photo or type a few words first."); return; }
+  if (!state.photo && !text) { showError(t("need_query")); return; }
   showError("");
-  setBusy(true, "Searching…");
+  setBusy(true, t("searching"));
   const form = new FormData();
   if (state.photo) form.append("image", state.photo);
   if (text) form.append("text", text);
   form.append("filters", JSON.stringify(filters()));
-  form.append("limit", String(PAGE));
+  form.append("limit", String(PAGE_SIZE));
   try {
     render(await latest("/search", { method: "POST", body: form }), false);
   } catch (e) {
@@ -122,10 +143,10 @@ async function search(event) {
 
 async function more() {
   if (!state.cursor) return;
-  setBusy(true, "Loading more…");
+  setBusy(true, t("loading_more"));
   try {
     render(await latest("/search", { method: "POST", headers: { "Content-Type": "application/json" },
-                                      body: JSON.stringify({ cursor: state.cursor, limit: PAGE }) }), true);
+                                      body: JSON.stringify({ cursor: state.cursor, limit: PAGE_SIZE }) }), true);
   } catch (e) {
     if (e instanceof Stale) return;
     setBusy(false, "");
@@ -135,11 +156,11 @@ async function more() {
 
 async function similar(card) {
   showError("");
-  setBusy(true, "Finding products like " + card.title + "…");
+  setBusy(true, t("finding_like", { title: card.title }));
   try {
-    const query = "?limit=" + PAGE + "&point_id=" + encodeURIComponent(card.point_id);
+    const query = "?limit=" + PAGE_SIZE + "&point_id=" + encodeURIComponent(card.point_id);
     render(await latest("/products/" + encodeURIComponent(card.product_id) + "/similar" + query, {}), false);
-    $("status").textContent = "More like " + card.title + ": " + $("status").textContent;
+    $("status").textContent = t("more_like_status", { title: card.title, status: $("status").textContent });
     window.scrollTo({ top: $("results").offsetTop - 8, behavior: "smooth" });
   } catch (e) {
     if (e instanceof Stale) return;
@@ -150,7 +171,7 @@ async function similar(card) {
 
 function usePhoto(file) {
   if (!file) return;
-  if (file.type && !file.type.startsWith("image/")) { showError("That file is not a photo. Choose a JPEG, PNG or WebP image."); return; }
+  if (file.type && !file.type.startsWith("image/")) { showError(t("not_a_photo")); return; }
   state.photo = file;
   const preview = $("preview");
   preview.src = URL.createObjectURL(file);
@@ -163,7 +184,9 @@ function clearPhoto() {
   state.photo = null;
   $("photo").value = "";
   $("preview").hidden = true;
-  $("drop-text").innerHTML = "Drop a photo here or <u>choose one</u>";
+  const choose = document.createElement("u");
+  choose.textContent = t("choose");
+  $("drop-text").replaceChildren(t("drop") + " ", choose);
 }
 
 async function loadCategories() {
@@ -173,7 +196,7 @@ async function loadCategories() {
     for (const [name, count] of Object.entries(facets.categories || {})) {
       const option = document.createElement("option");
       option.value = name;
-      option.textContent = name + " (" + count + ")";
+      option.textContent = name + " (" + new Intl.NumberFormat(LANG).format(count) + ")";
       select.appendChild(option);
     }
   } catch (e) {
