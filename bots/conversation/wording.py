@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from babel import Locale
-from babel.numbers import UnknownCurrencyError, format_currency, format_decimal
+from babel.numbers import UnknownCurrencyError, format_currency, format_decimal, is_currency
 from babel.support import NullTranslations
 
 from visearch.bots.conversation.answers import COMMANDS, ContentKind, Notice, NoticeReason, SearchKind
@@ -26,6 +26,10 @@ from visearch.bots.conversation.i18n import Locales
 from visearch.bots.conversation.text import cut
 from visearch.core.domain import Card, Facets, Filters
 from visearch.core.errors import ImageProblem
+
+
+#: a category longer than this is cut on a card's facts line
+CATEGORY_LIMIT = 60
 
 
 def _same(text: str) -> str:
@@ -184,7 +188,7 @@ class Wording:
         if value is None:
             return ""
         code = (currency or "").strip()
-        if len(code) == 3 and code.isalpha():
+        if len(code) == 3 and is_currency(code.upper()):
             try:
                 return _spaced(format_currency(value, code.upper(), locale=self.babel))
             except UnknownCurrencyError:
@@ -197,7 +201,8 @@ class Wording:
 
     def card_facts(self, card: Card, *more: str) -> str:
         """'price · category' (and any `more`), leaving out what the card lacks: the line under a card's title."""
-        return " · ".join(p for p in (self.card_price(card), card.category or "", *more) if p)
+        category = cut(card.category or "", CATEGORY_LIMIT)  # a long category never hides the stock
+        return " · ".join(p for p in (self.card_price(card), category, *more) if p)
 
     # --- labels on cards and buttons --------------------------------------------------------------
 

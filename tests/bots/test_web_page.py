@@ -190,3 +190,69 @@ def test_works_on_a_phone_sized_screen(browser: Any, site: str, grocery_dir: Pat
         phone.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
     finally:
         context.close()
+
+
+def open_phone(browser: Any, url: str, locale: str | None = None) -> tuple[Any, Any]:
+    """A phone-sized tab (its browser language `locale`, i.e. its Accept-Language) at `url`."""
+    options: dict[str, Any] = {"viewport": PHONE, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
+    if locale:
+        options["locale"] = locale
+    context = browser.new_context(**options)
+    tab = context.new_page()
+    tab.set_default_timeout(30_000)
+    tab.goto(url)
+    return context, tab
+
+
+def overflowing(tab: Any) -> list[str]:
+    """Elements wider than the screen or reaching past its edges (what a right-to-left layout breaks)."""
+    return tab.evaluate(
+        """() => [...document.querySelectorAll('body *')].filter((el) => {
+            const box = el.getBoundingClientRect();
+            if (!box.width || getComputedStyle(el).position === 'absolute') return false;
+            return box.left < -1 || box.right > document.documentElement.clientWidth + 1;
+        }).map((el) => el.tagName + '#' + el.id + '.' + el.className)"""
+    )
+
+
+def test_the_page_in_arabic_is_right_to_left_and_fits_a_phone(browser: Any, site: str, grocery_dir: Path) -> None:
+    context, tab = open_phone(browser, site + "/", locale="ar-EG")  # chosen by the browser's Accept-Language
+    try:
+        assert tab.evaluate("[document.documentElement.lang, document.documentElement.dir]") == ["ar", "rtl"]
+        assert tab.locator("#go").inner_text() != "Search"
+        tab.fill("#text", "apple")
+        tab.press("#text", "Enter")
+        tab.wait_for_function("document.querySelectorAll('#results .card').length >= 2")
+        status = tab.locator("#status").inner_text()
+        assert status and "product" not in status  # the count in Arabic, from the catalog's plural forms
+        assert tab.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        assert overflowing(tab) == []
+        card = tab.locator("#results .card").first.bounding_box()
+        assert card["x"] + card["width"] > PHONE["width"] / 2  # the first card sits on the right
+        assert tab.locator("#results .card .similar").first.inner_text() != "More like this"
+    finally:
+        context.close()
+
+
+def test_the_page_in_ukrainian_from_the_switcher(browser: Any, site: str) -> None:
+    context, tab = open_phone(browser, site + "/", locale="en-US")
+    try:
+        assert tab.evaluate("document.documentElement.lang") == "en"
+        tab.locator("nav.languages a[hreflang='uk']").click()
+        tab.wait_for_url("**/?lang=uk")
+        assert tab.evaluate("[document.documentElement.lang, document.documentElement.dir]") == ["uk", "ltr"]
+        assert tab.locator("nav.languages a[aria-current]").inner_text() == "українська"
+        assert tab.locator("#go").inner_text() != "Search"
+        tab.fill("#text", "zzqxv")
+        tab.press("#text", "Enter")
+        tab.wait_for_selector("#error:not([hidden])")
+        error = tab.locator("#error").inner_text()
+        assert error and "No matching" not in error  # the API's sentence, in the page's language
+        tab.fill("#text", "apple")
+        tab.press("#text", "Enter")
+        tab.wait_for_function("document.querySelectorAll('#results .card').length >= 2")
+        price = tab.locator("#results .card .price").first.inner_text()
+        assert "," in price and "." not in price  # 11,44 SEK: the Ukrainian decimal comma
+        assert overflowing(tab) == []
+    finally:
+        context.close()

@@ -183,14 +183,14 @@ def viber_signature(body: bytes, token: str = VIBER_TOKEN) -> str:
     return hmac.new(token.encode(), body, hashlib.sha256).hexdigest()
 
 
-def viber_message(user: str, message: dict[str, Any], token: int) -> bytes:
-    """A `message` callback as Viber sends it."""
+def viber_message(user: str, message: dict[str, Any], token: int, language: str = "en") -> bytes:
+    """A `message` callback as Viber sends it (`language`: the sender's phone language)."""
     return json.dumps(
         {
             "event": "message",
             "timestamp": int(time.time() * 1000),
             "message_token": token,
-            "sender": {"id": user, "name": "Customer", "language": "en", "country": "SE", "api_version": 10},
+            "sender": {"id": user, "name": "Customer", "language": language, "country": "SE", "api_version": 10},
             "message": message,
             "silent": False,
         }

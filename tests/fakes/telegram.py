@@ -112,6 +112,8 @@ class FakeTelegram:
     files: dict[str, StoredFile] = field(default_factory=dict)
     messages: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
     webhook: dict[str, Any] = field(default_factory=lambda: {"url": "", "secret_token": None})
+    #: each chat's user's `language_code` (what their Telegram app is set to); "en" when not set here
+    languages: dict[int, str] = field(default_factory=dict)
     bot_user: dict[str, Any] = field(
         default_factory=lambda: {
             "id": 4242,
@@ -191,7 +193,12 @@ class FakeTelegram:
             "message_id": next(self._message_ids),
             "date": int(time.time()),
             "chat": {"id": chat_id, "type": "private", "first_name": "Customer"},
-            "from": {"id": chat_id, "is_bot": False, "first_name": "Customer", "language_code": "en"},
+            "from": {
+                "id": chat_id,
+                "is_bot": False,
+                "first_name": "Customer",
+                "language_code": self.languages.get(chat_id, "en"),
+            },
             **content,
         }
 
@@ -265,7 +272,12 @@ class FakeTelegram:
                 "chat_instance": f"ci{chat_id}",
                 "data": data,
                 "message": message,
-                "from": {"id": chat_id, "is_bot": False, "first_name": "Customer"},
+                "from": {
+                    "id": chat_id,
+                    "is_bot": False,
+                    "first_name": "Customer",
+                    "language_code": self.languages.get(chat_id, "en"),
+                },
             }
         )
         return query_id
@@ -637,6 +649,18 @@ class FakeTelegram:
         return {"url": self.webhook["url"], "has_custom_certificate": False, "pending_update_count": len(self._updates)}
 
     async def _m_setmycommands(self, params: dict[str, Any], uploads: dict[str, bytes]) -> Any:
+        commands = params.get("commands")
+        if isinstance(commands, str):
+            commands = json.loads(commands)
+        if not isinstance(commands, list) or not commands or len(commands) > 100:
+            raise ApiError("Bad Request: commands must be a non-empty array of at most 100 BotCommand")
+        for command in commands:
+            name, description = command.get("command", ""), command.get("description", "")
+            if not re.fullmatch(r"[a-z0-9_]{1,32}", name) or not 1 <= len(description) <= 256:
+                raise ApiError("Bad Request: BOT_COMMAND_INVALID")
+        language = params.get("language_code") or ""
+        if language and not re.fullmatch(r"[a-z]{2}", language):
+            raise ApiError("Bad Request: language_code must be a two-letter ISO 639-1 code")
         return True
 
     async def _m_deletemycommands(self, params: dict[str, Any], uploads: dict[str, bytes]) -> Any:
