@@ -27,7 +27,6 @@ from visearch.bots.conversation.text import cut
 from visearch.core.domain import Card, Facets, Filters
 from visearch.core.errors import ImageProblem
 
-
 #: a category longer than this is cut on a card's facts line
 CATEGORY_LIMIT = 60
 
