@@ -1171,12 +1171,20 @@ async def _register_telegram_webhook(url: str) -> None:
     configured = telegram.webhook_secret_value
     fresh = configured is None
     secret = configured or secrets_mod.token_urlsafe(32)
+    from aiogram.types import BotCommand
+
+    from visearch.bots.conversation.i18n import Locales, load_locale_settings
+    from visearch.bots.conversation.wording import Wordings
+    from visearch.bots.telegram.conversation import register_commands
+
+    wordings = Wordings(Locales.from_settings(load_locale_settings()))
     bot = create_bot(telegram)
     try:
         await bot.set_webhook(url, secret_token=secret, drop_pending_updates=False)
+        await register_commands(bot, wordings, lambda name, text: BotCommand(command=name, description=text))
     finally:
         await bot.session.close()
-    typer.echo(f"Telegram webhook set to {url}")
+    typer.echo(f"Telegram webhook set to {url} (command menu in {len(wordings.locales.available)} languages)")
     if fresh:
         typer.echo(
             "Put this line in the .env of `visearch serve` (it is the only copy):\n"

@@ -32,6 +32,7 @@ from visearch.bots.conversation import (
 )
 from visearch.bots.conversation.i18n import LocaleSettings, load_locale_settings
 from visearch.bots.conversation.metrics import ConversationMetrics
+from visearch.bots.conversation.wording import Wordings
 from visearch.bots.ratelimit import RateLimiter
 from visearch.bots.telegram import presentation as ui
 from visearch.bots.telegram.config import TelegramSettings, load_telegram_settings
@@ -268,22 +269,36 @@ def answered_commands(with_commands: bool) -> tuple[str, ...]:
 
 
 def command_menus(
-    conversation: Conversation, commands: tuple[str, ...] = COMMANDS
+    wordings: Wordings, commands: tuple[str, ...] = COMMANDS
 ) -> list[tuple[str | None, list[tuple[str, str]]]]:
     """What setMyCommands registers: `(language_code, [(command, description)])`, first the shop's
     default locale for every user (`None`: no language_code), then one menu per other locale on
     offer under its two-letter language (Telegram's `language_code` is ISO 639-1: `pt_BR` -> `pt`)."""
 
     def menu(locale: str) -> list[tuple[str, str]]:
-        wording = conversation.wording(locale)
-        return [(command, wording.command_description(command)) for command in commands]
+        words = wordings.of(locale)
+        return [(command, words.command_description(command)) for command in commands]
 
-    menus: list[tuple[str | None, list[tuple[str, str]]]] = [(None, menu(conversation.locales.default))]
+    locales = wordings.locales
+    menus: list[tuple[str | None, list[tuple[str, str]]]] = [(None, menu(locales.default))]
     languages: dict[str, str] = {}
-    for locale in sorted(conversation.locales.available, key=lambda code: (len(code), code)):
+    for locale in sorted(locales.available, key=lambda code: (len(code), code)):
         languages.setdefault(locale.split("_")[0], locale)  # `pt` before `pt_BR` when both are on offer
     menus += [(language, menu(locale)) for language, locale in sorted(languages.items())]
     return menus
+
+
+async def register_commands(bot: Any, wordings: Wordings, bot_command: Callable[[str, str], Any]) -> None:
+    """setMyCommands for the default and every locale on offer, so each user's command menu is in
+    their language (`bot_command` builds the framework's BotCommand). Best effort: a refusal is
+    logged and the bot still answers."""
+    for language, menu in command_menus(wordings):
+        commands = [bot_command(name, description[:256]) for name, description in menu]
+        try:
+            await bot.set_my_commands(commands, language_code=language)
+        except Exception as exc:
+            log.warning("Telegram refused the command menu for %s: %s", language or "the default", exc)
+            return
 
 
 def command_name(text: str | None) -> str:

@@ -11,12 +11,11 @@ import contextlib
 import logging
 import secrets
 import signal
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 from urllib.parse import urlsplit
 
 from visearch.bots.telegram.config import TelegramSettings
-from visearch.bots.telegram.conversation import TelegramConversation, command_menus
+from visearch.bots.telegram.conversation import TelegramConversation, register_commands
 
 if TYPE_CHECKING:  # aiohttp serves the aiogram webhook only: imported when one starts
     from aiohttp import web
@@ -90,7 +89,9 @@ class AiogramRunner(RunnerBase):
         from aiogram.types import BotCommand
 
         await register_commands(
-            self.bot, self.conversation, lambda name, text: BotCommand(command=name, description=text)
+            self.bot,
+            self.conversation.conversation.wordings,
+            lambda name, text: BotCommand(command=name, description=text),
         )
         if self.webhook_url is None:
             await self.bot.delete_webhook(drop_pending_updates=False)
@@ -151,7 +152,7 @@ class PtbRunner(RunnerBase):
 
         await self.conversation.start()
         await self.application.initialize()
-        await register_commands(self.application.bot, self.conversation, BotCommand)
+        await register_commands(self.application.bot, self.conversation.conversation.wordings, BotCommand)
         await self.application.start()
         assert self.application.updater is not None
         if self.webhook_url is None:
@@ -176,21 +177,6 @@ class PtbRunner(RunnerBase):
             await self.application.stop()
         await self.application.shutdown()
         await self.conversation.close()
-
-
-async def register_commands(
-    bot: Any, conversation: TelegramConversation, bot_command: Callable[[str, str], Any]
-) -> None:
-    """setMyCommands for the default and every locale on offer, so each user's command menu is in
-    their language (`bot_command` builds the framework's BotCommand). Best effort: a refusal is
-    logged and the bot still answers."""
-    for language, menu in command_menus(conversation.conversation):
-        commands = [bot_command(name, description[:256]) for name, description in menu]
-        try:
-            await bot.set_my_commands(commands, language_code=language)
-        except Exception as exc:
-            log.warning("Telegram refused the command menu for %s: %s", language or "the default", exc)
-            return
 
 
 def make_runner(
