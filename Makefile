@@ -57,7 +57,7 @@ LOCALES := bots/locales
 POT := $(LOCALES)/visearch.pot
 
 locales-extract: install
-	$(BIN)/pybabel -q extract -F babel.cfg -k N_ -k _ -k gettext -k plural:1,2 -k plural_form:1,2 -k NP_:1,2 -k _fill:2 --no-location --sort-output --omit-header -o $(POT) bots
+	$(BIN)/pybabel -q extract -F babel.cfg -k N_ -k _ -k gettext -k plural:1,2 -k plural_form:1,2 -k NP_:1,2 -k _fill:2 --no-location --sort-output --project=visearch --version=1 --copyright-holder="visearch team" -o $(POT) bots
 
 locales-update: locales-extract
 	$(BIN)/pybabel -q update -D visearch -i $(POT) -d $(LOCALES) --no-fuzzy-matching --ignore-obsolete
