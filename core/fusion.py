@@ -163,6 +163,8 @@ class Signal:
     hits: Sequence[Hit]
     weight: float = 1.0
     cut_off: float = 0.0
+    #: products (result keys) this signal holds by rule, not by score: the literal words matches
+    literal: frozenset[str] = frozenset()
 
 
 def query_terms(text: str) -> frozenset[str]:
@@ -187,6 +189,11 @@ def _product(hit: Hit) -> str:
     return result_key(hit.payload, hit.point_id)
 
 
+#: the least a literal words match adds in the weighted fusion, as a share of a perfect match: a title
+#: holding every query word outranks titles the embedding only finds close ("сукня" vs "Сукня міді")
+LITERAL_GAIN = 0.5
+
+
 def fuse(signals: Sequence[Signal], method: FusionMethod = "rrf", k: float = 60.0) -> list[Hit]:
     """One hit per product, best fused score first.
 
@@ -204,8 +211,9 @@ def fuse(signals: Sequence[Signal], method: FusionMethod = "rrf", k: float = 60.
             if method == "rrf":
                 gain = signal.weight / (k + rank)
             else:
-                # a literal match may sit just under the cut-off: it counts as "just relevant", not less
                 gain = signal.weight * max(0.0, hit.score - signal.cut_off) / max(1e-6, 1.0 - signal.cut_off)
+                if product in signal.literal:  # every query word is in its text: never below half a perfect match
+                    gain = max(gain, signal.weight * LITERAL_GAIN)
             fused[product] = fused.get(product, 0.0) + gain
             cosines.setdefault(product, {})[signal.name] = hit.score
             if product not in chosen:

@@ -293,15 +293,18 @@ class SearchService:
         seen = {result_key(h.payload, h.point_id) for h in groups}
         if plan.words_vector is not None:
             word_groups = await self.search_vector(plan.words_vector, plan.filters, wanted, using="text")
+            literal = frozenset(
+                result_key(hit.payload, hit.point_id) for hit in word_groups if has_all_terms(plan.terms, hit.payload)
+            )
             word_hits = [
                 hit
                 for hit in word_groups
-                if hit.score >= plan.min_score_words or has_all_terms(plan.terms, hit.payload)
+                if hit.score >= plan.min_score_words or result_key(hit.payload, hit.point_id) in literal
             ]
             seen |= {result_key(h.payload, h.point_id) for h in word_groups}
             signals = [
                 Signal("image", relevant, self.settings.weight_image, plan.min_score),
-                Signal("words", word_hits, self.settings.weight_words, plan.min_score_words),
+                Signal("words", word_hits, self.settings.weight_words, plan.min_score_words, literal),
             ]
             relevant = fuse([s for s in signals if s.weight > 0], self.settings.fusion, self.settings.fusion_k)
         if plan.boost_colours:

@@ -129,3 +129,25 @@ def test_the_folding_rules() -> None:
     assert not has_all_terms(query_terms("cok"), {"title": "Сок яблочный"})
     assert not has_all_terms(query_terms("иогурт"), {"title": "Йогурт"})
     assert has_all_terms(query_terms("women shirt"), {"title": "Women's shirt"})
+
+
+def test_a_literal_match_outranks_titles_the_embedding_only_finds_close() -> None:
+    """Weighted fusion: "сукня" against "Сукня міді" (every word, cosine 0.49 under the 0.55 cut-off)
+    and two wrong titles MiniLM scores 0.59 and 0.56: the literal match comes first."""
+    from visearch.core.domain import Hit
+    from visearch.core.fusion import Signal, fuse
+
+    def hit(product: str, score: float) -> Hit:
+        return Hit(
+            point_id=f"00000000-0000-0000-0000-00000000000{len(product)}", score=score, payload={"product_id": product}
+        )
+
+    words = [hit("skirt", 0.59), hit("jacket", 0.56), hit("dress", 0.49)]
+    image = [hit("jacket", 0.30), hit("skirt", 0.29), hit("dress", 0.28)]
+    ranked = fuse(
+        [Signal("image", image, 1.0, 0.25), Signal("words", words, 1.0, 0.55, literal=frozenset({"dress"}))],
+        "weighted",
+    )
+    assert ranked[0].payload["product_id"] == "dress"
+    without_rule = fuse([Signal("image", image, 1.0, 0.25), Signal("words", words, 1.0, 0.55)], "weighted")
+    assert without_rule[0].payload["product_id"] != "dress"  # what the rule changes
