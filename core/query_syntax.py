@@ -251,28 +251,3 @@ _PHRASES: tuple[tuple[re.Pattern[str], Callable[[_Reading, re.Match[str]], None]
     (_PRICE_ONLY, _Reading.on_price),
     (_IN_STOCK, _Reading.on_stock),
 )
-
-
-def describe_filters(filters: Filters) -> str:
-    """The filters in the same syntax a customer types, e.g. `category:dairy under 20 in stock`."""
-    parts = [f"category:{_quote(c)}" for c in filters.categories]
-    parts += [f"brand:{_quote(b)}" for b in filters.brands]
-    parts += [f"#{t}" for t in filters.tags]
-    parts += [f"colour:{_quote(c)}" for c in filters.colours]
-    if filters.price_min is not None and filters.price_max is not None:
-        parts.append(f"{_fmt(filters.price_min)}-{_fmt(filters.price_max)}")
-    elif filters.price_max is not None:
-        parts.append(f"under {_fmt(filters.price_max)}")
-    elif filters.price_min is not None:
-        parts.append(f"over {_fmt(filters.price_min)}")
-    if filters.in_stock:
-        parts.append("in stock")
-    return " ".join(parts)
-
-
-def _quote(value: str) -> str:
-    return f'"{value}"' if " " in value else value
-
-
-def _fmt(value: float) -> str:
-    return f"{value:g}"

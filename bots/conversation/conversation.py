@@ -144,15 +144,20 @@ class Conversation:
     """What visearch answers, on any channel. One instance serves every user of every channel."""
 
     def __init__(
-        self, service: SearchService | OpenService, settings: ConversationSettings, metrics: ConversationMetrics
+        self,
+        service: SearchService | OpenService,
+        settings: ConversationSettings,
+        metrics: ConversationMetrics,
+        wordings: Wordings | None = None,
     ) -> None:
         self._service = service
         self.settings = settings
         self.metrics = metrics
         self.limiter = RateLimiter(settings.rate_limit, settings.rate_window)
         self.albums = AlbumCollector(settings.album_wait)
-        self.locales = Locales(settings.default_locale, settings.locales_dir)
-        self.wordings = Wordings(self.locales)
+        #: the catalogs, loaded once (`visearch serve` shares its page's and API's with the conversation)
+        self.wordings = wordings or Wordings(Locales(settings.default_locale, settings.locales_dir))
+        self.locales = self.wordings.locales
 
     async def service(self) -> SearchService:
         """The search service (opened on first use when the conversation was given an opener)."""

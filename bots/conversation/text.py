@@ -1,24 +1,14 @@
-"""Text helpers every channel shares: prices (the core's one format, `price_text`), cutting to a channel's limit."""
+"""Text helpers every channel shares: cutting to a channel's limit (prices and words are `Wording`'s)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
 
-from visearch.core.domain import PRICE_THOUSANDS, Card, price_text
+from visearch.core.domain import PRICE_THOUSANDS, price_text
 
 THOUSANDS = PRICE_THOUSANDS  # a narrow no-break space: thousands in a price never wrap
 ELLIPSIS = "…"
-
-
-def card_price(card: Card) -> str:
-    """The card's price with its currency."""
-    return price_text(card.price, card.currency)
-
-
-def card_facts(card: Card, *more: str) -> str:
-    """'price · category' (and any `more`), leaving out what the card lacks: the line under a card's title."""
-    return " · ".join(p for p in (card_price(card), card.category or "", *more) if p)
 
 
 def utf16_len(text: str) -> int:
@@ -64,4 +54,4 @@ def is_web_url(url: str | None) -> bool:
     return bool(url) and str(url).startswith(("http://", "https://")) and len(str(url)) <= 2048
 
 
-__all__ = ["ELLIPSIS", "THOUSANDS", "card_facts", "card_price", "cut", "is_web_url", "price_text", "utf16_len"]
+__all__ = ["ELLIPSIS", "THOUSANDS", "cut", "is_web_url", "price_text", "utf16_len"]

@@ -214,7 +214,7 @@ def _shared_conversation(state: ServerState, service: SearchService) -> Conversa
         default_locale=state.locales.default_locale,
         locales_dir=state.locales.locales_dir,
     )
-    return Conversation(service, settings, state.metrics)
+    return Conversation(service, settings, state.metrics, state.wordings)
 
 
 def _build_viber(state: ServerState, conversation: Conversation, runtime: Runtime) -> None:

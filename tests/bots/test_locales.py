@@ -16,7 +16,7 @@ from babel.messages.pofile import read_po
 from tests.fakes.telegram import FakeTelegram
 from visearch.bots.conversation import ContentKind, Notice, NoticeReason, SearchKind
 from visearch.bots.conversation.i18n import DOMAIN, SHIPPED_LOCALES, Locales, shipped_locales
-from visearch.bots.conversation.wording import HTML, PLAIN, WHATSAPP, Wording, Wordings
+from visearch.bots.conversation.wording import ENGLISH, HTML, PLAIN, WHATSAPP, Wording, Wordings
 from visearch.bots.telegram import presentation as telegram_ui
 from visearch.bots.viber import messages as viber_ui
 from visearch.bots.whatsapp.bot import BUTTON_TITLE_LIMIT
@@ -214,6 +214,13 @@ def test_the_filters_a_locale_suggests_are_the_filters_it_reads(locale: str) -> 
         assert parsed.filters == filters and not parsed.has_words, (locale, words.describe_filters(filters))
     example = parse_query_text(words.gettext("apple category:apple under 20 in stock"))
     assert example.has_words and example.filters.price_max == 20 and example.filters.in_stock, (locale, example)
+
+
+def test_english_filters_are_described_in_the_syntax_customers_type() -> None:
+    filters = Filters(
+        categories=["sour cream"], brands=["arla"], tags=["eco"], price_min=2, price_max=9.5, in_stock=True
+    )
+    assert ENGLISH.describe_filters(filters) == 'category:"sour cream" brand:arla #eco 2-9.5 in stock'
 
 
 @pytest.mark.parametrize(

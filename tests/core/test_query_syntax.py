@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from visearch.core.domain import Filters
-from visearch.core.query_syntax import describe_filters, parse_query_text
+from visearch.core.query_syntax import parse_query_text
 
 
 @pytest.mark.parametrize(
@@ -43,15 +43,6 @@ def test_plain_words_stay_words(message: str) -> None:
     parsed = parse_query_text(message)
     assert parsed.filters.is_empty()
     assert parsed.text == " ".join(message.split())
-
-
-def test_description_reads_back_to_the_same_filters() -> None:
-    filters = Filters(
-        categories=["sour cream"], brands=["arla"], tags=["eco"], price_min=2, price_max=9.5, in_stock=True
-    )
-    text = describe_filters(filters)
-    assert parse_query_text(text).filters == filters
-    assert text == 'category:"sour cream" brand:arla #eco 2-9.5 in stock'
 
 
 @pytest.mark.parametrize("message", ["milk under " + "9" * 400, "milk over " + "9" * 400, "milk 1-" + "9" * 400])
