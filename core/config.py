@@ -111,6 +111,32 @@ class Settings(BaseSettings):
         le=1,
         description="added to the ranking score of products sharing the query photo's dominant colour; 0 = off",
     )
+    # finding the exact product in a cluttered photo (issue 17; core.local_features)
+    query_crops: bool = Field(
+        True,
+        description="embed a photo query as the mean of the photo, its centre and its four corners at 70% "
+        "(the product is rarely alone or centred); off = the photo alone, about 6x less encoder work",
+    )
+    local_features: bool = Field(
+        True,
+        description="extract SIFT keypoints of every catalog photo at index time (what verification matches); "
+        "stored beside the collection, about 45 KB a photo",
+    )
+    verify: bool = Field(
+        True,
+        description="re-rank the best photo-query candidates by geometric verification of local features "
+        "(printed packaging, logos, patterns); needs a collection indexed with VISEARCH_LOCAL_FEATURES",
+    )
+    verify_top_k: int = Field(20, ge=1, le=200, description="how many of the best products a photo query verifies")
+    verify_weight: float = Field(
+        0.5, ge=0, le=2, description="score added to a fully verified product (cosine scale); 0 = verify but never move"
+    )
+    verify_min_inliers: int = Field(
+        6, ge=4, le=500, description="distinct inlier keypoints a candidate needs before it earns any bonus"
+    )
+    verify_full_inliers: int = Field(
+        26, ge=5, le=1000, description="distinct inlier keypoints that earn the whole VISEARCH_VERIFY_WEIGHT"
+    )
     image_root: Path | None = Field(
         None,
         description="folder local catalog image refs resolve against when a bot sends product photos; unset = the folder the catalog was indexed from (photos uploaded through the API are always under <data_dir>/uploads/)",
@@ -248,6 +274,16 @@ class Settings(BaseSettings):
         if wcf is not None and rf is not None and wcf > rf:
             raise ValueError(
                 f"VISEARCH_QDRANT_WRITE_CONSISTENCY_FACTOR ({wcf}) cannot exceed VISEARCH_QDRANT_REPLICATION_FACTOR ({rf})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _verify_scale_is_a_range(self) -> Settings:
+        """The bonus grows from the minimum to the full count: a full count at or below the minimum is no range."""
+        if self.verify_full_inliers <= self.verify_min_inliers:
+            raise ValueError(
+                f"VISEARCH_VERIFY_FULL_INLIERS ({self.verify_full_inliers}) must be above "
+                f"VISEARCH_VERIFY_MIN_INLIERS ({self.verify_min_inliers})"
             )
         return self
 

@@ -17,9 +17,10 @@ import secrets
 import time
 from array import array
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 import numpy as np
@@ -32,6 +33,14 @@ from visearch.core.encoders.base import Encoder, WordsEncoder
 from visearch.core.errors import CollectionNotFoundError, EncoderBusyError, VisearchError, encoder_mismatch
 from visearch.core.fusion import Signal, fuse, has_all_terms, query_terms
 from visearch.core.images import decode_image
+from visearch.core.local_features import (
+    EXTRACTOR_VERSION,
+    MAX_QUERY_FEATURES,
+    LocalFeatures,
+    crops,
+    extract,
+    verification_bonuses,
+)
 from visearch.core.store.base import VectorName, VectorStore
 
 #: how many raw hits to fetch per wanted product before grouping; doubled while too few groups
@@ -63,6 +72,9 @@ class SearchPlan:
     min_score_words: float = 0.0
     terms: frozenset[str] = frozenset()  # the query's words, for literal matches on the words side
     boost_colours: frozenset[str] = frozenset()
+    #: photo queries: score added per product key by geometric verification (core.local_features);
+    #: computed once, so later pages keep the order without the query's keypoints
+    bonuses: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +94,17 @@ def compact_plan(plan: SearchPlan) -> SearchPlan:
         return plan
     words = array("f", plan.words_vector) if plan.words_vector is not None else None
     return replace(plan, vector=array("f", plan.vector), words_vector=words)
+
+
+def verified_order(hits: Sequence[Hit], bonuses: Mapping[str, float]) -> list[Hit]:
+    """Hits re-ranked by similarity plus verification bonus (`rank_score`); unverified ones keep their score."""
+    ranked = [
+        hit.model_copy(update={"rank_score": hit.score + bonuses[key]})
+        if (key := result_key(hit.payload, hit.point_id)) in bonuses
+        else hit
+        for hit in hits
+    ]
+    return sorted(ranked, key=lambda hit: hit.score if hit.rank_score is None else hit.rank_score, reverse=True)
 
 
 def group_by_product(hits: Sequence[Hit]) -> list[Hit]:
@@ -248,9 +271,10 @@ class SearchService:
         filters = query.filters
         vector: np.ndarray | list[float]
         if query.images:
-            vector = await self.batcher.embed_images(
-                photos if photos is not None else await self.decode_photos(query.images)
-            )
+            decoded = photos if photos is not None else await self.decode_photos(query.images)
+            if self.settings.query_crops:  # the photo and five framings of it, averaged (core.local_features.crops)
+                decoded = [view for photo in decoded for view in crops(photo)]
+            vector = await self.batcher.embed_images(decoded)
         elif query.text:
             vector = await self.batcher.embed_text(query.text)
         else:
@@ -270,7 +294,16 @@ class SearchService:
         if not self._verified:
             await self.check_collection()
         photos = await self.decode_photos(query.images) if query.images else None
-        vector, filters = await self.embed_query(query, photos)
+        keypoints = None
+        if photos and self.settings.verify:  # the query's keypoints are found while the encoder works
+            loop = asyncio.get_running_loop()
+            keypoints = loop.run_in_executor(self._decode_pool, extract, photos[0], MAX_QUERY_FEATURES)
+        try:
+            vector, filters = await self.embed_query(query, photos)
+        except BaseException:
+            if keypoints is not None:
+                keypoints.cancel()
+            raise
         words_vector = None
         if query.kind == "text" and query.text and self.uses_words:
             assert isinstance(self.encoder, WordsEncoder)
@@ -279,8 +312,38 @@ class SearchService:
         if photos and self.settings.colour_boost > 0:
             boost_colours = await self._run_encoder(self._query_colours, photos[0])
         terms = query_terms(query.text) if words_vector is not None and query.text else frozenset()
-        return SearchPlan(
+        plan = SearchPlan(
             vector, filters, self.min_score(query), words_vector, self.min_score_words(), terms, boost_colours
+        )
+        if keypoints is not None:
+            plan = replace(plan, bonuses=MappingProxyType(await self.verify(plan, await keypoints)))
+        return plan
+
+    async def verify(self, plan: SearchPlan, keypoints: LocalFeatures) -> dict[str, float]:
+        """Product key -> bonus for the best `verify_top_k` products whose photo holds the query's keypoints
+        in a plausible geometry. Candidates without stored features (indexed before, or with
+        VISEARCH_LOCAL_FEATURES off) are simply not verified."""
+        top = (await self.search_vector(plan.vector, plan.filters, self.settings.verify_top_k))[
+            : self.settings.verify_top_k
+        ]
+        hashes = [str(hit.payload.get("image_sha256") or "") for hit in top]
+        blobs = await self.store.get_features(EXTRACTOR_VERSION, [h for h in hashes if h])
+        candidates = [
+            (result_key(hit.payload, hit.point_id), blobs[sha])
+            for hit, sha in zip(top, hashes, strict=True)
+            if sha in blobs
+        ]
+        if not candidates:
+            return {}
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._decode_pool,
+            verification_bonuses,
+            keypoints,
+            candidates,
+            self.settings.verify_min_inliers,
+            self.settings.verify_full_inliers,
+            self.settings.verify_weight,
         )
 
     async def rank(self, plan: SearchPlan, wanted: int) -> tuple[list[Hit], int]:
@@ -288,8 +351,17 @@ class SearchService:
 
         Each signal keeps only what passes its own cut-off; the words signal is fused in (core.fusion).
         """
-        groups = await self.search_vector(plan.vector, plan.filters, wanted)
-        relevant = [hit for hit in groups if hit.score >= plan.min_score]  # relevance: the plain similarity
+        # a verified product may sit anywhere in the top `verify_top_k`: fetch that far to lift it
+        image_wanted = max(wanted, self.settings.verify_top_k) if plan.bonuses else wanted
+        groups = await self.search_vector(plan.vector, plan.filters, image_wanted)
+        if plan.bonuses:
+            groups = verified_order(groups, plan.bonuses)
+        # relevance: the plain similarity, or a verified match (the product is in the photo)
+        relevant = [
+            hit
+            for hit in groups
+            if hit.score >= plan.min_score or result_key(hit.payload, hit.point_id) in plan.bonuses
+        ]
         seen = {result_key(h.payload, h.point_id) for h in groups}
         if plan.words_vector is not None:
             word_groups = await self.search_vector(plan.words_vector, plan.filters, wanted, using="text")

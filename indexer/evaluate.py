@@ -7,7 +7,8 @@ the product id, or several `|`-separated, that count as a hit.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from visearch.core.domain import Query
@@ -38,6 +39,10 @@ class EvalReport:
     right_scores: dict[str, list[float]] = field(default_factory=dict)
     #: per query kind: the top score when the first result is the wrong product
     wrong_scores: dict[str, list[float]] = field(default_factory=dict)
+    #: seconds each query took, embedding and ranking (re-ranking included)
+    seconds: list[float] = field(default_factory=list)
+    #: per value of the breakdown field (the expected product's category, say): [queries, hits@1]
+    groups: dict[str, list[int]] = field(default_factory=dict)
 
     def recall(self, k: int) -> float:
         return self.hits_at.get(k, 0) / self.queries if self.queries else 0.0
@@ -46,11 +51,25 @@ class EvalReport:
     def mrr(self) -> float:
         return self.reciprocal_rank_sum / self.queries if self.queries else 0.0
 
+    def ms_per_query(self, quantile: float = 0.5) -> float:
+        """Milliseconds per query at this quantile (0.5: the median)."""
+        if not self.seconds:
+            return 0.0
+        ordered = sorted(self.seconds)
+        return 1000 * ordered[min(len(ordered) - 1, int(quantile * len(ordered)))]
+
+    def group_recall(self) -> dict[str, float]:
+        """Recall@1 per value of the breakdown field."""
+        return {name: hits / total for name, (total, hits) in sorted(self.groups.items()) if total}
+
     def as_dict(self) -> dict[str, object]:
         return {
             "queries": self.queries,
             **{f"recall@{k}": round(self.recall(k), 4) for k in self.ks},
             f"mrr@{max(self.ks)}": round(self.mrr, 4),
+            "ms_per_query_p50": round(self.ms_per_query(0.5), 1),
+            "ms_per_query_p95": round(self.ms_per_query(0.95), 1),
+            "recall@1_by_group": {k: round(v, 4) for k, v in self.group_recall().items()},
             "errors": self.errors,
         }
 
@@ -74,25 +93,38 @@ def read_queries(path: Path) -> list[EvalQuery]:
     return queries
 
 
-async def evaluate(service: SearchService, queries: list[EvalQuery], ks: tuple[int, ...]) -> EvalReport:
-    """Run every query with no relevance cut-off and count where the first expected product ranks."""
+async def evaluate(
+    service: SearchService,
+    queries: list[EvalQuery],
+    ks: tuple[int, ...],
+    group_of: dict[str, str] | None = None,
+) -> EvalReport:
+    """Run every query the way the service answers it (multi-crop, verification, fusion: whatever
+    its settings say), with no relevance cut-off, and count where the first expected product ranks.
+
+    `group_of`: product id -> the value its queries are broken down by (its category, say)."""
     report = EvalReport(ks=tuple(sorted(ks)))
     depth = max(ks)
     await service.check_collection()
     for q in queries:
         try:
-            if q.image is not None:
-                query = Query(images=[q.image.read_bytes()], limit=depth)
-            else:
-                query = Query(text=q.text, limit=depth)
-            vector, filters = await service.embed_query(query)
-            ranked = await service.search_vector(vector, filters, depth)
+            data = q.image.read_bytes() if q.image is not None else None
+            started = time.perf_counter()
+            query = Query(images=[data], limit=depth) if data is not None else Query(text=q.text, limit=depth)
+            plan = replace(await service.plan(query), min_score=-2.0)  # no cut-off on the photo side
+            ranked, _ = await service.rank(plan, depth)
+            report.seconds.append(time.perf_counter() - started)
         except (OSError, ValueError, VisearchError) as exc:
             report.errors.append(f"line {q.line}: {exc}")
             continue
         report.queries += 1
         product_ids = [str(hit.payload.get("product_id")) for hit in ranked[:depth]]
         rank = next((i for i, pid in enumerate(product_ids, start=1) if pid in q.expected), None)
+        if group_of is not None:
+            group = group_of.get(sorted(q.expected)[0], "") or "(none)"
+            counts = report.groups.setdefault(group, [0, 0])
+            counts[0] += 1
+            counts[1] += rank == 1
         if ranked:
             kind = "image" if q.image is not None else "text"
             bucket = report.right_scores if rank == 1 else report.wrong_scores

@@ -40,6 +40,7 @@ class IndexSummary:
     - skipped:   catalog rows not indexed at all (parse errors, no image)
     - failed:    images that could not be fetched or decoded (the product's other images still count)
     - deleted:   points removed (images a product dropped; with sync, products gone from the catalog)
+    - features:  images whose local features (core.local_features) were extracted in this run
 
     `ok` is False when any row was skipped or any image failed (the CLI exits non-zero).
     """
@@ -53,6 +54,7 @@ class IndexSummary:
     skipped: int = 0
     failed: int = 0
     deleted: int = 0
+    features: int = 0
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     #: products none of whose listed images could be used: whatever they had stored is kept as it was
@@ -75,6 +77,7 @@ class IndexSummary:
             "skipped": self.skipped,
             "failed": self.failed,
             "deleted": self.deleted,
+            "features": self.features,
         }
 
     def as_dict(self) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from visearch.core.images import decode_image
 from visearch.core.ingest.planning import ExistingPoint
 from visearch.core.ingest.progress import Progress
 from visearch.core.ingest.summary import IndexSummary, Problem
+from visearch.core.local_features import EXTRACTOR_VERSION, extract
 from visearch.core.ocr import TextReader
 from visearch.core.store.base import VectorStore
 
@@ -123,11 +124,20 @@ class ImageWriter:
                 self.by_sha.setdefault(old.sha256, pid)
         self.to_embed: list[ImageJob] = []
         self.to_copy: list[_Copy] = []
+        #: local features are extracted at index time (VISEARCH_LOCAL_FEATURES)
+        self.extract_features = settings.local_features
+        #: image hashes whose local features of this extractor version are stored (read in `process`)
+        self.featured: set[str] = set()
+        #: images stored already (unchanged, updated, copied) that still need their local features
+        self.to_extract: list[ImageJob] = []
 
     async def process(self, fetcher: ImageFetcher, jobs: Sequence[ImageJob], base_dir: Path) -> None:
         """Fetch concurrently (producer) while sorting, embedding and writing batches (here)."""
         if not jobs:
             return
+        if self.extract_features:
+            stored = [old.sha256 for old in self.existing.values() if old.sha256]
+            self.featured = await self.store.features_present(EXTRACTOR_VERSION, stored)
         queue: asyncio.Queue[_Fetched | _Done | _ProducerFailed] = asyncio.Queue(maxsize=2 * self.batch_size)
         producer = asyncio.create_task(self._produce(fetcher, jobs, base_dir, queue), name="visearch-fetch")
         try:
@@ -146,9 +156,13 @@ class ImageWriter:
                     await self._flush_copies()
                 if len(self.to_embed) >= self.batch_size:
                     await self._flush_embed()
+                if len(self.to_extract) >= self.batch_size:
+                    await self._flush_extract()
             await self._flush_copies()  # may hand images back to embed
             while self.to_embed:
                 await self._flush_embed()
+            while self.to_extract:
+                await self._flush_extract()
         finally:
             if not producer.done():
                 producer.cancel()
@@ -188,6 +202,8 @@ class ImageWriter:
         old = self.existing.get(job.point_id)
         if old is None or not old.sha256 or (self.reader is not None and not old.has_ocr):
             return False
+        if self.extract_features and old.sha256 not in self.featured:
+            return False  # its local features are missing (turned on, or a new extractor): fetch it once
         job.sha256 = old.sha256
         return True
 
@@ -198,7 +214,7 @@ class ImageWriter:
             if self.reader is not None and not old.has_ocr:
                 self.to_embed.append(job)  # OCR was turned on since: read this photo once
             elif old.product_hash == job.product_hash:
-                job.data = None
+                self._keep_for_features(job)
                 self.summary.unchanged += 1
                 self.summary.stored_products.add(job.product.id)
                 self._advance(1)
@@ -239,7 +255,7 @@ class ImageWriter:
             if "ocr_text" in source.payload:
                 payload["ocr_text"] = source.payload["ocr_text"]
             records.append(PointRecord(id=job.point_id, vector=source.vector, payload=payload))
-            job.data = None
+            self._keep_for_features(job)
             if copy.source == job.point_id:
                 updated += 1
             else:
@@ -256,9 +272,15 @@ class ImageWriter:
         jobs, self.to_embed = self.to_embed[: self.batch_size], self.to_embed[self.batch_size :]
         if not jobs:
             return
-        vectors, errors, embedded, colours, texts = await asyncio.to_thread(
-            decode_and_embed, jobs, self.encoder, self.settings.max_image_pixels, self.reader
+        vectors, errors, embedded, colours, texts, features = await asyncio.to_thread(
+            decode_and_embed,
+            jobs,
+            self.encoder,
+            self.settings.max_image_pixels,
+            self.reader,
+            self.extract_features,
         )
+        await self._store_features({j.sha256: f for j, f in zip(jobs, features, strict=True) if f is not None})
         records: list[PointRecord] = []
         for job, vector, error, names, text in zip(jobs, vectors, errors, colours, texts, strict=True):
             if error is not None:
@@ -278,6 +300,29 @@ class ImageWriter:
         self.summary.indexed += len(records)
         self.summary.embedded += embedded
         self._advance(len(jobs))
+
+    def _keep_for_features(self, job: ImageJob) -> None:
+        """A stored image is done, unless its local features are missing: then it waits for extraction."""
+        if self.extract_features and job.data is not None and job.sha256 not in self.featured:
+            self.featured.add(job.sha256)  # queued once, even when several products list the same bytes
+            self.to_extract.append(job)
+        else:
+            job.data = None
+
+    async def _flush_extract(self) -> None:
+        """Local features of stored images (no encoder, no point written): decode, extract, store."""
+        jobs, self.to_extract = self.to_extract[: self.batch_size], self.to_extract[self.batch_size :]
+        blobs = await asyncio.to_thread(extract_features_of, jobs, self.settings.max_image_pixels)
+        for job in jobs:
+            job.data = None
+        await self._store_features(blobs)
+
+    async def _store_features(self, blobs: dict[str, bytes]) -> None:
+        """Write a batch of local features (durable on return) and count them."""
+        if blobs:
+            await self.store.put_features(EXTRACTOR_VERSION, blobs)
+            self.featured.update(blobs)
+            self.summary.features += len(blobs)
 
     async def _with_words(self, records: list[PointRecord]) -> list[PointRecord]:
         """Attach each point's text vector: its product's words plus the OCR text of its photo."""
@@ -318,12 +363,32 @@ async def fetch_and_hash(fetcher: ImageFetcher, job: ImageJob, base_dir: Path) -
     return job, None
 
 
+def extract_features_of(jobs: Sequence[ImageJob], max_pixels: int) -> dict[str, bytes]:
+    """Image hash -> local features of each job's image; an image that no longer decodes is left out
+    (it is stored already: it keeps working, unverified)."""
+    blobs: dict[str, bytes] = {}
+    for job in jobs:
+        if job.data is None or job.sha256 in blobs:
+            continue
+        try:
+            image = decode_image(job.data, max_pixels, target_size=DECODE_SIZE_HINT)
+        except Exception:
+            continue
+        blobs[job.sha256] = extract(image).to_bytes()
+    return blobs
+
+
 def decode_and_embed(
-    jobs: Sequence[ImageJob], encoder: Encoder, max_pixels: int, reader: TextReader | None = None
-) -> tuple[list[list[float] | None], list[str | None], int, list[list[str]], list[str | None]]:
+    jobs: Sequence[ImageJob],
+    encoder: Encoder,
+    max_pixels: int,
+    reader: TextReader | None = None,
+    features: bool = False,
+) -> tuple[list[list[float] | None], list[str | None], int, list[list[str]], list[str | None], list[bytes | None]]:
     """Decode each distinct image once (a bad one is reported, the rest go on), embed the good ones
     in one call. Returns per-job vectors and errors, how many images the encoder saw, the dominant
-    colour names per job (for the colour filter) and, with a `reader`, the text read off each photo."""
+    colour names per job (for the colour filter), with a `reader` the text read off each photo, and
+    with `features` its local features (None for a job whose image repeats an earlier job's)."""
     images = []
     slot_of: dict[str, int] = {}  # image hash -> position in `images`
     errors_by_sha: dict[str, str] = {}
@@ -346,8 +411,15 @@ def decode_and_embed(
         rows = [[float(x) for x in vector] for vector in embedded]
     names = [dominant_colours(img) for img in images]
     read = [reader.read(img) for img in images] if reader is not None else [None] * len(images)
+    local = [extract(img).to_bytes() for img in images] if features else [None] * len(images)
     vectors = [rows[slot_of[j.sha256]] if j.sha256 in slot_of else None for j in jobs]
     errors = [errors_by_sha.get(j.sha256) for j in jobs]
     colours = [names[slot_of[j.sha256]] if j.sha256 in slot_of else [] for j in jobs]
     texts = [read[slot_of[j.sha256]] if j.sha256 in slot_of else None for j in jobs]
-    return vectors, errors, len(images), colours, texts
+    blobs: list[bytes | None] = []
+    given: set[str] = set()
+    for job in jobs:
+        first = job.sha256 in slot_of and job.sha256 not in given
+        given.add(job.sha256)
+        blobs.append(local[slot_of[job.sha256]] if first else None)
+    return vectors, errors, len(images), colours, texts, blobs

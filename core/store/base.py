@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -129,6 +129,20 @@ class VectorStore(Protocol):
         self, batch_size: int = 256, with_vectors: bool = False, product_ids: Sequence[str] | None = None
     ) -> AsyncIterator[StoredPoint]:
         """Every point of the collection (or of these products only), in batches under the hood."""
+        ...
+
+    async def put_features(self, version: str, items: Mapping[str, bytes]) -> None:
+        """Store catalog photos' local features (image sha256 -> blob, core.local_features); durable on return.
+
+        Content-addressed and kept apart from the points (core.store.features): searches never read them."""
+        ...
+
+    async def get_features(self, version: str, image_hashes: Sequence[str]) -> dict[str, bytes]:
+        """The stored local features of these images (those that have them)."""
+        ...
+
+    async def features_present(self, version: str, image_hashes: Sequence[str]) -> set[str]:
+        """Which of these images have local features of this version (reads no blobs)."""
         ...
 
     async def finish_rebuild(self, commit: bool) -> None:

@@ -49,7 +49,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -93,6 +93,7 @@ from visearch.core.store.conditions import (
     filter_conditions,
     products_condition,
 )
+from visearch.core.store.features import SqliteFeatures
 from visearch.core.store.schema import (
     PAYLOAD_INDEXES,
     PayloadKind,
@@ -117,6 +118,8 @@ EdgeId = int | UUID | str
 LOCK_FILE = ".visearch.lock"
 OWNER_FILE = ".visearch.owner"
 META_SUFFIX = ".visearch.json"
+#: the local features of the collection's photos (core.store.features), beside its shard
+FEATURES_SUFFIX = ".features.sqlite"
 #: suffix of a replacement being built beside a collection (`--recreate`), and of the one it
 #: replaces while they swap: no collection name can hold a dot, so these never clash with one
 REBUILD_SUFFIX = ".rebuild"
@@ -290,6 +293,7 @@ class EdgeStore:
         self._shard: EdgeShard | None = None
         self._meta: dict[str, Any] | None = None
         self._closed = False
+        self._features = SqliteFeatures(self.data_dir / f"{collection}{FEATURES_SUFFIX}")
 
     def __repr__(self) -> str:
         return f"EdgeStore({str(self.data_dir)!r}, {self.collection!r})"
@@ -699,11 +703,22 @@ class EdgeStore:
             raise StoreError(f"the store for {self.shard_path} is closed")
         return self._executor.submit(self._guarded, self._optimize_sync).result()
 
+    async def put_features(self, version: str, items: Mapping[str, bytes]) -> None:
+        """Local features into `<collection>.features.sqlite` in the data directory (one transaction)."""
+        await self._features.put(version, items)
+
+    async def get_features(self, version: str, image_hashes: Sequence[str]) -> dict[str, bytes]:
+        return await self._features.get(version, image_hashes)
+
+    async def features_present(self, version: str, image_hashes: Sequence[str]) -> set[str]:
+        return await self._features.present(version, image_hashes)
+
     async def close(self) -> None:
         """Flush and close the shard, stop the worker thread, release the directory lock. Idempotent."""
         if self._closed:
             return
         self._closed = True
+        self._features.close()
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._executor, functools.partial(self._guarded, self._close_sync))

@@ -26,7 +26,7 @@ import contextlib
 import math
 import time
 import warnings
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -44,6 +44,12 @@ from visearch.core.store.conditions import (
     Equals,
     filter_conditions,
     products_condition,
+)
+from visearch.core.store.features import (
+    FEATURES_COLLECTION_SUFFIX,
+    decode_blob,
+    encode_blob,
+    feature_point_id,
 )
 from visearch.core.store.schema import (
     PAYLOAD_INDEXES,
@@ -182,6 +188,7 @@ class ServerStore:
         self.write_consistency_factor = write_consistency_factor
         self._meta: dict[str, Any] | None = None
         self._closed = False
+        self._features_ready = False  # the companion collection of local features exists
 
     def __repr__(self) -> str:
         return f"ServerStore({self.collection!r}, url={self.url!r})"
@@ -451,6 +458,57 @@ class ServerStore:
             status=str(status),
             notes=notes,
         )
+
+    # --- local features: a companion collection without vectors (core.store.features) -------------
+
+    @property
+    def features_collection(self) -> str:
+        return f"{self.collection}{FEATURES_COLLECTION_SUFFIX}"
+
+    async def _ensure_features_collection(self) -> None:
+        with self._errors():
+            if not await self._client.collection_exists(self.features_collection):
+                await self._client.create_collection(self.features_collection, vectors_config={})
+
+    async def put_features(self, version: str, items: Mapping[str, bytes]) -> None:
+        """One point per entry in `<collection>-local-features`, applied (`wait=True`) before returning."""
+        if not items:
+            return
+        if not self._features_ready:
+            await self._ensure_features_collection()
+            self._features_ready = True
+        batch = [
+            models.PointStruct(
+                id=feature_point_id(version, sha),
+                vector={},
+                payload={"version": version, "sha256": sha, "blob": encode_blob(blob)},
+            )
+            for sha, blob in items.items()
+        ]
+        with self._errors():
+            await self._client.upsert(self.features_collection, points=batch, wait=True)
+
+    async def _feature_records(self, version: str, image_hashes: Sequence[str], blobs: bool) -> dict[str, object]:
+        ids = {feature_point_id(version, sha): sha for sha in dict.fromkeys(image_hashes)}
+        if not ids:
+            return {}
+        with self._errors():
+            if not await self._client.collection_exists(self.features_collection):
+                return {}
+            records = await self._client.retrieve(
+                self.features_collection,
+                list(ids),
+                with_payload=True if blobs else ["sha256"],
+                with_vectors=False,
+            )
+        return {ids[str(r.id)]: (r.payload or {}).get("blob") for r in records if str(r.id) in ids}
+
+    async def get_features(self, version: str, image_hashes: Sequence[str]) -> dict[str, bytes]:
+        found = await self._feature_records(version, image_hashes, blobs=True)
+        return {sha: blob for sha, value in found.items() if (blob := decode_blob(value)) is not None}
+
+    async def features_present(self, version: str, image_hashes: Sequence[str]) -> set[str]:
+        return set(await self._feature_records(version, image_hashes, blobs=False))
 
     async def close(self) -> None:
         """Close the HTTP connections. Idempotent."""

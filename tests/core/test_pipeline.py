@@ -18,7 +18,7 @@ import subprocess
 import sys
 import textwrap
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,10 @@ class CountingStore:
     async def delete_products(self, product_ids: Sequence[str]) -> int:
         self.writes["delete_products"] += len(product_ids)
         return await self.inner.delete_products(product_ids)
+
+    async def put_features(self, version: str, items: Mapping[str, bytes]) -> None:
+        self.writes["put_features"] += len(items)
+        await self.inner.put_features(version, items)
 
 
 # --- fixtures and helpers ---------------------------------------------------------------------
@@ -220,6 +224,7 @@ async def test_bad_rows_and_images_are_reported_and_the_rest_indexed(
         "skipped": 3,
         "failed": 7,
         "deleted": 0,
+        "features": 6,
     }
     problems = {(p.line, p.product_id, p.image): p.reason for p in summary.problems}
     assert problems.pop((7, None, None)) == "missing id"
@@ -253,7 +258,7 @@ async def test_second_run_does_no_work(
     encoder = CountingEncoder(offline_encoder)
     first = await index(catalog, encoder, store, settings)
     assert first.ok and (first.indexed, first.embedded, first.unchanged) == (N, N, 0)
-    assert encoder.batches == 3 and store.writes == {"upsert": N}
+    assert encoder.batches == 3 and store.writes == {"upsert": N, "put_features": N}
 
     store.writes.clear()
     second = await index(catalog, encoder, store, settings)
@@ -267,6 +272,7 @@ async def test_second_run_does_no_work(
         "skipped": 0,
         "failed": 0,
         "deleted": 0,
+        "features": 0,
     }
     assert encoder.images == N  # nothing embedded
     assert not store.writes  # nothing written
