@@ -615,6 +615,16 @@ def read_file(path: Path) -> bytes:
 
 
 EVAL_METHODS = ("encoder", "phash", "cnn")
+#: `--compare NAME=...` -> the settings it sets (rerank: both parts of re-ranking at once)
+COMPARE_SETTINGS: dict[str, tuple[str, ...]] = {
+    "crops": ("query_crops",),
+    "verify": ("verify",),
+    "rerank": ("query_crops", "verify"),
+    "top-k": ("verify_top_k",),
+    "weight": ("verify_weight",),
+}
+#: `--by` -> the product's value a query is counted under (tags: its first tag)
+BREAKDOWN_FIELDS = ("category", "brand", "tags")
 #: the photos of an --unrelated folder
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
@@ -630,6 +640,10 @@ class EvalPlan:
     keep: float
     unrelated: Path | None
     show_progress: bool
+    #: (label, settings update) per configuration to measure on the one index
+    configs: tuple[tuple[str, dict[str, str]], ...] = (("", {}),)
+    #: product id -> the value its queries are broken down by (--by)
+    group_of: dict[str, str] | None = None
 
 
 @app.command("eval")
@@ -654,6 +668,17 @@ def eval_command(
     unrelated: Annotated[
         Path | None, typer.Option("--unrelated", help="--calibrate: folder of photos the shop does not sell")
     ] = None,
+    compare: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--compare",
+            help="NAME=V1,V2 (repeatable; every combination is one row, on one index): "
+            "crops, verify, rerank (both) =on,off; top-k=10,20; weight=0.3,0.5",
+        ),
+    ] = None,
+    by: Annotated[
+        str | None, typer.Option("--by", help="Recall@1 broken down by the expected product's category, brand or tags")
+    ] = None,
     as_json: JsonOpt = False,
     encoder: EncoderOpt = None,
     model: ModelOpt = None,
@@ -667,7 +692,9 @@ def eval_command(
     if unrelated is not None and not unrelated.is_dir():
         typer.echo(f"error: --unrelated {unrelated} is not a folder of photos", err=True)
         raise typer.Exit(2)
-    plan = EvalPlan(catalog, queries, ks, calibrate_cutoff, keep, unrelated, show_progress=not as_json)
+    configs = parse_comparisons(compare or [])
+    group_of = breakdown_of(catalog, by) if by is not None else None
+    plan = EvalPlan(catalog, queries, ks, calibrate_cutoff, keep, unrelated, not as_json, tuple(configs), group_of)
     with tempfile.TemporaryDirectory(prefix="visearch-eval-") as tmp:
         # no --collection: a throw-away embedded collection; with it: reuse (and update) that one
         throwaway = collection is None
@@ -679,12 +706,16 @@ def eval_command(
             qdrant_url="" if throwaway else None,
         )
         baseline_settings = settings.model_copy(update={"data_dir": Path(tmp), "qdrant_url": None})
+        for _, update in configs:  # a bad value is said before anything is indexed
+            configured(settings, update)
         results = run(lambda: evaluate_methods(methods, plan, settings, baseline_settings))
     if as_json:
         clean = [{k_: v for k_, v in r.items() if k_ != "_report"} for r in results]
         typer.echo(json.dumps(clean[0] if len(clean) == 1 else clean, indent=2))
         return
     print_eval_table(results, ks, catalog)
+    if group_of is not None:
+        print_breakdown(results, by or "")
     print_skipped_queries(results)
     print_calibration(results)
 
@@ -711,6 +742,54 @@ def parse_methods(method: str) -> list[str]:
     return methods
 
 
+def parse_comparisons(specs: list[str]) -> list[tuple[str, dict[str, str]]]:
+    """--compare NAME=V1,V2 options as (label, settings update) per combination, in the order given;
+    an unknown name or a missing value is one line and exit 2 (values are checked by Settings)."""
+    axes: list[list[tuple[str, dict[str, str]]]] = []
+    for spec in specs:
+        name, _, values = spec.partition("=")
+        name = name.strip()
+        options = [v.strip() for v in values.split(",") if v.strip()]
+        if name not in COMPARE_SETTINGS or not options:
+            typer.echo(
+                f"error: --compare takes NAME=V1,V2 with NAME one of {', '.join(COMPARE_SETTINGS)}, got {spec!r}",
+                err=True,
+            )
+            raise typer.Exit(2)
+        axes.append([(f"{name}={v}", dict.fromkeys(COMPARE_SETTINGS[name], v)) for v in options])
+    configs: list[tuple[str, dict[str, str]]] = [("", {})]
+    for axis in axes:
+        configs = [(f"{label} {part}".strip(), {**update, **more}) for label, update in configs for part, more in axis]
+    return configs
+
+
+def configured(settings: Settings, update: dict[str, str]) -> Settings:
+    """`settings` with one --compare configuration applied and validated like the environment's values
+    (`verify=maybe` or `top-k=0` is one line naming the setting, and exit 2)."""
+    if not update:
+        return settings
+    try:
+        return Settings.model_validate(settings.model_dump() | update)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = "VISEARCH_" + "_".join(str(part) for part in problem["loc"]).upper()
+        typer.echo(f"error: --compare {where}={update.get(str(problem['loc'][0]), '')!r}: {problem['msg']}", err=True)
+        raise typer.Exit(2) from None
+
+
+def breakdown_of(catalog: Path, by: str) -> dict[str, str]:
+    """Product id -> its `by` value (category, brand, or first tag) from the catalog; an unknown field is exit 2."""
+    from visearch.core.catalog import read_catalog
+
+    if by not in BREAKDOWN_FIELDS:
+        typer.echo(f"error: --by takes {', '.join(BREAKDOWN_FIELDS)}, got {by!r}", err=True)
+        raise typer.Exit(2)
+    products = [row.product for row in read_catalog(catalog).rows]
+    if by == "tags":
+        return {p.id: str(p.tags[0]) if p.tags else "" for p in products}
+    return {p.id: str(getattr(p, by) or "") for p in products}
+
+
 async def evaluate_methods(
     methods: list[str], plan: EvalPlan, settings: Settings, baseline_settings: Settings
 ) -> list[dict[str, Any]]:
@@ -723,7 +802,7 @@ async def evaluate_methods(
     for name in methods:
         service, offline = await open_eval_service(name, settings, baseline_settings, offline)
         try:
-            results.append(await measure_method(name, service, parsed, plan))
+            results.extend(await measure_method(name, service, parsed, plan))
         finally:
             await service.close()
     return results
@@ -750,8 +829,11 @@ async def open_eval_service(
     return SearchService(base, open_store(target), target), offline
 
 
-async def measure_method(name: str, service: SearchService, parsed: list[EvalQuery], plan: EvalPlan) -> dict[str, Any]:
-    """Index the catalog with the service, run every query, calibrate cut-offs when asked: one row of the table."""
+async def measure_method(
+    name: str, service: SearchService, parsed: list[EvalQuery], plan: EvalPlan
+) -> list[dict[str, Any]]:
+    """Index the catalog with the service once, then per configuration run every query and calibrate
+    cut-offs when asked: one row of the table each."""
     from visearch.core.ingest import index_catalog
     from visearch.indexer.evaluate import calibrate, evaluate, top_scores
     from visearch.indexer.progress import TqdmProgress
@@ -766,38 +848,68 @@ async def measure_method(name: str, service: SearchService, parsed: list[EvalQue
             recreate=False,
             progress=progress,
         )
-    report = await evaluate(service, parsed, plan.ks)
-    calibration: list[Calibration] = []
-    if plan.calibrate:
-        junk = None
-        if plan.unrelated is not None:
-            photos = sorted(p for p in plan.unrelated.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
-            junk = {"image": await top_scores(service, photos)}
-        calibration = calibrate(report, plan.keep, junk)
-    return {
-        "method": name,
-        "encoder": service.encoder.model_id,
-        "catalog": str(plan.catalog),
-        **report.as_dict(),
-        "indexing": summary.as_dict()["counts"],
-        "_report": report,
-        "calibration": [c.__dict__ for c in calibration],
-    }
+    indexed = service.settings
+    rows = []
+    for label, update in plan.configs:
+        service.settings = configured(indexed, update)
+        report = await evaluate(service, parsed, plan.ks, plan.group_of)
+        calibration: list[Calibration] = []
+        if plan.calibrate:
+            junk = None
+            if plan.unrelated is not None:
+                photos = sorted(p for p in plan.unrelated.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+                junk = {"image": await top_scores(service, photos)}
+            calibration = calibrate(report, plan.keep, junk)
+        rows.append(
+            {
+                "method": name,
+                "config": label or "defaults",
+                "encoder": service.encoder.model_id,
+                "catalog": str(plan.catalog),
+                **report.as_dict(),
+                "indexing": summary.as_dict()["counts"],
+                "_report": report,
+                "calibration": [c.__dict__ for c in calibration],
+            }
+        )
+    service.settings = indexed
+    return rows
 
 
 def print_eval_table(results: list[dict[str, Any]], ks: tuple[int, ...], catalog: Path) -> None:
-    """One line per method: Recall@k for each k, MRR and how many queries were skipped."""
+    """One line per method and configuration: Recall@k for each k, MRR, the median time per query
+    (embedding and re-ranking) and how many queries were skipped."""
     first = results[0]["_report"]
-    typer.echo(f"{first.queries + len(first.errors)} queries, catalog {catalog}")
-    header = f"  {'method':<8} {'encoder':<58}" + "".join(f" Recall@{kk:<3}" for kk in ks) + f" MRR@{max(ks)}  skipped"
+    typer.echo(f"{first.queries + len(first.errors)} queries, catalog {catalog}, encoder {results[0]['encoder']}")
+    width = max(len(r["config"]) for r in results)
+    header = (
+        f"  {'method':<8} {'config':<{width}}"
+        + "".join(f" Recall@{kk:<3}" for kk in ks)
+        + f" MRR@{max(ks):<3} ms/query  skipped"
+    )
     typer.echo(header)
     for r in results:
         report = r["_report"]
         typer.echo(
-            f"  {r['method']:<8} {r['encoder']:<58}"
+            f"  {r['method']:<8} {r['config']:<{width}}"
             + "".join(f" {report.recall(kk):>9.3f}" for kk in ks)
-            + f" {report.mrr:>7.3f}  {len(report.errors):>7}"
+            + f" {report.mrr:>7.3f} {report.ms_per_query(0.5):>9.1f}  {len(report.errors):>7}"
         )
+
+
+def print_breakdown(results: list[dict[str, Any]], by: str) -> None:
+    """Recall@1 per value of --by (queries counted under their expected product's value), one column per row."""
+    names = sorted({name for r in results for name in r["_report"].groups})
+    typer.echo(f"Recall@1 by {by} (queries):")
+    width = max(len(r["config"]) for r in results)
+    typer.echo(f"  {'method':<8} {'config':<{width}}" + "".join(f" {n[:14]:>14}" for n in names))
+    for r in results:
+        groups = r["_report"].groups
+        recall = r["_report"].group_recall()
+        cells = "".join(
+            f" {recall.get(n, 0.0):>8.3f} ({groups.get(n, [0])[0]:>3})" if n in groups else f" {'-':>14}" for n in names
+        )
+        typer.echo(f"  {r['method']:<8} {r['config']:<{width}}" + cells)
 
 
 def print_skipped_queries(results: list[dict[str, Any]]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -102,6 +103,29 @@ def test_eval_reports_recall(env: dict[str, str], catalog: Path) -> None:
     assert report["queries"] == 9
     assert report["recall@5"] >= 0.5
     assert report["recall@1"] <= report["recall@5"]
+
+
+def test_eval_compares_re_ranking_on_one_index_with_a_breakdown(env: dict[str, str], catalog: Path) -> None:
+    """`--compare verify=on,off --by tags`: one row per configuration, the same indexing for both,
+    Recall@1 per tag of the expected products, and the time per query."""
+    args = ["eval", "--catalog", str(catalog), "--queries", str(SAMPLE / "queries.csv"), "--k", "1,5"]
+    result = invoke(env, *args, "--compare", "verify=on,off", "--by", "tags", "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [r["config"] for r in rows] == ["verify=on", "verify=off"]
+    assert rows[0]["indexing"] == rows[1]["indexing"] and rows[0]["indexing"]["features"] == 81
+    with catalog.open(encoding="utf-8", newline="") as fh:
+        tags = {row["tags"].split("|")[0] for row in csv.DictReader(fh)}
+    for row in rows:
+        assert row["queries"] == 9 and row["ms_per_query_p50"] > 0
+        by_tag = row["recall@1_by_group"]
+        assert by_tag and set(by_tag) <= tags
+    table = invoke(env, *args, "--compare", "rerank=on,off", "--by", "tags")
+    assert table.exit_code == 0, table.output
+    lines = table.stdout.splitlines()
+    assert any(line.split()[:2] == ["encoder", "rerank=on"] for line in lines)
+    assert any(line.split()[:2] == ["encoder", "rerank=off"] for line in lines)
+    assert "Recall@1 by tags (queries):" in table.stdout
 
 
 def test_delete_then_search_does_not_return_it(env: dict[str, str], catalog: Path, tmp_path: Path) -> None:
