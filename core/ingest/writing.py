@@ -372,7 +372,7 @@ def extract_features_of(jobs: Sequence[ImageJob], max_pixels: int) -> dict[str, 
             continue
         try:
             image = decode_image(job.data, max_pixels, target_size=DECODE_SIZE_HINT)
-        except Exception:
+        except ImageError:
             continue
         blobs[job.sha256] = extract(image).to_bytes()
     return blobs
