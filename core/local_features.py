@@ -98,9 +98,11 @@ def extract(image: Image.Image, max_features: int = MAX_CATALOG_FEATURES) -> Loc
     grey = image.convert("L")
     scale = min(1.0, MAX_SIDE / max(grey.size))
     if scale < 1.0:
-        grey = grey.resize((max(1, round(grey.width * scale)), max(1, round(grey.height * scale))), Image.BILINEAR)
+        grey = grey.resize(
+            (max(1, round(grey.width * scale)), max(1, round(grey.height * scale))), Image.Resampling.BILINEAR
+        )
     pixels = np.asarray(grey)
-    sift = cv2.SIFT_create(nfeatures=max_features)
+    sift = cv2.SIFT.create(nfeatures=max_features)
     keypoints, descriptors = sift.detectAndCompute(pixels, None)
     if descriptors is None or not keypoints:
         return LocalFeatures(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.uint8), grey.width, grey.height)

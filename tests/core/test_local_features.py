@@ -66,7 +66,7 @@ def shelf_photo(product: Image.Image, clutter_seed: int = 99) -> Image.Image:
     """The product at 70% size, turned 12 degrees, off-centre among other prints: a customer's photo."""
     scene = printed_label(clutter_seed, (640, 480))
     item = product.resize((int(product.width * 0.7), int(product.height * 0.7))).convert("RGBA")
-    item = item.rotate(12, expand=True, resample=Image.BICUBIC)
+    item = item.rotate(12, expand=True, resample=Image.Resampling.BICUBIC)
     scene.paste(item, (300, 60), item)
     return scene
 
