@@ -41,7 +41,7 @@ from visearch.core.errors import EncoderBusyError, VisearchError
 
 log = logging.getLogger("visearch.batching")
 
-Kind = Literal["image", "text", "words"]
+Kind = Literal["image", "views", "text", "words"]
 #: one photo of a query: its raw bytes (decoded on the encoder thread) or an already decoded image
 Photo = bytes | Image.Image
 T = TypeVar("T")
@@ -102,7 +102,12 @@ class MicroBatcher:
         self._decode = decode
         self.observer = observer
         self._pending = 0  # requests accepted and not yet answered (waiting or on the encoder)
-        self._lanes: dict[Kind, deque[_Request]] = {"image": deque(), "text": deque(), "words": deque()}
+        self._lanes: dict[Kind, deque[_Request]] = {
+            "image": deque(),
+            "views": deque(),
+            "text": deque(),
+            "words": deque(),
+        }
         self._wakeup: asyncio.Event | None = None
         self._collector: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()  # batches on the encoder right now
@@ -124,6 +129,12 @@ class MicroBatcher:
         if not photos:
             raise ValueError("an image query needs at least one photo")
         return await self._submit("image", list(photos), len(photos))
+
+    async def embed_views(self, photos: Sequence[Photo]) -> np.ndarray:
+        """Each photo's own vector, one row per photo (the framings of a query photo, scored apart)."""
+        if not photos:
+            raise ValueError("an image query needs at least one photo")
+        return await self._submit("views", list(photos), len(photos))
 
     async def embed_text(self, text: str) -> np.ndarray:
         """The image-space vector of a text query."""
@@ -305,7 +316,11 @@ class MicroBatcher:
         if images:
             vectors = np.asarray(self.encoder.embed_images(images), dtype=np.float32)
             for outcome, span in zip(outcomes, spans, strict=True):
-                if span is not None:  # an album's vector: the normalised mean of its photos
+                if span is None:
+                    continue
+                if kind == "views":  # every photo's vector
+                    outcome.vector = vectors[span[0] : span[1]].copy()
+                else:  # an album's vector: the normalised mean of its photos
                     outcome.vector = l2_normalise(vectors[span[0] : span[1]].mean(axis=0, keepdims=True))[0]
         return outcomes
 

@@ -29,7 +29,7 @@ from PIL import Image
 from visearch.core.batching import MicroBatcher
 from visearch.core.config import Settings, decode_workers, encoder_workers
 from visearch.core.domain import Card, CollectionInfo, Facets, Filters, Hit, Query, SearchResult, result_key
-from visearch.core.encoders.base import Encoder, WordsEncoder
+from visearch.core.encoders.base import Encoder, WordsEncoder, l2_normalise
 from visearch.core.errors import CollectionNotFoundError, EncoderBusyError, VisearchError, encoder_mismatch
 from visearch.core.fusion import Signal, fuse, has_all_terms, query_terms
 from visearch.core.images import decode_image
@@ -75,6 +75,8 @@ class SearchPlan:
     #: photo queries: score added per product key by geometric verification (core.local_features);
     #: computed once, so later pages keep the order without the query's keypoints
     bonuses: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    #: photo queries with VISEARCH_QUERY_CROPS: one vector per framing (rows), searched apart
+    views: np.ndarray | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +92,17 @@ class _PageState:
 def compact_plan(plan: SearchPlan) -> SearchPlan:
     """The plan with its vectors as float32 arrays: a cursor held for an hour costs 4 bytes per
     dimension instead of a Python float object's 32 (4,096 cursors: ~14 MB, not ~115 MB)."""
-    if isinstance(plan.vector, array) and (plan.words_vector is None or isinstance(plan.words_vector, array)):
+    compact_views = plan.views is None or plan.views.dtype == np.float16
+    if (
+        isinstance(plan.vector, array)
+        and (plan.words_vector is None or isinstance(plan.words_vector, array))
+        and compact_views
+    ):
         return plan
     words = array("f", plan.words_vector) if plan.words_vector is not None else None
-    return replace(plan, vector=array("f", plan.vector), words_vector=words)
+    # a framing's vector needs no float32 precision to rank the next page: half the bytes
+    views = plan.views if compact_views or plan.views is None else plan.views.astype(np.float16)
+    return replace(plan, vector=array("f", plan.vector), words_vector=words, views=views)
 
 
 def verified_order(hits: Sequence[Hit], bonuses: Mapping[str, float]) -> list[Hit]:
@@ -105,6 +114,32 @@ def verified_order(hits: Sequence[Hit], bonuses: Mapping[str, float]) -> list[Hi
         for hit in hits
     ]
     return sorted(ranked, key=lambda hit: hit.score if hit.rank_score is None else hit.rank_score, reverse=True)
+
+
+def mean_over_views(per_view: Sequence[Sequence[Hit]]) -> list[Hit]:
+    """Products scored by the mean, over the photo's framings, of each framing's best match with the product.
+
+    Measured against searching with the framings' mean vector on the GroceryStore val photos: the same
+    with one photo per product, +4 points Recall@1 when products have several photos (a framing that
+    shows mostly the product finds its closest photo). A product missing from a framing's list is
+    counted at that list's lowest score. Each product keeps the hit of its first framing that found it."""
+    floors = [hits[-1].score if hits else 0.0 for hits in per_view]
+    scores: dict[str, list[float | None]] = {}
+    first: dict[str, Hit] = {}
+    for index, hits in enumerate(per_view):
+        for hit in hits:
+            key = result_key(hit.payload, hit.point_id)
+            scores.setdefault(key, [None] * len(per_view))[index] = hit.score
+            first.setdefault(key, hit)
+    ranked = [
+        first[key].model_copy(
+            update={
+                "score": sum(floor if s is None else s for s, floor in zip(found, floors, strict=True)) / len(floors)
+            }
+        )
+        for key, found in scores.items()
+    ]
+    return sorted(ranked, key=lambda hit: hit.score, reverse=True)
 
 
 def group_by_product(hits: Sequence[Hit]) -> list[Hit]:
@@ -272,9 +307,7 @@ class SearchService:
         vector: np.ndarray | list[float]
         if query.images:
             decoded = photos if photos is not None else await self.decode_photos(query.images)
-            if self.settings.query_crops:  # the photo and five framings of it, averaged (core.local_features.crops)
-                decoded = [view for photo in decoded for view in crops(photo)]
-            vector = await self.batcher.embed_images(decoded)
+            vector, _ = await self.embed_photos(decoded)
         elif query.text:
             vector = await self.batcher.embed_text(query.text)
         else:
@@ -289,6 +322,24 @@ class SearchService:
             filters = filters.model_copy(update={"exclude_product_ids": [*filters.exclude_product_ids, product_id]})
         return [float(x) for x in vector], filters
 
+    async def embed_photos(self, photos: Sequence[Image.Image]) -> tuple[list[float], np.ndarray | None]:
+        """A photo query's vector (the normalised mean of its photos) and, with VISEARCH_QUERY_CROPS,
+        the vectors of each photo's framings (the photo, its centre, its four corners: core.local_features.crops)."""
+        if not self.settings.query_crops:
+            return [float(x) for x in await self.batcher.embed_images(photos)], None
+        views = await self.batcher.embed_views([view for photo in photos for view in crops(photo)])
+        mean = l2_normalise(views.mean(axis=0, keepdims=True))[0]
+        return [float(x) for x in mean], views
+
+    async def image_groups(self, plan: SearchPlan, wanted: int) -> list[Hit]:
+        """Best point per product on the image side: by the framings apart when the plan has them."""
+        if plan.views is None:
+            return await self.search_vector(plan.vector, plan.filters, wanted)
+        per_view = await asyncio.gather(
+            *(self.search_vector(row.astype(np.float32).tolist(), plan.filters, wanted) for row in plan.views)
+        )
+        return mean_over_views(per_view)
+
     async def plan(self, query: Query) -> SearchPlan:
         """Embed the query once: image vector, words vector (text queries), filters, cut-offs, colours."""
         if not self._verified:
@@ -298,8 +349,12 @@ class SearchService:
         if photos and self.settings.verify:  # the query's keypoints are found while the encoder works
             loop = asyncio.get_running_loop()
             keypoints = loop.run_in_executor(self._decode_pool, extract, photos[0], MAX_QUERY_FEATURES)
+        views = None
         try:
-            vector, filters = await self.embed_query(query, photos)
+            if photos:
+                (vector, views), filters = await self.embed_photos(photos), query.filters
+            else:
+                vector, filters = await self.embed_query(query)
         except BaseException:
             if keypoints is not None:
                 keypoints.cancel()
@@ -313,7 +368,14 @@ class SearchService:
             boost_colours = await self._run_encoder(self._query_colours, photos[0])
         terms = query_terms(query.text) if words_vector is not None and query.text else frozenset()
         plan = SearchPlan(
-            vector, filters, self.min_score(query), words_vector, self.min_score_words(), terms, boost_colours
+            vector,
+            filters,
+            self.min_score(query),
+            words_vector,
+            self.min_score_words(),
+            terms,
+            boost_colours,
+            views=views,
         )
         if keypoints is not None:
             plan = replace(plan, bonuses=MappingProxyType(await self.verify(plan, await keypoints)))
@@ -323,9 +385,7 @@ class SearchService:
         """Product key -> bonus for the best `verify_top_k` products whose photo holds the query's keypoints
         in a plausible geometry. Candidates without stored features (indexed before, or with
         VISEARCH_LOCAL_FEATURES off) are simply not verified."""
-        top = (await self.search_vector(plan.vector, plan.filters, self.settings.verify_top_k))[
-            : self.settings.verify_top_k
-        ]
+        top = (await self.image_groups(plan, self.settings.verify_top_k))[: self.settings.verify_top_k]
         hashes = [str(hit.payload.get("image_sha256") or "") for hit in top]
         blobs = await self.store.get_features(EXTRACTOR_VERSION, [h for h in hashes if h])
         candidates = [
@@ -353,7 +413,7 @@ class SearchService:
         """
         # a verified product may sit anywhere in the top `verify_top_k`: fetch that far to lift it
         image_wanted = max(wanted, self.settings.verify_top_k) if plan.bonuses else wanted
-        groups = await self.search_vector(plan.vector, plan.filters, image_wanted)
+        groups = await self.image_groups(plan, image_wanted)
         if plan.bonuses:
             groups = verified_order(groups, plan.bonuses)
         # relevance: the plain similarity, or a verified match (the product is in the photo)

@@ -622,6 +622,8 @@ COMPARE_SETTINGS: dict[str, tuple[str, ...]] = {
     "rerank": ("query_crops", "verify"),
     "top-k": ("verify_top_k",),
     "weight": ("verify_weight",),
+    "min-inliers": ("verify_min_inliers",),
+    "full-inliers": ("verify_full_inliers",),
 }
 #: `--by` -> the product's value a query is counted under (tags: its first tag)
 BREAKDOWN_FIELDS = ("category", "brand", "tags")
