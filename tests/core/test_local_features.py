@@ -17,7 +17,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from visearch.core.config import Settings, load_settings
-from visearch.core.domain import Query
+from visearch.core.domain import Hit, Query
 from visearch.core.errors import ConfigError
 from visearch.core.ingest import index_catalog
 from visearch.core.local_features import (
@@ -31,7 +31,7 @@ from visearch.core.local_features import (
     verification_bonuses,
     verify,
 )
-from visearch.core.search import SearchService
+from visearch.core.search import SearchService, mean_over_views
 from visearch.core.store.base import VectorStore
 from visearch.core.store.factory import open_store
 from visearch.core.store.server import ServerStore
@@ -130,6 +130,25 @@ def test_crops_are_the_photo_its_centre_and_four_corners() -> None:
     views = crops(photo)
     assert views[0] is photo and len(views) == 6
     assert {v.size for v in views[1:]} == {(140, 70)}
+
+
+def hit(product: str, score: float, photo: str = "a") -> Hit:
+    return Hit(point_id=f"{product}-{photo}", score=score, payload={"product_id": product})
+
+
+def test_framings_are_scored_apart_and_averaged_per_product() -> None:
+    """A product found by every framing beats one that only the whole photo likes; a product a framing
+    did not return counts at that framing's lowest score."""
+    full = [hit("shelf", 0.80), hit("milk", 0.70)]
+    centre = [hit("milk", 0.90, "b"), hit("shelf", 0.40)]
+    corner = [hit("milk", 0.85), hit("jam", 0.50)]
+    ranked = mean_over_views([full, centre, corner])
+    scores = {h.payload["product_id"]: h.score for h in ranked}
+    assert [h.payload["product_id"] for h in ranked] == ["milk", "shelf", "jam"]
+    assert scores["milk"] == pytest.approx((0.70 + 0.90 + 0.85) / 3)
+    assert scores["shelf"] == pytest.approx((0.80 + 0.40 + 0.50) / 3)  # not in the corner's list: its floor
+    assert scores["jam"] == pytest.approx((0.70 + 0.40 + 0.50) / 3)
+    assert ranked[0].point_id == "milk-a"  # the hit of the first framing that found it
 
 
 # --- a catalog of printed products, indexed with their features -----------------------------------
