@@ -122,17 +122,18 @@ def mean_over_views(per_view: Sequence[Sequence[Hit]]) -> list[Hit]:
     Measured against searching with the framings' mean vector on the GroceryStore val photos: the same
     with one photo per product, +4 points Recall@1 when products have several photos (a framing that
     shows mostly the product finds its closest photo). A product missing from a framing's list is
-    counted at that list's lowest score. Each product keeps the hit of its first framing that found it."""
+    counted at that list's lowest score. A product's best-matching photo (over all framings) stands for it."""
     floors = [hits[-1].score if hits else 0.0 for hits in per_view]
     scores: dict[str, list[float | None]] = {}
-    first: dict[str, Hit] = {}
+    best: dict[str, Hit] = {}
     for index, hits in enumerate(per_view):
         for hit in hits:
             key = result_key(hit.payload, hit.point_id)
             scores.setdefault(key, [None] * len(per_view))[index] = hit.score
-            first.setdefault(key, hit)
+            if key not in best or hit.score > best[key].score:
+                best[key] = hit
     ranked = [
-        first[key].model_copy(
+        best[key].model_copy(
             update={
                 "score": sum(floor if s is None else s for s, floor in zip(found, floors, strict=True)) / len(floors)
             }

@@ -148,7 +148,7 @@ def test_framings_are_scored_apart_and_averaged_per_product() -> None:
     assert scores["milk"] == pytest.approx((0.70 + 0.90 + 0.85) / 3)
     assert scores["shelf"] == pytest.approx((0.80 + 0.40 + 0.50) / 3)  # not in the corner's list: its floor
     assert scores["jam"] == pytest.approx((0.70 + 0.40 + 0.50) / 3)
-    assert ranked[0].point_id == "milk-a"  # the hit of the first framing that found it
+    assert ranked[0].point_id == "milk-b"  # its best-matching photo stands for it (and is the one verified)
 
 
 # --- a catalog of printed products, indexed with their features -----------------------------------
