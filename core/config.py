@@ -135,7 +135,7 @@ class Settings(BaseSettings):
         6, ge=4, le=500, description="distinct inlier keypoints a candidate needs before it earns any bonus"
     )
     verify_full_inliers: int = Field(
-        26, ge=5, le=1000, description="distinct inlier keypoints that earn the whole VISEARCH_VERIFY_WEIGHT"
+        60, ge=5, le=1000, description="distinct inlier keypoints that earn the whole VISEARCH_VERIFY_WEIGHT"
     )
     image_root: Path | None = Field(
         None,
