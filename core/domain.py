@@ -334,7 +334,7 @@ class Card(BaseModel):
     )
     rank_score: float | None = Field(
         None,
-        description="the value the cards are ordered by: `score`, or a text query's fused signals (core.fusion), plus any colour boost",
+        description="the value the cards are ordered by: `score`, or a text query's fused signals (core.fusion), plus a photo query's geometric-verification bonus (core.local_features) and any colour boost",
     )
     image_file: str | None = Field(None, description="absolute path of a local catalog image, for uploading it")
 
