@@ -178,8 +178,8 @@ async def top_scores(service: SearchService, photos: list[Path]) -> list[float]:
     scores = []
     for photo in photos:
         try:
-            vector, filters = await service.embed_query(Query(images=[photo.read_bytes()], limit=1))
-            hits = await service.search_vector(vector, filters, 1)
+            plan = replace(await service.plan(Query(images=[photo.read_bytes()], limit=1)), min_score=-2.0)
+            hits, _ = await service.rank(plan, 1)  # what the service answers, re-ranking included
         except (OSError, VisearchError):
             continue
         if hits:

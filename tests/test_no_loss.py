@@ -451,10 +451,17 @@ async def test_a_rebuild_that_cannot_store_a_product_leaves_the_collection_as_it
     assert summary.ok and summary.indexed == 6
     points = {p.payload["product_id"]: p.payload async for p in store.scroll()}
     assert set(points) == {f"SKU-{i}" for i in range(6)} and points["SKU-0"]["title"] == "Rebuilt"
-    assert sorted(p.name for p in pipeline_settings.data_dir.iterdir() if not p.name.startswith(".")) == [
+    # the collection, its metadata, and its local-features store (kept across rebuilds: it is keyed by
+    # photo hash, so the rebuilt points find their features without a second extraction; SQLite's
+    # -wal/-shm files exist while the store is open)
+    features = pipeline_settings.collection + ".features.sqlite"
+    names = {p.name for p in pipeline_settings.data_dir.iterdir() if not p.name.startswith(".")}
+    assert names - {features + "-wal", features + "-shm"} == {
         pipeline_settings.collection,
         pipeline_settings.collection + ".visearch.json",
-    ]
+        features,
+    }
+    assert summary.features == summary.embedded  # only the photos new to the store were extracted
 
 
 # a process that begins a rebuild, writes a batch, then dies at a chosen step (kill -9 stand-in)
