@@ -4,7 +4,7 @@ An entry is keyed by (extractor version, image sha256): the features are a funct
 bytes, so a metadata update, a copy of an identical image or a `--recreate` rebuild needs no new
 extraction, and a new extractor version simply does not see the old entries (`visearch index`
 extracts those again, nothing else). They are *not* in the points' payloads: every search returns
-payloads, and 30-60 KB of features per hit would slow every text query and "more like this".
+payloads, and ~13 KB of features per hit would slow every text query and "more like this".
 
 * Embedded engine: one SQLite file in the data directory (`<collection>.features.sqlite`), which
   the process that owns the directory reads and writes (WAL: a crash keeps every committed batch).
@@ -100,11 +100,6 @@ class SqliteFeatures:
             found.update((str(sha), bytes(blob)) for sha, blob in rows)
         return found
 
-    def _count_sync(self) -> int:
-        if not self.path.exists() and self._connection is None:
-            return 0
-        return int(self._connect().execute("SELECT COUNT(*) FROM features").fetchone()[0])
-
     def _locked(self, fn: Callable[..., T], *args: Any) -> T:
         with self._lock:
             return fn(*args)
@@ -125,10 +120,6 @@ class SqliteFeatures:
         if not keys:
             return set()
         return set(await asyncio.to_thread(self._locked, self._get_sync, version, list(keys), False))
-
-    async def count(self) -> int:
-        """Entries of every version."""
-        return await asyncio.to_thread(self._locked, self._count_sync)
 
     def close(self) -> None:
         with self._lock:

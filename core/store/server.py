@@ -493,8 +493,10 @@ class ServerStore:
         if not ids:
             return {}
         with self._errors():
-            if not await self._client.collection_exists(self.features_collection):
-                return {}
+            if not self._features_ready:  # asked once: a photo query then costs one request here
+                if not await self._client.collection_exists(self.features_collection):
+                    return {}
+                self._features_ready = True
             records = await self._client.retrieve(
                 self.features_collection,
                 list(ids),

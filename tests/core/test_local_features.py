@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from collections import Counter
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from tests.core.test_pipeline import CountingStore
 from visearch.core.config import Settings, load_settings
 from visearch.core.domain import Hit, Query
 from visearch.core.errors import ConfigError
@@ -32,7 +32,6 @@ from visearch.core.local_features import (
     verify,
 )
 from visearch.core.search import SearchService, mean_over_views
-from visearch.core.store.base import VectorStore
 from visearch.core.store.factory import open_store
 from visearch.core.store.server import ServerStore
 
@@ -166,25 +165,6 @@ def write_label_catalog(root: Path) -> Path:
     return root / "catalog.csv"
 
 
-class CountingStore:
-    """A real store, counting feature reads and writes."""
-
-    def __init__(self, inner: VectorStore) -> None:
-        self.inner = inner
-        self.calls: Counter[str] = Counter()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    async def put_features(self, version: str, items: Mapping[str, bytes]) -> None:
-        self.calls["put_features"] += len(items)
-        await self.inner.put_features(version, items)
-
-    async def get_features(self, version: str, hashes: Sequence[str]) -> dict[str, bytes]:
-        self.calls["get_features"] += 1
-        return await self.inner.get_features(version, hashes)
-
-
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return load_settings(data_dir=tmp_path / "data", encoder="offline")
@@ -215,7 +195,7 @@ async def test_indexing_extracts_every_photo_once(
 ) -> None:
     catalog = write_label_catalog(tmp_path)
     first = await index_catalog(catalog, offline_encoder, store, settings)
-    assert first.ok and first.features == PRODUCTS and store.calls["put_features"] == PRODUCTS
+    assert first.ok and first.features == PRODUCTS and store.writes["put_features"] == PRODUCTS
     hashes = [hashlib.sha256((tmp_path / f"p{i}.jpg").read_bytes()).hexdigest() for i in range(PRODUCTS)]
     stored = await store.get_features(EXTRACTOR_VERSION, hashes)
     assert set(stored) == set(hashes)
@@ -234,7 +214,7 @@ async def test_photos_without_features_get_them_and_nothing_is_embedded_again(
     bare = settings.model_copy(update={"local_features": False})
     first = await index_catalog(catalog, offline_encoder, store, bare)
     assert first.ok and first.embedded == PRODUCTS and first.features == 0
-    assert store.calls["put_features"] == 0
+    assert store.writes["put_features"] == 0
 
     second = await index_catalog(catalog, offline_encoder, store, settings)
     assert second.ok and (second.unchanged, second.embedded, second.features) == (PRODUCTS, 0, PRODUCTS)
@@ -283,11 +263,11 @@ async def test_verification_keeps_its_order_on_the_next_page(label_service: Sear
 async def test_text_queries_and_more_like_this_read_no_features(
     label_service: SearchService, store: CountingStore
 ) -> None:
-    before = store.calls["get_features"]
+    before = store.feature_reads
     found = await label_service.search(Query(text="printed box", limit=3))
     assert found.cards
     await label_service.search(Query(similar_to=found.cards[0].point_id, limit=3))
-    assert store.calls["get_features"] == before
+    assert store.feature_reads == before
 
 
 async def test_a_collection_without_features_still_answers_photo_queries(

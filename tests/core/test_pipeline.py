@@ -62,11 +62,13 @@ class CountingEncoder:
 
 
 class CountingStore:
-    """A real store, counting what is written (points upserted, payloads set, deletions)."""
+    """A real store, counting what is written (points upserted, payloads set, deletions, local features)
+    and how often local features are read."""
 
     def __init__(self, inner: VectorStore) -> None:
         self.inner = inner
         self.writes: Counter[str] = Counter()
+        self.feature_reads = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -90,6 +92,10 @@ class CountingStore:
     async def put_features(self, version: str, items: Mapping[str, bytes]) -> None:
         self.writes["put_features"] += len(items)
         await self.inner.put_features(version, items)
+
+    async def get_features(self, version: str, hashes: Sequence[str]) -> dict[str, bytes]:
+        self.feature_reads += 1
+        return await self.inner.get_features(version, hashes)
 
 
 # --- fixtures and helpers ---------------------------------------------------------------------

@@ -84,6 +84,8 @@ def test_a_bad_catalog_is_reported_before_any_model_loads(
 
 
 SAMPLE = Path(__file__).resolve().parents[2] / "indexer" / "demo_data" / "grocery"
+#: `visearch eval` on the bundled sample, before the options a case gets wrong
+SAMPLE_EVAL = ["eval", "--catalog", str(SAMPLE / "catalog.csv"), "--queries", str(SAMPLE / "queries.csv")]
 
 
 @pytest.mark.parametrize(
@@ -97,79 +99,12 @@ SAMPLE = Path(__file__).resolve().parents[2] / "indexer" / "demo_data" / "grocer
         (["delete", "banana", "--collection", "no-such-collection"], "'no-such-collection' does not exist yet"),
         (["optimize", "--collection", "no-such-collection"], "'no-such-collection' does not exist yet"),
         (["eval", "--catalog", "no-such.csv", "--queries", str(SAMPLE / "queries.csv")], "catalog file not found"),
-        (
-            [
-                "eval",
-                "--catalog",
-                str(SAMPLE / "catalog.csv"),
-                "--queries",
-                str(SAMPLE / "queries.csv"),
-                "--calibrate",
-                "--unrelated",
-                "no-such-folder",
-            ],
-            "no-such-folder is not a folder",
-        ),
-        (
-            [
-                "eval",
-                "--catalog",
-                str(SAMPLE / "catalog.csv"),
-                "--queries",
-                str(SAMPLE / "queries.csv"),
-                "--compare",
-                "sharpen=on,off",
-            ],
-            "NAME one of crops, verify, rerank",
-        ),
-        (
-            [
-                "eval",
-                "--catalog",
-                str(SAMPLE / "catalog.csv"),
-                "--queries",
-                str(SAMPLE / "queries.csv"),
-                "--compare",
-                "verify=",
-            ],
-            "--compare takes NAME=V1,V2",
-        ),
-        (
-            [
-                "eval",
-                "--catalog",
-                str(SAMPLE / "catalog.csv"),
-                "--queries",
-                str(SAMPLE / "queries.csv"),
-                "--compare",
-                "verify=on,maybe",
-            ],
-            "VISEARCH_VERIFY='maybe'",
-        ),
-        (
-            [
-                "eval",
-                "--catalog",
-                str(SAMPLE / "catalog.csv"),
-                "--queries",
-                str(SAMPLE / "queries.csv"),
-                "--compare",
-                "top-k=20,0",
-            ],
-            "VISEARCH_VERIFY_TOP_K='0'",
-        ),
-        (
-            [
-                "eval",
-                "--catalog",
-                str(SAMPLE / "catalog.csv"),
-                "--queries",
-                str(SAMPLE / "queries.csv"),
-                "--by",
-                "colour",
-            ],
-            "--by takes category, brand, tags",
-        ),
+        ([*SAMPLE_EVAL, "--calibrate", "--unrelated", "no-such-folder"], "no-such-folder is not a folder"),
+        ([*SAMPLE_EVAL, "--compare", "sharpen=on,off"], "NAME one of crops, verify, rerank"),
+        ([*SAMPLE_EVAL, "--compare", "verify="], "--compare takes NAME=V1,V2"),
+        ([*SAMPLE_EVAL, "--compare", "verify=on,maybe"], "VISEARCH_VERIFY='maybe'"),
+        ([*SAMPLE_EVAL, "--compare", "top-k=20,0"], "VISEARCH_VERIFY_TOP_K='0'"),
+        ([*SAMPLE_EVAL, "--by", "colour"], "--by takes category, brand, tags"),
         (["train", "--catalog", "no-such.csv", "--output", "model"], "catalog file not found"),
         (["serve", "--port", "99999"], "Invalid value for '--port'"),
         (["bot", "telegram", "--framework", "telethon"], "--framework must be aiogram or ptb"),
