@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -49,7 +50,10 @@ class Settings(BaseSettings):
         description="a separate text model for CLIP's text side (texts and the catalog's words), e.g. clip-ViT-B-32-multilingual-v1: sentence-transformers name or local folder, same dimension as the image model; unset = CLIP's own text tower",
     )
     model_dir: Path | None = Field(None, description="a fine-tuned model folder written by `visearch train`")
-    device: str = Field("cpu", description="torch device: cpu, cuda, cuda:0")
+    device: str = Field(
+        "auto",
+        description="where the encoder runs: auto (a CUDA GPU when torch, or onnxruntime-gpu for the ONNX backends, finds one; else the CPU), cpu, cuda, cuda:1",
+    )
     torch_threads: int = Field(0, ge=0, description="intra-op threads for inference; 0 = torch default (all cores)")
     batch_size: int = Field(32, ge=1, le=1024, description="images per embedding batch when indexing")
 
@@ -144,7 +148,8 @@ class Settings(BaseSettings):
 
     # speed (issue 6): encoder runtime
     backend: Literal["torch", "onnx", "onnx-int8"] = Field(
-        "torch", description="encoder runtime: torch, onnx (ONNX Runtime fp32) or onnx-int8 (dynamic int8 matmuls)"
+        "onnx",
+        description="encoder runtime: onnx (ONNX Runtime fp32, exported once into VISEARCH_ONNX_CACHE; the same vectors as torch), onnx-int8 (dynamic int8 matmuls: faster, its own collections) or torch",
     )
     onnx_threads: int = Field(
         1, ge=0, description="ONNX Runtime intra-op threads per session; 0 = all cores (1 measured fastest on 2 cores)"
@@ -241,6 +246,13 @@ class Settings(BaseSettings):
     feed_timeout: float = Field(
         600.0, gt=0, description="seconds a whole feed download may take (all its pages); longer: nothing is synced"
     )
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if re.fullmatch(r"auto|cpu|mps|cuda(:[0-9]+)?", value.strip()) is None:
+            raise ValueError(f"{value!r} is no device: use auto, cpu, cuda, cuda:1 (a GPU's number) or mps")
+        return value.strip()
 
     @field_validator("qdrant_url")
     @classmethod

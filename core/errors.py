@@ -40,14 +40,15 @@ class EncoderUnavailableError(VisearchError):
 class EncoderMismatchError(VisearchError):
     """A collection built by one encoder was asked to take vectors from another."""
 
-    def __init__(self, collection: str, stored: str, stored_dim: int, current: str, current_dim: int) -> None:
+    def __init__(self, collection: str, stored: str, stored_dim: int, current: str, current_dim: int | None) -> None:
         self.stored = stored
         self.current = current
+        dim = f" (dim {current_dim})" if current_dim is not None else ""
         super().__init__(
             f"collection {collection!r} was built with encoder {stored!r} (dim {stored_dim}), "
-            f"but the configured encoder is {current!r} (dim {current_dim}). "
+            f"but the configured encoder is {current!r}{dim}. "
             f"Use the same encoder (VISEARCH_ENCODER / VISEARCH_CLIP_MODEL / VISEARCH_CLIP_TEXT_MODEL / "
-            f"VISEARCH_MODEL_DIR), "
+            f"VISEARCH_MODEL_DIR / VISEARCH_BACKEND: onnx-int8 vectors are their own), "
             f"pick another collection (VISEARCH_COLLECTION), or rebuild this one "
             f"(`visearch index CATALOG --reembed`)."
         )
@@ -67,7 +68,7 @@ def split_text_model(encoder_id: str) -> tuple[str, str | None]:
 class TextModelMismatchError(EncoderMismatchError):
     """The collection's image side matches the encoder, but its text vectors come from another text model."""
 
-    def __init__(self, collection: str, stored: str, stored_dim: int, current: str, current_dim: int) -> None:
+    def __init__(self, collection: str, stored: str, stored_dim: int, current: str, current_dim: int | None) -> None:
         super().__init__(collection, stored, stored_dim, current, current_dim)
         self.stored_text_model = split_text_model(stored)[1]
         self.current_text_model = split_text_model(current)[1]
@@ -82,7 +83,7 @@ class TextModelMismatchError(EncoderMismatchError):
 
 
 def encoder_mismatch(
-    collection: str, stored: str, stored_dim: int, current: str, current_dim: int
+    collection: str, stored: str, stored_dim: int, current: str, current_dim: int | None
 ) -> EncoderMismatchError:
     """The error for a collection built by another encoder: `TextModelMismatchError` when only the
     separate text model differs (its fix is one setting), else `EncoderMismatchError`."""

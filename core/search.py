@@ -258,6 +258,13 @@ class SearchService:
             return configured
         return float(getattr(self.encoder, "min_score_words", 1.0))
 
+    async def warm_up(self) -> None:
+        """Load every part of the encoder a query may need, now: encoders load their parts on first
+        use (a CLI text search never opens the image tower), so a server warms them before it says
+        it is ready and its first customer does not pay for the loading."""
+        await self._run_encoder(self.encoder.embed_texts, ["warm-up"])
+        await self._run_encoder(self.encoder.embed_images, [Image.new("RGB", (64, 64), (128, 128, 128))])
+
     async def _run_encoder(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(*args)` on the encoder pool (the batcher's batches go through here too)."""
         loop = asyncio.get_running_loop()

@@ -194,15 +194,20 @@ def run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
 async def open_service(settings: Settings, *, existing: bool = False) -> SearchService:
     """The service of one CLI command, with the encoder of the collection (see `SearchService.open`).
     `existing`: the command reads the collection, so a missing one is said before any model loads."""
+    from visearch.core.encoders.factory import check_encoder_before_loading
+    from visearch.core.search import settings_for_collection
     from visearch.core.store.factory import open_store
 
     store = open_store(settings)
     try:
-        if existing and await store.info() is None:
-            raise CollectionNotFoundError(
-                f"collection {settings.collection!r} does not exist yet: "
-                "index a catalog first with `visearch index CATALOG`"
-            )
+        if existing:
+            info = await store.info()
+            if info is None:
+                raise CollectionNotFoundError(
+                    f"collection {settings.collection!r} does not exist yet: "
+                    "index a catalog first with `visearch index CATALOG`"
+                )
+            check_encoder_before_loading(info, await settings_for_collection(store, settings))
         return await SearchService.open(settings, store)
     except BaseException:
         await store.close()

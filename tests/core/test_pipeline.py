@@ -468,7 +468,7 @@ KILLER = textwrap.dedent("""
             return self.inner.embed_texts(texts)
 
     settings = load_settings(data_dir=sys.argv[2], encoder="offline", batch_size=2)
-    asyncio.run(index_catalog(sys.argv[1], KilledOnSecondBatch(OfflineEncoder()), open_store(settings), settings))
+    asyncio.run(index_catalog(sys.argv[1], KilledOnSecondBatch(OfflineEncoder(backend="onnx")), open_store(settings), settings))
 """)
 
 

@@ -83,6 +83,27 @@ def test_a_bad_catalog_is_reported_before_any_model_loads(
         assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    "extra, stored_kind_named",
+    [
+        (
+            {"VISEARCH_ENCODER": "clip", "VISEARCH_CLIP_MODEL": "no-such-clip-on-the-hub"},
+            "clip:no-such-clip-on-the-hub",
+        ),
+        ({"VISEARCH_BACKEND": "onnx-int8"}, "conse-v1+int8"),
+    ],
+)
+def test_an_encoder_mismatch_is_said_before_any_model_loads(
+    env: dict[str, str], extra: dict[str, str], stored_kind_named: str
+) -> None:
+    """The collection says which encoder built it: a search with another one is refused from that alone
+    (the CLIP asked for here does not even exist, so loading it first would end in another error)."""
+    result = CliRunner().invoke(app, ["search", "--text", "milk"], env={**env, **extra})
+    assert result.exit_code == 2, result.output
+    assert "was built with encoder 'offline:" in result.output and stored_kind_named in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
 SAMPLE = Path(__file__).resolve().parents[2] / "indexer" / "demo_data" / "grocery"
 #: `visearch eval` on the bundled sample, before the options a case gets wrong
 SAMPLE_EVAL = ["eval", "--catalog", str(SAMPLE / "catalog.csv"), "--queries", str(SAMPLE / "queries.csv")]
