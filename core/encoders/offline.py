@@ -375,13 +375,19 @@ class OfflineEncoder:
         return np.asarray(vectors, dtype=np.float32)
 
     def _encode_text_onnx(self, texts: list[str], session: InferenceSession, tokenizer: Any) -> np.ndarray:
-        """MiniLM through ONNX Runtime, tokenized by the model's own fast tokenizer (`tokenizers`)."""
-        out = []
+        """MiniLM through ONNX Runtime, tokenized by the model's own fast tokenizer (`tokenizers`).
+
+        Texts go in batches of similar length (as sentence-transformers does): a batch is padded to its
+        longest text, so one long description among titles would make every title cost as much."""
+        if not texts:
+            return np.zeros((0, TEXT_DIM), np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.empty((len(texts), TEXT_DIM), np.float32)
         step = max(self.batch_size, 64)
-        for start in range(0, len(texts), step):
-            feeds = tokenize(tokenizer, texts[start : start + step])
-            out.append(session.run(None, feeds)[0])
-        return l2_normalise(np.concatenate(out)) if out else np.zeros((0, TEXT_DIM), np.float32)
+        for start in range(0, len(order), step):
+            chunk = order[start : start + step]
+            out[chunk] = session.run(None, tokenize(tokenizer, [texts[i] for i in chunk]))[0]
+        return l2_normalise(out)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
