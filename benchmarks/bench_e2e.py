@@ -65,6 +65,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from visearch.core.config import Settings, encoder_workers, load_settings
 from visearch.core.domain import Query
 from visearch.core.encoders.base import Encoder
+from visearch.core.runtime.devices import describe_device
 from visearch.core.search import SearchService
 from visearch.core.store.factory import open_store
 
@@ -289,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     info = machine_info(
         encoder=encoder.model_id,
         backend=getattr(base, "backend", None),
+        device=describe_device(base.backend, base.device),
         torch_threads=getattr(base, "torch_threads", None),
         catalog="bundled grocery sample (81 products)",
     )

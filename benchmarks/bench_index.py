@@ -207,7 +207,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     started = time.perf_counter()
-    info = machine_info(torch_threads=args.threads)
+    from visearch.core.config import load_settings
+    from visearch.core.runtime.devices import describe_device
+
+    configured = load_settings(_env_file=None)
+    info = machine_info(
+        torch_threads=args.threads,
+        backend=configured.backend,
+        device=describe_device(configured.backend, configured.device),
+    )
     with tempfile.TemporaryDirectory(prefix="visearch-bench-index-") as tmp:
         result = asyncio.run(run(args, Path(tmp)))
     result.update(

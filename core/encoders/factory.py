@@ -94,25 +94,18 @@ def predicted_encoder_id(settings: Settings) -> tuple[str, int] | None:
     """The (model_id, dim) the configured encoder will have, when that is known without loading any
     weights: the offline encoder, with or without a trained head. None for CLIP (its id and dim come
     from its weights and config)."""
-    from visearch.core.encoders.finetuned import read_model_info
-    from visearch.core.encoders.offline import offline_model_id
+    from visearch.core.encoders.finetuned import finetuned_model_id, read_model_info
+    from visearch.core.encoders.offline import OFFLINE_DIM, offline_model_id
 
     int8 = settings.backend == "onnx-int8"
     if settings.model_dir is not None:
         info = read_model_info(settings.model_dir)
         if info is not None and info.get("base") == "offline":
-            return f"{offline_model_id(int8)}+head:{info['version']}", offline_dim()
+            return finetuned_model_id(offline_model_id(int8), str(info["version"])), OFFLINE_DIM
         return None
     if settings.encoder == "offline":
-        return offline_model_id(int8), offline_dim()
+        return offline_model_id(int8), OFFLINE_DIM
     return None
-
-
-def offline_dim() -> int:
-    """The offline encoder's vector size (visual + text block)."""
-    from visearch.core.encoders.offline import TEXT_DIM, VISUAL_DIM
-
-    return VISUAL_DIM + TEXT_DIM
 
 
 def check_encoder_before_loading(info: CollectionInfo, settings: Settings) -> None:

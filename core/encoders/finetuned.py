@@ -46,6 +46,11 @@ def read_model_info(model_dir: Path) -> dict[str, Any] | None:
     return info
 
 
+def finetuned_model_id(base_id: str, version: str) -> str:
+    """The id of the offline encoder `base_id` with the trained head `version` on top."""
+    return f"{base_id}+head:{version}"
+
+
 def apply_head(weights: dict[str, np.ndarray], visual: np.ndarray) -> np.ndarray:
     """h(x) = normalise(x + W2 relu(W1 x + b1) + b2) on unit rows."""
     hidden = np.maximum(visual @ weights["w1"].T + weights["b1"], 0.0)
@@ -69,7 +74,7 @@ class FineTunedOfflineEncoder(OfflineEncoder):
             raise EncoderUnavailableError(f"{model_dir / HEAD_FILE} cannot be loaded: {exc}") from None
         super().__init__(**options)
         self.model_info = info
-        self.model_id = f"{self.model_id}+head:{info['version']}"
+        self.model_id = finetuned_model_id(self.model_id, str(info["version"]))
 
     def image_features(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
         visual, probs = super().image_features(images)

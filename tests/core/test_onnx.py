@@ -279,3 +279,24 @@ def test_device_setting_is_checked_and_cpu_means_cpu(caplog: pytest.LogCaptureFi
         assert caplog.text.count("onnxruntime-gpu") == 1  # asked for cuda: said once; auto: quietly the CPU
     else:
         assert onnx_providers("auto")[0] == CUDA_PROVIDER
+
+
+def test_texts_batched_by_length_keep_their_own_vectors(offline_encoder) -> None:
+    """The ONNX text path sorts a batch by length and puts the vectors back: each row must be its own text's."""
+    texts = [("milk " * (i % 17)) + f"item {i}" + (" with a long description" * (i % 5)) for i in range(70)]
+    batched = offline_encoder.embed_words(texts)
+    alone = np.concatenate([offline_encoder.embed_words([t]) for t in texts])
+    assert float((batched * alone).sum(axis=1).min()) >= 0.9999
+
+
+def test_a_damaged_tokenizer_file_is_a_clear_error(tmp_path: Path) -> None:
+    from visearch.core.encoders.offline import load_text_tokenizer, offline_weight_files
+
+    folder = Path(
+        shutil.copytree(
+            offline_weight_files().text_dir, tmp_path / "minilm", ignore=shutil.ignore_patterns("*.safetensors")
+        )
+    )
+    (folder / "tokenizer.json").write_text("{ not json", encoding="utf-8")
+    with pytest.raises(EncoderUnavailableError, match=r"MiniLM's tokenizer at .*minilm cannot be read"):
+        load_text_tokenizer(folder)
