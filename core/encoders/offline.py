@@ -86,6 +86,8 @@ SEMANTIC_SHARE = 0.1
 CPU_MICRO_BATCH = 4
 #: images per ONNX Runtime call
 ONNX_MICRO_BATCH = 8
+#: texts per MiniLM call on ONNX Runtime, sorted by length (4-8 measured fastest on the sample; 32 costs 40% more)
+ONNX_TEXT_BATCH = 4
 
 VISUAL_DIM = 1280
 TEXT_DIM = 384
@@ -383,16 +385,17 @@ class OfflineEncoder:
     def _encode_text_onnx(self, texts: list[str], session: InferenceSession, tokenizer: Any) -> np.ndarray:
         """MiniLM through ONNX Runtime, tokenized by the model's own fast tokenizer (`tokenizers`).
 
-        Texts go in batches of similar length (as sentence-transformers does): a batch is padded to its
-        longest text, so one long description among titles would make every title cost as much."""
+        Texts are tokenized once, sorted by their number of word pieces and run `ONNX_TEXT_BATCH` at a
+        time, each batch padded to its longest: padding is wasted attention, so a catalog's titles and
+        long descriptions never share a batch (13.9 -> 5.9 ms per catalog text on the sample, int8)."""
         if not texts:
             return np.zeros((0, TEXT_DIM), np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        encodings = tokenizer.encode_batch([t.strip() for t in texts])
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
         out = np.empty((len(texts), TEXT_DIM), np.float32)
-        step = max(self.batch_size, 64)
-        for start in range(0, len(order), step):
-            chunk = order[start : start + step]
-            out[chunk] = session.run(None, tokenize(tokenizer, [texts[i] for i in chunk]))[0]
+        for start in range(0, len(order), ONNX_TEXT_BATCH):
+            chunk = order[start : start + ONNX_TEXT_BATCH]
+            out[chunk] = session.run(None, padded_inputs([encodings[i] for i in chunk]))[0]
         return l2_normalise(out)
 
 
@@ -460,7 +463,7 @@ def offline_weight_files() -> OfflineWeightFiles:
 
 def load_text_tokenizer(text_dir: Path) -> Any:
     """MiniLM's fast tokenizer from its tokenizer.json (the `tokenizers` library, no transformers import),
-    set up as sentence-transformers calls it: truncated at the model's max_seq_length, padded per batch."""
+    set up as sentence-transformers calls it: truncated at the model's max_seq_length (`padded_inputs` pads)."""
     from tokenizers import Tokenizer
 
     try:
@@ -472,18 +475,27 @@ def load_text_tokenizer(text_dir: Path) -> Any:
             f"offline encoder: MiniLM's tokenizer at {text_dir} cannot be read: {exc}"
         ) from None
     tokenizer.enable_truncation(max_length=max_length)
-    tokenizer.enable_padding(pad_id=tokenizer.token_to_id("[PAD]") or 0, pad_token="[PAD]")
+    tokenizer.no_padding()  # tokenizer.json pads every text to a fixed length; `padded_inputs` pads per batch
+    if tokenizer.token_to_id("[PAD]") != 0:
+        raise EncoderUnavailableError(f"offline encoder: MiniLM's tokenizer at {text_dir} has no [PAD] token at id 0")
     return tokenizer
 
 
 def tokenize(tokenizer: Any, texts: Sequence[str]) -> dict[str, np.ndarray]:
     """input_ids and attention_mask (n, longest) int64 for the ONNX graph; texts stripped first, as
     sentence-transformers does."""
-    encodings = tokenizer.encode_batch([str(t).strip() for t in texts])
-    return {
-        "input_ids": np.asarray([e.ids for e in encodings], dtype=np.int64),
-        "attention_mask": np.asarray([e.attention_mask for e in encodings], dtype=np.int64),
-    }
+    return padded_inputs(tokenizer.encode_batch([str(t).strip() for t in texts]))
+
+
+def padded_inputs(encodings: Sequence[Any]) -> dict[str, np.ndarray]:
+    """The ONNX graph's inputs for tokenized texts: ids and mask padded with zeros ([PAD] is id 0) to the longest."""
+    longest = max((len(e.ids) for e in encodings), default=0)
+    ids = np.zeros((len(encodings), longest), np.int64)
+    mask = np.zeros((len(encodings), longest), np.int64)
+    for row, encoding in enumerate(encodings):
+        ids[row, : len(encoding.ids)] = encoding.ids
+        mask[row, : len(encoding.ids)] = 1
+    return {"input_ids": ids, "attention_mask": mask}
 
 
 def save_array_atomically(path: Path, array: np.ndarray) -> None:
