@@ -2,8 +2,47 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, ParamSpec, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: the stages of an ingest run, in pipeline order (`IndexSummary.seconds`)
+STAGES = ("fetch", "decode", "image vectors", "colours", "ocr", "local features", "words vectors", "write")
+
+
+class StageClock:
+    """Seconds per stage, for one worker's piece of work (merged into the summary by the event loop)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
+
+
+@dataclass(frozen=True, slots=True)
+class Timed(Generic[T]):
+    """A function's result and the seconds it took."""
+
+    value: T
+    seconds: float
+
+
+def timed(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Timed[T]:
+    """Call `fn` and time it (on whichever thread runs it)."""
+    started = time.perf_counter()
+    value = fn(*args, **kwargs)
+    return Timed(value, time.perf_counter() - started)
 
 
 @dataclass(frozen=True)
@@ -61,6 +100,13 @@ class IndexSummary:
     kept: list[str] = field(default_factory=list)
     #: products with at least one listed image stored by the end of the run (written or unchanged)
     stored_products: set[str] = field(default_factory=set)
+    #: seconds spent in each stage (`STAGES`), summed over the workers that run at once: stages
+    #: overlap, so they add up to more than the run's wall time. Where a slow run spends its time.
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add_seconds(self, seconds: dict[str, float]) -> None:
+        for stage, spent in seconds.items():
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + spent
 
     @property
     def ok(self) -> bool:
@@ -86,6 +132,7 @@ class IndexSummary:
             "counts": self.counts(),
             "problems": [str(p) for p in self.problems],
             "notes": list(self.notes),
+            "seconds": {stage: round(self.seconds[stage], 3) for stage in STAGES if stage in self.seconds},
         }
 
     def describe(self) -> str:
