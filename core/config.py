@@ -177,7 +177,7 @@ class Settings(BaseSettings):
     )
     # speed (issue 6): vector index
     hnsw_m: int = Field(
-        16,
+        32,
         ge=4,
         le=128,
         description="HNSW graph edges per node, used by `visearch optimize` / new server collections; more = better recall, more memory",
@@ -190,11 +190,17 @@ class Settings(BaseSettings):
         "exact",
         description="filtered searches: exact (every match scored: full recall) or index (the engine plans: exact for selective filters, HNSW with ACORN for broad ones, after `visearch optimize`)",
     )
+    hnsw_payload_m: int | None = Field(
+        None,
+        ge=0,
+        le=128,
+        description="payload-aware HNSW links per node, for filtered searches through the graph; unset = VISEARCH_HNSW_M with VISEARCH_FILTERED_SEARCH=index, 0 with exact filtered searches (which never use them; they cost 3.4x the build); applied by `visearch optimize`",
+    )
     hnsw_ef_construct: int = Field(
         100, ge=4, le=1000, description="HNSW build-time candidates; more = better graph, slower `visearch optimize`"
     )
     hnsw_ef: int = Field(
-        128,
+        256,
         ge=1,
         le=4096,
         description="HNSW search-time candidates for unfiltered searches (filtered searches are exact)",

@@ -1168,14 +1168,15 @@ def optimize(
         f"status {data['status']}"
     )
     typer.echo(
-        f"  HNSW m={cfg['hnsw_m']} ef_construct={cfg['hnsw_ef_construct']} (search ef={cfg['hnsw_ef']}); "
+        f"  HNSW m={cfg['hnsw_m']} ef_construct={cfg['hnsw_ef_construct']} payload_m={cfg['payload_links']} "
+        f"(search ef={cfg['hnsw_ef']}); "
         f"quantization {cfg['quantization']}"
         + (
             f" (rescore {cfg['quantization_rescore']}, oversampling {cfg['quantization_oversampling']:g})"
             if cfg["quantization"] != "none"
             else ""
         )
-        + "; filtered searches stay exact"
+        + ("; filtered searches stay exact" if cfg["filtered"] == "exact" else "; filtered searches planned by the engine")
     )
     for note in data["notes"]:
         typer.echo(f"  note: {note}")

@@ -188,7 +188,12 @@ def _edge_config(meta: dict[str, Any], index: IndexSettings) -> EdgeConfig:
     )
     return EdgeConfig(
         vectors=_vector_config(meta, index.vectors_on_disk),
-        hnsw_config=HnswIndexConfig(m=index.hnsw_m, ef_construct=index.hnsw_ef_construct, full_scan_threshold=10_000),
+        hnsw_config=HnswIndexConfig(
+            m=index.hnsw_m,
+            ef_construct=index.hnsw_ef_construct,
+            full_scan_threshold=10_000,
+            payload_m=index.payload_links(),
+        ),
         quantization_config=quantization,
         optimizers=EdgeOptimizersConfig(indexing_threshold=index.indexing_threshold_kb),
     )

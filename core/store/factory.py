@@ -22,6 +22,7 @@ def index_settings(settings: Settings) -> IndexSettings:
         indexing_threshold_kb=settings.indexing_threshold_kb,
         vectors_on_disk=settings.vectors_on_disk,
         filtered=settings.filtered_search,
+        hnsw_payload_m=settings.hnsw_payload_m,
     )
 
 

@@ -10,7 +10,7 @@ mode, used as the test double. Same semantics as the embedded store:
 * Filtered searches ask for exact search (`SearchParams(exact=True)`, quantization ignored);
   unfiltered ones send `hnsw_ef` and, with int8 quantization, rescoring + oversampling. Local
   mode is always exact and warns about search params, so none are sent there.
-* A new collection gets `hnsw_config` (m, ef_construct) and, with `quantization=int8`, scalar
+* A new collection gets `hnsw_config` (m, ef_construct, payload_m: `IndexSettings.payload_links`) and, with `quantization=int8`, scalar
   int8 quantization from `IndexSettings`; `build_index()` (`visearch optimize`) pushes the
   current settings to an existing collection with `update_collection` and the server rebuilds
   in the background (local mode accepts and ignores them).
@@ -103,7 +103,7 @@ def server_filter(filters: Filters | None) -> models.Filter | None:
 
 def hnsw_config(index: IndexSettings) -> models.HnswConfigDiff:
     """The HNSW build settings a collection is created / updated with."""
-    return models.HnswConfigDiff(m=index.hnsw_m, ef_construct=index.hnsw_ef_construct)
+    return models.HnswConfigDiff(m=index.hnsw_m, ef_construct=index.hnsw_ef_construct, payload_m=index.payload_links())
 
 
 def quantization_config(index: IndexSettings) -> models.ScalarQuantization | None:

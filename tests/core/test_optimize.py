@@ -164,6 +164,31 @@ async def test_optimize_again_is_a_no_op_and_new_settings_rebuild(tmp_path: Path
     await store.close()
 
 
+async def test_payload_links_are_built_only_for_filtered_searches_through_the_graph(
+    tmp_path: Path, vectors: np.ndarray
+) -> None:
+    """Exact filtered searches never read payload-aware links, so the default build skips them
+    (3.4x faster at 100k); `FILTERED_SEARCH=index` or an explicit `HNSW_PAYLOAD_M` builds them."""
+
+    def persisted_payload_m() -> int:
+        config = json.loads((tmp_path / "p" / "edge_config.json").read_text())
+        return int(config["hnsw_config"]["payload_m"])
+
+    store = EdgeStore(tmp_path, "p", index=INT8)
+    await store.ensure_collection(ENCODER, DIM)
+    await store.upsert(records(vectors[:500]))
+    report = await store.build_index()
+    assert report.changed and report.settings.payload_links() == 0 and persisted_payload_m() == 0
+    await store.close()
+    for index, links in ((replace(INT8, filtered="index"), INT8.hnsw_m), (replace(INT8, hnsw_payload_m=8), 8)):
+        store = EdgeStore(tmp_path, "p", index=index)
+        report = await store.build_index()
+        assert report.changed and report.indexed_vectors == 500 and persisted_payload_m() == links
+        hits = await store.search(vectors[11].tolist(), Filters(in_stock=True), 1)
+        assert hits[0].point_id == point_id(11)
+        await store.close()
+
+
 def test_settings_reach_the_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     for key, value in {
@@ -171,13 +196,18 @@ def test_settings_reach_the_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
         "VISEARCH_HNSW_M": "24",
         "VISEARCH_HNSW_EF": "64",
         "VISEARCH_QUANTIZATION_OVERSAMPLING": "3",
+        "VISEARCH_HNSW_PAYLOAD_M": "8",
         "VISEARCH_DATA_DIR": str(tmp_path / "d"),
     }.items():
         monkeypatch.setenv(key, value)
     settings = load_settings()
     assert index_settings(settings) == IndexSettings(
-        hnsw_m=24, hnsw_ef=64, quantization="int8", quantization_oversampling=3.0
+        hnsw_m=24, hnsw_ef=64, quantization="int8", quantization_oversampling=3.0, hnsw_payload_m=8
     )
+    monkeypatch.setenv("VISEARCH_HNSW_PAYLOAD_M", "-1")
+    with pytest.raises(ConfigError, match="VISEARCH_HNSW_PAYLOAD_M"):
+        load_settings()
+    monkeypatch.delenv("VISEARCH_HNSW_PAYLOAD_M")
     monkeypatch.setenv("VISEARCH_QUANTIZATION", "int4")
     with pytest.raises(ConfigError, match="VISEARCH_QUANTIZATION"):
         load_settings()
@@ -248,9 +278,9 @@ async def test_server_create_and_optimize_send_index_settings(
     finally:
         await store.close()
     (created,) = fake_qdrant.bodies("PUT", "/collections/shop")
-    assert created["hnsw_config"] == {"m": 32, "ef_construct": 200}
+    assert created["hnsw_config"] == {"m": 32, "ef_construct": 200, "payload_m": 0}
     assert created["quantization_config"] == {"scalar": {"type": "int8", "quantile": 0.99, "always_ram": True}}
     (updated,) = fake_qdrant.bodies("PATCH", "/collections/shop")
-    assert updated["hnsw_config"] == {"m": 32, "ef_construct": 200}
+    assert updated["hnsw_config"] == {"m": 32, "ef_construct": 200, "payload_m": 0}
     assert updated["quantization_config"]["scalar"]["type"] == "int8"
     assert report.status == "green" and report.segments == 2
