@@ -124,8 +124,11 @@ def watch_memory(pid: int, peaks: dict[str, int], stop: threading.Event) -> None
         stop.wait(0.2)
 
 
-def optimize(where: Path, config: str, cgroup: Path | None) -> dict[str, Any]:
-    """`visearch optimize --json` on `where` in its own process; its report, seconds and memory."""
+def optimize(base: Path, where: Path, config: str, cgroup: Path | None) -> dict[str, Any]:
+    """`visearch optimize --json` on a copy of `base` at `where`, in its own process; its report,
+    seconds and memory. In a memory cgroup the copy is made inside it, so every page of the
+    collection the build touches is charged to the cap (page cache is charged to whoever first
+    reads or writes it)."""
     env = {
         **os.environ,
         "VISEARCH_DATA_DIR": str(where),
@@ -135,8 +138,11 @@ def optimize(where: Path, config: str, cgroup: Path | None) -> dict[str, Any]:
     }
     cli = Path(sys.executable).with_name("visearch")
     command = [str(cli), "optimize", "--json"]
-    if cgroup is not None:  # the shell joins the group, then becomes visearch: the build is capped from its start
-        command = ["sh", "-c", f'echo $$ > {cgroup}/cgroup.procs && exec "$@"', "sh", *command]
+    if cgroup is None:
+        shutil.copytree(base, where)
+    else:  # the shell joins the group, copies, then becomes visearch: all of it is capped
+        join = f'echo $$ > {cgroup}/cgroup.procs && cp -r "$0" "$1" && shift && exec "$@"'
+        command = ["sh", "-c", join, str(base), str(where), *command]
     peaks: dict[str, int] = {}
     stop = threading.Event()
     started = time.perf_counter()
@@ -250,9 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         del vectors
         for name in args.configs:
             where = Path(tmp) / name
-            shutil.copytree(base, where)
             log(f"{name}: visearch optimize {CONFIGS[name] or '(defaults)'} ...")
-            res = optimize(where, name, cgroup)
+            res = optimize(base, where, name, cgroup)
             log(f"{name}: built in {res['report']['seconds']:.1f}s; peaks {res['peak_mb']}")
             res["recall"] = asyncio.run(sweep(where, queries, truth, ids, args.efs))
             result["configs"][name] = res

@@ -23,8 +23,8 @@ class IndexSettings:
     keep full recall whatever the filter. `vectors_on_disk` memory-maps the float vectors (the
     int8 copy, when there is one, stays in RAM).
 
-    Defaults from the 1M x 512 build (`benchmarks/bench_build.py`): m 32 reaches recall@10 0.996
-    at ef 256 where m 16 stops at 0.978, for 14% more build time; see `payload_links` for why the
+    Defaults from the 1M x 512 build (`benchmarks/bench_build.py`): m 32 reaches recall@10 0.998
+    at ef 256 where m 16 stops at 0.983, for 5% more build time; see `payload_links` for why the
     payload-aware links are off by default.
     """
 
