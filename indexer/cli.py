@@ -1176,7 +1176,11 @@ def optimize(
             if cfg["quantization"] != "none"
             else ""
         )
-        + ("; filtered searches stay exact" if cfg["filtered"] == "exact" else "; filtered searches planned by the engine")
+        + (
+            "; filtered searches stay exact"
+            if cfg["filtered"] == "exact"
+            else "; filtered searches planned by the engine"
+        )
     )
     for note in data["notes"]:
         typer.echo(f"  note: {note}")
