@@ -46,6 +46,7 @@ import contextlib
 import fcntl
 import functools
 import json
+import logging
 import os
 import shutil
 import time
@@ -111,6 +112,7 @@ from visearch.core.store.schema import (
     verify_encoder,
 )
 
+logger = logging.getLogger(__name__)
 T = TypeVar("T")
 #: what the binding accepts as a point id (we always pass canonical UUID strings)
 EdgeId = int | UUID | str
@@ -214,6 +216,16 @@ def search_params(filtered: bool, index: IndexSettings) -> SearchParams:
         quantization = QuantizationSearchParams(ignore=True)  # a quantized copy left from before is not used
     acorn = AcornSearchParams(enable=True) if filtered else None
     return SearchParams(hnsw_ef=index.hnsw_ef, quantization=quantization, acorn=acorn)
+
+
+def _persisted_payload_links(shard_path: Path) -> int | None:
+    """The payload-aware links per node the shard's stored config builds (None = unknown)."""
+    try:
+        config = json.loads((shard_path / "edge_config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    value = (config.get("hnsw_config") or {}).get("payload_m")
+    return value if isinstance(value, int) else None
 
 
 def _persisted_quantization(shard_path: Path) -> bool:
@@ -463,6 +475,13 @@ class EdgeStore:
             return None
         if self._shard_has_data():
             shard = EdgeShard.load(str(self.shard_path))
+            if self.index.filtered == "index" and _persisted_payload_links(self.shard_path) == 0:
+                logger.warning(
+                    "collection %s was indexed without payload-aware links, so filtered searches through "
+                    "the graph (VISEARCH_FILTERED_SEARCH=index) lose recall at scale; run `visearch optimize` "
+                    "with this setting to build them",
+                    self.collection,
+                )
         else:
             shard = EdgeShard.create(str(self.shard_path), _edge_config(meta, self.index))
         existing = set(shard.info().payload_schema)

@@ -189,6 +189,29 @@ async def test_payload_links_are_built_only_for_filtered_searches_through_the_gr
         await store.close()
 
 
+async def test_planned_filtered_search_on_an_index_without_payload_links_says_to_optimize(
+    tmp_path: Path, vectors: np.ndarray, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = EdgeStore(tmp_path, "p", index=INT8)
+    await store.ensure_collection(ENCODER, DIM)
+    await store.upsert(records(vectors[:300]))
+    await store.build_index()  # exact filtered searches: no payload links
+    await store.close()
+    planned = replace(INT8, filtered="index")
+    store = EdgeStore(tmp_path, "p", index=planned)
+    with caplog.at_level("WARNING", logger="visearch.core.store.edge"):
+        await store.search(vectors[0].tolist(), Filters(in_stock=True), 5)
+    assert any("visearch optimize" in r.getMessage() for r in caplog.records)
+    await store.build_index()  # now built with them: the next open is quiet
+    await store.close()
+    caplog.clear()
+    store = EdgeStore(tmp_path, "p", index=planned)
+    with caplog.at_level("WARNING", logger="visearch.core.store.edge"):
+        await store.search(vectors[0].tolist(), Filters(in_stock=True), 5)
+    assert not caplog.records
+    await store.close()
+
+
 def test_settings_reach_the_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     for key, value in {
