@@ -6,7 +6,8 @@ queries go through:
 * **edge-exact / edge-hnsw / edge-int8**: the embedded engine as visearch runs it (`EdgeStore`:
   upserts with payloads, `build_index()` = `visearch optimize`, searches through the async
   store interface). One build serves the HNSW and HNSW+int8 rows (int8 rescored on the floats,
-  oversampling 2); edge-exact is the same store before `build_index()`.
+  oversampling 2); edge-exact is the same store before `build_index()`; edge-int8-engine is the
+  engine's own search call on that shard, without visearch's async path and payloads.
 * **faiss-flat / faiss-hnsw / faiss-ivfpq** (`faiss-cpu`): `IndexFlatIP`, `IndexHNSWFlat`, and
   `IndexIVFPQ` (nlist = sqrt(n), 64 x 8-bit codes) wrapped in `IndexRefineFlat` (re-ranks
   `k_factor` x 10 candidates on the floats, as int8 rescoring does).
@@ -64,7 +65,7 @@ from bench_search import CATEGORIES, DIM, clustered_vectors
 K = 10
 SEL_PRICE_MAX = 20.0  # with one category of 50: ~1% of the points
 PEER_GROUPS: dict[str, tuple[str, ...]] = {
-    "edge": ("edge-exact", "edge-hnsw", "edge-int8"),
+    "edge": ("edge-exact", "edge-hnsw", "edge-int8", "edge-int8-engine"),
     "faiss-flat": ("faiss-flat",),
     "faiss-hnsw": ("faiss-hnsw",),
     "faiss-ivfpq": ("faiss-ivfpq",),
@@ -447,9 +448,36 @@ def run_edge(vf: VectorFile, data: dict[str, Any], where: Path, args: argparse.N
                 kind,
                 args.warmup,
             )
+    result["edge-int8-engine"] = {"build_s": upsert_s + optimize_s, "rows": {}}
+    result["edge-int8-engine"]["rows"]["none"] = sweep(
+        lambda ef, kind: engine_call(store, replace(built, hnsw_ef=int(ef)), numbers), efs, data, "none", args.warmup
+    )
     loop.run_until_complete(store.close())
     loop.close()
     return result
+
+
+def engine_call(store: Any, index: Any, numbers: dict[str, int]) -> Callable[[np.ndarray, int], list[int]]:
+    """The engine's own search call on the store's shard, from this thread, without payloads: what is
+    left of edge's latency without visearch's async path (worker thread, filters, `Hit` objects)."""
+    from qdrant_edge import Query, SearchRequest
+
+    from visearch.core.store.edge import search_params
+
+    shard = store._shard  # opened by the searches before; nothing else touches it now
+
+    def search(query: np.ndarray, i: int) -> list[int]:
+        request = SearchRequest(
+            query=Query.Nearest([float(x) for x in query], using="image"),
+            limit=K,
+            filter=None,
+            params=search_params(False, index),
+            with_payload=False,
+            with_vector=False,
+        )
+        return [numbers[str(p.id)] for p in shard.search(request)]
+
+    return search
 
 
 def child(args: argparse.Namespace) -> int:
