@@ -10,8 +10,12 @@ import json
 import os
 import platform
 import re
+import subprocess
 import sys
+import threading
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -164,3 +168,56 @@ def dump_json(result: dict[str, Any], path: str | None) -> None:
     else:
         Path(path).write_text(text + "\n", encoding="utf-8")
         print(f"wrote {path}", file=sys.stderr)
+
+
+def log(msg: str) -> None:
+    """A progress line on stderr, named after the running script, so tables on stdout stay clean."""
+    print(f"[{Path(sys.argv[0]).stem} {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Watched:
+    """How a child process ended, what it printed and the memory peaks polled from outside."""
+
+    returncode: int
+    stdout: str
+    seconds: float
+    timed_out: bool = False
+    peaks_mb: dict[str, int] = field(default_factory=dict)
+
+
+def run_watched(command: Sequence[str], env: dict[str, str] | None = None, timeout_s: float | None = None) -> Watched:
+    """Run `command` to its end (killed past `timeout_s`), its stdout captured, while
+    `watch_memory` polls its peaks."""
+    peaks: dict[str, int] = {}
+    stop = threading.Event()
+    started = time.perf_counter()
+    proc = subprocess.Popen(list(command), env=env, stdout=subprocess.PIPE, text=True)
+    watcher = threading.Thread(target=watch_memory, args=(proc.pid, peaks, stop), daemon=True)
+    watcher.start()
+    timed_out = False
+    try:
+        out, _ = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        timed_out = True
+    finally:
+        stop.set()
+        watcher.join()
+    return Watched(proc.returncode, out, time.perf_counter() - started, timed_out, peaks)
+
+
+def watch_memory(pid: int, peaks: dict[str, int], stop: threading.Event) -> None:
+    """Peak VmRSS / RssAnon / RssFile (MB) of another process, polled every 0.2 s until it exits
+    or `stop` is set; from outside, so an engine call that holds the child's GIL cannot hide a peak."""
+    while not stop.is_set():
+        try:
+            with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+                for line in fh:
+                    key = line.split(":", 1)[0]
+                    if key in ("VmRSS", "RssAnon", "RssFile"):
+                        peaks[key] = max(peaks.get(key, 0), int(line.split()[1]) // 1024)
+        except (FileNotFoundError, ProcessLookupError):
+            return
+        stop.wait(0.2)

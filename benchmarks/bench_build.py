@@ -33,17 +33,15 @@ import asyncio
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import _common  # noqa: F401  (puts the repo root on sys.path)
 import numpy as np
-from _common import dump_json, latency_stats_ms, machine_info, print_machine, table
+from _common import dump_json, latency_stats_ms, log, machine_info, print_machine, run_watched, table
 from bench_search import COLLECTION, DIM, ENCODER_ID, make_dataset, make_queries, open_edge, rss_mb
 
 from visearch.core.domain import PointRecord
@@ -59,10 +57,6 @@ CONFIGS: dict[str, dict[str, str]] = {
     "efc200": {"VISEARCH_HNSW_EF_CONSTRUCT": "200"},
 }
 MEMORY_CGROUP = "visearch-bench-build"
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 async def upsert_all(where: Path, n: int, seed: int, batch: int) -> tuple[np.ndarray, list[str], float]:
@@ -111,19 +105,6 @@ def memory_cgroup(cap_gb: float) -> Path:
     raise SystemExit("--memory-cap-gb: no memory cgroup here (neither v2 nor v1); run without it")
 
 
-def watch_memory(pid: int, peaks: dict[str, int], stop: threading.Event) -> None:
-    while not stop.is_set():
-        try:
-            with open(f"/proc/{pid}/status", encoding="ascii") as fh:
-                for line in fh:
-                    key = line.split(":", 1)[0]
-                    if key in ("VmRSS", "RssAnon", "RssFile"):
-                        peaks[key] = max(peaks.get(key, 0), int(line.split()[1]) // 1024)
-        except (FileNotFoundError, ProcessLookupError):
-            return
-        stop.wait(0.2)
-
-
 def optimize(base: Path, where: Path, config: str, cgroup: Path | None) -> dict[str, Any]:
     """`visearch optimize --json` on a copy of `base` at `where`, in its own process; its report,
     seconds and memory. In a memory cgroup the copy is made inside it, so every page of the
@@ -143,19 +124,10 @@ def optimize(base: Path, where: Path, config: str, cgroup: Path | None) -> dict[
     else:  # the shell joins the group, copies, then becomes visearch: all of it is capped
         join = f'echo $$ > {cgroup}/cgroup.procs && cp -r "$0" "$1" && shift && exec "$@"'
         command = ["sh", "-c", join, str(base), str(where), *command]
-    peaks: dict[str, int] = {}
-    stop = threading.Event()
-    started = time.perf_counter()
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
-    watcher = threading.Thread(target=watch_memory, args=(proc.pid, peaks, stop), daemon=True)
-    watcher.start()
-    out, _ = proc.communicate()
-    stop.set()
-    watcher.join()
-    seconds = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise SystemExit(f"visearch optimize ({config}) failed with exit code {proc.returncode}")
-    return {"process_s": seconds, "report": json.loads(out), "peak_mb": peaks}
+    run = run_watched(command, env=env)
+    if run.returncode != 0:
+        raise SystemExit(f"visearch optimize ({config}) failed with exit code {run.returncode}")
+    return {"process_s": run.seconds, "report": json.loads(run.stdout), "peak_mb": run.peaks_mb}
 
 
 # --- recall ---------------------------------------------------------------------------------

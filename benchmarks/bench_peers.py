@@ -48,10 +48,8 @@ import asyncio
 import json
 import mmap
 import os
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -59,8 +57,8 @@ from typing import Any
 
 import _common  # noqa: F401  (puts the repo root on sys.path)
 import numpy as np
-from _common import dump_json, latency_stats_ms, machine_info, package_version, print_machine, table
-from bench_search import CATEGORIES, DIM, clustered_vectors
+from _common import dump_json, latency_stats_ms, log, machine_info, package_version, print_machine, run_watched, table
+from bench_search import CATEGORIES, DIM, clustered_vectors, rss_mb
 
 K = 10
 SEL_PRICE_MAX = 20.0  # with one category of 50: ~1% of the points
@@ -73,10 +71,6 @@ PEER_GROUPS: dict[str, tuple[str, ...]] = {
 }
 FILTERS = ("none", "1%", "85%")
 TARGETS = (0.95, 0.99)
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 # --- data (parent process) ------------------------------------------------------------------
@@ -142,21 +136,7 @@ def exact_truth(data: dict[str, np.ndarray], kind: str, chunk: int = 100_000) ->
     return best_i
 
 
-# --- memory (parent polls the child) --------------------------------------------------------
-
-
-def watch_memory(pid: int, peaks: dict[str, int], stop: threading.Event) -> None:
-    """Peak VmRSS / RssAnon / RssFile (MB) of a process, polled until it exits or `stop` is set."""
-    while not stop.is_set():
-        try:
-            with open(f"/proc/{pid}/status", encoding="ascii") as fh:
-                for line in fh:
-                    key = line.split(":", 1)[0]
-                    if key in ("VmRSS", "RssAnon", "RssFile"):
-                        peaks[key] = max(peaks.get(key, 0), int(line.split()[1]) // 1024)
-        except (FileNotFoundError, ProcessLookupError):
-            return
-        stop.wait(0.2)
+# --- one peer group per process ------------------------------------------------------------
 
 
 def run_group(group: str, where: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -165,26 +145,14 @@ def run_group(group: str, where: Path, args: argparse.Namespace) -> dict[str, An
     cmd = [sys.executable, __file__, "--run-peer", group, "--data", str(where), "--out", str(out)]
     cmd += ["--m", str(args.m), "--ef-construct", str(args.ef_construct), "--sweep", args.sweep]
     cmd += ["--nprobe-sweep", args.nprobe_sweep, "--k-factor", str(args.k_factor), "--warmup", str(args.warmup)]
-    peaks: dict[str, int] = {}
-    stop = threading.Event()
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd)
-    watcher = threading.Thread(target=watch_memory, args=(proc.pid, peaks, stop), daemon=True)
-    watcher.start()
-    try:
-        code = proc.wait(timeout=args.peer_timeout_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        code = proc.wait()
-        return {"error": f"ran past --peer-timeout-s {args.peer_timeout_s}", "peaks_mb": peaks}
-    finally:
-        stop.set()
-        watcher.join()
-    if code != 0 or not out.exists():
-        return {"error": f"exit code {code}", "peaks_mb": peaks}
+    run = run_watched(cmd, timeout_s=args.peer_timeout_s)
+    if run.timed_out:
+        return {"error": f"ran past --peer-timeout-s {args.peer_timeout_s}", "peaks_mb": run.peaks_mb}
+    if run.returncode != 0 or not out.exists():
+        return {"error": f"exit code {run.returncode}", "peaks_mb": run.peaks_mb}
     result: dict[str, Any] = json.loads(out.read_text())
-    result["peaks_mb"] = peaks
-    result["wall_s"] = time.perf_counter() - started
+    result["peaks_mb"] = run.peaks_mb
+    result["wall_s"] = run.seconds
     return result
 
 
@@ -214,17 +182,7 @@ class VectorFile:
             self._mm.madvise(mmap.MADV_DONTNEED, page_lo, self.offset + stop * row - page_lo)
 
 
-def status_mb(field: str) -> int:
-    with open("/proc/self/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1]) // 1024
-    return -1
-
-
-def timed_search(
-    search: Callable[[np.ndarray, int], list[int]], queries: np.ndarray, kind: str, warmup: int
-) -> list[float]:
+def timed_search(search: Callable[[np.ndarray, int], list[int]], queries: np.ndarray, warmup: int) -> list[float]:
     for i in range(warmup):
         search(queries[-1 - i], 1000 + i)
     seconds = []
@@ -250,7 +208,7 @@ def measure(
     """Recall@10 against the exact truth, then latency of every query (one per call)."""
     queries = data["queries"]
     recall = recall_at_10(search, queries, data["truth"][kind])
-    return {"recall": recall, **latency_stats_ms(timed_search(search, queries, kind, warmup))}
+    return {"recall": recall, **latency_stats_ms(timed_search(search, queries, warmup))}
 
 
 def sweep(
@@ -419,7 +377,7 @@ def run_edge(vf: VectorFile, data: dict[str, Any], where: Path, args: argparse.N
     started = time.perf_counter()
     loop.run_until_complete(fill())
     upsert_s = time.perf_counter() - started
-    upsert_hwm = status_mb("VmHWM")
+    upsert_hwm = round(rss_mb("VmHWM"))
     log(f"edge: {vf.n:,} points upserted in {upsert_s:.1f}s")
     exact_rows = {
         kind: [{"knob": "exact", **measure(make(None, kind, exact_only=True), data, kind, args.warmup)}]
@@ -485,14 +443,14 @@ def child(args: argparse.Namespace) -> int:
     data: dict[str, Any] = {k: np.asarray(v) for k, v in load_data(where).items() if k != "vectors"}
     data["truth"] = {kind: np.load(where / f"truth-{kind}.npy") for kind in FILTERS}
     vf = VectorFile(where / "vectors.npy")
-    started_rss = status_mb("VmRSS")
+    started_rss = round(rss_mb("VmRSS"))
     if args.run_peer == "edge":
         result = run_edge(vf, data, where, args)
     elif args.run_peer == "hnswlib":
         result = run_hnswlib(vf, data, args)
     else:
         result = run_faiss(args.run_peer, vf, data, args)
-    result["_process"] = {"rss_at_start_mb": started_rss, "hwm_mb": status_mb("VmHWM")}
+    result["_process"] = {"rss_at_start_mb": started_rss, "hwm_mb": round(rss_mb("VmHWM"))}
     Path(args.out).write_text(json.dumps(result))
     return 0
 
