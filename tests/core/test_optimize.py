@@ -250,8 +250,15 @@ def test_cli_optimize(tmp_path: Path, vectors: np.ndarray) -> None:
     result = CliRunner().invoke(app, ["optimize"], env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "300 indexed vectors" in result.output and "quantization int8" in result.output
+    assert "payload_m=0" in result.output and "filtered searches stay exact" in result.output
     result = CliRunner().invoke(app, ["optimize", "--json"], env=env, catch_exceptions=False)
     assert result.exit_code == 0 and json.loads(result.output)["changed"] is False
+    planned = CliRunner().invoke(
+        app, ["optimize"], env={**env, "VISEARCH_FILTERED_SEARCH": "index"}, catch_exceptions=False
+    )
+    assert planned.exit_code == 0, planned.output
+    assert "rebuilt" in planned.output and "payload_m=32" in planned.output
+    assert "filtered searches planned by the engine" in planned.output
     missing = CliRunner().invoke(app, ["optimize", "--collection", "nope"], env=env, catch_exceptions=False)
     assert missing.exit_code == 2 and "visearch index CATALOG" in missing.output
 
